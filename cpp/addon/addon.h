@@ -1,0 +1,10 @@
+// Registration functions of each binding file; addon.cc calls them from the module initialiser.
+#pragma once
+
+#include <napi.h>
+
+namespace fineserve::addon {
+
+void register_devices(Napi::Env env, Napi::Object exports);
+
+}  // namespace fineserve::addon

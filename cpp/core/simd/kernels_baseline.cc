@@ -1,0 +1,30 @@
+// Portable kernels: what any x86-64 (or other) CPU runs when no vector extension is usable.
+#include "simd/half.h"
+#include "simd/variants.h"
+
+namespace fineserve::simd {
+namespace {
+
+float dot_f32(const float* a, const float* b, size_t n) {
+  // Four partial sums break the dependency chain so the compiler can pipeline the adds.
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32_scalar(src[i]);
+}
+
+}  // namespace
+
+const Kernels kBaselineKernels = {Level::Baseline, dot_f32, f16_to_f32};
+
+}  // namespace fineserve::simd

@@ -1,0 +1,31 @@
+{
+  "variables": {
+    "fineserve_core_sources": [
+      "cpp/core/cpu_info.cc",
+      "cpp/core/simd/dispatch.cc",
+      "cpp/core/simd/kernels_baseline.cc"
+    ],
+    "fineserve_avx2_sources": [
+      "cpp/core/simd/kernels_avx2.cc"
+    ],
+    "fineserve_avx512_sources": [
+      "cpp/core/simd/kernels_avx512.cc"
+    ],
+    "fineserve_no_cuda_sources": [
+      "cpp/core/cuda_absent.cc"
+    ],
+    "fineserve_cuda_sources": [
+      "cuda/device_query.cu"
+    ],
+    "fineserve_addon_sources": [
+      "cpp/addon/addon.cc",
+      "cpp/addon/devices.cc"
+    ],
+    "fineserve_core_test_sources": [
+      "test/cpp/main.cc",
+      "test/cpp/test_cpu_info.cc",
+      "test/cpp/test_simd.cc",
+      "test/cpp/test_cuda_report.cc"
+    ]
+  }
+}

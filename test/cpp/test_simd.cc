@@ -1,0 +1,132 @@
+// Every SIMD level this host can run is checked against an independent float64 reference, so a
+// kernel that is wrong only on AVX2 or only on AVX-512 fails here rather than deep in a model.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <ios>
+#include <random>
+#include <vector>
+
+#include "simd/dispatch.h"
+
+using fineserve::simd::Kernels;
+using fineserve::simd::Level;
+
+namespace {
+
+std::vector<const Kernels*> runnable_tables() {
+  std::vector<const Kernels*> out;
+  for (Level level : fineserve::simd::supported_levels()) {
+    const Kernels* k = fineserve::simd::kernels_for(level);
+    REQUIRE(k != nullptr);
+    REQUIRE(k->level == level);
+    out.push_back(k);
+  }
+  return out;
+}
+
+// binary16 decoded by its definition, in double: (-1)^s * 2^(e-15) * (1 + m/1024), subnormals
+// 2^-14 * m/1024. Shares no code with the kernels.
+double half_reference(uint16_t h) {
+  int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
+  double mag;
+  if (exp == 31) mag = mant ? NAN : INFINITY;
+  else if (exp == 0) mag = std::ldexp(static_cast<double>(mant), -24);
+  else mag = std::ldexp(1.0 + mant / 1024.0, exp - 15);
+  return sign ? -mag : mag;
+}
+
+}  // namespace
+
+TEST_CASE("baseline is always compiled and supported, levels ascend") {
+  auto levels = fineserve::simd::supported_levels();
+  REQUIRE(!levels.empty());
+  CHECK(levels.front() == Level::Baseline);
+  for (size_t i = 1; i < levels.size(); ++i) CHECK(levels[i - 1] < levels[i]);
+  MESSAGE("SIMD levels runnable here: " << levels.size());
+}
+
+TEST_CASE("level names round-trip and reject unknown names") {
+  for (Level level : {Level::Baseline, Level::Avx2, Level::Avx512}) {
+    Level parsed;
+    REQUIRE(fineserve::simd::parse_level(fineserve::simd::level_name(level), &parsed));
+    CHECK(parsed == level);
+  }
+  Level unused;
+  CHECK_FALSE(fineserve::simd::parse_level("sse9", &unused));
+  CHECK_FALSE(fineserve::simd::parse_level("", &unused));
+}
+
+TEST_CASE("select_level honours, lowers and reports FINESERVE_SIMD") {
+  Level best = fineserve::simd::supported_levels().back();
+  auto none = fineserve::simd::select_level(nullptr);
+  CHECK(none.level == best);
+  CHECK(none.note.empty());
+
+  auto base = fineserve::simd::select_level("baseline");
+  CHECK(base.level == Level::Baseline);
+  CHECK(base.note.empty() == (best == Level::Baseline));
+
+  auto bogus = fineserve::simd::select_level("avx9000");
+  CHECK(bogus.level == best);
+  CHECK(bogus.note.find("avx9000") != std::string::npos);
+
+  auto top = fineserve::simd::select_level("avx512");
+  if (best == Level::Avx512) {
+    CHECK(top.level == Level::Avx512);
+  } else {
+    CHECK(top.level == best);
+    CHECK(top.note.find("not supported") != std::string::npos);
+  }
+}
+
+TEST_CASE("dot_f32 matches a float64 reference at every length and level") {
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  for (const Kernels* k : runnable_tables()) {
+    CAPTURE(fineserve::simd::level_name(k->level));
+    for (size_t n : {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129, 1000, 4099}) {
+      CAPTURE(n);
+      // Offset by one float so unaligned loads are exercised.
+      std::vector<float> a(n + 1), b(n + 1);
+      for (auto& x : a) x = dist(rng);
+      for (auto& x : b) x = dist(rng);
+      double exact = 0, magnitude = 0;
+      for (size_t i = 0; i < n; ++i) {
+        exact += static_cast<double>(a[i + 1]) * b[i + 1];
+        magnitude += std::fabs(static_cast<double>(a[i + 1]) * b[i + 1]);
+      }
+      float got = k->dot_f32(a.data() + 1, b.data() + 1, n);
+      // Any summation order in float is within n * eps * sum|a_i b_i| of the exact value.
+      double bound = (n + 1) * 0x1p-24 * magnitude + 1e-30;
+      CHECK(std::fabs(got - exact) <= bound);
+    }
+  }
+}
+
+TEST_CASE("f16_to_f32 is exact for all 65536 inputs at every level") {
+  std::vector<uint16_t> all(65536 + 3);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  for (const Kernels* k : runnable_tables()) {
+    CAPTURE(fineserve::simd::level_name(k->level));
+    std::vector<float> out(all.size(), -12345.0f);
+    k->f16_to_f32(all.data(), out.data(), all.size());
+    int mismatches = 0;
+    for (uint32_t i = 0; i < 65536; ++i) {
+      double want = half_reference(static_cast<uint16_t>(i));
+      float got = out[i];
+      bool ok = std::isnan(want) ? std::isnan(got) : (static_cast<double>(got) == want &&
+                                                       std::signbit(got) == std::signbit(want));
+      if (!ok && ++mismatches <= 5) MESSAGE("half 0x" << std::hex << i << " gave " << got);
+    }
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("active() is one of the runnable tables") {
+  const Kernels& k = fineserve::simd::active();
+  CHECK(fineserve::simd::kernels_for(k.level) == &k);
+  CHECK(k.level == fineserve::simd::active_selection().level);
+}
