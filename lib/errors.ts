@@ -41,3 +41,33 @@ export class NativeLoadError extends FineserveError {
     this.attempts = attempts;
   }
 }
+
+/** Codes a {@link KvError} carries; each names one kind of misuse of a KV pool. */
+export type KvErrorCode =
+  | 'ERR_KV_INVALID_ARGUMENT'
+  | 'ERR_KV_INVALID_GEOMETRY'
+  | 'ERR_KV_OVERSIZE_GEOMETRY'
+  | 'ERR_KV_UNKNOWN_MODEL'
+  | 'ERR_KV_DUPLICATE_MODEL'
+  | 'ERR_KV_DOUBLE_FREE'
+  | 'ERR_KV_FOREIGN_BLOCK'
+  | 'ERR_KV_RESERVE_UNAVAILABLE';
+
+/**
+ * A KV pool call was given something it cannot accept (a bad geometry, an unknown model, a block
+ * that is not the model's or not allocated). Running out of memory is not an error: `alloc` and
+ * `step` return `{ ok: false }` for that. A failed call changes nothing.
+ */
+export class KvError extends FineserveError {
+  declare readonly code: KvErrorCode;
+
+  constructor(code: KvErrorCode, message: string) {
+    super(code, message);
+  }
+}
+
+/** @internal The `code` a native error carries, if any. */
+export function codeOf(err: unknown): string | undefined {
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}

@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from './errors.js';
+import type { NativeKvPoolConstructor } from './kv-pool.js';
 
 /** How the loaded binary was built, as the addon itself reports it. */
 export interface NativeBuildInfo {
@@ -56,6 +57,7 @@ export interface RawDeviceReport {
 export interface NativeBinding {
   readonly buildInfo: NativeBuildInfo;
   devices(): Promise<RawDeviceReport>;
+  readonly KvPool: NativeKvPoolConstructor;
 }
 
 /** A loaded addon and where it came from. */

@@ -25,6 +25,7 @@ Napi::Object build_info(Napi::Env env) {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", build_info(env));
   register_devices(env, exports);
+  register_kv_pool(env, exports);
   return exports;
 }
 

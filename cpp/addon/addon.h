@@ -6,5 +6,6 @@
 namespace fineserve::addon {
 
 void register_devices(Napi::Env env, Napi::Object exports);
+void register_kv_pool(Napi::Env env, Napi::Object exports);
 
 }  // namespace fineserve::addon

@@ -1,5 +1,7 @@
-// query_cuda() for builds made without the CUDA toolkit.
+// The CUDA seam (query_cuda, make_cuda_arena) for builds made without the CUDA toolkit.
 #include "cuda_devices.h"
+#include "kv/kv_arena.h"
+#include "kv/kv_pool.h"
 
 namespace fineserve {
 
@@ -12,3 +14,12 @@ CudaReport query_cuda() {
 }
 
 }  // namespace fineserve
+
+namespace fineserve::kv {
+
+std::unique_ptr<KvArena> make_cuda_arena(int device, uint64_t bytes) {
+  throw KvError(KvErrc::InvalidArgument, "memory = \"cuda:" + std::to_string(device) +
+                                             "\": this addon was built without CUDA");
+}
+
+}  // namespace fineserve::kv

@@ -130,3 +130,111 @@ TEST_CASE("active() is one of the runnable tables") {
   CHECK(fineserve::simd::kernels_for(k.level) == &k);
   CHECK(k.level == fineserve::simd::active_selection().level);
 }
+
+namespace {
+
+double bf16_reference(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// True when `got` decodes to a value no farther from x than its neighbours (nearest rounding),
+// and a tie went to the even encoding.
+template <typename Decode>
+bool is_nearest(float x, uint16_t got, Decode decode) {
+  double d = std::fabs(decode(got) - x);
+  for (int delta : {-1, 1}) {
+    uint16_t nb = static_cast<uint16_t>(got + delta);
+    if ((nb & 0x7fff) == 0x7fff && std::isnan(decode(nb))) continue;
+    double other = decode(nb);
+    if ((got ^ nb) & 0x8000) continue;  // crossing the sign bit is not a neighbour
+    if (std::isnan(other)) continue;
+    double e = std::fabs(other - x);
+    if (e < d) return false;
+    if (e == d && (got & 1)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("bf16_to_f32 is exact for all inputs at every level") {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  for (const Kernels* k : runnable_tables()) {
+    CAPTURE(fineserve::simd::level_name(k->level));
+    std::vector<float> out(all.size());
+    k->bf16_to_f32(all.data(), out.data(), all.size());
+    int bad = 0;
+    for (uint32_t i = 0; i < 65536; ++i) {
+      double want = bf16_reference(static_cast<uint16_t>(i));
+      bad += std::isnan(want) ? !std::isnan(out[i]) : static_cast<double>(out[i]) != want;
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("f32_to_f16 and f32_to_bf16 round to nearest even and round-trip every value") {
+  std::mt19937 rng(99);
+  std::vector<float> xs;
+  for (int i = 0; i < 20000; ++i) {
+    uint32_t bits = rng();
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    if (std::isnan(f)) continue;
+    xs.push_back(f);
+  }
+  std::uniform_real_distribution<float> moderate(-70000.0f, 70000.0f);
+  for (int i = 0; i < 20000; ++i) xs.push_back(moderate(rng) * (i % 3 == 0 ? 1e-6f : 1.0f));
+  for (const Kernels* k : runnable_tables()) {
+    CAPTURE(fineserve::simd::level_name(k->level));
+    std::vector<uint16_t> h(xs.size()), b(xs.size());
+    k->f32_to_f16(xs.data(), h.data(), xs.size());
+    k->f32_to_bf16(xs.data(), b.data(), xs.size());
+    int bad_h = 0, bad_b = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      float x = xs[i];
+      if (std::fabs(x) >= 65520.0f) {
+        bad_h += (h[i] & 0x7fff) != 0x7c00;  // overflow to inf
+      } else {
+        bad_h += !is_nearest(x, h[i], half_reference);
+      }
+      if (std::isinf(x) || std::fabs(x) > 3.38e38f) continue;
+      bad_b += !is_nearest(x, b[i], bf16_reference);
+    }
+    CHECK(bad_h == 0);
+    CHECK(bad_b == 0);
+    // Every finite half survives f16 -> f32 -> f16.
+    std::vector<uint16_t> all, back(65536);
+    for (uint32_t i = 0; i < 65536; ++i) all.push_back(static_cast<uint16_t>(i));
+    std::vector<float> f(65536);
+    k->f16_to_f32(all.data(), f.data(), all.size());
+    k->f32_to_f16(f.data(), back.data(), f.size());
+    int lost = 0;
+    for (uint32_t i = 0; i < 65536; ++i) lost += std::isnan(f[i]) ? (back[i] & 0x7c00) != 0x7c00 : back[i] != i;
+    CHECK(lost == 0);
+    float nan = std::nanf("");
+    uint16_t hn, bn;
+    k->f32_to_f16(&nan, &hn, 1);
+    k->f32_to_bf16(&nan, &bn, 1);
+    CHECK(std::isnan(half_reference(hn)));
+    CHECK(std::isnan(bf16_reference(bn)));
+  }
+}
+
+TEST_CASE("axpy_f32 matches a float64 reference") {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const Kernels* k : runnable_tables()) {
+    for (size_t n : {0, 1, 7, 8, 17, 100, 1000}) {
+      std::vector<float> x(n), y(n);
+      for (auto& v : x) v = dist(rng);
+      for (auto& v : y) v = dist(rng);
+      std::vector<float> y0 = y;
+      k->axpy_f32(0.37f, x.data(), y.data(), n);
+      for (size_t i = 0; i < n; ++i) CHECK(std::fabs(y[i] - (y0[i] + 0.37 * x[i])) <= 1e-6);
+    }
+  }
+}

@@ -27,3 +27,23 @@ const err = new NativeLoadError([]);
 expectAssignable<FineserveError>(err);
 expectType<string>(err.code);
 expectType<readonly NativeLoadAttempt[]>(err.attempts);
+
+import { KvError, type KvAllocResult, KvPool, type KvPoolStats, type KvErrorCode } from 'fineserve';
+
+const slab = KvPool.create({ poolBytes: 1 << 30 });
+expectType<'kv-slab' | 'static' | 'unified' | 'paged'>(slab.policy);
+const model = slab.addModel({
+  name: 'm',
+  geometry: { tokensPerBlock: 16, layers: 32, kvHeads: 8, headDim: 128, format: 'fp8' },
+});
+expectType<number>(model);
+const got = slab.alloc(model, 4);
+expectType<KvAllocResult>(got);
+if (got.ok) expectType<Uint32Array>(got.blocks);
+else expectError(got.blocks);
+expectError(slab.addModel({ name: 'x', geometry: { tokensPerBlock: 16, layers: 1, kvHeads: 1, headDim: 8, format: 'fp4' } }));
+expectError(KvPool.create({ poolBytes: 1, policy: 'buddy' }));
+expectType<KvPoolStats>(slab.stats());
+expectType<readonly string[]>(slab.stats().byGeometry[0]!.models);
+expectType<KvErrorCode>(new KvError('ERR_KV_DOUBLE_FREE', 'x').code);
+expectError(new KvError('ERR_NOT_A_KV_CODE', 'x'));

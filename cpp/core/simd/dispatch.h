@@ -26,6 +26,13 @@ struct Kernels {
   float (*dot_f32)(const float* a, const float* b, size_t n);
   // IEEE binary16 to binary32, exact for every input including subnormals, inf and NaN.
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
+  // bfloat16 to binary32 (exact: bf16 is the top half of a float).
+  void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
+  // binary32 to binary16 / bfloat16, rounding to nearest even (NaN stays NaN).
+  void (*f32_to_f16)(const float* src, uint16_t* dst, size_t n);
+  void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
+  // y[i] += a * x[i]
+  void (*axpy_f32)(float a, const float* x, float* y, size_t n);
 };
 
 // Levels compiled into this binary, ascending.

@@ -43,8 +43,38 @@ void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f16_to_f32_scalar(src[i]);
 }
 
+void bf16_to_f32(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32_scalar(src[i]);
+}
+
+void f32_to_f16(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
+  // Rounding needs per-element NaN handling; the scalar form vectorises well enough here.
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+void axpy_f32(float a, const float* x, float* y, size_t n) {
+  __m256 va = _mm256_set1_ps(a);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
 }  // namespace
 
-const Kernels kAvx2Kernels = {Level::Avx2, dot_f32, f16_to_f32};
+const Kernels kAvx2Kernels = {Level::Avx2, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
 
 }  // namespace fineserve::simd

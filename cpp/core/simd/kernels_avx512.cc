@@ -38,8 +38,37 @@ void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f16_to_f32_scalar(src[i]);
 }
 
+void bf16_to_f32(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32_scalar(src[i]);
+}
+
+void f32_to_f16(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+void axpy_f32(float a, const float* x, float* y, size_t n) {
+  __m512 va = _mm512_set1_ps(a);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
 }  // namespace
 
-const Kernels kAvx512Kernels = {Level::Avx512, dot_f32, f16_to_f32};
+const Kernels kAvx512Kernels = {Level::Avx512, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
 
 }  // namespace fineserve::simd

@@ -23,8 +23,24 @@ void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32_scalar(src[i]);
 }
 
+void bf16_to_f32(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32_scalar(src[i]);
+}
+
+void f32_to_f16(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16_scalar(src[i]);
+}
+
+void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+void axpy_f32(float a, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
 }  // namespace
 
-const Kernels kBaselineKernels = {Level::Baseline, dot_f32, f16_to_f32};
+const Kernels kBaselineKernels = {Level::Baseline, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
 
 }  // namespace fineserve::simd

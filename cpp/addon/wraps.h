@@ -1,0 +1,21 @@
+// Access from one binding file to the native objects another wraps (an executor needs the model
+// and the KV pool it was given). Each function throws a JS TypeError naming `what` when the value
+// is not the expected wrapper.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "kv/kv_pool.h"
+#include "model/loader.h"
+
+namespace fineserve::addon {
+
+kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what);
+std::shared_ptr<model::LoadedModel> unwrap_model(const Napi::Value& value, const char* what);
+
+// JS Error with `code` set, for core errors that carry one.
+[[noreturn]] void throw_coded(Napi::Env env, const char* code, const std::string& message);
+
+}  // namespace fineserve::addon

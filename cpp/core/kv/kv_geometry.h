@@ -1,0 +1,74 @@
+// The shape of one model's KV blocks and where every byte of a block lives. This is the only place
+// that computes offsets inside a block: the slab, the CPU executor and the CUDA kernels all use
+// KvLayout, so a layout change cannot leave one of them behind.
+//
+// A block holds `tokens_per_block` tokens of *every* layer of its model, K and V, so one block id
+// serves the whole model and models of different depth share one pool (the reference system keys
+// its pools by layer count instead and splits memory between them statically).
+//
+// Block layout, each region aligned to kRegionAlign bytes:
+//   for layer in [0, num_layers):
+//     for kv in {K, V}:
+//       data   [num_kv_heads][tokens_per_block][row_bytes]      row = head_dim elements
+//       scales [num_kv_heads][tokens_per_block][scale_bytes]    (absent when scale_bytes == 0)
+// Heads outermost and tokens contiguous within a head: attention for one head streams one run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kv/kv_format.h"
+
+// The offset functions are compiled for the GPU too: CUDA kernels address slab blocks with them.
+#if defined(__CUDACC__)
+#define FINESERVE_HOST_DEVICE __host__ __device__
+#else
+#define FINESERVE_HOST_DEVICE
+#endif
+
+namespace fineserve::kv {
+
+inline constexpr uint64_t kRegionAlign = 64;
+
+struct KvGeometry {
+  uint32_t tokens_per_block = 16;
+  uint32_t num_layers = 0;
+  uint32_t num_kv_heads = 0;
+  uint32_t head_dim = 0;
+  KvFormat format = KvFormat::F16;
+  // Per token, per KV head, per K or V: e.g. 2 for an fp16 scale, 4 for fp16 scale + zero point.
+  uint32_t scale_bytes = 0;
+};
+
+// Empty when the geometry is usable; otherwise names the first bad field and its value.
+std::string validate(const KvGeometry& g);
+
+inline constexpr uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+
+// Byte offsets within one block, derived once from a valid geometry.
+struct KvLayout {
+  KvGeometry geometry;
+  uint64_t row_bytes;       // one head's K (or V) for one token
+  uint64_t data_bytes;      // num_kv_heads * tokens_per_block * row_bytes
+  uint64_t scale_offset;    // start of the scale array within a region
+  uint64_t region_bytes;    // data + scales, aligned: one layer's K (or V)
+  uint64_t layer_stride;    // 2 * region_bytes
+  uint64_t block_bytes;     // num_layers * layer_stride
+  uint64_t token_bytes;     // exact bytes one token needs, all layers, K and V, with scales
+
+  // Offset of head `head`'s row for token slot `slot` (0 <= slot < tokens_per_block) of layer
+  // `layer`, K when kv == 0 and V when kv == 1.
+  FINESERVE_HOST_DEVICE constexpr uint64_t row_offset(uint32_t layer, uint32_t kv, uint32_t head, uint32_t slot) const {
+    return layer * layer_stride + kv * region_bytes +
+           (static_cast<uint64_t>(head) * geometry.tokens_per_block + slot) * row_bytes;
+  }
+  FINESERVE_HOST_DEVICE constexpr uint64_t scale_at(uint32_t layer, uint32_t kv, uint32_t head, uint32_t slot) const {
+    return layer * layer_stride + kv * region_bytes + scale_offset +
+           (static_cast<uint64_t>(head) * geometry.tokens_per_block + slot) * geometry.scale_bytes;
+  }
+};
+
+// Throws std::invalid_argument with validate()'s message on a bad geometry.
+KvLayout make_layout(const KvGeometry& g);
+
+}  // namespace fineserve::kv

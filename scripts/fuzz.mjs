@@ -1,0 +1,117 @@
+// Builds the libFuzzer target for the KvPool API (test/fuzz/kv_pool_fuzz.cc) with clang, ASan and
+// UBSan in build-fuzz/, and runs it for a bounded time: FINESERVE_FUZZ_SECONDS (default 60).
+// Exits non-zero when the build fails or the fuzzer finds a crash, leak or timeout; the input that
+// triggered it is left in build-fuzz/artifacts/ (never the repository root).
+//
+// The committed seeds in test/fuzz/corpus/kv_pool/ are read only; inputs the fuzzer finds go to
+// build-fuzz/corpus/kv_pool/, so repeated local runs build on each other without touching git.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { arch, availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const build = join(root, 'build-fuzz');
+const seeds = join(root, 'test', 'fuzz', 'corpus', 'kv_pool');
+const corpus = join(build, 'corpus', 'kv_pool');
+const artifacts = join(build, 'artifacts');
+const seconds = Number.parseInt(process.env.FINESERVE_FUZZ_SECONDS ?? '60', 10);
+const packages = 'clang-14 libclang-rt-14-dev';
+
+function die(message) {
+  console.error(`test:fuzz: ${message}`);
+  process.exit(1);
+}
+
+if (!Number.isInteger(seconds) || seconds <= 0) {
+  die(`FINESERVE_FUZZ_SECONDS = "${process.env.FINESERVE_FUZZ_SECONDS}": expected a positive number of seconds`);
+}
+
+const capture = (cmd, args) => {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+};
+
+// libFuzzer ships as a clang runtime library, in a separate Debian package from clang itself;
+// find a clang++ that has it rather than failing at link time with an obscure message.
+function fuzzerRuntime(cxx) {
+  const dir = capture(cxx, ['-print-runtime-dir']);
+  if (!dir) return null;
+  const cpu = arch() === 'x64' ? 'x86_64' : arch() === 'arm64' ? 'aarch64' : arch();
+  // Older clang: lib/linux/libclang_rt.fuzzer-x86_64.a; per-target layout: .../libclang_rt.fuzzer.a
+  for (const name of [`libclang_rt.fuzzer-${cpu}.a`, 'libclang_rt.fuzzer.a']) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  return null;
+}
+
+const candidates = [process.env.FINESERVE_FUZZ_CXX, 'clang++', ...[19, 18, 17, 16, 15, 14].map((v) => `clang++-${v}`)]
+  .filter(Boolean);
+const found = candidates.filter((cxx) => capture(cxx, ['--version']) !== null);
+if (found.length === 0) {
+  die(
+    'clang++ was not found; the fuzz target needs clang and libFuzzer.\n' +
+      `Install them (Debian: apt-get install ${packages}), or set FINESERVE_FUZZ_CXX.`,
+  );
+}
+const cxx = found.find((c) => fuzzerRuntime(c) !== null);
+if (!cxx) {
+  die(
+    `${found.join(', ')} found, but without the libFuzzer runtime (libclang_rt.fuzzer).\n` +
+      `Install it (Debian: apt-get install ${packages}).`,
+  );
+}
+
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts }).status ?? 1;
+
+const jobs = String(Math.max(1, Math.min(2, availableParallelism())));
+if (
+  run('cmake', [
+    '-S', root,
+    '-B', build,
+    `-DCMAKE_CXX_COMPILER=${cxx}`,
+    '-DCMAKE_BUILD_TYPE=Release',
+    '-DFINESERVE_FUZZ=ON',
+    '-DWITH_CUDA=OFF',
+    '-DFINESERVE_TESTS=OFF',
+  ]) !== 0
+) {
+  die('cmake configure of build-fuzz/ failed');
+}
+if (run('cmake', ['--build', build, '--target', 'kv_pool_fuzz', '--parallel', jobs]) !== 0) {
+  die('building kv_pool_fuzz failed');
+}
+
+mkdirSync(corpus, { recursive: true });
+mkdirSync(artifacts, { recursive: true });
+const dirs = [corpus];
+if (existsSync(seeds) && readdirSync(seeds).length > 0) dirs.push(seeds);
+
+const started = Date.now();
+console.log(`test:fuzz: ${cxx}, ${seconds} s, corpus ${dirs.map((d) => d.slice(root.length + 1)).join(' + ')}`);
+// One process in the foreground (no -jobs/-workers: with those libFuzzer forks a child and sends
+// its output to fuzz-N.log files). -artifact_prefix keeps crash-*/leak-*/timeout-* in build-fuzz/.
+const status = run(
+  join(build, 'kv_pool_fuzz'),
+  [
+    ...dirs,
+    `-max_total_time=${seconds}`,
+    '-timeout=20',
+    '-rss_limit_mb=2048',
+    '-max_len=4096',
+    '-print_final_stats=1',
+    `-artifact_prefix=${artifacts}/`,
+  ],
+  { cwd: build },
+);
+if (status !== 0) {
+  // Only this run's artifacts: older ones may be left from earlier runs.
+  const found = readdirSync(artifacts).filter((f) => statSync(join(artifacts, f)).mtimeMs >= started - 1000);
+  die(
+    `kv_pool_fuzz failed (exit ${status}). Reproduce with:\n` +
+      (found.length
+        ? found.map((f) => `  build-fuzz/kv_pool_fuzz build-fuzz/artifacts/${f}`).join('\n')
+        : '  (no artifact was written; see the output above)'),
+  );
+}

@@ -1,0 +1,90 @@
+// Block geometry against the sizes worked out by hand in fineserve-notes.md §1.2 (Llama-3.1-8B,
+// 70B and FireQ INT4 KV), and the layout checked byte by byte: every row and scale of a block has
+// its own bytes inside the block.
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kv/kv_geometry.h"
+
+using namespace fineserve::kv;
+
+namespace {
+
+KvGeometry llama8b(KvFormat f, uint32_t tokens = 16, uint32_t scale = 0) {
+  return KvGeometry{tokens, 32, 8, 128, f, scale};
+}
+
+}  // namespace
+
+TEST_CASE("KV bytes per token match the reference table") {
+  CHECK(make_layout(llama8b(KvFormat::F16)).token_bytes == 131072);
+  CHECK(make_layout(llama8b(KvFormat::Fp8E4M3)).token_bytes == 65536);
+  CHECK(make_layout(KvGeometry{16, 80, 8, 128, KvFormat::F16, 0}).token_bytes == 327680);
+  CHECK(make_layout(KvGeometry{16, 80, 8, 128, KvFormat::Fp8E4M3, 0}).token_bytes == 163840);
+  // FireQ INT4 KV: 64 B of int4 + a 1-byte FP8 scale per token per head.
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).token_bytes == 33280);
+}
+
+TEST_CASE("one layer's K region matches the reference per-layer block size") {
+  // The reference's block is one layer's K (or V); ours holds every layer, so its region is that.
+  CHECK(make_layout(llama8b(KvFormat::F16)).region_bytes == 32768);
+  CHECK(make_layout(llama8b(KvFormat::F16, 32)).region_bytes == 65536);
+  CHECK(make_layout(llama8b(KvFormat::Fp8E4M3)).region_bytes == 16384);
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).region_bytes == 8320);
+  KvLayout l = make_layout(llama8b(KvFormat::F16));
+  CHECK(l.block_bytes == 32ull * 2 * 32768);
+  CHECK(l.block_bytes == 16 * l.token_bytes);  // no padding when every region is 64-aligned
+}
+
+TEST_CASE("every row and scale of a block has its own bytes, all inside the block") {
+  for (KvGeometry g : {KvGeometry{5, 3, 2, 6, KvFormat::Int4, 3}, KvGeometry{16, 2, 4, 64, KvFormat::F32, 0},
+                       KvGeometry{3, 2, 3, 10, KvFormat::Int8, 4}, KvGeometry{7, 1, 1, 2, KvFormat::BF16, 1}}) {
+    KvLayout l = make_layout(g);
+    CAPTURE(l.block_bytes);
+    std::vector<int> owner(l.block_bytes, 0);
+    int claims = 0;
+    for (uint32_t layer = 0; layer < g.num_layers; ++layer)
+      for (uint32_t kv = 0; kv < 2; ++kv)
+        for (uint32_t h = 0; h < g.num_kv_heads; ++h)
+          for (uint32_t t = 0; t < g.tokens_per_block; ++t) {
+            uint64_t row = l.row_offset(layer, kv, h, t);
+            REQUIRE(row + l.row_bytes <= l.block_bytes);
+            for (uint64_t b = 0; b < l.row_bytes; ++b) claims += owner[row + b]++ == 0;
+            uint64_t sc = l.scale_at(layer, kv, h, t);
+            REQUIRE(sc + g.scale_bytes <= l.block_bytes);
+            for (uint64_t b = 0; b < g.scale_bytes; ++b) claims += owner[sc + b]++ == 0;
+          }
+    int overlaps = 0;
+    for (int c : owner) overlaps += c > 1;
+    CHECK(overlaps == 0);
+    CHECK(static_cast<uint64_t>(claims) == l.token_bytes * g.tokens_per_block);
+    CHECK(l.block_bytes % kRegionAlign == 0);
+    CHECK(l.block_bytes >= l.token_bytes * g.tokens_per_block);
+  }
+}
+
+TEST_CASE("invalid geometries are rejected with the field and value named") {
+  auto error_of = [](KvGeometry g) { return validate(g); };
+  CHECK(error_of(KvGeometry{0, 32, 8, 128, KvFormat::F16, 0}).find("tokensPerBlock = 0") == 0);
+  CHECK(error_of(KvGeometry{16, 0, 8, 128, KvFormat::F16, 0}).find("layers = 0") == 0);
+  CHECK(error_of(KvGeometry{16, 32, 0, 128, KvFormat::F16, 0}).find("kvHeads = 0") == 0);
+  CHECK(error_of(KvGeometry{16, 32, 8, 0, KvFormat::F16, 0}).find("headDim = 0") == 0);
+  CHECK(error_of(KvGeometry{16, 32, 8, 127, KvFormat::Int4, 0}).find("headDim = 127") == 0);
+  CHECK(error_of(KvGeometry{16, 32, 8, 128, KvFormat::F16, 65}).find("scaleBytes = 65") == 0);
+  CHECK(error_of(KvGeometry{16, 32, 8, 128, static_cast<KvFormat>(42), 0}).find("format") == 0);
+  CHECK(error_of(llama8b(KvFormat::F16)).empty());
+  CHECK_THROWS_AS(make_layout(KvGeometry{16, 0, 8, 128, KvFormat::F16, 0}), std::invalid_argument);
+}
+
+TEST_CASE("format names round-trip") {
+  for (KvFormat f : kAllKvFormats) {
+    KvFormat parsed;
+    REQUIRE(parse_format(format_name(f), &parsed));
+    CHECK(parsed == f);
+  }
+  KvFormat unused;
+  CHECK_FALSE(parse_format("fp4", &unused));
+}
