@@ -12,7 +12,36 @@
       "cpp/core/kv/paged_pool.cc",
       "cpp/core/kv/pool_factory.cc",
       "cpp/core/kv/pool_batch.cc",
-      "cpp/core/kv/kv_arena.cc"
+      "cpp/core/kv/kv_arena.cc",
+      "cpp/core/model/tensor.cc",
+      "cpp/core/model/model_error.cc",
+      "cpp/core/model/json.cc",
+      "cpp/core/model/mapped_file.cc",
+      "cpp/core/model/gguf.cc",
+      "cpp/core/model/safetensors.cc",
+      "cpp/core/model/config_gguf.cc",
+      "cpp/core/model/config_hf.cc",
+      "cpp/core/model/loader.cc",
+      "cpp/core/model/ggml_type.cc",
+      "cpp/core/model/config_check.cc",
+      "cpp/core/model/assemble_weights.cc",
+      "cpp/core/model/weight_scan.cc",
+      "cpp/core/model/gguf_metadata.cc",
+      "cpp/core/model/loader_gguf.cc",
+      "cpp/core/model/loader_hf.cc",
+      "cpp/core/model/tensor_stream.cc",
+      "cpp/core/model/gguf_writer.cc",
+      "cpp/core/model/safetensors_writer.cc",
+      "cpp/core/model/generate.cc",
+      "cpp/core/model/generate_files.cc",
+      "cpp/core/engine/sampler.cc",
+      "cpp/core/engine/thread_pool.cc",
+      "cpp/core/engine/llama_forward.cc",
+      "cpp/core/engine/cpu_executor.cc",
+      "cpp/core/ops/linear.cc",
+      "cpp/core/ops/norm.cc",
+      "cpp/core/ops/rope.cc",
+      "cpp/core/ops/attention.cc"
     ],
     "fineserve_avx2_sources": [
       "cpp/core/simd/kernels_avx2.cc"
@@ -30,7 +59,10 @@
     "fineserve_addon_sources": [
       "cpp/addon/addon.cc",
       "cpp/addon/devices.cc",
-      "cpp/addon/kv_pool.cc"
+      "cpp/addon/kv_pool.cc",
+      "cpp/addon/generate.cc",
+      "cpp/addon/model.cc",
+      "cpp/addon/executor.cc"
     ],
     "fineserve_core_test_sources": [
       "test/cpp/main.cc",
@@ -40,7 +72,13 @@
       "test/cpp/test_kv_geometry.cc",
       "test/cpp/test_kv_slab.cc",
       "test/cpp/test_kv_baselines.cc",
-      "test/cpp/test_kv_properties.cc"
+      "test/cpp/test_kv_properties.cc",
+      "test/cpp/test_model_loader.cc",
+      "test/cpp/test_model_parsers.cc",
+      "test/cpp/test_sampler.cc",
+      "test/cpp/test_generate.cc",
+      "test/cpp/test_forward_golden.cc",
+      "test/cpp/test_forward_reference.cc"
     ]
   }
 }

@@ -1,17 +1,22 @@
 #!/usr/bin/env node
 /**
- * The `fineserve` command. `fineserve devices [--json]` prints what fineserve can run on.
+ * The `fineserve` command. `fineserve devices [--json]` prints what fineserve can run on;
+ * `fineserve generate ...` writes a random-weight model of a real shape.
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 import { type DeviceReport, devices } from './devices.js';
 import { FineserveError } from './errors.js';
+import { generateModel, MODEL_SHAPES, type ModelShape } from './generate.js';
 
 const USAGE = `usage: fineserve <command> [options]
 
 commands:
   devices [--json]   list the CPU (with the SIMD kernels in use) and the CUDA devices found
+  generate --shape S --format gguf|hf --out PATH [--dtype f32|f16|bf16] [--layers N] [--vocab N] [--seed N]
+                     write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
 
 options:
   -h, --help         show this help
@@ -47,6 +52,68 @@ export function formatDevices(report: DeviceReport): string {
   return lines.join('\n');
 }
 
+function usageError(message: string): number {
+  console.error(`${message}\n\n${USAGE}`);
+  return 2;
+}
+
+/** `fineserve generate`: options in, one summary line out (progress on stderr when it is a terminal). */
+async function generate(args: readonly string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: {
+        shape: { type: 'string' },
+        format: { type: 'string' },
+        out: { type: 'string' },
+        dtype: { type: 'string' },
+        layers: { type: 'string' },
+        vocab: { type: 'string' },
+        seed: { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    return usageError(`fineserve generate: ${(err as Error).message}`);
+  }
+  const { shape, format, out, dtype } = values;
+  if (shape === undefined || format === undefined || out === undefined) {
+    return usageError('fineserve generate: --shape, --format and --out are required');
+  }
+  if (!(MODEL_SHAPES as readonly string[]).includes(shape)) {
+    return usageError(`fineserve generate: unknown shape "${shape}" (known: ${MODEL_SHAPES.join(', ')})`);
+  }
+  if (format !== 'gguf' && format !== 'hf') return usageError(`fineserve generate: --format must be gguf or hf`);
+  if (dtype !== undefined && dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') {
+    return usageError('fineserve generate: --dtype must be f32, f16 or bf16');
+  }
+  const integers: Record<string, number> = {};
+  for (const key of ['layers', 'vocab', 'seed'] as const) {
+    const text = values[key];
+    if (text === undefined) continue;
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      return usageError(`fineserve generate: --${key} must be a non-negative integer, got "${text}"`);
+    }
+    integers[key] = Number(text);
+  }
+  const tty = process.stderr.isTTY;
+  const result = await generateModel({
+    shape: shape as ModelShape,
+    format,
+    out,
+    ...(dtype !== undefined && { dtype }),
+    ...(integers['layers'] !== undefined && { layers: integers['layers'] }),
+    ...(integers['vocab'] !== undefined && { vocab: integers['vocab'] }),
+    ...(integers['seed'] !== undefined && { seed: integers['seed'] }),
+    ...(tty && { onProgress: (f: number) => process.stderr.write(`\rgenerating ${(f * 100).toFixed(0)}%`) }),
+  });
+  if (tty) process.stderr.write('\n');
+  console.log(`wrote ${result.path}: ${result.parameters} parameters, ${result.bytes} bytes`);
+  return 0;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
@@ -67,6 +134,7 @@ async function main(argv: readonly string[]): Promise<number> {
     console.log(rest.includes('--json') ? JSON.stringify(report, null, 2) : formatDevices(report));
     return 0;
   }
+  if (command === 'generate') return generate(rest);
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }

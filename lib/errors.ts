@@ -66,6 +66,42 @@ export class KvError extends FineserveError {
   }
 }
 
+/** Codes a {@link ModelError} carries. */
+export type ModelErrorCode =
+  | 'ERR_MODEL_NOT_FOUND'
+  | 'ERR_MODEL_CORRUPT'
+  | 'ERR_MODEL_UNSUPPORTED'
+  | 'ERR_MODEL_SHAPE_MISMATCH'
+  | 'ERR_MODEL_BAD_WEIGHTS'
+  | 'ERR_MODEL_CANCELLED'
+  | 'ERR_MODEL_CONTEXT_TOO_LONG'
+  | 'ERR_MODEL_LOAD';
+
+/**
+ * A model could not be loaded or used: the message names the file, the tensor or field and the
+ * value (a truncated file, an unsupported architecture or tensor type, a shape that disagrees
+ * with the configuration, NaN weights), or the load was cancelled.
+ */
+export class ModelError extends FineserveError {
+  declare readonly code: ModelErrorCode;
+
+  constructor(code: ModelErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** Codes of errors from running a model: a malformed step, bad sampling options, a busy executor. */
+export type ExecutorErrorCode = 'ERR_EXECUTOR_INVALID' | 'ERR_EXECUTOR_BUSY' | 'ERR_SAMPLING_INVALID' | 'ERR_CALLBACK';
+
+/** Running a model failed; nothing was written to the KV cache. */
+export class ExecutorError extends FineserveError {
+  declare readonly code: ExecutorErrorCode;
+
+  constructor(code: ExecutorErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
 /** @internal The `code` a native error carries, if any. */
 export function codeOf(err: unknown): string | undefined {
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;

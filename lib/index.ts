@@ -4,8 +4,14 @@
  */
 export { devices } from './devices.js';
 export type { AddonInfo, CpuDevice, CudaDevice, CudaStatus, DeviceReport, SimdLevel } from './devices.js';
-export { FineserveError, KvError, NativeLoadError } from './errors.js';
-export type { AddonVariant, KvErrorCode, NativeLoadAttempt } from './errors.js';
+export { ExecutorError, FineserveError, KvError, ModelError, NativeLoadError } from './errors.js';
+export type { AddonVariant, ExecutorErrorCode, KvErrorCode, ModelErrorCode, NativeLoadAttempt } from './errors.js';
+export { Model } from './model.js';
+export type { LlamaConfig, LoadModelOptions } from './model.js';
+export { ModelRunner } from './runner.js';
+export type { GenerateOutput, GenerateRequest, RunnerOptions, SamplingOptions } from './runner.js';
+export { generateModel, MODEL_SHAPES } from './generate.js';
+export type { GenerateErrorCode, GeneratedModel, GenerateModelOptions, ModelShape } from './generate.js';
 export { KvPool } from './kv-pool.js';
 export type {
   KvAllocResult,

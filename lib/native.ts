@@ -14,7 +14,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from './errors.js';
+import type { NativeGenerateModel } from './generate.js';
 import type { NativeKvPoolConstructor } from './kv-pool.js';
+import type { NativeLoadModel, NativeModel } from './model.js';
+import type { NativeExecutorConstructor } from './runner.js';
 
 /** How the loaded binary was built, as the addon itself reports it. */
 export interface NativeBuildInfo {
@@ -58,6 +61,10 @@ export interface NativeBinding {
   readonly buildInfo: NativeBuildInfo;
   devices(): Promise<RawDeviceReport>;
   readonly KvPool: NativeKvPoolConstructor;
+  readonly generateModel: NativeGenerateModel;
+  readonly Model: new () => NativeModel;
+  readonly loadModel: NativeLoadModel;
+  readonly Executor: NativeExecutorConstructor;
 }
 
 /** A loaded addon and where it came from. */

@@ -1,10 +1,12 @@
-// Builds the libFuzzer target for the KvPool API (test/fuzz/kv_pool_fuzz.cc) with clang, ASan and
-// UBSan in build-fuzz/, and runs it for a bounded time: FINESERVE_FUZZ_SECONDS (default 60).
-// Exits non-zero when the build fails or the fuzzer finds a crash, leak or timeout; the input that
+// Builds the libFuzzer targets with clang, ASan and UBSan in build-fuzz/ and runs each for a
+// bounded time: kv_pool_fuzz (the KvPool API, test/fuzz/kv_pool_fuzz.cc) and model_parser_fuzz
+// (the GGUF, safetensors and JSON parsers, test/fuzz/model_parser_fuzz.cc). They share
+// FINESERVE_FUZZ_SECONDS (default 60), split evenly.
+// Exits non-zero when the build fails or a fuzzer finds a crash, leak or timeout; the input that
 // triggered it is left in build-fuzz/artifacts/ (never the repository root).
 //
-// The committed seeds in test/fuzz/corpus/kv_pool/ are read only; inputs the fuzzer finds go to
-// build-fuzz/corpus/kv_pool/, so repeated local runs build on each other without touching git.
+// The committed seeds in test/fuzz/corpus/<target>/ are read only; inputs the fuzzers find go to
+// build-fuzz/corpus/<target>/, so repeated local runs build on each other without touching git.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { arch, availableParallelism } from 'node:os';
@@ -13,8 +15,11 @@ import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const build = join(root, 'build-fuzz');
-const seeds = join(root, 'test', 'fuzz', 'corpus', 'kv_pool');
-const corpus = join(build, 'corpus', 'kv_pool');
+// Each target with the name of its seed/corpus folder.
+const targets = [
+  { name: 'kv_pool_fuzz', corpus: 'kv_pool' },
+  { name: 'model_parser_fuzz', corpus: 'model_parser' },
+];
 const artifacts = join(build, 'artifacts');
 const seconds = Number.parseInt(process.env.FINESERVE_FUZZ_SECONDS ?? '60', 10);
 const packages = 'clang-14 libclang-rt-14-dev';
@@ -79,39 +84,49 @@ if (
 ) {
   die('cmake configure of build-fuzz/ failed');
 }
-if (run('cmake', ['--build', build, '--target', 'kv_pool_fuzz', '--parallel', jobs]) !== 0) {
-  die('building kv_pool_fuzz failed');
+if (run('cmake', ['--build', build, '--target', ...targets.map((t) => t.name), '--parallel', jobs]) !== 0) {
+  die(`building ${targets.map((t) => t.name).join(' and ')} failed`);
 }
-
-mkdirSync(corpus, { recursive: true });
 mkdirSync(artifacts, { recursive: true });
-const dirs = [corpus];
-if (existsSync(seeds) && readdirSync(seeds).length > 0) dirs.push(seeds);
 
-const started = Date.now();
-console.log(`test:fuzz: ${cxx}, ${seconds} s, corpus ${dirs.map((d) => d.slice(root.length + 1)).join(' + ')}`);
-// One process in the foreground (no -jobs/-workers: with those libFuzzer forks a child and sends
-// its output to fuzz-N.log files). -artifact_prefix keeps crash-*/leak-*/timeout-* in build-fuzz/.
-const status = run(
-  join(build, 'kv_pool_fuzz'),
-  [
-    ...dirs,
-    `-max_total_time=${seconds}`,
-    '-timeout=20',
-    '-rss_limit_mb=2048',
-    '-max_len=4096',
-    '-print_final_stats=1',
-    `-artifact_prefix=${artifacts}/`,
-  ],
-  { cwd: build },
-);
-if (status !== 0) {
-  // Only this run's artifacts: older ones may be left from earlier runs.
-  const found = readdirSync(artifacts).filter((f) => statSync(join(artifacts, f)).mtimeMs >= started - 1000);
-  die(
-    `kv_pool_fuzz failed (exit ${status}). Reproduce with:\n` +
-      (found.length
-        ? found.map((f) => `  build-fuzz/kv_pool_fuzz build-fuzz/artifacts/${f}`).join('\n')
-        : '  (no artifact was written; see the output above)'),
+// An even split; the first target gets the odd second. Each gets at least one.
+const share = targets.map((_, i) => Math.max(1, Math.floor(seconds / targets.length) + (i < seconds % targets.length ? 1 : 0)));
+const failures = [];
+for (const [i, target] of targets.entries()) {
+  const seeds = join(root, 'test', 'fuzz', 'corpus', target.corpus);
+  const corpus = join(build, 'corpus', target.corpus);
+  mkdirSync(corpus, { recursive: true });
+  const dirs = [corpus];
+  if (existsSync(seeds) && readdirSync(seeds).length > 0) dirs.push(seeds);
+
+  const started = Date.now();
+  console.log(
+    `test:fuzz: ${target.name}: ${cxx}, ${share[i]} s, corpus ${dirs.map((d) => d.slice(root.length + 1)).join(' + ')}`,
   );
+  // One process in the foreground (no -jobs/-workers: with those libFuzzer forks a child and sends
+  // its output to fuzz-N.log files). -artifact_prefix keeps crash-*/leak-*/timeout-* in build-fuzz/.
+  const status = run(
+    join(build, target.name),
+    [
+      ...dirs,
+      `-max_total_time=${share[i]}`,
+      '-timeout=20',
+      '-rss_limit_mb=2048',
+      '-max_len=4096',
+      '-print_final_stats=1',
+      `-artifact_prefix=${artifacts}/`,
+    ],
+    { cwd: build },
+  );
+  if (status !== 0) {
+    // Only this run's artifacts: older ones may be left from earlier runs.
+    const found = readdirSync(artifacts).filter((f) => statSync(join(artifacts, f)).mtimeMs >= started - 1000);
+    failures.push(
+      `${target.name} failed (exit ${status}). Reproduce with:\n` +
+        (found.length
+          ? found.map((f) => `  build-fuzz/${target.name} build-fuzz/artifacts/${f}`).join('\n')
+          : '  (no artifact was written; see the output above)'),
+    );
+  }
 }
+if (failures.length > 0) die(failures.join('\n'));

@@ -26,6 +26,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", build_info(env));
   register_devices(env, exports);
   register_kv_pool(env, exports);
+  register_generate(env, exports);
+  register_model(env, exports);
+  register_executor(env, exports);
   return exports;
 }
 

@@ -7,5 +7,8 @@ namespace fineserve::addon {
 
 void register_devices(Napi::Env env, Napi::Object exports);
 void register_kv_pool(Napi::Env env, Napi::Object exports);
+void register_generate(Napi::Env env, Napi::Object exports);
+void register_model(Napi::Env env, Napi::Object exports);
+void register_executor(Napi::Env env, Napi::Object exports);
 
 }  // namespace fineserve::addon

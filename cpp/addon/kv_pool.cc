@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "addon.h"
+#include "args.h"
 #include "wraps.h"
 #include "kv/pool_batch.h"
 #include "kv/pool_factory.h"
@@ -14,25 +15,9 @@ using kv::KvError;
 
 [[noreturn]] void throw_kv(Napi::Env env, const KvError& e) { throw_coded(env, kv::errc_code(e.code()), e.what()); }
 
-double number(const Napi::Object& o, const char* key, double fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
 uint32_t u32_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   return info[i].As<Napi::Number>().Uint32Value();
-}
-
-template <typename T>
-std::vector<T> vec_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a typed array");
-  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
-  if (ta.ElementSize() != sizeof(T)) throw Napi::TypeError::New(info.Env(), std::string(name) + " has the wrong element type");
-  const T* data = reinterpret_cast<const T*>(static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-  return std::vector<T>(data, data + ta.ElementLength());
 }
 
 Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g) {
@@ -112,14 +97,14 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     kv::PoolConfig c;
     Napi::Value policy = o.Get("policy");
     if (policy.IsString()) c.policy = policy.As<Napi::String>().Utf8Value();
-    c.pool_bytes = static_cast<uint64_t>(number(o, "poolBytes", 0));
-    c.slab_bytes = static_cast<uint64_t>(number(o, "slabBytes", 0));
-    c.max_tail_fraction = number(o, "maxTailFraction", c.max_tail_fraction);
+    c.pool_bytes = static_cast<uint64_t>(optional_number(o, "poolBytes", 0));
+    c.slab_bytes = static_cast<uint64_t>(optional_number(o, "slabBytes", 0));
+    c.max_tail_fraction = optional_number(o, "maxTailFraction", c.max_tail_fraction);
     Napi::Value memory = o.Get("memory");
     if (memory.IsString()) c.memory = memory.As<Napi::String>().Utf8Value();
-    c.block_bytes = static_cast<uint64_t>(number(o, "blockBytes", 0));
-    c.page_bytes = static_cast<uint64_t>(number(o, "pageBytes", static_cast<double>(c.page_bytes)));
-    c.map_cost_ns = static_cast<uint64_t>(number(o, "mapCostNs", static_cast<double>(c.map_cost_ns)));
+    c.block_bytes = static_cast<uint64_t>(optional_number(o, "blockBytes", 0));
+    c.page_bytes = static_cast<uint64_t>(optional_number(o, "pageBytes", static_cast<double>(c.page_bytes)));
+    c.map_cost_ns = static_cast<uint64_t>(optional_number(o, "mapCostNs", static_cast<double>(c.map_cost_ns)));
     try {
       pool_ = kv::make_pool(c);
     } catch (const KvError& e) {
@@ -145,19 +130,19 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     m.name = o.Get("name").ToString().Utf8Value();
     if (!o.Get("geometry").IsObject()) throw Napi::TypeError::New(env, "geometry must be an object");
     Napi::Object g = o.Get("geometry").As<Napi::Object>();
-    m.geometry.tokens_per_block = static_cast<uint32_t>(number(g, "tokensPerBlock", 0));
-    m.geometry.num_layers = static_cast<uint32_t>(number(g, "layers", 0));
-    m.geometry.num_kv_heads = static_cast<uint32_t>(number(g, "kvHeads", 0));
-    m.geometry.head_dim = static_cast<uint32_t>(number(g, "headDim", 0));
-    m.geometry.scale_bytes = static_cast<uint32_t>(number(g, "scaleBytes", 0));
+    m.geometry.tokens_per_block = static_cast<uint32_t>(optional_number(g, "tokensPerBlock", 0));
+    m.geometry.num_layers = static_cast<uint32_t>(optional_number(g, "layers", 0));
+    m.geometry.num_kv_heads = static_cast<uint32_t>(optional_number(g, "kvHeads", 0));
+    m.geometry.head_dim = static_cast<uint32_t>(optional_number(g, "headDim", 0));
+    m.geometry.scale_bytes = static_cast<uint32_t>(optional_number(g, "scaleBytes", 0));
     std::string format = g.Get("format").ToString().Utf8Value();
     if (!kv::parse_format(format, &m.geometry.format)) {
       throw_kv(env, KvError(kv::KvErrc::InvalidGeometry,
                             "model \"" + m.name + "\": format = \"" + format +
                                 "\" is not a KV format (f32, f16, bf16, fp8, int8, int4)"));
     }
-    m.reserve_blocks = static_cast<uint64_t>(number(o, "reserveBlocks", 0));
-    m.partition_bytes = static_cast<uint64_t>(number(o, "partitionBytes", 0));
+    m.reserve_blocks = static_cast<uint64_t>(optional_number(o, "reserveBlocks", 0));
+    m.partition_bytes = static_cast<uint64_t>(optional_number(o, "partitionBytes", 0));
     return Napi::Number::New(env, guard(env, [&] { return pool_->add_model(m); }));
   }
 
@@ -173,7 +158,7 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   }
 
   void free(const Napi::CallbackInfo& info) {
-    std::vector<kv::BlockId> ids = vec_arg<kv::BlockId>(info, 1, "blocks");
+    std::vector<kv::BlockId> ids = typed_array<kv::BlockId>(info[1], "blocks");
     guard(info.Env(), [&] { pool_->free(u32_arg(info, 0, "model"), ids.data(), ids.size()); });
   }
 
@@ -193,13 +178,13 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   Napi::Value step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     kv::PoolBatch b;
-    b.free_models = vec_arg<uint32_t>(info, 0, "freeModels");
-    b.free_counts = vec_arg<uint32_t>(info, 1, "freeCounts");
-    b.free_ids = vec_arg<uint32_t>(info, 2, "freeIds");
-    b.alloc_models = vec_arg<uint32_t>(info, 3, "allocModels");
-    b.alloc_counts = vec_arg<uint32_t>(info, 4, "allocCounts");
-    b.live_models = vec_arg<uint32_t>(info, 5, "liveModels");
-    for (double t : vec_arg<double>(info, 6, "liveTokens")) b.live_tokens.push_back(static_cast<uint64_t>(t));
+    b.free_models = typed_array<uint32_t>(info[0], "freeModels");
+    b.free_counts = typed_array<uint32_t>(info[1], "freeCounts");
+    b.free_ids = typed_array<uint32_t>(info[2], "freeIds");
+    b.alloc_models = typed_array<uint32_t>(info[3], "allocModels");
+    b.alloc_counts = typed_array<uint32_t>(info[4], "allocCounts");
+    b.live_models = typed_array<uint32_t>(info[5], "liveModels");
+    for (double t : typed_array<double>(info[6], "liveTokens")) b.live_tokens.push_back(static_cast<uint64_t>(t));
     kv::PoolBatchResult r = guard(env, [&] { return kv::run_batch(*pool_, b); });
     Napi::Object o = Napi::Object::New(env);
     Napi::Uint32Array ids = Napi::Uint32Array::New(env, r.ids.size());

@@ -1,0 +1,36 @@
+// LlamaConfig from the two places a model describes itself: GGUF metadata and an HF config.json.
+// Both reject architectures outside the Llama family by name (ModelError(Unsupported)) and
+// check the numbers they read for consistency (ModelError(Corrupt) naming the key and value).
+#pragma once
+
+#include <string>
+
+#include "model/gguf.h"
+#include "model/json.h"
+#include "model/llama_config.h"
+
+namespace fineserve::model {
+
+// GGUF "llama" (also Mistral's GGUFs) and "qwen2". tied_embeddings is left false: whether
+// output.weight is the embedding is the loader's call, from the tensors.
+LlamaConfig config_from_gguf(const gguf::File& file);
+
+// config.json of LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM; `path` names the
+// file in errors. Defaults for absent optional keys follow the transformers config classes.
+LlamaConfig config_from_hf(const json::Value& config, const std::string& path);
+
+// The architecture names each format accepts, for messages: "llama, qwen2".
+extern const char* const kSupportedGgufArchitectures;
+extern const char* const kSupportedHfArchitectures;
+
+// The field names one source uses, so shared checks speak the file's language.
+struct ConfigKeys {
+  std::string hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim,
+      vocab_size, max_context, rms_norm_eps, rope_theta;
+};
+
+// Consistency every reader needs (positive sizes, heads divisible by KV heads, even head_dim,
+// sane eps/theta/RoPE scaling). Throws ModelError(Corrupt) naming `path` and the key.
+void check_config(const LlamaConfig& c, const std::string& path, const ConfigKeys& keys);
+
+}  // namespace fineserve::model

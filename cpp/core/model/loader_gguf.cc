@@ -1,0 +1,24 @@
+// A .gguf file -> LoadedModel.
+#include "model/config_readers.h"
+#include "model/loader_internal.h"
+
+namespace fineserve::model::detail {
+
+void build_from_gguf(const gguf::File& file, LoadedModel& model, TensorIndex& index) {
+  model.config = config_from_gguf(file);
+  index.clear();
+  for (const gguf::TensorInfo& t : file.tensors) index.emplace(t.name, FoundTensor{file.view(t), file.path});
+  assemble_weights(model.config, index, NameScheme::Gguf, file.path, model.weights);
+  model.metadata = render_metadata(file);
+  model.format = "gguf";
+}
+
+std::unique_ptr<MappedModel> load_gguf(const std::string& path, TensorIndex& index) {
+  auto model = std::make_unique<MappedModel>();
+  const MappedFile& mapped = model->files.emplace_back(path);
+  gguf::File file = gguf::parse(mapped.data(), mapped.size(), path);
+  build_from_gguf(file, *model, index);
+  return model;
+}
+
+}  // namespace fineserve::model::detail

@@ -1,0 +1,32 @@
+// Paged attention over a KV Slab: K/V rows are written into and read from a sequence's blocks
+// through KvLayout, in the cache's element format (f32, f16 or bf16 here).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/thread_pool.h"
+#include "kv/kv_geometry.h"
+
+namespace fineserve::ops {
+
+// One sequence's view of the cache for a step: a base pointer per block of its block table.
+struct PagedSequence {
+  std::vector<uint8_t*> blocks;
+  uint32_t position = 0;   // tokens cached before this step
+  uint32_t n_tokens = 0;   // tokens in this step (their K/V are written before attention)
+  uint32_t row = 0;        // index of the sequence's first token in the step's activation rows
+};
+
+// Stores K and V of every token of the step for one layer: k, v are [rows][kv_heads * head_dim].
+void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<PagedSequence>& seqs,
+              const float* k, const float* v);
+
+// Causal attention for one layer: each token attends to its sequence's positions up to its own.
+// q: [rows][heads * head_dim]; out: same shape. GQA: query head h reads KV head
+// h / (heads / kv_heads). Scores are scaled by 1/sqrt(head_dim) and soft-maxed in float with
+// the running maximum subtracted.
+void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
+               const std::vector<PagedSequence>& seqs, const float* q, float* out);
+
+}  // namespace fineserve::ops
