@@ -238,3 +238,29 @@ TEST_CASE("axpy_f32 matches a float64 reference") {
     }
   }
 }
+
+TEST_CASE("dot_f16_f32 and dot_bf16_f32 match a float64 reference at every length and level") {
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  for (const Kernels* k : runnable_tables()) {
+    CAPTURE(fineserve::simd::level_name(k->level));
+    for (size_t n : {0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 768, 4099}) {
+      CAPTURE(n);
+      std::vector<float> x(n), b(n);
+      std::vector<uint16_t> h(n), bf(n);
+      for (auto& v : x) v = dist(rng);
+      for (auto& v : b) v = dist(rng);
+      k->f32_to_f16(x.data(), h.data(), n);
+      k->f32_to_bf16(x.data(), bf.data(), n);
+      double exact_h = 0, exact_b = 0, magnitude = 0;
+      for (size_t i = 0; i < n; ++i) {
+        exact_h += half_reference(h[i]) * b[i];
+        exact_b += bf16_reference(bf[i]) * b[i];
+        magnitude += std::fabs(static_cast<double>(x[i]) * b[i]) * 1.01;
+      }
+      double bound = (n + 1) * 0x1p-24 * magnitude + 1e-30;
+      CHECK(std::fabs(k->dot_f16_f32(h.data(), b.data(), n) - exact_h) <= bound);
+      CHECK(std::fabs(k->dot_bf16_f32(bf.data(), b.data(), n) - exact_b) <= bound);
+    }
+  }
+}

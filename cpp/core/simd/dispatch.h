@@ -33,6 +33,10 @@ struct Kernels {
   void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
   // y[i] += a * x[i]
   void (*axpy_f32)(float a, const float* x, float* y, size_t n);
+  // Dot product of an f16 / bf16 row with a float row, decoding in registers: the decode-time
+  // GEMV, where converting the weight row to a float buffer first would double its memory traffic.
+  float (*dot_f16_f32)(const uint16_t* a, const float* b, size_t n);
+  float (*dot_bf16_f32)(const uint16_t* a, const float* b, size_t n);
 };
 
 // Levels compiled into this binary, ascending.

@@ -73,8 +73,43 @@ void axpy_f32(float a, const float* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+inline __m256 load_f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 load_bf16x8(const uint16_t* p) {
+  __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+template <__m256 (*Load)(const uint16_t*), float (*Scalar)(uint16_t)>
+float dot_half_f32(const uint16_t* a, const float* b, size_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(Load(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(Load(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(Load(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(Load(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(Load(a + i), _mm256_loadu_ps(b + i), acc0);
+  float sum = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < n; ++i) sum += Scalar(a[i]) * b[i];
+  return sum;
+}
+
+float dot_f16_f32(const uint16_t* a, const float* b, size_t n) {
+  return dot_half_f32<load_f16x8, f16_to_f32_scalar>(a, b, n);
+}
+
+float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
+  return dot_half_f32<load_bf16x8, bf16_to_f32_scalar>(a, b, n);
+}
+
 }  // namespace
 
-const Kernels kAvx2Kernels = {Level::Avx2, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
+const Kernels kAvx2Kernels = {Level::Avx2, dot_f32,  f16_to_f32,  bf16_to_f32, f32_to_f16,
+                              f32_to_bf16, axpy_f32, dot_f16_f32, dot_bf16_f32};
 
 }  // namespace fineserve::simd

@@ -67,8 +67,40 @@ void axpy_f32(float a, const float* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+inline __m512 load_f16x16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+inline __m512 load_bf16x16(const uint16_t* p) {
+  __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+template <__m512 (*Load)(const uint16_t*), float (*Scalar)(uint16_t)>
+float dot_half_f32(const uint16_t* a, const float* b, size_t n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm512_fmadd_ps(Load(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(Load(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(Load(a + i), _mm512_loadu_ps(b + i), acc0);
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < n; ++i) sum += Scalar(a[i]) * b[i];
+  return sum;
+}
+
+float dot_f16_f32(const uint16_t* a, const float* b, size_t n) {
+  return dot_half_f32<load_f16x16, f16_to_f32_scalar>(a, b, n);
+}
+
+float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
+  return dot_half_f32<load_bf16x16, bf16_to_f32_scalar>(a, b, n);
+}
+
 }  // namespace
 
-const Kernels kAvx512Kernels = {Level::Avx512, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
+const Kernels kAvx512Kernels = {Level::Avx512, dot_f32,  f16_to_f32,  bf16_to_f32, f32_to_f16,
+                                f32_to_bf16,   axpy_f32, dot_f16_f32, dot_bf16_f32};
 
 }  // namespace fineserve::simd

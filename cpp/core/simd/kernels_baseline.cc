@@ -39,8 +39,31 @@ void axpy_f32(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+float dot_f16_f32(const uint16_t* a, const float* b, size_t n) {
+  float s0 = 0, s1 = 0;
+  size_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    s0 += f16_to_f32_scalar(a[i]) * b[i];
+    s1 += f16_to_f32_scalar(a[i + 1]) * b[i + 1];
+  }
+  for (; i < n; ++i) s0 += f16_to_f32_scalar(a[i]) * b[i];
+  return s0 + s1;
+}
+
+float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
+  float s0 = 0, s1 = 0;
+  size_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    s0 += bf16_to_f32_scalar(a[i]) * b[i];
+    s1 += bf16_to_f32_scalar(a[i + 1]) * b[i + 1];
+  }
+  for (; i < n; ++i) s0 += bf16_to_f32_scalar(a[i]) * b[i];
+  return s0 + s1;
+}
+
 }  // namespace
 
-const Kernels kBaselineKernels = {Level::Baseline, dot_f32, f16_to_f32, bf16_to_f32, f32_to_f16, f32_to_bf16, axpy_f32};
+const Kernels kBaselineKernels = {Level::Baseline, dot_f32,     f16_to_f32,  bf16_to_f32, f32_to_f16,
+                                  f32_to_bf16,     axpy_f32,    dot_f16_f32, dot_bf16_f32};
 
 }  // namespace fineserve::simd
