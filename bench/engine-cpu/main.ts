@@ -1,0 +1,168 @@
+/**
+ * The run: for each model, open both engines on the same GGUF with the same threads, measure
+ * prefill, single-stream decode and aggregate decode at each concurrency, write the results file
+ * and print the summary line.
+ * @module
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { dirname, relative } from 'node:path';
+
+import { devices, generateModel } from '../../lib/index.js';
+import { LLAMA_100M_GGUF, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
+import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
+import { ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
+import { decode, makePrompts, type MetricResult, prefill } from './measure.js';
+
+/**
+ * Other processes' CPU use (cores) under which a measurement counts as undisturbed: they must
+ * leave the benchmark's threads their cores (a quarter core of background noise tolerated).
+ */
+function quietCores(threads: number): number {
+  return Math.max(0, availableParallelism() - threads) + 0.25;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function modelPath(key: ModelKey): Promise<string> {
+  if (key === 'stories260K') {
+    if (!existsSync(STORIES_GGUF)) throw new Error(`missing fixture ${STORIES_GGUF} (the stories260K fixture is expected in ../shared/fixtures)`);
+    return STORIES_GGUF;
+  }
+  if (!existsSync(LLAMA_100M_GGUF)) {
+    log(`generating ${relative(ROOT, LLAMA_100M_GGUF)} (llama-100m shape, F16 matrices, seed 0)...`);
+    mkdirSync(dirname(LLAMA_100M_GGUF), { recursive: true });
+    const t0 = performance.now();
+    const g = await generateModel({ shape: 'llama-100m', dtype: 'f16', format: 'gguf', seed: 0, out: LLAMA_100M_GGUF });
+    log(`  ${(g.parameters / 1e6).toFixed(1)}M parameters, ${(g.bytes / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  return LLAMA_100M_GGUF;
+}
+
+const METRIC_LABELS: Record<string, string> = { prefill: 'prefill', decode: 'decode' };
+
+function label(metric: string): string {
+  return METRIC_LABELS[metric] ?? metric.replace(/^decode-(\d+)$/, '$1-seq');
+}
+
+async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: Record<string, unknown>; metrics: Record<string, MetricResult> }> {
+  const path = await modelPath(key);
+  const quiet = quietCores(config.threads);
+  const reps = config.reps ?? (key === 'stories260K' ? 5 : 3);
+  const fs = await FineserveEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat });
+  const peer = await PeerEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat }, log);
+  const engines: [Engine, Engine] = [fs, peer];
+  const c = fs.model.config;
+  const metrics: Record<string, MetricResult> = {};
+  // Each measurement: optionally wait for quiet, then record how busy other processes kept the CPU.
+  // With --wait-quiet, a measurement disturbed by other processes is redone (at most twice more)
+  // and the least disturbed attempt kept.
+  const measure = async (name: string, run: () => Promise<MetricResult>) => {
+    let best: { m: MetricResult; cores: number | undefined } | undefined;
+    for (let attempt = 0; attempt < (config.waitQuiet > 0 ? 3 : 1); attempt++) {
+      if (config.waitQuiet > 0) await waitQuiet(config.waitQuiet, quiet, log);
+      const foreign = new ForeignLoad();
+      const m = await run();
+      const cores = foreign.cores();
+      if (best === undefined || (cores ?? 0) < (best.cores ?? 0)) best = { m, cores };
+      if (cores === undefined || cores < quiet) break;
+      log(`  ${key} ${name}: other processes used ${cores.toFixed(2)} cores meanwhile (ratio ${m.ratio.toFixed(2)}x)${config.waitQuiet > 0 ? ': again' : ''}`);
+    }
+    const { m, cores } = best!;
+    metrics[name] = { ...m, detail: { ...m.detail, foreignCpuCores: cores === undefined ? null : Number(cores.toFixed(2)) } };
+    const busy = cores !== undefined && cores >= quiet ? ` (other processes used ${cores.toFixed(2)} cores: noisy)` : '';
+    log(`  ${key} ${name}: fineserve ${m.fineserve.toFixed(1)} tok/s, node-llama-cpp ${m.peer.toFixed(1)} tok/s, ratio ${m.ratio.toFixed(2)}x${busy}`);
+  };
+  try {
+    log(`${key}: ${c.layers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, ${(fs.model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights; ${reps} reps`);
+    const prefillTokens = Math.min(config.prefillTokens, c.maxContext - 1);
+    await measure('prefill', () => prefill(engines, reps, makePrompts(1, prefillTokens, c.vocabSize, 1)[0]!));
+    await measure('decode', () => decode(engines, reps, makePrompts(1, config.decodePromptTokens, c.vocabSize, 2), config.decodeTokens));
+    for (const n of config.concurrency) {
+      await measure(`decode-${n}`, () => decode(engines, reps, makePrompts(n, config.decodePromptTokens, c.vocabSize, 3), config.decodeTokens));
+    }
+    return {
+      model: {
+        path: relative(ROOT, path),
+        layers: c.layers,
+        hiddenSize: c.hiddenSize,
+        intermediateSize: c.intermediateSize,
+        heads: c.heads,
+        kvHeads: c.kvHeads,
+        headDim: c.headDim,
+        vocabSize: c.vocabSize,
+        weightBytes: fs.model.weightBytes,
+        reps,
+        fineserve: fs.describe(),
+        peer: peer.describe(),
+      },
+      metrics,
+    };
+  } finally {
+    await peer.close();
+    await fs.close();
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const config = parseArgs(argv);
+  const started = new Date();
+  const loadBefore = loadavg();
+  const dev = await devices();
+  log(
+    `engine-cpu: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, load ${loadBefore.map((l) => l.toFixed(2)).join(' ')}; ` +
+      `${config.threads} threads, KV ${config.kvFormat}`,
+  );
+  const foreignAtStart = await foreignLoadNow(1);
+  if (foreignAtStart !== undefined && foreignAtStart >= quietCores(config.threads)) {
+    log(
+      `  warning: other processes use ${foreignAtStart.toFixed(2)} cores: timings will be noisy, node-llama-cpp's most ` +
+        '(its thread pool spin-waits); try --wait-quiet 600, or --threads 1',
+    );
+  }
+  const models: Record<string, unknown> = {};
+  const parts: string[] = [];
+  for (const key of config.models) {
+    const r = await benchModel(key, config);
+    models[key] = r;
+    const name = key === 'llama-100m-f16' ? 'llama-100m f16' : key;
+    parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio.toFixed(2)}x`).join(', ')}`);
+  }
+  const loadAfter = loadavg();
+  const results = {
+    benchmark: 'engine-cpu',
+    description:
+      'fineserve ModelRunner vs node-llama-cpp (llama.cpp CPU prebuilt) on the same GGUF, same threads, in one process. ' +
+      'tokens/s, median of reps after a warm-up; ratio = fineserve / node-llama-cpp (above 1: fineserve faster). ' +
+      'prefill: one prompt, time to its first token. decode: differential, N*(G-1)/(T(G)-T(1)), greedy, no stop tokens.',
+    date: started.toISOString(),
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cores: availableParallelism(),
+      memoryBytes: totalmem(),
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      fineserveSimd: dev.cpu.simd,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadAfter,
+    },
+    config: {
+      threads: config.threads,
+      kvFormat: config.kvFormat,
+      prefillTokens: config.prefillTokens,
+      decodePromptTokens: config.decodePromptTokens,
+      decodeTokens: config.decodeTokens,
+      concurrency: config.concurrency,
+      reps: config.reps ?? { stories260K: 5, 'llama-100m-f16': 3 },
+      waitQuietSeconds: config.waitQuiet,
+    },
+    models,
+    summary: `engine-cpu (${config.threads} threads): ${parts.join('; ')}`,
+  };
+  mkdirSync(dirname(config.out), { recursive: true });
+  writeFileSync(config.out, `${JSON.stringify(results, null, 2)}\n`);
+  log(`wrote ${relative(ROOT, config.out)}`);
+  console.log(results.summary);
+}
