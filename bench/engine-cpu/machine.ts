@@ -5,8 +5,12 @@
  * spin-waits at every graph node's barrier, so a descheduled worker stalls the others.
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { relative } from 'node:path';
+
+import { loadNative } from '../../lib/native.js';
 
 interface Sample {
   readonly busy: number;
@@ -72,4 +76,19 @@ export async function waitQuiet(maxSeconds: number, threshold: number, log: (lin
   const quiet = cores === undefined || cores < threshold;
   if (told) log(quiet ? '  quiet now' : `  still busy after ${maxSeconds} s (${cores!.toFixed(2)} cores): measuring anyway`);
   return { cores, quiet };
+}
+
+/**
+ * Which addon binary was measured: results from two builds are only comparable when this says
+ * which one each came from (a rebuild between runs otherwise goes unnoticed).
+ */
+export function addonIdentity(root: string): { path: string; variant: string; sha256: string; builtAt: string } {
+  const addon = loadNative();
+  const bytes = readFileSync(addon.path);
+  return {
+    path: relative(root, addon.path),
+    variant: addon.variant,
+    sha256: createHash('sha256').update(bytes).digest('hex').slice(0, 16),
+    builtAt: statSync(addon.path).mtime.toISOString(),
+  };
 }

@@ -11,7 +11,7 @@ import { dirname, relative } from 'node:path';
 import { devices, generateModel } from '../../lib/index.js';
 import { LLAMA_100M_GGUF, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
 import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
-import { ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
+import { addonIdentity, ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
 import { decode, makePrompts, type MetricResult, prefill } from './measure.js';
 
 /**
@@ -145,6 +145,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
       fineserveSimd: dev.cpu.simd,
+      fineserveAddon: addonIdentity(ROOT),
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadAfter,
     },
