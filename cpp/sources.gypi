@@ -13,6 +13,7 @@
       "cpp/core/kv/pool_factory.cc",
       "cpp/core/kv/pool_batch.cc",
       "cpp/core/kv/kv_arena.cc",
+      "cpp/core/kv/kv_codec.cc",
       "cpp/core/model/tensor.cc",
       "cpp/core/model/model_error.cc",
       "cpp/core/model/json.cc",
@@ -34,20 +35,31 @@
       "cpp/core/model/safetensors_writer.cc",
       "cpp/core/model/generate.cc",
       "cpp/core/model/generate_files.cc",
+      "cpp/core/quant/weight_format.cc",
+      "cpp/core/quant/quantize.cc",
+      "cpp/core/quant/dequantize.cc",
+      "cpp/core/quant/qdot.cc",
+      "cpp/core/model/calibration.cc",
+      "cpp/core/model/quantize_model.cc",
+      "cpp/core/model/channel_scales.cc",
+      "cpp/core/model/gguf_quantize.cc",
       "cpp/core/engine/sampler.cc",
       "cpp/core/engine/thread_pool.cc",
       "cpp/core/engine/llama_forward.cc",
       "cpp/core/engine/cpu_executor.cc",
+      "cpp/core/engine/perplexity.cc",
       "cpp/core/ops/linear.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
       "cpp/core/ops/attention.cc"
     ],
     "fineserve_avx2_sources": [
-      "cpp/core/simd/kernels_avx2.cc"
+      "cpp/core/simd/kernels_avx2.cc",
+      "cpp/core/quant/qdot_avx2.cc"
     ],
     "fineserve_avx512_sources": [
-      "cpp/core/simd/kernels_avx512.cc"
+      "cpp/core/simd/kernels_avx512.cc",
+      "cpp/core/quant/qdot_avx512.cc"
     ],
     "fineserve_no_cuda_sources": [
       "cpp/core/cuda_absent.cc"
@@ -62,7 +74,9 @@
       "cpp/addon/kv_pool.cc",
       "cpp/addon/generate.cc",
       "cpp/addon/model.cc",
-      "cpp/addon/executor.cc"
+      "cpp/addon/executor.cc",
+      "cpp/addon/perplexity.cc",
+      "cpp/addon/quantize.cc"
     ],
     "fineserve_core_test_sources": [
       "test/cpp/main.cc",
@@ -78,7 +92,14 @@
       "test/cpp/test_sampler.cc",
       "test/cpp/test_generate.cc",
       "test/cpp/test_forward_golden.cc",
-      "test/cpp/test_forward_reference.cc"
+      "test/cpp/test_forward_reference.cc",
+      "test/cpp/test_quant_formats.cc",
+      "test/cpp/test_linear_quant.cc",
+      "test/cpp/test_attention_formats.cc",
+      "test/cpp/test_perplexity.cc",
+      "test/cpp/test_quantize_model.cc",
+      "test/cpp/test_gguf_quantize.cc",
+      "test/cpp/test_forward_quant_reference.cc"
     ]
   }
 }

@@ -29,6 +29,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_generate(env, exports);
   register_model(env, exports);
   register_executor(env, exports);
+  register_perplexity(env, exports);
+  register_quantize(env, exports);
   return exports;
 }
 

@@ -10,5 +10,7 @@ void register_kv_pool(Napi::Env env, Napi::Object exports);
 void register_generate(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_executor(Napi::Env env, Napi::Object exports);
+void register_perplexity(Napi::Env env, Napi::Object exports);
+void register_quantize(Napi::Env env, Napi::Object exports);
 
 }  // namespace fineserve::addon

@@ -235,10 +235,29 @@ void StepWorker::OnError(const Napi::Error& err) {
   deferred_.Reject(e.Value());
 }
 
+// kvGeometryFor(model, kvFormat, tokensPerBlock) -> { tokensPerBlock, layers, kvHeads, headDim,
+// format, scaleBytes }: the geometry to register with the KV pool before creating an Executor.
+Napi::Value kv_geometry_for(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<model::LoadedModel> model = unwrap_model(info[0], "model");
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "kvFormat must be a string");
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  kv::KvFormat format;
+  if (!kv::parse_format(name, &format)) {
+    throw_coded(env, "ERR_KV_INVALID_GEOMETRY", "kvFormat = \"" + name + "\" is not a KV format");
+  }
+  if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "tokensPerBlock must be a number");
+  kv::KvGeometry g = engine::kv_geometry_for(model->config, format, info[2].As<Napi::Number>().Uint32Value());
+  std::string err = kv::validate(g);
+  if (!err.empty()) throw_coded(env, "ERR_KV_INVALID_GEOMETRY", err);
+  return geometry_js(env, g);
+}
+
 }  // namespace
 
 void register_executor(Napi::Env env, Napi::Object exports) {
   exports.Set("Executor", ExecutorWrap::define(env));
+  exports.Set("kvGeometryFor", Napi::Function::New(env, kv_geometry_for, "kvGeometryFor"));
 }
 
 }  // namespace fineserve::addon

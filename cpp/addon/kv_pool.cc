@@ -20,16 +20,6 @@ uint32_t u32_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return info[i].As<Napi::Number>().Uint32Value();
 }
 
-Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("tokensPerBlock", g.tokens_per_block);
-  o.Set("layers", g.num_layers);
-  o.Set("kvHeads", g.num_kv_heads);
-  o.Set("headDim", g.head_dim);
-  o.Set("format", kv::format_name(g.format));
-  o.Set("scaleBytes", g.scale_bytes);
-  return o;
-}
 
 Napi::Object model_stats_js(Napi::Env env, const kv::ModelStats& s) {
   Napi::Object o = Napi::Object::New(env);
@@ -277,6 +267,17 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
 Napi::FunctionReference* kv_pool_constructor = nullptr;
 
 }  // namespace
+
+Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("tokensPerBlock", g.tokens_per_block);
+  o.Set("layers", g.num_layers);
+  o.Set("kvHeads", g.num_kv_heads);
+  o.Set("headDim", g.head_dim);
+  o.Set("format", kv::format_name(g.format));
+  o.Set("scaleBytes", g.scale_bytes);
+  return o;
+}
 
 kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what) {
   if (!value.IsObject() || kv_pool_constructor == nullptr ||

@@ -15,6 +15,9 @@ namespace fineserve::addon {
 kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what);
 std::shared_ptr<model::LoadedModel> unwrap_model(const Napi::Value& value, const char* what);
 
+// A KvGeometry as the JS object lib/kv-pool.ts's KvGeometry describes.
+Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g);
+
 // JS Error with `code` set, for core errors that carry one.
 [[noreturn]] void throw_coded(Napi::Env env, const char* code, const std::string& message);
 

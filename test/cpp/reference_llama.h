@@ -69,6 +69,9 @@ inline void read_elements(const TensorView& t, uint64_t first, uint64_t n, doubl
         out[i] = decode_bf16(h);
         break;
       }
+      default:
+        // The float64 reference reads float files only; quantized tensors are compared after dequantisation.
+        throw std::invalid_argument("reference: tensor " + t.name + " is not a float tensor");
     }
   }
 }

@@ -88,3 +88,13 @@ TEST_CASE("format names round-trip") {
   KvFormat unused;
   CHECK_FALSE(parse_format("fp4", &unused));
 }
+
+TEST_CASE("the integer KV formats carry an f16 scale per token x head; the others none") {
+  CHECK(default_scale_bytes(KvFormat::Int8) == 2);
+  CHECK(default_scale_bytes(KvFormat::Int4) == 2);
+  for (KvFormat f : {KvFormat::F32, KvFormat::F16, KvFormat::BF16, KvFormat::Fp8E4M3}) CHECK(default_scale_bytes(f) == 0);
+  // Llama-3.1-8B: 2 (K, V) x 32 layers x 8 heads x (128 B of int8 + 2 B scale) = 66560 B/token;
+  // int4: 64 B + 2 B -> 33792.
+  CHECK(make_layout(llama8b(KvFormat::Int8, 16, default_scale_bytes(KvFormat::Int8))).token_bytes == 66560);
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, default_scale_bytes(KvFormat::Int4))).token_bytes == 33792);
+}

@@ -236,8 +236,8 @@ TEST_CASE("loader: damaged GGUF copies are refused, naming the file and the fiel
                ModelErrc::Corrupt, {"metadata key \"general.architecture\"", "string length 1099511627776"});
   }
   SUBCASE("unsupported tensor type") {
-    gguf_error([](Bytes& b) { poke<uint32_t>(b, locate(b, "blk.0.ffn_down.weight").type, 12); },
-               ModelErrc::Unsupported, {"tensor \"blk.0.ffn_down.weight\"", "Q4_K"});
+    gguf_error([](Bytes& b) { poke<uint32_t>(b, locate(b, "blk.0.ffn_down.weight").type, 13); },
+               ModelErrc::Unsupported, {"tensor \"blk.0.ffn_down.weight\"", "Q5_K"});
   }
   SUBCASE("unknown architecture") {
     gguf_error([](Bytes& b) { std::memcpy(&b[after_gguf_string(b, "general.architecture") + 12], "mamba", 5); },

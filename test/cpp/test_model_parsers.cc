@@ -269,11 +269,11 @@ TEST_CASE("gguf: hostile counts, lengths and offsets are Corrupt, naming the fie
   fails(deep.build(), {"\"deep\"", "nested deeper than 8"});
 }
 
-TEST_CASE("gguf: quantized and unknown tensor types are Unsupported, naming tensor and type") {
+TEST_CASE("gguf: unsupported quantized and unknown tensor types are Unsupported, naming tensor and type") {
   GgufBuilder g;
-  g.tensor("blk.0.ffn_up.weight", {256}, 12, Bytes(144, 0));
+  g.tensor("blk.0.ffn_up.weight", {256}, 13, Bytes(176, 0));
   expect_error([&] { parse_gguf(g.build()); }, ModelErrc::Unsupported,
-               {"t.gguf", "\"blk.0.ffn_up.weight\"", "Q4_K", "ggml type 12"});
+               {"t.gguf", "\"blk.0.ffn_up.weight\"", "Q5_K", "ggml type 13"});
   GgufBuilder u;
   u.tensor("x", {1}, 99, Bytes(4, 0));
   expect_error([&] { parse_gguf(u.build()); }, ModelErrc::Unsupported, {"\"x\"", "ggml type 99 (unknown)"});

@@ -9,7 +9,8 @@
 namespace fineserve::engine {
 
 kv::KvGeometry kv_geometry_for(const model::LlamaConfig& c, kv::KvFormat format, uint32_t tokens_per_block) {
-  return kv::KvGeometry{tokens_per_block, c.num_layers, c.num_kv_heads, c.head_dim, format, 0};
+  return kv::KvGeometry{tokens_per_block, c.num_layers, c.num_kv_heads, c.head_dim, format,
+                        kv::default_scale_bytes(format)};
 }
 
 namespace {
@@ -27,14 +28,14 @@ class CpuExecutor final : public Executor {
     kv::KvGeometry want = kv_geometry_for(c, o.kv_format, layout_.geometry.tokens_per_block);
     const kv::KvGeometry& have = layout_.geometry;
     if (have.num_layers != want.num_layers || have.num_kv_heads != want.num_kv_heads ||
-        have.head_dim != want.head_dim || have.format != want.format) {
+        have.head_dim != want.head_dim || have.format != want.format || have.scale_bytes != want.scale_bytes) {
       throw std::invalid_argument("the KV model registered with the slab does not match the model's KV geometry (" +
                                   std::to_string(want.num_layers) + " layers x " + std::to_string(want.num_kv_heads) +
-                                  " kv heads x " + std::to_string(want.head_dim) + " " + kv::format_name(want.format) + ")");
-    }
-    if (o.kv_format != kv::KvFormat::F32 && o.kv_format != kv::KvFormat::F16 && o.kv_format != kv::KvFormat::BF16) {
-      throw std::invalid_argument(std::string("kvFormat = ") + kv::format_name(o.kv_format) +
-                                  ": the CPU executor handles f32, f16 and bf16 KV caches");
+                                  " kv heads x " + std::to_string(want.head_dim) + " " + kv::format_name(want.format) +
+                                  ", scaleBytes " + std::to_string(want.scale_bytes) + "; registered: " +
+                                  std::to_string(have.num_layers) + " x " + std::to_string(have.num_kv_heads) + " x " +
+                                  std::to_string(have.head_dim) + " " + kv::format_name(have.format) + ", scaleBytes " +
+                                  std::to_string(have.scale_bytes) + ")");
     }
     if (pool.base() == nullptr || pool.memory() != "host") {
       throw std::invalid_argument("the CPU executor needs a KV slab in host memory (memory = \"host\")");

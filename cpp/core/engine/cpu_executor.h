@@ -12,14 +12,14 @@
 namespace fineserve::engine {
 
 struct CpuExecutorOptions {
-  // Element format of this model's KV cache: f32, f16 or bf16 here (the quantization work adds
-  // the 8- and 4-bit formats).
+  // Element format of this model's KV cache: any of kv_format.h.
   kv::KvFormat kv_format = kv::KvFormat::F32;
   // Worker threads; 0 = every CPU this process may use. Never more than that.
   uint32_t threads = 0;
 };
 
-// The KV block geometry a model needs in a given KV format; register it with the slab
+// The KV block geometry a model needs in a given KV format, with the format's scale bytes
+// (kv::default_scale_bytes); register it with the slab
 // (KvPool::add_model) before creating the executor.
 kv::KvGeometry kv_geometry_for(const model::LlamaConfig& config, kv::KvFormat format,
                                uint32_t tokens_per_block = 16);

@@ -36,6 +36,10 @@ void LlamaForward::run(const std::vector<int32_t>& tokens, const std::vector<ops
     ops::linear(pool_, xn_.data(), n, lw.wq, &lw.bq, q_.data());
     ops::linear(pool_, xn_.data(), n, lw.wk, &lw.bk, k_.data());
     ops::linear(pool_, xn_.data(), n, lw.wv, &lw.bv, v_.data());
+    using P = ForwardObserver::Point;
+    observe(l, P::AttnInput, xn_.data(), n, hidden);
+    observe(l, P::Query, q_.data(), n, q_dim);
+    observe(l, P::Key, k_.data(), n, kv_dim);
     for (const ops::PagedSequence& s : seqs) {
       for (uint32_t t = 0; t < s.n_tokens; ++t) {
         size_t r = s.row + t;
@@ -45,17 +49,20 @@ void LlamaForward::run(const std::vector<int32_t>& tokens, const std::vector<ops
     }
     ops::write_kv(layout_, l, seqs, k_.data(), v_.data());
     ops::attention(pool_, layout_, l, c.num_heads, seqs, q_.data(), attn_.data());
+    observe(l, P::OInput, attn_.data(), n, q_dim);
     // The output projection lands in xn_ (free now) and is added to the residual stream.
     ops::linear(pool_, attn_.data(), n, lw.wo, nullptr, xn_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += xn_[i];
 
     ops::rms_norm(x_.data(), n, hidden, lw.ffn_norm, c.rms_norm_eps, xn_.data());
+    observe(l, P::MlpInput, xn_.data(), n, hidden);
     ops::linear(pool_, xn_.data(), n, lw.w_gate, nullptr, gate_.data());
     ops::linear(pool_, xn_.data(), n, lw.w_up, nullptr, up_.data());
     for (size_t i = 0; i < n * ffn; ++i) {
       float g = gate_[i];
       gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) * up
     }
+    observe(l, P::DownInput, gate_.data(), n, ffn);
     ops::linear(pool_, gate_.data(), n, lw.w_down, nullptr, xn_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += xn_[i];
   }

@@ -1,4 +1,15 @@
 // Element formats a KV cache can be stored in.
+//
+//   f32, f16, bf16  the value itself, no scale.
+//   fp8             OCP E4M3 (quant/fp8.h) with scale 1.0, saturating at +-448: what vLLM's fp8 KV
+//                   cache and the reference system's fp8_kv8 store. K/V of Llama-family models stay
+//                   far below 448, and a scale-free row can be written without a pass over it.
+//   int8            symmetric per token x KV head: q = round(x / s) in -127..127, s = amax / 127,
+//                   kept as an f16 next to the row (the block's scale array, kv_geometry.h).
+//   int4            symmetric per token x KV head (FireQ-style, one group = head_dim): q in -7..7,
+//                   s = amax / 7 as f16, two values per byte, element 2i in the low nibble and
+//                   2i + 1 in the high one, two's complement. -8 is never written, so the grid is
+//                   symmetric and the row's largest magnitude is represented exactly (x = 7 s).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +32,12 @@ constexpr uint32_t bits_per_element(KvFormat f) {
     case KvFormat::Int4: return 4;
   }
   return 0;
+}
+
+// Bytes of the per token x head scale each format stores (KvGeometry::scale_bytes): an f16 for
+// the integer formats, none for the others.
+constexpr uint32_t default_scale_bytes(KvFormat f) {
+  return f == KvFormat::Int8 || f == KvFormat::Int4 ? 2 : 0;
 }
 
 // Names as the TypeScript API spells them: "f32", "f16", "bf16", "fp8", "int8", "int4".

@@ -7,6 +7,7 @@
 #include "model/json.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
+#include "quant/weight_format.h"
 
 namespace fineserve::model::detail {
 
@@ -71,7 +72,25 @@ class Assembler {
                        it->second.file + ": tensor " + shown + ": shape " + list(v.shape) + ne +
                            " does not match the configuration: expected " + list(e.shape) + " = " + e.meaning);
     }
+    check_bytes(it->second, name);
     return &it->second;
+  }
+
+  // The parsers size a tensor from its type; this catches a view whose bytes disagree with the
+  // rows of its type (a hand-made index, a future parser) before a kernel reads past them.
+  static void check_bytes(const FoundTensor& f, const std::string& name) {
+    const TensorView& v = f.view;
+    if (!is_quantized(v.dtype)) return;
+    std::string why = quant::row_layout_error(v.dtype, v.cols(), v.group);
+    const uint64_t need = why.empty() ? v.rows() * quant::row_bytes(v.dtype, v.cols(), v.group) : 0;
+    if (why.empty() && v.bytes == need) return;
+    std::string shown;
+    json::append_quoted(shown, name);
+    throw ModelError(ModelErrc::Corrupt, f.file + ": tensor " + shown + ": " +
+                                             (why.empty() ? std::string(dtype_name(v.dtype)) + " data of " +
+                                                                std::to_string(v.bytes) + " bytes, its shape needs " +
+                                                                std::to_string(need)
+                                                          : why));
   }
 
   TensorView take(const std::string& name, const Expect& e) const { return find(name, e, true)->view; }

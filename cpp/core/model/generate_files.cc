@@ -27,8 +27,8 @@ const char* torch_dtype(DType t) {
     case DType::F32: return "float32";
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
+    default: return "float32";  // quantized models are written by gguf_quantize, not here
   }
-  return "float32";
 }
 
 // general.file_type as llama.cpp numbers it (LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16).
@@ -37,8 +37,10 @@ uint32_t gguf_file_type(DType t) {
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::BF16: return 32;
+    case DType::Q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
+    case DType::Q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    default: return 0;
   }
-  return 0;
 }
 
 }  // namespace

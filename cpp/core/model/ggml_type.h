@@ -1,6 +1,6 @@
 // The ggml tensor types a GGUF file may name, in one table: id, name, block geometry, and the
-// DType this build reads them as (none yet for the quantized block formats; the quantization
-// work fills those in here and nowhere else).
+// DType this build reads them as (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K; the byte layouts of the
+// block types are in quant/weight_format.h).
 #pragma once
 
 #include <cstdint>

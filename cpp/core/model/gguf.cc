@@ -282,7 +282,7 @@ class Parser {
     std::string what = info ? std::string(info->name) + " (ggml type " + std::to_string(t.ggml_type) + ")"
                             : "ggml type " + std::to_string(t.ggml_type) + " (unknown)";
     throw ModelError(ModelErrc::Unsupported, file_.path + ": tensor " + quoted(t.name) + ": " + what +
-                                                 " is not supported; this build reads F32, F16 and BF16");
+                                                 " is not supported; this build reads F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K");
   }
 
   void data_section() {

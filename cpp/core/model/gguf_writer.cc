@@ -13,21 +13,33 @@ enum : uint32_t {
   kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9, kU64 = 10,
 };
 
-uint32_t ggml_type(DType t) {
+uint32_t ggml_type(const std::string& tensor, DType t) {
   switch (t) {
     case DType::F32: return 0;
     case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q8_0: return 8;
+    case DType::Q4_K: return 12;
+    case DType::Q6_K: return 14;
     case DType::BF16: return 30;
+    case DType::W8A8:
+    case DType::FP8:
+    case DType::W4A16:
+    case DType::W4A8: break;  // fineserve's in-memory formats have no ggml type
   }
-  throw std::invalid_argument("gguf writer: unknown dtype");
+  throw std::invalid_argument("gguf writer: tensor \"" + tensor + "\": " + dtype_name(t) + " is not a GGUF tensor type");
 }
 
 uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 }  // namespace
 
-GgufWriter::GgufWriter(std::string path, uint32_t alignment)
-    : TensorStream("gguf writer"), path_(std::move(path)), part_path_(path_ + ".part"), alignment_(alignment) {
+GgufWriter::GgufWriter(std::string path, uint32_t alignment, AlignmentKey key)
+    : TensorStream("gguf writer"),
+      path_(std::move(path)),
+      part_path_(path_ + ".part"),
+      alignment_(alignment),
+      alignment_key_(key) {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0) {
     throw std::invalid_argument("gguf writer: alignment must be a power of two, got " + std::to_string(alignment));
   }
@@ -43,7 +55,7 @@ void GgufWriter::put(const void* p, size_t n, std::vector<uint8_t>& out) {
   out.insert(out.end(), b, b + n);
 }
 
-void GgufWriter::put_string(const std::string& s, std::vector<uint8_t>& out) {
+void GgufWriter::put_string(std::string_view s, std::vector<uint8_t>& out) {
   uint64_t n = s.size();
   put(&n, 8, out);
   put(s.data(), s.size(), out);
@@ -100,6 +112,42 @@ FINESERVE_GGUF_ARRAY(add_u32_array, uint32_t, kU32)
 FINESERVE_GGUF_ARRAY(add_f32_array, float, kF32)
 #undef FINESERVE_GGUF_ARRAY
 
+// Scalars were widened by the parser (u / i / f); narrowing them back to the stored width is exact.
+void GgufWriter::put_value(const gguf::Value& v, std::vector<uint8_t>& out) {
+  using gguf::ValueType;
+  auto narrow = [&](auto x) { put(&x, sizeof x, out); };
+  switch (v.type) {
+    case ValueType::UInt8: return narrow(static_cast<uint8_t>(v.u));
+    case ValueType::Int8: return narrow(static_cast<int8_t>(v.i));
+    case ValueType::UInt16: return narrow(static_cast<uint16_t>(v.u));
+    case ValueType::Int16: return narrow(static_cast<int16_t>(v.i));
+    case ValueType::UInt32: return narrow(static_cast<uint32_t>(v.u));
+    case ValueType::Int32: return narrow(static_cast<int32_t>(v.i));
+    case ValueType::Float32: return narrow(static_cast<float>(v.f));
+    case ValueType::Bool: return narrow(static_cast<uint8_t>(v.u));
+    case ValueType::String: return put_string(v.str, out);
+    case ValueType::UInt64: return narrow(v.u);
+    case ValueType::Int64: return narrow(v.i);
+    case ValueType::Float64: return narrow(v.f);
+    case ValueType::Array: break;
+  }
+  uint32_t elem = static_cast<uint32_t>(v.elem_type);
+  put(&elem, 4, out);
+  put(&v.count, 8, out);
+  if (v.elem_type == ValueType::String) {
+    for (std::string_view s : v.strings) put_string(s, out);
+  } else if (v.elem_type == ValueType::Array) {
+    for (const gguf::Value& a : v.arrays) put_value(a, out);
+  } else {
+    put(v.packed, v.count * gguf::value_type_size(v.elem_type), out);
+  }
+}
+
+void GgufWriter::add_value(const std::string& key, const gguf::Value& value) {
+  add_key(key, static_cast<uint32_t>(value.type));
+  put_value(value, metadata_);
+}
+
 void GgufWriter::add_tensor(const std::string& name, DType type, const std::vector<uint64_t>& shape) {
   if (begun_) throw std::logic_error("gguf writer: tensor \"" + name + "\" declared after begin_data()");
   if (shape.empty() || shape.size() > 4) {
@@ -125,7 +173,9 @@ void GgufWriter::begin_data() {
   if (begun_) throw std::logic_error("gguf writer: begin_data() called twice");
   bool has_alignment = false;
   for (const std::string& k : keys_) has_alignment |= (k == "general.alignment");
-  if (!has_alignment) add_u32("general.alignment", alignment_);
+  if (!has_alignment && (alignment_key_ == AlignmentKey::Always || alignment_ != 32)) {
+    add_u32("general.alignment", alignment_);
+  }
 
   std::vector<uint8_t> header;
   const char magic[4] = {'G', 'G', 'U', 'F'};
@@ -145,7 +195,7 @@ void GgufWriter::begin_data() {
     uint32_t n_dims = static_cast<uint32_t>(t.shape.size());
     put(&n_dims, 4, header);
     for (size_t i = t.shape.size(); i-- > 0;) put(&t.shape[i], 8, header);  // ne[0] fastest
-    uint32_t type = ggml_type(t.type);
+    uint32_t type = ggml_type(t.name, t.type);
     put(&type, 4, header);
     put(&t.offset, 8, header);
   }

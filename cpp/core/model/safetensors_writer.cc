@@ -14,8 +14,9 @@ const char* st_dtype(DType t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    default: break;  // safetensors has no quantized types fineserve reads
   }
-  throw std::invalid_argument("safetensors writer: unknown dtype");
+  throw std::invalid_argument(std::string("safetensors writer: cannot write ") + dtype_name(t));
 }
 
 std::string shard_name(size_t i, size_t n) {

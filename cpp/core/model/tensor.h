@@ -10,11 +10,26 @@
 
 namespace fineserve::model {
 
-// Element types of weights. The quantization issue adds the GGUF block formats here.
-enum class DType : uint8_t { F32, F16, BF16 };
+// Storage types of weights. Plain types are arrays of elements; the others are quantized row by
+// row, so a row of any type starts at row * quant::row_bytes(dtype, cols, group) and the whole
+// matrix never has to be dequantized (the byte layouts are documented in quant/weight_format.h).
+enum class DType : uint8_t {
+  F32, F16, BF16,
+  // GGUF block formats, read in place from the file with llama.cpp's layouts.
+  Q8_0, Q4_0, Q4_K, Q6_K,
+  // fineserve's own formats, made at load (PTQ) from 16/32-bit weights.
+  W8A8,   // int8 per output channel (f32 row scale); activations int8, dynamic per token
+  FP8,    // E4M3 per output channel (f32 row scale); activations E4M3, dynamic per token
+  W4A16,  // int4 asymmetric in groups of `group` along the row (last group may be partial)
+  W4A8,   // FireQ: int4 symmetric, E4M3 group scales, f32 row scale; activations E4M3 per token
+};
 
+// "F32", "Q4_K", "W4A16", ...
 const char* dtype_name(DType t);
+// Bytes per element of a plain type (F32/F16/BF16); 0 for the quantized types, whose size is
+// quant::row_bytes().
 uint64_t dtype_bytes(DType t);
+bool is_quantized(DType t);
 
 struct TensorView {
   std::string name;
@@ -22,6 +37,13 @@ struct TensorView {
   std::vector<uint64_t> shape;   // outermost first: {rows, cols} for a matrix, {n} for a vector
   const uint8_t* data = nullptr;
   uint64_t bytes = 0;
+  // W4A16 / W4A8: elements per quantization group along a row (0 for the other types).
+  uint32_t group = 0;
+  // Activation-aware scaling (AWQ) and outlier smoothing (SmoothQuant/FireQ) divide the input
+  // channels of the activations and multiply the weight columns by the same factors. When set,
+  // linear() multiplies its input by input_scale[c] (cols floats) before the product; the weights
+  // already carry the inverse. nullptr: no scaling.
+  const float* input_scale = nullptr;
 
   uint64_t elements() const {
     uint64_t n = 1;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "quant/weight_format.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::model {
@@ -13,7 +14,17 @@ void TensorStream::declare(const std::string& name, DType type, const std::vecto
   }
   uint64_t elements = 1;
   for (uint64_t d : shape) elements *= d;
-  tensors_.push_back({name, type, shape, elements * dtype_bytes(type)});
+  uint64_t bytes = elements * dtype_bytes(type);
+  if (is_quantized(type)) {
+    // GGUF block types: whole blocks per row, as in the file. fineserve's own formats need a
+    // group size and exist only in memory, so they are not written to files.
+    const uint64_t cols = shape.empty() ? 0 : shape.back();
+    std::string why = quant::block_elements(type) > 1 ? quant::row_layout_error(type, cols)
+                                                      : std::string(dtype_name(type)) + " is not a file format";
+    if (!why.empty()) throw std::invalid_argument(label_ + ": tensor \"" + name + "\": " + why);
+    bytes = elements / cols * quant::row_bytes(type, cols);
+  }
+  tensors_.push_back({name, type, shape, bytes});
 }
 
 // Moves `current_` past tensors that have all their bytes (empty ones included); true if it moved.
@@ -49,6 +60,10 @@ void TensorStream::write(const void* data, uint64_t bytes) {
 void TensorStream::write_f32(const float* values, uint64_t count) {
   if (current_ >= tensors_.size()) throw std::logic_error(label_ + ": values written after the last tensor");
   DType type = tensors_[current_].type;
+  if (is_quantized(type)) {
+    throw std::logic_error(label_ + ": tensor \"" + tensors_[current_].name + "\" is " + dtype_name(type) +
+                           ": quantize its rows (quant::quantize_row) and write() the bytes");
+  }
   if (type == DType::F32) {
     write(values, count * 4);
     return;

@@ -42,11 +42,46 @@ int64_t first_non_finite(const uint8_t* p, uint64_t n, Bits exponent, Bits manti
   return -1;
 }
 
+// What the scan reads of a type: `unit_bytes` bytes hold `unit_elements` elements. The GGUF block
+// types are finite exactly when their f16 block scales are (the quants are small integers and
+// |d * sc * q| stays far below float's range), so only the scales at `scales` are tested.
+struct ScanUnit {
+  uint64_t unit_bytes, unit_elements;
+  uint32_t scales[2];
+  uint32_t scale_count;
+};
+
+ScanUnit scan_unit(DType t) {
+  switch (t) {
+    case DType::F32: return {4, 1, {}, 0};
+    case DType::F16:
+    case DType::BF16: return {2, 1, {}, 0};
+    case DType::Q8_0: return {34, 32, {0, 0}, 1};     // f16 d; int8 qs[32]
+    case DType::Q4_0: return {18, 32, {0, 0}, 1};     // f16 d; uint8 qs[16]
+    case DType::Q4_K: return {144, 256, {0, 2}, 2};   // f16 d, f16 dmin first
+    case DType::Q6_K: return {210, 256, {208, 0}, 1};  // f16 d last
+    default: return {1, 1, {}, 0};  // fineserve's formats are made in memory from scanned weights
+  }
+}
+
+// Index of the first unit among `n` at p that holds a NaN or Inf, or -1.
 int64_t find_non_finite(DType t, const uint8_t* p, uint64_t n, bool* nan) {
   switch (t) {
     case DType::F32: return first_non_finite<uint32_t>(p, n, 0x7f800000u, 0x007fffffu, nan);
     case DType::F16: return first_non_finite<uint16_t>(p, n, 0x7c00u, 0x03ffu, nan);
     case DType::BF16: return first_non_finite<uint16_t>(p, n, 0x7f80u, 0x007fu, nan);
+    default: break;
+  }
+  const ScanUnit u = scan_unit(t);
+  for (uint64_t k = 0; k < n; ++k) {
+    for (uint32_t s = 0; s < u.scale_count; ++s) {
+      uint16_t h;
+      std::memcpy(&h, p + k * u.unit_bytes + u.scales[s], 2);
+      if ((h & 0x7c00u) == 0x7c00u) {
+        *nan = (h & 0x03ffu) != 0;
+        return int64_t(k);
+      }
+    }
   }
   return -1;
 }
@@ -66,21 +101,23 @@ void scan_weights(const LlamaWeights& weights, const TensorIndex& index, const L
   };
 
   for (const TensorView* t : tensors) {
-    const uint64_t width = dtype_bytes(t->dtype);
+    const ScanUnit unit = scan_unit(t->dtype);
+    const uint64_t width = unit.unit_bytes;
     // Without the scan there is nothing to do between tensors but report.
-    const uint64_t step = options.check_finite ? kChunkBytes : std::max<uint64_t>(t->bytes, 1);
+    const uint64_t step = options.check_finite ? kChunkBytes / width * width : std::max<uint64_t>(t->bytes, 1);
     for (uint64_t at = 0; at < t->bytes; at += step) {
       uint64_t len = std::min(step, t->bytes - at);
       if (options.check_finite) {
         bool nan = false;
         int64_t k = find_non_finite(t->dtype, t->data + at, len / width, &nan);
         if (k >= 0) {
-          uint64_t element = at / width + uint64_t(k);
+          uint64_t element = (at / width + uint64_t(k)) * unit.unit_elements;
           auto it = index.find(t->name);
           std::string file = it != index.end() ? it->second.file : source;
           std::string name;
           json::append_quoted(name, t->name);
-          std::string where = "element " + std::to_string(element);
+          std::string where = (unit.unit_elements > 1 ? "the scale of the block at element " : "element ") +
+                              std::to_string(element);
           if (t->shape.size() == 2) {
             where += " (row " + std::to_string(element / t->cols()) + ", column " +
                      std::to_string(element % t->cols()) + ")";

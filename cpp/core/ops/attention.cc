@@ -2,39 +2,22 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
+#include "kv/kv_codec.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::ops {
 
-namespace {
-
-// Reads one cached row (head_dim elements) as float32.
-void read_row(const uint8_t* src, kv::KvFormat format, uint32_t n, float* dst) {
-  const simd::Kernels& k = simd::active();
-  switch (format) {
-    case kv::KvFormat::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-    case kv::KvFormat::F16: k.f16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n); return;
-    case kv::KvFormat::BF16: k.bf16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n); return;
-    default: break;  // the executor refuses other formats before any step runs
-  }
-}
-
-void write_row(const float* src, kv::KvFormat format, uint32_t n, uint8_t* dst) {
-  const simd::Kernels& k = simd::active();
-  switch (format) {
-    case kv::KvFormat::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-    case kv::KvFormat::F16: k.f32_to_f16(src, reinterpret_cast<uint16_t*>(dst), n); return;
-    case kv::KvFormat::BF16: k.f32_to_bf16(src, reinterpret_cast<uint16_t*>(dst), n); return;
-    default: break;
-  }
-}
-
-}  // namespace
-
 void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<PagedSequence>& seqs,
               const float* k, const float* v) {
   const kv::KvGeometry& g = layout.geometry;
+  // Checked here, once per layer, because a short scale slot would spill into the next one.
+  if (g.scale_bytes < kv::default_scale_bytes(g.format)) {
+    throw std::invalid_argument("scaleBytes = " + std::to_string(g.scale_bytes) + ": a " + kv::format_name(g.format) +
+                                " KV cache needs " + std::to_string(kv::default_scale_bytes(g.format)));
+  }
   const size_t stride = static_cast<size_t>(g.num_kv_heads) * g.head_dim;
   for (const PagedSequence& s : seqs) {
     for (uint32_t t = 0; t < s.n_tokens; ++t) {
@@ -44,8 +27,10 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<Page
       const float* kr = k + (s.row + t) * stride;
       const float* vr = v + (s.row + t) * stride;
       for (uint32_t h = 0; h < g.num_kv_heads; ++h) {
-        write_row(kr + h * g.head_dim, g.format, g.head_dim, block + layout.row_offset(layer, 0, h, slot));
-        write_row(vr + h * g.head_dim, g.format, g.head_dim, block + layout.row_offset(layer, 1, h, slot));
+        kv::encode_row(kr + h * g.head_dim, g.format, g.head_dim, block + layout.row_offset(layer, 0, h, slot),
+                       block + layout.scale_at(layer, 0, h, slot));
+        kv::encode_row(vr + h * g.head_dim, g.format, g.head_dim, block + layout.row_offset(layer, 1, h, slot),
+                       block + layout.scale_at(layer, 1, h, slot));
       }
     }
   }
@@ -64,6 +49,10 @@ void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t la
     for (uint32_t t = 0; t < seqs[s].n_tokens; ++t) tokens.push_back({s, t});
   }
   const simd::Kernels& k = simd::active();
+  auto read_row = [&](const uint8_t* block, uint32_t kv, uint32_t kvh, uint32_t slot, float* buf) {
+    return kv::decode_row(block + layout.row_offset(layer, kv, kvh, slot), block + layout.scale_at(layer, kv, kvh, slot),
+                          g.format, d, buf);
+  };
   pool.parallel_for(tokens.size() * g.num_kv_heads, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scores, row, acc;
     for (size_t item = begin; item < end; ++item) {
@@ -75,9 +64,9 @@ void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t la
       scores.resize(static_cast<size_t>(group) * ctx);
       row.resize(d);
       for (uint32_t p = 0; p < ctx; ++p) {
-        read_row(s.blocks[p / tpb] + layout.row_offset(layer, 0, kvh, p % tpb), g.format, d, row.data());
+        const float* kr = read_row(s.blocks[p / tpb], 0, kvh, p % tpb, row.data());
         for (uint32_t j = 0; j < group; ++j) {
-          scores[j * ctx + p] = k.dot_f32(qt + (kvh * group + j) * d, row.data(), d) * scale;
+          scores[j * ctx + p] = k.dot_f32(qt + (kvh * group + j) * d, kr, d) * scale;
         }
       }
       for (uint32_t j = 0; j < group; ++j) {
@@ -94,8 +83,8 @@ void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t la
       }
       acc.assign(static_cast<size_t>(group) * d, 0.0f);
       for (uint32_t p = 0; p < ctx; ++p) {
-        read_row(s.blocks[p / tpb] + layout.row_offset(layer, 1, kvh, p % tpb), g.format, d, row.data());
-        for (uint32_t j = 0; j < group; ++j) k.axpy_f32(scores[j * ctx + p], row.data(), acc.data() + j * d, d);
+        const float* vr = read_row(s.blocks[p / tpb], 1, kvh, p % tpb, row.data());
+        for (uint32_t j = 0; j < group; ++j) k.axpy_f32(scores[j * ctx + p], vr, acc.data() + j * d, d);
       }
       for (uint32_t j = 0; j < group; ++j) {
         std::memcpy(out + (s.row + t) * q_stride + (kvh * group + j) * d, acc.data() + j * d, d * sizeof(float));

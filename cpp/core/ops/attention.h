@@ -1,5 +1,6 @@
 // Paged attention over a KV Slab: K/V rows are written into and read from a sequence's blocks
-// through KvLayout, in the cache's element format (f32, f16 or bf16 here).
+// through KvLayout, in the cache's element format (any of kv_format.h; kv_codec.h encodes and
+// decodes a row, its scale living in the block's scale array).
 #pragma once
 
 #include <cstdint>
@@ -19,13 +20,14 @@ struct PagedSequence {
 };
 
 // Stores K and V of every token of the step for one layer: k, v are [rows][kv_heads * head_dim].
+// Quantized formats compute each (token, head) row's scale here, from that row alone.
 void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<PagedSequence>& seqs,
               const float* k, const float* v);
 
 // Causal attention for one layer: each token attends to its sequence's positions up to its own.
 // q: [rows][heads * head_dim]; out: same shape. GQA: query head h reads KV head
 // h / (heads / kv_heads). Scores are scaled by 1/sqrt(head_dim) and soft-maxed in float with
-// the running maximum subtracted.
+// the running maximum subtracted. Each cached row is decoded to float once per (token, KV head).
 void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
                const std::vector<PagedSequence>& seqs, const float* q, float* out);
 

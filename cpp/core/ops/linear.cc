@@ -1,8 +1,13 @@
 #include "ops/linear.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ops/rows.h"
+#include "quant/qdot.h"
+#include "quant/weight_format.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::ops {
@@ -14,18 +19,69 @@ constexpr size_t kRowBlock = 16;
 // Up to this many tokens, a half-precision row is decoded in registers once per token instead of
 // into a float buffer once: for decode, the buffer round trip would double the memory traffic.
 constexpr size_t kFusedTokens = 2;
+
+void check_layout(const model::TensorView& w) {
+  const std::string why = quant::row_layout_error(w.dtype, w.cols(), w.group);
+  if (!why.empty()) throw std::invalid_argument("linear: tensor \"" + w.name + "\": " + why);
+  const uint64_t need = w.rows() * quant::row_bytes(w.dtype, w.cols(), w.group);
+  if (w.bytes < need) {
+    throw std::invalid_argument("linear: tensor \"" + w.name + "\" holds " + std::to_string(w.bytes) +
+                                " bytes, its shape needs " + std::to_string(need));
+  }
+}
+
+// Quantized types with an integer/fused kernel: activations prepared once, then each weight row
+// is read once and dotted with kTokenTile tokens at a time while it sits in L1.
+void linear_qdot(engine::ThreadPool& pool, const float* x, size_t tokens, const model::TensorView& w,
+                 const float* bias, float* y, simd::Level level) {
+  const size_t out = w.rows(), in = w.cols();
+  thread_local quant::Activations acts;
+  quant::prepare_activations(w.dtype, w.group, x, tokens, in, w.input_scale, acts);
+  const quant::RowDot dot = quant::row_dot(quant::qdot_kernels(level), w.dtype);
+  const uint64_t stride = quant::row_bytes(w.dtype, in, w.group);
+  const quant::Activations& a = acts;
+  pool.parallel_for((out + kRowBlock - 1) / kRowBlock, [&](size_t begin, size_t end) {
+    float tile[quant::kTokenTile];
+    for (size_t r = begin * kRowBlock; r < std::min(out, end * kRowBlock); ++r) {
+      const uint8_t* row = w.data + r * stride;
+      const float b = bias ? bias[r] : 0.0f;
+      for (size_t t0 = 0; t0 < tokens; t0 += quant::kTokenTile) {
+        const size_t nt = std::min(quant::kTokenTile, tokens - t0);
+        dot(row, a, t0, nt, tile);
+        for (size_t k = 0; k < nt; ++k) y[(t0 + k) * out + r] = tile[k] + b;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model::TensorView& w,
             const model::TensorView* bias, float* y) {
+  linear(pool, x, tokens, w, bias, y, simd::active().level);
+}
+
+void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model::TensorView& w,
+            const model::TensorView* bias, float* y, simd::Level level) {
+  check_layout(w);
   const size_t out = w.rows(), in = w.cols();
-  const simd::Kernels& k = simd::active();
+  const simd::Kernels& k = *simd::kernels_for(level);
   std::vector<float> bias_f32;
   if (bias != nullptr && bias->data != nullptr) {
     bias_f32.resize(out);
     load_f32(*bias, 0, out, bias_f32.data());
   }
-  const bool fused = tokens <= kFusedTokens && w.dtype != model::DType::F32;
+  if (quant::has_row_dot(w.dtype)) {
+    linear_qdot(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level);
+    return;
+  }
+  std::vector<float> scaled;
+  if (w.input_scale != nullptr) {
+    scaled.resize(tokens * in);
+    for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
+    x = scaled.data();
+  }
+  const bool fused = tokens <= kFusedTokens && (w.dtype == model::DType::F16 || w.dtype == model::DType::BF16);
   auto fused_dot = w.dtype == model::DType::F16 ? k.dot_f16_f32 : k.dot_bf16_f32;
   pool.parallel_for((out + kRowBlock - 1) / kRowBlock, [&](size_t begin, size_t end) {
     if (fused) {
@@ -38,6 +94,8 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
       }
       return;
     }
+    // F32 rows are used in place; F16/BF16 and the K-quants (f32 activations, see
+    // weight_format.h) are decoded once per call into the block, then reused by every token.
     thread_local std::vector<float> block;
     block.resize(kRowBlock * in);
     for (size_t b = begin; b < end; ++b) {

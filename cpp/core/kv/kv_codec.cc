@@ -1,0 +1,119 @@
+#include "kv/kv_codec.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "quant/fp8.h"
+#include "simd/dispatch.h"
+#include "simd/half.h"
+
+namespace fineserve::kv {
+
+namespace {
+
+constexpr uint16_t kF16Max = 0x7BFF;  // 65504
+
+float load_scale(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return simd::f16_to_f32_scalar(h);
+}
+
+// Symmetric quantization to -qmax..qmax with an f16 scale of amax / qmax. The values are divided by
+// the scale as stored (rounded to f16), so decoding q * scale is exactly what was meant; a scale
+// that rounded down makes x / s slightly exceed qmax at the row's maximum, which the clamp absorbs
+// with an error still under s / 2.
+float quantize_scale(const float* src, uint32_t n, float qmax, uint8_t* scale) {
+  float amax = 0;
+  for (uint32_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(src[i]));  // fmax skips NaN
+  uint16_t h = simd::f32_to_f16_scalar(amax / qmax);
+  if ((h & 0x7FFFu) > kF16Max) h = kF16Max;  // beyond f16: saturate, the clamp bounds the codes
+  std::memcpy(scale, &h, sizeof h);
+  return simd::f16_to_f32_scalar(h);
+}
+
+int32_t quantize_value(float x, float s, float qmax) {
+  if (!(s > 0)) return 0;  // an all-zero (or underflowing) row
+  float r = std::nearbyint(x / s);
+  if (!(r == r)) return 0;  // NaN
+  r = r > qmax ? qmax : (r < -qmax ? -qmax : r);
+  return static_cast<int32_t>(r);
+}
+
+void encode_int8(const float* src, uint32_t n, uint8_t* row, uint8_t* scale) {
+  const float s = quantize_scale(src, n, 127.0f, scale);
+  auto* q = reinterpret_cast<int8_t*>(row);
+  for (uint32_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(quantize_value(src[i], s, 127.0f));
+}
+
+void encode_int4(const float* src, uint32_t n, uint8_t* row, uint8_t* scale) {
+  const float s = quantize_scale(src, n, 7.0f, scale);
+  for (uint32_t i = 0; i < n / 2; ++i) {
+    uint32_t lo = static_cast<uint32_t>(quantize_value(src[2 * i], s, 7.0f)) & 0xFu;
+    uint32_t hi = static_cast<uint32_t>(quantize_value(src[2 * i + 1], s, 7.0f)) & 0xFu;
+    row[i] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+}
+
+// The loops below are plain so that the compiler vectorises them at every SIMD level: they run
+// once per cached row per attention call, next to a dot product of the same length.
+void decode_int8(const uint8_t* row, float s, uint32_t n, float* dst) {
+  const auto* q = reinterpret_cast<const int8_t*>(row);
+  for (uint32_t i = 0; i < n; ++i) dst[i] = s * static_cast<float>(q[i]);
+}
+
+void decode_int4(const uint8_t* row, float s, uint32_t n, float* dst) {
+  for (uint32_t i = 0; i < n / 2; ++i) {
+    const auto b = static_cast<int8_t>(row[i]);
+    // Arithmetic shifts sign-extend each nibble.
+    dst[2 * i] = s * static_cast<float>(static_cast<int8_t>(b << 4) >> 4);
+    dst[2 * i + 1] = s * static_cast<float>(b >> 4);
+  }
+}
+
+// E4M3 -> f32 without a table: the 7 magnitude bits placed at f32 bit 20 are a float whose
+// exponent is the E4M3 exponent (bias 127 instead of 7, f32 subnormals where E4M3 has its own), so
+// multiplying by 2^120 rebiases both normal and subnormal codes exactly. S.1111.111 is NaN.
+void decode_fp8(const uint8_t* row, uint32_t n, float* dst) {
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t b = row[i], mag = b & 0x7Fu;
+    const uint32_t bits = ((b & 0x80u) << 24) | (mag << 20);
+    // Integer-only NaN patch (keeps the loop vectorisable): NaN times 2^120 stays NaN.
+    const uint32_t nan = static_cast<uint32_t>(-static_cast<int32_t>(mag == 0x7Fu)) & 0x7FC00000u;
+    float f;
+    const uint32_t patched = bits | nan;
+    std::memcpy(&f, &patched, sizeof f);
+    dst[i] = f * 0x1p120f;
+  }
+}
+
+}  // namespace
+
+void encode_row(const float* src, KvFormat format, uint32_t n, uint8_t* row, uint8_t* scale) {
+  const simd::Kernels& k = simd::active();
+  switch (format) {
+    case KvFormat::F32: std::memcpy(row, src, n * sizeof(float)); return;
+    case KvFormat::F16: k.f32_to_f16(src, reinterpret_cast<uint16_t*>(row), n); return;
+    case KvFormat::BF16: k.f32_to_bf16(src, reinterpret_cast<uint16_t*>(row), n); return;
+    case KvFormat::Fp8E4M3:
+      for (uint32_t i = 0; i < n; ++i) row[i] = quant::f32_to_fp8(src[i]);
+      return;
+    case KvFormat::Int8: encode_int8(src, n, row, scale); return;
+    case KvFormat::Int4: encode_int4(src, n, row, scale); return;
+  }
+}
+
+const float* decode_row(const uint8_t* row, const uint8_t* scale, KvFormat format, uint32_t n, float* dst) {
+  const simd::Kernels& k = simd::active();
+  switch (format) {
+    case KvFormat::F32: return reinterpret_cast<const float*>(row);
+    case KvFormat::F16: k.f16_to_f32(reinterpret_cast<const uint16_t*>(row), dst, n); break;
+    case KvFormat::BF16: k.bf16_to_f32(reinterpret_cast<const uint16_t*>(row), dst, n); break;
+    case KvFormat::Fp8E4M3: decode_fp8(row, n, dst); break;
+    case KvFormat::Int8: decode_int8(row, load_scale(scale), n, dst); break;
+    case KvFormat::Int4: decode_int4(row, load_scale(scale), n, dst); break;
+  }
+  return dst;
+}
+
+}  // namespace fineserve::kv
