@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 
 import { type DeviceReport, devices } from './devices.js';
 import { FineserveError } from './errors.js';
+import { QUANTIZE_USAGE, quantizeCommand } from './cli-quantize.js';
 import { generateModel, MODEL_SHAPES, type ModelShape } from './generate.js';
 
 const USAGE = `usage: fineserve <command> [options]
@@ -17,6 +18,7 @@ commands:
   devices [--json]   list the CPU (with the SIMD kernels in use) and the CUDA devices found
   generate --shape S --format gguf|hf --out PATH [--dtype f32|f16|bf16] [--layers N] [--vocab N] [--seed N]
                      write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
+${QUANTIZE_USAGE}
 
 options:
   -h, --help         show this help
@@ -135,6 +137,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (command === 'generate') return generate(rest);
+  if (command === 'quantize') return quantizeCommand(rest);
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }

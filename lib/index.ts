@@ -7,7 +7,12 @@ export type { AddonInfo, CpuDevice, CudaDevice, CudaStatus, DeviceReport, SimdLe
 export { ExecutorError, FineserveError, KvError, ModelError, NativeLoadError } from './errors.js';
 export type { AddonVariant, ExecutorErrorCode, KvErrorCode, ModelErrorCode, NativeLoadAttempt } from './errors.js';
 export { Model } from './model.js';
-export type { LlamaConfig, LoadModelOptions } from './model.js';
+export type { Calibration, LlamaConfig, LoadModelOptions, PerplexityOptions, PerplexityResult } from './model.js';
+export { autoKvFormat, parsePrecision, PRECISION_NAMES, precisionName } from './precision.js';
+export type { ActivationFormat, BasePrecisionName, KvSuffix, PrecisionName, PrecisionSpec, WeightFormat } from './precision.js';
+export { quantizeGguf } from './quantize.js';
+export type { GgufQuantType, QuantizedGguf, QuantizeGgufOptions } from './quantize.js';
+export { Tokenizer } from './tokenizer.js';
 export { ModelRunner } from './runner.js';
 export type { GenerateOutput, GenerateRequest, RunnerOptions, SamplingOptions } from './runner.js';
 export { generateModel, MODEL_SHAPES } from './generate.js';

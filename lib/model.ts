@@ -3,9 +3,14 @@
  * checked by the native addon off the JS thread, with progress and cancellation.
  * @module
  */
+import { statSync } from 'node:fs';
+
 import { runCancellable } from './cancellable.js';
-import { codeOf, ModelError, type ModelErrorCode } from './errors.js';
+import { codeOf, ExecutorError, type ExecutorErrorCode, ModelError, type ModelErrorCode } from './errors.js';
+import type { KvFormat } from './kv-pool.js';
 import { loadNative } from './native.js';
+import { autoKvFormat, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
+import { Tokenizer } from './tokenizer.js';
 
 /** Hyper-parameters of a Llama-family model. */
 export interface LlamaConfig {
@@ -28,32 +33,120 @@ export interface LlamaConfig {
   readonly eosTokenId: number;
 }
 
+/**
+ * Data that post-training quantization looks at to choose its scales (AWQ for `w4a16`, channel
+ * smoothing for `w8a8`/`w4a8`, K smoothing for `-kv4`): token id sequences, or text that the
+ * model folder's tokenizer.json turns into them.
+ */
+export type Calibration = { readonly tokens: readonly (readonly number[])[] } | { readonly text: readonly string[] };
+
 /** Options of {@link Model.load}. */
 export interface LoadModelOptions {
+  /**
+   * Weight, activation and KV formats: a name (`'w4a16-kv8'`) or a spec. Default `'auto'`: the
+   * weights as the file stores them, f16 KV. 8- and 4-bit weight formats are made at load (PTQ)
+   * from F32/F16/BF16 weights.
+   */
+  readonly precision?: PrecisionName | PrecisionSpec;
+  /** Calibration data for PTQ; without it, weights are rounded to nearest (RTN). */
+  readonly calibration?: Calibration;
   /** Scan every weight for NaN/Inf (reads the whole file once). Default true. */
   readonly checkFinite?: boolean;
-  /** Called with the fraction loaded, 0..1, at most about once per percent. */
+  /** Called with the fraction done, 0..1 (loading, then quantizing), at most about once per percent. */
   readonly onProgress?: (fraction: number) => void;
   /** Aborting cancels the load; it then rejects with `ERR_MODEL_CANCELLED`. */
   readonly signal?: AbortSignal;
 }
 
+/** Options of {@link Model.perplexity}. */
+export interface PerplexityOptions {
+  /** KV cache format to evaluate with; default the model's precision's. */
+  readonly kvFormat?: KvFormat;
+  /** Worker threads; default every core this process may use (never more). */
+  readonly threads?: number;
+  /** Tokens per forward step; default 128. */
+  readonly chunk?: number;
+  /**
+   * Tokens per evaluation window; default the model's `maxContext`. A longer text is scored in
+   * consecutive windows that share one token (the last of a window conditions the next), each
+   * from an empty cache, as llama.cpp's `perplexity` does with its context size: every token but
+   * the first is scored once.
+   */
+  readonly window?: number;
+  readonly onProgress?: (fraction: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** Result of {@link Model.perplexity}. */
+export interface PerplexityResult {
+  /** exp(nllSum / scored). */
+  readonly perplexity: number;
+  /** Sum of -ln p(token | prefix) over the scored tokens (all but the first). */
+  readonly nllSum: number;
+  readonly scored: number;
+}
+
+/** @internal The quantization request the addon's loadModel takes. */
+export interface NativeQuantizeSpec {
+  weights: string;
+  group: number;
+  kv: string;
+  calibration: Int32Array[];
+  smoothK: boolean;
+}
+
 /** The addon's Model object (cpp/addon/model.cc). */
 export interface NativeModel {
-  info(): { config: LlamaConfig; source: string; format: 'gguf' | 'safetensors'; weightBytes: number; metadataKeys: string[] };
+  info(): {
+    config: LlamaConfig;
+    source: string;
+    format: 'gguf' | 'safetensors';
+    weightBytes: number;
+    metadataKeys: string[];
+    weightFormats?: Record<string, number>;
+  };
   metadata(key: string): string | undefined;
 }
 
 /** The addon's loadModel. */
 export type NativeLoadModel = (
   path: string,
-  checkFinite: boolean,
+  options: boolean | { checkFinite: boolean; quantize?: NativeQuantizeSpec },
   onProgress?: (fraction: number) => void,
 ) => { promise: Promise<NativeModel>; cancel(): void };
 
+/** The addon's perplexity (cpp/addon/perplexity.cc). */
+export type NativePerplexity = (
+  model: NativeModel,
+  tokens: Int32Array,
+  options: { kvFormat: string; threads: number; chunk: number },
+  onProgress?: (fraction: number) => void,
+) => { promise: Promise<PerplexityResult>; cancel(): void };
+
 function asModelError(err: unknown): unknown {
   const code = codeOf(err);
+  if (code?.startsWith('ERR_EXECUTOR_')) return new ExecutorError(code as ExecutorErrorCode, (err as Error).message);
   return code?.startsWith('ERR_MODEL_') ? new ModelError(code as ModelErrorCode, (err as Error).message) : err;
+}
+
+function calibrationTokens(source: string, calibration: Calibration | undefined): Int32Array[] {
+  if (calibration === undefined) return [];
+  if ('tokens' in calibration) {
+    return calibration.tokens.map((seq, i) => {
+      if (!Array.isArray(seq) && !(seq instanceof Int32Array)) {
+        throw new ModelError('ERR_MODEL_PRECISION', `calibration.tokens[${i}] is not an array of token ids`);
+      }
+      return Int32Array.from(seq);
+    });
+  }
+  if (!statSync(source, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ModelError(
+      'ERR_MODEL_TOKENIZER',
+      `calibration.text needs the tokenizer.json of a Hugging Face folder, and ${source} is not one: pass calibration.tokens instead`,
+    );
+  }
+  const tokenizer = Tokenizer.fromFolder(source);
+  return calibration.text.map((t) => Int32Array.from(tokenizer.encode(t)));
 }
 
 /** A loaded model. Its weights stay mapped while the object is referenced. */
@@ -62,18 +155,57 @@ export class Model {
   /** The path it was loaded from. */
   readonly source: string;
   readonly format: 'gguf' | 'safetensors';
-  /** Bytes of all weight tensors. */
+  /** Bytes of all weight tensors as the model holds them (after quantization). */
   readonly weightBytes: number;
+  /** Formats of the weights, activations and KV cache this model runs with. */
+  readonly precision: PrecisionSpec;
+  /** How many weight tensors are stored in each type (`{ W4A16: 14, F32: 5 }`). */
+  readonly weightFormats: Readonly<Record<string, number>>;
   /** @internal */
   readonly native: NativeModel;
 
-  private constructor(native: NativeModel) {
+  private constructor(native: NativeModel, precision: PrecisionSpec | (Omit<PrecisionSpec, 'kv'> & { kv: 'auto' })) {
     const info = native.info();
     this.native = native;
     this.config = info.config;
     this.source = info.source;
     this.format = info.format;
     this.weightBytes = info.weightBytes;
+    this.weightFormats = info.weightFormats ?? {};
+    this.precision = precision.kv === 'auto' ? { ...precision, kv: autoKvFormat(this.weightFormats) } : precision;
+  }
+
+  /**
+   * Perplexity of `tokens` (the first one only conditions): every token scored given its prefix
+   * within its window (see {@link PerplexityOptions.window}), in chunks through a KV cache of the
+   * given format. Rejects with `ExecutorError` `ERR_EXECUTOR_INVALID` for fewer than 2 tokens, a
+   * token outside the vocabulary, or a window outside 2..maxContext.
+   */
+  async perplexity(tokens: readonly number[] | Int32Array, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+    const ids = Int32Array.from(tokens);
+    const window = options.window ?? this.config.maxContext;
+    if (!Number.isInteger(window) || window < 2 || window > this.config.maxContext) {
+      throw new ExecutorError('ERR_EXECUTOR_INVALID', `perplexity: window = ${window} must be an integer in 2..${this.config.maxContext} (the model's context)`);
+    }
+    const native = { kvFormat: options.kvFormat ?? this.precision.kv, threads: options.threads ?? 0, chunk: options.chunk ?? 128 };
+    const starts: number[] = [];
+    for (let start = 0; start === 0 || start + 1 < ids.length; start += window - 1) starts.push(start);
+    let nllSum = 0;
+    let scored = 0;
+    for (const start of starts) {
+      const part = ids.subarray(start, Math.min(ids.length, start + window));
+      const done = scored;
+      const r = await runCancellable((progress) => loadNative().binding.perplexity(this.native, part, native, progress), {
+        onProgress: options.onProgress && ((f: number) => options.onProgress!((done + f * (part.length - 1)) / Math.max(1, ids.length - 1))),
+        signal: options.signal,
+        abortedMessage: 'perplexity was aborted before it started',
+        callbackMessage: 'onProgress threw during perplexity; it was cancelled',
+        typed: asModelError,
+      });
+      nllSum += r.nllSum;
+      scored += r.scored;
+    }
+    return { perplexity: Math.exp(nllSum / scored), nllSum, scored };
   }
 
   /** A GGUF metadata value as a string (arrays as JSON); undefined when absent or for HF folders. */
@@ -82,13 +214,29 @@ export class Model {
   }
 
   /**
-   * Loads a `.gguf` file or a Hugging Face folder. Rejects with {@link ModelError} naming the file,
-   * tensor and field when the model cannot be used, and with `ERR_MODEL_CANCELLED` when `signal`
-   * aborts. An `onProgress` that throws cancels the load and rejects with that error as the cause.
+   * Loads a `.gguf` file (F32/F16/BF16 or the GGUF quant types Q8_0, Q4_0, Q4_K, Q6_K, used in
+   * place) or a Hugging Face folder, quantizing it at load when `precision` asks for an 8- or
+   * 4-bit weight format. Rejects with {@link ModelError} naming the file, tensor and field when the
+   * model cannot be used (`ERR_MODEL_PRECISION` for an unknown precision), and with
+   * `ERR_MODEL_CANCELLED` when `signal` aborts. An `onProgress` that throws cancels the load and
+   * rejects with that error as the cause.
    */
   static async load(source: string, options: LoadModelOptions = {}): Promise<Model> {
+    const name = options.precision ?? 'auto';
+    const precision = parsePrecision(name);
+    const checkFinite = options.checkFinite ?? true;
+    let request: boolean | { checkFinite: boolean; quantize: NativeQuantizeSpec } = checkFinite;
+    if (precision.weights !== 'source') {
+      const calibration = calibrationTokens(source, options.calibration);
+      request = {
+        checkFinite,
+        quantize: { weights: precision.weights, group: precision.group ?? 128, kv: precision.kv, calibration, smoothK: true },
+      };
+    } else if (options.calibration !== undefined) {
+      throw new ModelError('ERR_MODEL_PRECISION', `calibration is only used by quantized precisions; precision ${JSON.stringify(options.precision ?? 'auto')} keeps the file's weights`);
+    }
     const native = await runCancellable(
-      (progress) => loadNative().binding.loadModel(source, options.checkFinite ?? true, progress),
+      (progress) => loadNative().binding.loadModel(source, request, progress),
       {
         onProgress: options.onProgress,
         signal: options.signal,
@@ -97,6 +245,6 @@ export class Model {
         typed: asModelError,
       },
     );
-    return new Model(native);
+    return new Model(native, name === 'auto' ? { ...precision, kv: 'auto' } : precision);
   }
 }

@@ -16,8 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from './errors.js';
 import type { NativeGenerateModel } from './generate.js';
 import type { NativeKvPoolConstructor } from './kv-pool.js';
-import type { NativeLoadModel, NativeModel } from './model.js';
-import type { NativeExecutorConstructor } from './runner.js';
+import type { NativeLoadModel, NativeModel, NativePerplexity } from './model.js';
+import type { NativeQuantizeGguf } from './quantize.js';
+import type { NativeExecutorConstructor, NativeKvGeometryFor } from './runner.js';
 
 /** How the loaded binary was built, as the addon itself reports it. */
 export interface NativeBuildInfo {
@@ -65,6 +66,9 @@ export interface NativeBinding {
   readonly Model: new () => NativeModel;
   readonly loadModel: NativeLoadModel;
   readonly Executor: NativeExecutorConstructor;
+  readonly kvGeometryFor: NativeKvGeometryFor;
+  readonly perplexity: NativePerplexity;
+  readonly quantizeGguf: NativeQuantizeGguf;
 }
 
 /** A loaded addon and where it came from. */

@@ -8,7 +8,7 @@
  * @module
  */
 import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCode } from './errors.js';
-import { KvPool, type KvFormat } from './kv-pool.js';
+import { KvPool, type KvFormat, type KvGeometry } from './kv-pool.js';
 import type { Model, NativeModel } from './model.js';
 import { loadNative } from './native.js';
 
@@ -30,8 +30,8 @@ export interface SamplingOptions {
 
 /** Options of {@link ModelRunner.create}. */
 export interface RunnerOptions {
-  /** KV cache element format; default f32. */
-  readonly kvFormat?: Extract<KvFormat, 'f32' | 'f16' | 'bf16'>;
+  /** KV cache element format; default the model's precision's (`model.precision.kv`). */
+  readonly kvFormat?: KvFormat;
   /** Worker threads; default every core this process may use (never more). */
   readonly threads?: number;
   /** KV pool size; default enough for 8 sequences of the model's full context, at most 1 GiB. */
@@ -87,6 +87,9 @@ export interface NativeExecutor {
   ): Promise<NativeStepResult>;
 }
 
+/** @internal The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
+export type NativeKvGeometryFor = (model: NativeModel, kvFormat: string, tokensPerBlock: number) => Required<KvGeometry>;
+
 export type NativeExecutorConstructor = new (
   model: NativeModel,
   pool: unknown,
@@ -136,10 +139,16 @@ export class ModelRunner {
 
   static create(model: Model, options: RunnerOptions = {}): ModelRunner {
     const c = model.config;
-    const kvFormat = options.kvFormat ?? 'f32';
+    const kvFormat = options.kvFormat ?? model.precision.kv;
     const tokensPerBlock = options.tokensPerBlock ?? 16;
-    const elem = kvFormat === 'f32' ? 4 : 2;
-    const tokenBytes = 2 * c.layers * c.kvHeads * c.headDim * elem;
+    let geometry: Required<KvGeometry>;
+    try {
+      geometry = loadNative().binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
+    } catch (err) {
+      throw asExecutorError(err);
+    }
+    const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[geometry.format];
+    const tokenBytes = 2 * c.layers * c.kvHeads * ((c.headDim * bits) / 8 + geometry.scaleBytes);
     const poolBytes = options.poolBytes ?? Math.min(2 ** 30, Math.max(16 * 2 ** 20, 8 * c.maxContext * tokenBytes));
     // Slabs of at least 8 blocks keep the tail under the KV Slab's 1/8 limit whatever the shape.
     let slabBytes = 2 ** 21;
@@ -147,7 +156,7 @@ export class ModelRunner {
     const pool = KvPool.create({ poolBytes: Math.max(poolBytes, slabBytes), memory: 'host', slabBytes });
     const kvModel = pool.addModel({
       name: c.architecture,
-      geometry: { tokensPerBlock, layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim, format: kvFormat },
+      geometry,
     });
     const Native = loadNative().binding.Executor;
     let executor: NativeExecutor;

@@ -11,8 +11,11 @@ export const STORIES_GGUF = fileURLToPath(new URL('../../../shared/fixtures/stor
 export const LLAMA_100M_GGUF = `${ROOT}.cache/models/llama-100m-f16.gguf`;
 export const RESULTS = `${ROOT}bench/results/engine-cpu.json`;
 
-export type ModelKey = 'stories260K' | 'llama-100m-f16';
-export const MODEL_KEYS: readonly ModelKey[] = ['stories260K', 'llama-100m-f16'];
+/** The quantized files, written from the F16 one by fineserve's GGUF writer at each run. */
+export const llama100mQuantGguf = (type: 'q8_0' | 'q4_0'): string => `${ROOT}.cache/models/llama-100m-${type}.gguf`;
+
+export type ModelKey = 'stories260K' | 'llama-100m-f16' | 'llama-100m-q8_0' | 'llama-100m-q4_0';
+export const MODEL_KEYS: readonly ModelKey[] = ['stories260K', 'llama-100m-f16', 'llama-100m-q8_0', 'llama-100m-q4_0'];
 
 export interface BenchConfig {
   readonly threads: number;
@@ -37,7 +40,7 @@ const USAGE = `usage: node --import tsx bench/engine-cpu.ts [options]
   --threads N        threads for both engines (default: os.availableParallelism() = ${availableParallelism()})
   --reps N           timed repetitions per measurement, median taken (default: 5 for stories260K, 3 for llama-100m)
   --kv f16|f32       KV cache format for both engines (default f16, node-llama-cpp's default)
-  --models a,b       ${MODEL_KEYS.join(',')} (default both)
+  --models a,b       ${MODEL_KEYS.join(',')} (default all)
   --wait-quiet S     before each measurement, wait up to S seconds until other processes leave
                      the benchmark's threads their cores (0.25 core of noise allowed), and redo (twice at most) one they disturbed (default 0:
                      measure at once, once; the other processes' load is recorded either way)

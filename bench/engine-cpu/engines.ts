@@ -20,6 +20,12 @@ export interface Engine {
   generate(prompts: readonly (readonly number[])[], maxTokens: number, stop: readonly number[]): Promise<number[][]>;
   /** Makes the next `generate` of this many prompts and tokens per sequence start without setup. */
   prepare(sequences: number, tokensPerSequence: number): Promise<void>;
+  /**
+   * Perplexity of `tokens`: each token after the first scored given its whole prefix, natural
+   * log, one sequence.
+   */
+  /** Scored in windows of `window` tokens that share one token, as Model.perplexity does. */
+  perplexity(tokens: readonly number[], window: number, vocab: number): Promise<{ perplexity: number; nllSum: number; scored: number }>;
   /** How it was configured, for the results file. */
   describe(): Record<string, unknown>;
   close(): Promise<void>;
@@ -52,6 +58,10 @@ export class FineserveEngine implements Engine {
 
   async prepare(): Promise<void> {}
 
+  async perplexity(tokens: readonly number[], window: number): Promise<{ perplexity: number; nllSum: number; scored: number }> {
+    return this.model.perplexity(tokens, { kvFormat: this.#options.kvFormat, threads: this.#options.threads, window });
+  }
+
   async generate(prompts: readonly (readonly number[])[], maxTokens: number, stop: readonly number[]): Promise<number[][]> {
     const outs = await this.runner.generate(prompts.map((prompt) => ({ prompt, maxTokens, stopTokens: stop })));
     return outs.map((o) => o.tokens);
@@ -72,7 +82,9 @@ export class FineserveEngine implements Engine {
 // ---- node-llama-cpp ----------------------------------------------------------------------------
 
 /** The part of node-llama-cpp 3.22's API used here (its Token is a branded number). */
+type PeerEvaluateItem = number | [number, { generateNext: { logits: { filter: { tokens: number[]; includeMax: boolean } }; totalLogitWeight: boolean } }];
 interface PeerSequence {
+  controlledEvaluate(input: PeerEvaluateItem[]): Promise<({ next: { logits?: Map<number, number>; totalLogitWeight?: number } } | undefined)[]>;
   evaluate(tokens: number[], options?: { temperature?: number; yieldEogToken?: boolean }): AsyncGenerator<number, void, void | number>;
   clearHistory(): Promise<void>;
 }
@@ -197,6 +209,46 @@ export class PeerEngine implements Engine {
     );
     await Promise.all(sequences.slice(0, prompts.length).map((s) => s.clearHistory()));
     return outputs;
+  }
+
+  /**
+   * Log-probabilities from llama.cpp's raw logits over the whole vocabulary, log-softmax taken
+   * here in double (node-llama-cpp's totalLogitWeight is not the softmax normaliser of raw logits).
+   */
+  async perplexity(tokens: readonly number[], window: number, vocab: number): Promise<{ perplexity: number; nllSum: number; scored: number }> {
+    let nllSum = 0;
+    let scored = 0;
+    for (let start = 0; start === 0 || start + 1 < tokens.length; start += window - 1) {
+      const part = tokens.slice(start, start + window);
+      const rows = await this.logits(part.slice(0, -1), vocab);
+      rows.forEach((row, i) => {
+        let max = -Infinity;
+        for (const v of row) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of row) sum += Math.exp(v - max);
+        nllSum -= row[part[i + 1]!]! - max - Math.log(sum);
+      });
+      scored += part.length - 1;
+    }
+    return { perplexity: Math.exp(nllSum / scored), nllSum, scored };
+  }
+
+  /** llama.cpp's raw logits over the whole vocabulary after each of `tokens` (one evaluation from an empty cache). */
+  async logits(tokens: readonly number[], vocab: number): Promise<Float32Array[]> {
+    await this.prepare(1, tokens.length);
+    const sequence = this.#context!.sequences[0]!;
+    const all = Array.from({ length: vocab }, (_, i) => i);
+    const out = await sequence.controlledEvaluate(
+      tokens.map((t) => [t, { generateNext: { logits: { filter: { tokens: all, includeMax: false } }, totalLogitWeight: false } }]),
+    );
+    await sequence.clearHistory();
+    return out.map((o, i) => {
+      const map = o?.next.logits;
+      if (map === undefined || map.size !== vocab) throw new Error(`node-llama-cpp returned no logits for position ${i}`);
+      const row = new Float32Array(vocab);
+      for (const [token, logit] of map) row[token] = logit;
+      return row;
+    });
   }
 
   describe(): Record<string, unknown> {

@@ -8,8 +8,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, relative } from 'node:path';
 
-import { devices, generateModel } from '../../lib/index.js';
-import { LLAMA_100M_GGUF, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
+import { devices, generateModel, quantizeGguf } from '../../lib/index.js';
+import { LLAMA_100M_GGUF, llama100mQuantGguf, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
 import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
 import { addonIdentity, ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
 import { decode, makePrompts, type MetricResult, prefill } from './measure.js';
@@ -38,7 +38,13 @@ async function modelPath(key: ModelKey): Promise<string> {
     const g = await generateModel({ shape: 'llama-100m', dtype: 'f16', format: 'gguf', seed: 0, out: LLAMA_100M_GGUF });
     log(`  ${(g.parameters / 1e6).toFixed(1)}M parameters, ${(g.bytes / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  return LLAMA_100M_GGUF;
+  if (key === 'llama-100m-f16') return LLAMA_100M_GGUF;
+  // Rewritten every run, so the file always comes from the writer being measured.
+  const type = key === 'llama-100m-q8_0' ? 'q8_0' : 'q4_0';
+  const out = llama100mQuantGguf(type);
+  const q = await quantizeGguf(LLAMA_100M_GGUF, out, type);
+  log(`wrote ${relative(ROOT, out)}: ${(q.bytes / 2 ** 20).toFixed(0)} MiB, ${q.quantized} tensors ${type.toUpperCase()}, kept ${q.kept.map((k) => `${k.name}:${k.type}`).join(' ') || 'none'}`);
+  return out;
 }
 
 const METRIC_LABELS: Record<string, string> = { prefill: 'prefill', decode: 'decode' };
@@ -127,7 +133,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   for (const key of config.models) {
     const r = await benchModel(key, config);
     models[key] = r;
-    const name = key === 'llama-100m-f16' ? 'llama-100m f16' : key;
+    const name = key.replace(/^llama-100m-/, 'llama-100m ');
     parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio.toFixed(2)}x`).join(', ')}`);
   }
   const loadAfter = loadavg();
@@ -156,7 +162,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       decodePromptTokens: config.decodePromptTokens,
       decodeTokens: config.decodeTokens,
       concurrency: config.concurrency,
-      reps: config.reps ?? { stories260K: 5, 'llama-100m-f16': 3 },
+      reps: config.reps ?? { stories260K: 5, 'llama-100m-*': 3 },
       waitQuietSeconds: config.waitQuiet,
     },
     models,

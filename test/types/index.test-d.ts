@@ -47,3 +47,31 @@ expectType<KvPoolStats>(slab.stats());
 expectType<readonly string[]>(slab.stats().byGeometry[0]!.models);
 expectType<KvErrorCode>(new KvError('ERR_KV_DOUBLE_FREE', 'x').code);
 expectError(new KvError('ERR_NOT_A_KV_CODE', 'x'));
+
+import {
+  Model,
+  parsePrecision,
+  type PerplexityResult,
+  type PrecisionName,
+  type PrecisionSpec,
+  quantizeGguf,
+  type QuantizedGguf,
+} from 'fineserve';
+
+expectAssignable<PrecisionName>('w4a16-kv8');
+expectAssignable<PrecisionName>('w4a8-kv4');
+expectAssignable<PrecisionName>('auto');
+expectError<PrecisionName>('w4a16-kv2');
+expectError<PrecisionName>('int3');
+expectType<PrecisionSpec>(parsePrecision('fp8-kv8'));
+expectError(parsePrecision({ weights: 'w4a16', activations: 'f32' }));
+expectType<Promise<Model>>(Model.load('m.gguf', { precision: 'w4a16-kv8', calibration: { text: ['Once upon a time'] } }));
+expectType<Promise<Model>>(Model.load('m.gguf', { precision: { weights: 'w8a8', activations: 'int8', kv: 'int8' } }));
+expectError(Model.load('m.gguf', { precision: 'w4a16-kv9' }));
+expectError(Model.load('m.gguf', { calibration: { texts: [] } }));
+declare const loaded: Model;
+expectType<PrecisionSpec>(loaded.precision);
+expectType<Promise<PerplexityResult>>(loaded.perplexity([1, 2, 3], { kvFormat: 'int4' }));
+expectError(loaded.perplexity([1, 2, 3], { kvFormat: 'int3' }));
+expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q4_0'));
+expectError(quantizeGguf('a.gguf', 'b.gguf', 'q5_k'));

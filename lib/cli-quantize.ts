@@ -1,0 +1,37 @@
+/**
+ * `fineserve quantize IN.gguf OUT.gguf --type q8_0|q4_0`: writes a quantized GGUF that llama.cpp
+ * based tools load too.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+
+import { type GgufQuantType, quantizeGguf } from './quantize.js';
+
+/** Usage line of the command, for the main help text. */
+export const QUANTIZE_USAGE = `  quantize IN.gguf OUT.gguf --type q8_0|q4_0
+                     write a GGUF with its weight matrices quantized as llama-quantize would`;
+
+/** Runs the command; returns the exit code (2 for bad usage). */
+export async function quantizeCommand(args: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: { type: { type: 'string' } }, strict: true, allowPositionals: true });
+  } catch (err) {
+    console.error(`fineserve quantize: ${(err as Error).message}\n\n${QUANTIZE_USAGE}`);
+    return 2;
+  }
+  const [src, dst, ...extra] = parsed.positionals;
+  const type = parsed.values.type;
+  if (src === undefined || dst === undefined || extra.length > 0 || (type !== 'q8_0' && type !== 'q4_0')) {
+    console.error(`fineserve quantize: expected IN.gguf OUT.gguf --type q8_0|q4_0\n\n${QUANTIZE_USAGE}`);
+    return 2;
+  }
+  const tty = process.stderr.isTTY;
+  const result = await quantizeGguf(src, dst, type as GgufQuantType, {
+    ...(tty && { onProgress: (f: number) => process.stderr.write(`\rquantizing ${(f * 100).toFixed(0)}%`) }),
+  });
+  if (tty) process.stderr.write('\n');
+  const kept = result.kept.length === 0 ? '' : `; kept ${result.kept.map((k) => `${k.name} ${k.type}`).join(', ')}`;
+  console.log(`wrote ${result.path}: ${result.bytes} bytes, ${result.quantized} tensors ${type.toUpperCase()}${kept}`);
+  return 0;
+}

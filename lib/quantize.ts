@@ -1,0 +1,59 @@
+/**
+ * Writing quantized GGUF files (Q8_0, Q4_0) from F32/F16/BF16 ones, quantized the way
+ * llama-quantize does, so llama.cpp-based tools load them. The work runs on a native worker.
+ * @module
+ */
+import { runCancellable } from './cancellable.js';
+import { codeOf, ModelError, type ModelErrorCode } from './errors.js';
+import { loadNative } from './native.js';
+
+/** GGUF quant types fineserve writes. */
+export type GgufQuantType = 'q8_0' | 'q4_0';
+
+/** Options of {@link quantizeGguf}. */
+export interface QuantizeGgufOptions {
+  readonly onProgress?: (fraction: number) => void;
+  /** Aborting cancels the write (no partial file is left) and rejects with `ERR_MODEL_CANCELLED`. */
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link quantizeGguf} wrote. */
+export interface QuantizedGguf {
+  readonly path: string;
+  readonly bytes: number;
+  /** Tensors written in the target type. */
+  readonly quantized: number;
+  /** Tensors written in another type, and which (norms stay F32; rows not a multiple of 32 cannot be Q8_0/Q4_0). */
+  readonly kept: readonly { readonly name: string; readonly type: string }[];
+}
+
+/** @internal The addon's quantizeGguf (cpp/addon/quantize.cc). */
+export type NativeQuantizeGguf = (
+  src: string,
+  dst: string,
+  type: string,
+  onProgress?: (fraction: number) => void,
+) => { promise: Promise<QuantizedGguf>; cancel(): void };
+
+const TYPES: readonly GgufQuantType[] = ['q8_0', 'q4_0'];
+
+/**
+ * Writes `src` (a GGUF file) to `dst` with its weight matrices in `type`; metadata (tokenizer
+ * included) is copied unchanged except `general.file_type`. Rejects with `ModelError` naming the
+ * file and tensor on anything it cannot convert.
+ */
+export async function quantizeGguf(src: string, dst: string, type: GgufQuantType, options: QuantizeGgufOptions = {}): Promise<QuantizedGguf> {
+  if (!TYPES.includes(type)) {
+    throw new ModelError('ERR_MODEL_PRECISION', `type = ${JSON.stringify(type)}: GGUF files can be written as ${TYPES.join(' or ')}`);
+  }
+  return runCancellable((progress) => loadNative().binding.quantizeGguf(src, dst, type, progress), {
+    onProgress: options.onProgress,
+    signal: options.signal,
+    abortedMessage: `quantizing ${src} was aborted before it started`,
+    callbackMessage: `onProgress threw while quantizing ${src}; the write was cancelled`,
+    typed: (err) => {
+      const code = codeOf(err);
+      return code?.startsWith('ERR_MODEL_') ? new ModelError(code as ModelErrorCode, (err as Error).message) : err;
+    },
+  });
+}
