@@ -11,6 +11,7 @@ import { type DeviceReport, devices } from './devices.js';
 import { FineserveError } from './errors.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './cli-quantize.js';
 import { generateModel, MODEL_SHAPES, type ModelShape } from './generate.js';
+import { PLAN_USAGE, planCommand, profileCommand } from './cli-plan.js';
 
 const USAGE = `usage: fineserve <command> [options]
 
@@ -18,6 +19,7 @@ commands:
   devices [--json]   list the CPU (with the SIMD kernels in use) and the CUDA devices found
   generate --shape S --format gguf|hf --out PATH [--dtype f32|f16|bf16] [--layers N] [--vocab N] [--seed N]
                      write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
+${PLAN_USAGE}
 ${QUANTIZE_USAGE}
 
 options:
@@ -137,6 +139,8 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (command === 'generate') return generate(rest);
+  if (command === 'plan') return planCommand(rest);
+  if (command === 'profile') return profileCommand(rest);
   if (command === 'quantize') return quantizeCommand(rest);
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;

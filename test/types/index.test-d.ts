@@ -75,3 +75,18 @@ expectType<Promise<PerplexityResult>>(loaded.perplexity([1, 2, 3], { kvFormat: '
 expectError(loaded.perplexity([1, 2, 3], { kvFormat: 'int3' }));
 expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q4_0'));
 expectError(quantizeGguf('a.gguf', 'b.gguf', 'q5_k'));
+
+// Placement, cost model, local policies and simulator (issue #7).
+import { CostModel, type IterationDecision, type LocalPolicy, type PlacementPlan, planFineServe, PlanError, saab, type SimResult, simulate } from 'fineserve';
+
+declare const costModel: CostModel;
+const plan = planFineServe(costModel, { models: [{ id: 'm', family: 'llama-3.1-8b', precision: 'fp16', rate: 1 }], devices: [{ id: 'g', memoryBytes: 8e10 }] });
+expectType<PlacementPlan>(plan);
+expectType<number>(plan.version);
+expectError(planFineServe(costModel, { models: [{ id: 'm', family: 'x', precision: 'fp16' }], devices: [] }));
+expectAssignable<LocalPolicy>(saab);
+expectType<readonly number[]>(({} as IterationDecision).admit);
+expectAssignable<FineserveError>(new PlanError('ERR_PLAN_INPUT', 'models.json', 'rate', 'bad'));
+declare const result: SimResult;
+expectType<number>(result.sloAttainment);
+expectType<typeof simulate>(simulate);

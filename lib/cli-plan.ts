@@ -1,0 +1,153 @@
+/**
+ * `fineserve plan models.json devices.json`: the global scheduler's placement, printed; and
+ * `fineserve profile MODEL --out FILE`: measures a loaded model through the engine over a grid of
+ * batch sizes and prompt lengths and writes the reference profile CSV schema.
+ * @module
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+import { planMuxServe } from './scheduler/baselines/muxserve.js';
+import { planPrism } from './scheduler/baselines/prism.js';
+import { planReference } from './scheduler/baselines/reference.js';
+import { planStaticSplit } from './scheduler/baselines/static-split.js';
+import { CostModel } from './scheduler/cost-model.js';
+import { PlanError } from './scheduler/errors.js';
+import { planFineServe } from './scheduler/global.js';
+import { formatProfileCsv, type ProfileRow } from './scheduler/profiles.js';
+import type { DeviceSpec, ModelSpec, PlacementPlan } from './scheduler/types.js';
+
+/** Usage lines the main CLI appends to its own. */
+export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|reference|prism|muxserve|static] [--slo-scale N] [--json]
+                     place models on devices (H100 cost model from ../shared/reference)
+  profile MODEL --out FILE.csv [--batches 1,2,4] [--lengths 16,32] [--output N] [--threads N]
+                     measure a model with the engine and write the reference profile CSV schema`;
+
+function readJson(path: string, field: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PlanError('ERR_PLAN_INPUT', path, 'file', `cannot read: ${(err as Error).message}`);
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    const list = Array.isArray(value) ? value : (value as Record<string, unknown>)[field];
+    if (!Array.isArray(list)) throw new PlanError('ERR_PLAN_INPUT', path, field, 'expected a JSON array, or an object with an array under this key');
+    return list;
+  } catch (err) {
+    if (err instanceof PlanError) throw err;
+    throw new PlanError('ERR_PLAN_INPUT', path, 'file', `not JSON: ${(err as Error).message}`);
+  }
+}
+
+/** The human-readable plan. */
+export function formatPlan(plan: PlacementPlan): string {
+  const lines = [`plan ${plan.policy} v${plan.version} (KV: ${plan.kvLayout}), score ${plan.score.toFixed(1)}`];
+  for (const d of plan.devices) {
+    lines.push(`${d.id.padEnd(10)} weights ${(d.weightBytes / 1e9).toFixed(1)} GB · KV ${(d.kvBytes / 1e9).toFixed(1)} GB · ${d.models.join(', ') || '(empty)'}`);
+  }
+  for (const p of plan.placements) {
+    lines.push(
+      `  ${`${p.model}#${p.replica}`.padEnd(28)} on ${p.devices.join('+')} tp${p.tp} · ${p.rate.toFixed(2)} req/s · batch ${p.minBatch}..${p.maxBatch} · ` +
+        `SLO ${p.sloMs.toFixed(0)} ms · reserve ${(p.reserveBytes / 1e9).toFixed(2)} GB`,
+    );
+  }
+  for (const u of plan.unplaced) lines.push(`  UNPLACED ${u.model}: ${u.reason}`);
+  return lines.join('\n');
+}
+
+/** `fineserve plan`. */
+export function planCommand(args: readonly string[]): number {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { policy: { type: 'string' }, 'slo-scale': { type: 'string' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 2) {
+    console.error(`fineserve plan: expected MODELS.json and DEVICES.json\n\nusage:\n${PLAN_USAGE}`);
+    return 2;
+  }
+  const [modelsPath, devicesPath] = positionals as [string, string];
+  const models = readJson(modelsPath, 'models') as ModelSpec[];
+  const devices = readJson(devicesPath, 'devices') as DeviceSpec[];
+  const scaleText = values['slo-scale'];
+  const sloScale = scaleText === undefined ? undefined : Number(scaleText);
+  if (sloScale !== undefined && !(sloScale > 0)) throw new PlanError('ERR_PLAN_INPUT', '--slo-scale', 'value', `must be a number > 0, got "${scaleText}"`);
+  const input = { models, devices, ...(sloScale !== undefined && { sloScale }) };
+  const costModel = CostModel.reference();
+  const policy = values.policy ?? 'fineserve';
+  const planners: Record<string, () => PlacementPlan> = {
+    fineserve: () => planFineServe(costModel, input),
+    reference: () => planReference(costModel, input),
+    prism: () => planPrism(costModel, input),
+    muxserve: () => planMuxServe(costModel, input),
+    static: () => planStaticSplit(costModel, input),
+  };
+  const planner = planners[policy];
+  if (planner === undefined) throw new PlanError('ERR_PLAN_INPUT', '--policy', 'value', `unknown policy "${policy}" (known: ${Object.keys(planners).join(', ')})`);
+  const plan = planner();
+  console.log(values.json === true ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+  return plan.unplaced.length > 0 ? 1 : 0;
+}
+
+function intList(text: string | undefined, fallback: number[], flag: string): number[] {
+  if (text === undefined) return fallback;
+  const list = text.split(',').map((t) => Number(t));
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new PlanError('ERR_PLAN_INPUT', flag, 'value', `must be positive integers separated by commas, got "${text}"`);
+  return list;
+}
+
+/**
+ * `fineserve profile`: for each (batch, prompt length), TTFT is the time of a batch of prompts
+ * generating one token; TPOT is (time to generate `output` tokens − TTFT) / (output − 1).
+ */
+export async function profileCommand(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { out: { type: 'string' }, batches: { type: 'string' }, lengths: { type: 'string' }, output: { type: 'string' }, threads: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 1 || values.out === undefined) {
+    console.error(`fineserve profile: expected MODEL and --out FILE.csv\n\nusage:\n${PLAN_USAGE}`);
+    return 2;
+  }
+  const batches = intList(values.batches, [1, 2, 4, 8, 16, 32], '--batches');
+  const lengths = intList(values.lengths, [256, 512], '--lengths');
+  const [output] = intList(values.output, [32], '--output');
+  const [threads] = intList(values.threads, [0], '--threads').map((t) => t);
+  // The engine is loaded only for this command: `plan` must work without the native addon.
+  const { Model } = await import('./model.js');
+  const { ModelRunner } = await import('./runner.js');
+  const model = await Model.load(positionals[0]!);
+  const maxLen = Math.max(...lengths);
+  const runner = ModelRunner.create(model, {
+    maxBatchTokens: Math.max(...batches) * maxLen,
+    poolBytes: Math.min(2 ** 30, Math.max(...batches) * (maxLen + output! + 16) * 2 * model.config.layers * model.config.kvHeads * model.config.headDim * 4 * 2),
+    ...(threads! > 0 && { threads: threads! }),
+  });
+  const name = model.source.split('/').pop()!.replace(/\.gguf$/, '');
+  const vocab = model.config.vocabSize;
+  const rows: ProfileRow[] = [];
+  const timed = async (batch: number, len: number, maxTokens: number): Promise<number> => {
+    const prompt = Array.from({ length: len }, (_, i) => 1 + ((i * 7919) % (vocab - 1)));
+    const reqs = Array.from({ length: batch }, () => ({ prompt, maxTokens, stopTokens: [-1] }));
+    const t0 = performance.now();
+    await runner.generate(reqs);
+    return (performance.now() - t0) / 1000;
+  };
+  await timed(1, Math.min(...lengths), 2);
+  for (const len of lengths) {
+    for (const batch of batches) {
+      const ttft = await timed(batch, len, 1);
+      const e2e = await timed(batch, len, output!);
+      const tpot = output! > 1 ? Math.max(0, e2e - ttft) / (output! - 1) : 0;
+      rows.push({ model: name, qformat: 'f32', tp: 1, mpsPercentage: 100, batchSize: batch, inputLen: len, outputLen: output!, seqLen: len + output!, prefillTime: ttft, decodeTime: e2e - ttft, ttft, tpot, e2e });
+    }
+  }
+  writeFileSync(values.out, formatProfileCsv(rows));
+  console.log(`wrote ${values.out}: ${rows.length} rows (${name}, batches ${batches.join(',')}, lengths ${lengths.join(',')}, output ${output})`);
+  return 0;
+}

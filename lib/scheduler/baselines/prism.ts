@@ -1,0 +1,48 @@
+/**
+ * Prism-style placement (notes §3.4, §8.2): models in order of rate / (SLO × TP); each goes to the
+ * devices with the lowest KV pressure ratio, (summed rate/SLO) / (free KV memory), i.e. where the
+ * most KV memory per unit of deadline-weighted demand is left. The scoring/update TP mismatch of
+ * the reference's copy is not reproduced: Prism's own heuristic is the baseline here.
+ * @module
+ */
+import type { CostModel } from '../cost-model.js';
+import { byNode, finishPlan, initDevices, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
+import type { Placement, PlacementPlan, PlanInput } from '../types.js';
+import { baselineReplicas } from './common.js';
+
+/** Places models by KV pressure ratio. */
+export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan {
+  validatePlanInput(input);
+  const devices = initDevices(input.devices);
+  const nodes = byNode(devices);
+  const replicas = baselineReplicas(costModel, input).sort((a, b) => b.rate / (b.sloMs * b.entry.tp) - a.rate / (a.sloMs * a.entry.tp));
+  const placements: Placement[] = [];
+  const unplaced: { model: string; reason: string }[] = [];
+  for (const r of replicas) {
+    const t = r.entry.tp;
+    const need = staticBytesPerDevice(r.entry);
+    const demand = r.rate / (r.sloMs / 1000) / t;
+    let best: { group: DeviceState[]; kvpr: number } | undefined;
+    for (const node of nodes) {
+      // The t devices of the node with the lowest KVPR after adding this model.
+      const scored = node
+        .filter((d) => d.free > need)
+        .map((d) => ({ d, kvpr: (d.pressure + demand) / (d.free - need) }))
+        .sort((a, b) => a.kvpr - b.kvpr);
+      if (scored.length < t) continue;
+      const group = scored.slice(0, t);
+      const kvpr = group.reduce((a, g) => a + g.kvpr, 0);
+      if (best === undefined || kvpr < best.kvpr) best = { group: group.map((g) => g.d), kvpr };
+    }
+    if (best === undefined) {
+      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) with ${(need / 1e9).toFixed(1)} GB free` });
+      continue;
+    }
+    for (const d of best.group) d.pressure += demand;
+    place(best.group, { model: r.model, entry: r.entry, tp: t, rate: r.rate, sloMs: r.sloMs, maxBatch: r.maxBatch, minBatch: r.minBatch });
+    placements.push({ model: r.model, replica: r.replica, devices: best.group.map((d) => d.spec.id), tp: t, rate: r.rate, maxBatch: r.maxBatch, minBatch: r.minBatch, reserveBytes: 0, sloMs: r.sloMs });
+  }
+  const score = -devices.reduce((a, d) => Math.max(a, d.pressure / Math.max(d.free, 1)), 0);
+  return finishPlan('prism', input.models, devices, placements, unplaced, score, 'paged');
+}
+

@@ -1,0 +1,224 @@
+/**
+ * The FineServe global scheduler (ours): a pure function from devices, models, expected rates and
+ * SLOs to a versioned placement plan. Differences from the reference (notes §3.3), each for a
+ * reason the reference's results show:
+ * - Placement value is *precision-aware marginal memory efficiency* made literal: each device's
+ *   KV is water-filled, one sequence at a time, to the replica whose next sequence adds the most
+ *   SLO goodput (output tokens/s within the rate) per KV byte; low-precision KV gets more
+ *   sequences per byte, fast precisions more tokens per sequence. The reference's proxy counts
+ *   free "average tokens" and ignores compute.
+ * - Compute is a constraint: a replica needs rate / throughput(SLO-max batch) of its devices' time;
+ *   a device whose replicas need more than all of it scales their goodput down, so hot models are
+ *   spread instead of stacked where memory happens to be free.
+ * - TP is chosen for the least device time (t × load), not the smallest batch.
+ * - Re-planning keeps a replica where it is unless moving gains more than `stickiness`.
+ * @module
+ */
+import type { CostEntry, CostModel } from './cost-model.js';
+import { costModelEstimator, MAX_BATCH_CAP, modelDemand, PLAN_INPUT_TOKENS, PLAN_OUTPUT_TOKENS, throughputAt } from './demand.js';
+import { byNode, combinations, finishPlan, initDevices, place, staticBytesPerDevice, USABLE_MEMORY_FRACTION, validatePlanInput, type DeviceState } from './placement-state.js';
+import type { ModelDemand, Placement, PlacementPlan, PlanInput } from './types.js';
+
+/** Options of {@link planFineServe}. */
+export interface FineServePlanOptions {
+  /** The plan being replaced: replicas stay on its devices unless moving gains more than `stickiness`. */
+  readonly previous?: PlacementPlan;
+  /** Relative score a move must gain; default 0.05. */
+  readonly stickiness?: number;
+  /** Most of a device's KV that reserves may take; default 0.5 (the rest is shared on demand). */
+  readonly maxReservedFraction?: number;
+}
+
+/** Prompt tokens of one full prefill chunk: every replica keeps at least this much KV. */
+const MIN_KV_TOKENS = 2048;
+
+interface Replica {
+  readonly model: string;
+  readonly replica: number;
+  readonly entry: CostEntry;
+  readonly demand: ModelDemand;
+  readonly rate: number;
+  readonly maxBatch: number;
+  readonly minBatch: number;
+  /** Device-time share on each device of the group. */
+  readonly load: number;
+  /** KV bytes per sequence on each device of the group. */
+  readonly kvPerSeq: number;
+  /** Marginal goodput (tokens/s per device) of its 1st, 2nd, ... sequence, up to the rate. */
+  readonly marginals: readonly number[];
+}
+
+/** Places models; see the module comment. */
+export function planFineServe(costModel: CostModel, input: PlanInput, options: FineServePlanOptions = {}): PlacementPlan {
+  validatePlanInput(input);
+  const devices = initDevices(input.devices);
+  const nodes = byNode(devices);
+  const gpusPerNode = Math.max(...nodes.map((n) => n.length));
+  const stickiness = options.stickiness ?? 0.05;
+  const replicas: Replica[] = [];
+  const unplaced: { model: string; reason: string }[] = [];
+  for (const spec of input.models) {
+    let best: { d: ModelDemand; cost: number } | undefined;
+    for (const tp of costModel.tpOptions(spec.family, spec.precision).filter((t) => t <= gpusPerNode)) {
+      const d = modelDemand(costModel, spec, input.devices[0]!, costModelEstimator, {
+        ...(input.sloScale !== undefined && { sloScale: input.sloScale }),
+        maxTp: gpusPerNode,
+        maxReplicas: Math.max(1, Math.floor(input.devices.length / tp)),
+        onlyTp: tp,
+      });
+      const entry = costModel.entry(spec.family, spec.precision, tp, spec.id);
+      const thr = throughputAt(costModelEstimator(entry), Math.max(1, Math.min(d.sloMaxBatch, MAX_BATCH_CAP)));
+      // Device time this choice costs in total, infeasible choices last.
+      const cost = tp * (spec.rate / thr) + (d.feasible ? 0 : 1e6) + (d.cacheMaxBatch > 0 ? 0 : 1e9);
+      if (best === undefined || cost < best.cost) best = { d, cost };
+    }
+    if (best === undefined) {
+      unplaced.push({ model: spec.id, reason: `no profiled TP degree of ${spec.family} ${spec.precision} fits ${gpusPerNode} device(s) per node` });
+      continue;
+    }
+    const d = best.d;
+    const entry = costModel.entry(spec.family, spec.precision, d.tp, spec.id);
+    const est = costModelEstimator(entry);
+    const maxBatch = Math.max(1, Math.min(d.sloMaxBatch, MAX_BATCH_CAP));
+    const rate = spec.rate / d.replicas;
+    const minBatch = Number.isFinite(d.rateMinBatch) ? d.rateMinBatch : maxBatch;
+    const out = PLAN_OUTPUT_TOKENS;
+    const marginals: number[] = [];
+    let prev = 0;
+    for (let b = 1; b <= Math.min(minBatch, maxBatch); b++) {
+      const g = (Math.min(rate, throughputAt(est, b)) * out) / d.tp;
+      marginals.push(Math.max(0, g - prev));
+      prev = g;
+    }
+    for (let r = 0; r < d.replicas; r++) {
+      replicas.push({
+        model: spec.id,
+        replica: r,
+        entry,
+        demand: d,
+        rate,
+        maxBatch,
+        minBatch,
+        load: rate / throughputAt(est, maxBatch),
+        kvPerSeq: ((PLAN_INPUT_TOKENS + PLAN_OUTPUT_TOKENS) * entry.kvBytesPerToken) / d.tp,
+        marginals,
+      });
+    }
+  }
+  // Hardest to fit first: TP groups (they need several devices with room at once), then the
+  // largest of memory share and device-time share.
+  const size = (r: Replica): number => Math.max(staticBytesPerDevice(r.entry) / (input.devices[0]!.memoryBytes * USABLE_MEMORY_FRACTION), r.load);
+  replicas.sort((a, b) => b.entry.tp - a.entry.tp || size(b) - size(a) || a.model.localeCompare(b.model));
+
+  const residents = new Map<DeviceState, Replica[]>(devices.map((d) => [d, []]));
+  const previous = new Map<string, readonly string[]>((options.previous?.placements ?? []).map((p) => [`${p.model}#${p.replica}`, p.devices]));
+  const placements: Placement[] = [];
+  const groupOf = new Map<Replica, DeviceState[]>();
+  for (const r of replicas) {
+    const t = r.entry.tp;
+    const need = staticBytesPerDevice(r.entry) + (MIN_KV_TOKENS * r.entry.kvBytesPerToken) / t;
+    type Cand = { group: DeviceState[]; gain: number; load: number; room: number };
+    const cands: Cand[] = [];
+    for (const node of nodes) {
+      for (const group of combinations(node.filter((d) => d.free >= need), t)) {
+        let gain = 0;
+        let load = 0;
+        let room = Infinity;
+        for (const d of group) {
+          const list = residents.get(d)!;
+          const kv = kvBudget(d) - staticBytesPerDevice(r.entry);
+          gain += deviceValue(kv, [...list, r]) - deviceValue(kvBudget(d), list);
+          load = Math.max(load, list.reduce((a, x) => a + x.load, r.load));
+          room = Math.min(room, kv);
+        }
+        cands.push({ group, gain, load, room });
+      }
+    }
+    if (cands.length === 0) {
+      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) of one node with ${(need / 1e9).toFixed(1)} GB free for weights, activations and one prefill chunk of KV` });
+      continue;
+    }
+    const better = (a: Cand, b: Cand): boolean => {
+      const tol = 0.01 * Math.max(Math.abs(a.gain), Math.abs(b.gain), 1e-9);
+      if (Math.abs(a.gain - b.gain) > tol) return a.gain > b.gain;
+      if (Math.abs(a.load - b.load) > 1e-9) return a.load < b.load;
+      return a.room > b.room;
+    };
+    let best = cands[0]!;
+    for (const c of cands) if (better(c, best)) best = c;
+    const was = previous.get(`${r.model}#${r.replica}`);
+    if (was !== undefined) {
+      const stay = cands.find((c) => c.group.length === was.length && c.group.every((d, i) => d.spec.id === was[i]));
+      if (stay !== undefined && stay.gain >= best.gain * (1 - stickiness) - 1e-9 && stay.load <= best.load + stickiness) best = stay;
+    }
+    for (const d of best.group) residents.get(d)!.push(r);
+    place(best.group, { model: r.model, entry: r.entry, tp: t, rate: r.rate, sloMs: r.demand.sloMs, maxBatch: r.maxBatch, minBatch: r.minBatch });
+    groupOf.set(r, best.group);
+  }
+
+  // Reserves: the sequences water-filling gives each replica, within a cap per device, so a burst
+  // elsewhere cannot starve it; the rest of the pool is shared.
+  const reservedFraction = options.maxReservedFraction ?? 0.5;
+  const reserveOf = new Map<Replica, number>();
+  for (const d of devices) {
+    const list = residents.get(d)!;
+    const fill = waterFill(kvBudget(d), list);
+    const want = list.map((r, i) => Math.max(fill[i]!, 1) * r.kvPerSeq + (MIN_KV_TOKENS * r.entry.kvBytesPerToken) / r.entry.tp);
+    const total = want.reduce((a, b) => a + b, 0);
+    const scale = Math.min(1, (reservedFraction * kvBudget(d)) / Math.max(total, 1));
+    list.forEach((r, i) => reserveOf.set(r, Math.min(reserveOf.get(r) ?? Infinity, Math.floor(want[i]! * scale))));
+  }
+  let score = 0;
+  for (const d of devices) score += deviceValue(kvBudget(d), residents.get(d)!);
+  for (const r of replicas) {
+    const group = groupOf.get(r);
+    if (group === undefined) continue;
+    placements.push({
+      model: r.model,
+      replica: r.replica,
+      devices: group.map((d) => d.spec.id),
+      tp: r.entry.tp,
+      rate: r.rate,
+      maxBatch: r.maxBatch,
+      minBatch: r.minBatch,
+      reserveBytes: reserveOf.get(r) ?? 0,
+      sloMs: r.demand.sloMs,
+    });
+  }
+  placements.sort((a, b) => a.model.localeCompare(b.model) || a.replica - b.replica);
+  return finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1);
+}
+
+function kvBudget(d: DeviceState): number {
+  return d.spec.memoryBytes * USABLE_MEMORY_FRACTION - d.weightBytes - d.activationBytes;
+}
+
+// Sequences each replica gets when `kv` bytes go, one sequence at a time, to the best marginal
+// goodput per byte (MME).
+function waterFill(kv: number, list: readonly Replica[]): number[] {
+  const steps: { i: number; mme: number }[] = [];
+  list.forEach((r, i) => r.marginals.forEach((m) => steps.push({ i, mme: m / r.kvPerSeq })));
+  steps.sort((a, b) => b.mme - a.mme || a.i - b.i);
+  const got = list.map(() => 0);
+  let left = kv;
+  for (const s of steps) {
+    const cost = list[s.i]!.kvPerSeq;
+    if (cost > left) continue;
+    left -= cost;
+    got[s.i]!++;
+  }
+  return got;
+}
+
+// SLO goodput (tokens/s) a device delivers: water-filled KV, scaled down when its replicas need
+// more than all of its time.
+function deviceValue(kv: number, list: readonly Replica[]): number {
+  if (list.length === 0 || kv <= 0) return 0;
+  const got = waterFill(kv, list);
+  let goodput = 0;
+  list.forEach((r, i) => {
+    for (let k = 0; k < got[i]!; k++) goodput += r.marginals[k]!;
+  });
+  const load = list.reduce((a, r) => a + r.load, 0);
+  return goodput * Math.min(1, 1 / load);
+}

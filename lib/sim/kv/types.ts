@@ -1,0 +1,44 @@
+/**
+ * KV memory accounting of one simulated device: how many blocks each co-located model can get,
+ * and what its sequences hold. Counts only, no memory: the real allocator is the C++ KvPool;
+ * these mirror its policies so the simulator runs anywhere.
+ * @module
+ */
+
+/** A model registered on a device. */
+export interface KvModelSpec {
+  readonly key: string;
+  /** Bytes of one block on this device (tokensPerBlock × KV bytes per token / TP). */
+  readonly blockBytes: number;
+  readonly layers: number;
+  /** kv-slab: bytes always available to it; static: its partition. */
+  readonly reserveBytes: number;
+  /** Configured rate (the reference sizes its pools by it). */
+  readonly rate: number;
+}
+
+/** Totals over a device's pool. */
+export interface KvAccountStats {
+  readonly capacityBytes: number;
+  /** Memory held by models (blocks, plus slab/page remainders no one else can use). */
+  readonly heldBytes: number;
+  /** Bytes of allocated blocks. */
+  readonly blockBytes: number;
+}
+
+/** One device's KV accounting under one policy. */
+export interface KvAccount {
+  /** Registers a model; returns its index. Call {@link seal} after the last. */
+  addModel(spec: KvModelSpec): number;
+  /** Fixes static splits once every model is known. */
+  seal(): void;
+  /** Blocks model `m` could allocate now. */
+  available(m: number): number;
+  /** Grows sequence `seq` of model `m` to `blocks` blocks in all; all or nothing. */
+  grow(m: number, seq: number, blocks: number): boolean;
+  /** Frees everything sequence `seq` holds. */
+  release(m: number, seq: number): void;
+  /** Modelled allocator time (ms) charged to model `m` since the last call (VMM mapping). */
+  takeOverheadMs(m: number): number;
+  stats(): KvAccountStats;
+}

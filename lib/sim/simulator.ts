@@ -1,0 +1,531 @@
+/**
+ * The discrete-event simulator: every replica of a placement plan runs the local scheduler's
+ * policy over a simulated device that charges cost-model time per iteration (slowed by the models
+ * active beside it), with a KV policy accounting memory. Same seed and inputs, same result.
+ *
+ * Time only moves at events: an arrival, the end of a replica's iteration, or a retry of a replica
+ * that could do nothing (short of memory). Decode-only stretches with nothing queued run as one
+ * event of several iterations (see `maxFastForward`), which is exact for token counts and keeps
+ * large scenarios fast.
+ * @module
+ */
+import { profileModelName } from '../scheduler/catalog.js';
+import type { CostEntry, CostModel } from '../scheduler/cost-model.js';
+import { PlanError } from '../scheduler/errors.js';
+import { iterationMs, OnlineLatencyModel, type IterationShape, type LatencyModel } from '../scheduler/latency-model.js';
+import { blocksFor, type LocalPolicy, type ModelSnapshot, type RunningSequence, type WaitingRequest } from '../scheduler/local/types.js';
+import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
+import { EventHeap } from './heap.js';
+import { makeAccount, type KvAccount, type KvPolicyName } from './kv/index.js';
+import type { Arrival } from './workload.js';
+
+/** A system under test: a plan, a KV policy and a local policy. */
+export interface SimSystem {
+  readonly name: string;
+  readonly plan: PlacementPlan;
+  readonly kv: KvPolicyName;
+  readonly policy: LocalPolicy;
+  /** `online`: the policy sees a latency model corrected from measured steps; `static`: the solo profile. */
+  readonly latency: 'online' | 'static';
+}
+
+/** Inputs of one simulation. */
+export interface SimConfig {
+  readonly costModel: CostModel;
+  readonly models: readonly ModelSpec[];
+  readonly devices: readonly DeviceSpec[];
+  readonly system: SimSystem;
+  readonly arrivals: readonly Arrival[];
+  /** Simulated time after the last arrival before the run stops; default 60 s. */
+  readonly drainMs?: number;
+  /** Chunked-prefill token budget per iteration; default 2048 (the reference's). */
+  readonly maxBatchTokens?: number;
+  /** Most iterations one decode-only event may cover; default 32 (1 = none). */
+  readonly maxFastForward?: number;
+  /** Waiting requests a snapshot carries (the head of the queue); default 256. */
+  readonly snapshotWindow?: number;
+}
+
+/** What happened to one request. */
+export interface RequestOutcome {
+  readonly id: number;
+  readonly model: string;
+  readonly arrivalMs: number;
+  readonly state: 'finished' | 'dropped' | 'queued' | 'running';
+  readonly ttftMs?: number;
+  readonly tpotMs?: number;
+  readonly finishMs?: number;
+  readonly outputTokens: number;
+  readonly sloMs: number;
+}
+
+/** Per-model and total results. */
+export interface SimResult {
+  readonly system: string;
+  readonly arrivals: number;
+  readonly finished: number;
+  readonly dropped: number;
+  /** Still waiting or running when the run stopped. */
+  readonly inFlight: number;
+  /** Requests whose TTFT met the SLO / all arrivals (dropped ones are misses). */
+  readonly sloAttainment: number;
+  /** Output tokens of finished requests / time of the last completion, tokens per second. */
+  readonly tokenThroughput: number;
+  readonly ttftP50Ms: number;
+  readonly ttftP99Ms: number;
+  readonly tpotP50Ms: number;
+  readonly tpotP99Ms: number;
+  readonly preemptions: number;
+  readonly iterations: number;
+  readonly perModel: Readonly<Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }>>;
+  readonly outcomes: readonly RequestOutcome[];
+}
+
+interface Seq {
+  readonly id: number;
+  readonly arrivalMs: number;
+  readonly deadlineMs: number;
+  readonly priority: number;
+  readonly promptTokens: number;
+  readonly outputTokens: number;
+  decodedTokens: number;
+  computedTokens: number;
+  targetTokens: number;
+  blocks: number;
+  started: boolean;
+  firstTokenMs: number;
+  finishMs: number;
+}
+
+interface Device {
+  readonly account: KvAccount;
+  active: number;
+}
+
+interface Replica {
+  readonly index: number;
+  readonly model: ModelSpec;
+  readonly entry: CostEntry;
+  readonly sloMs: number;
+  readonly maxBatch: number;
+  readonly minBatch: number;
+  readonly devices: readonly Device[];
+  readonly slots: readonly number[];
+  readonly latency: LatencyModel;
+  readonly ttftPerTokenMs: number;
+  readonly queue: Seq[];
+  head: number;
+  readonly gone: Set<number>;
+  queued: number;
+  running: Seq[];
+  busy: boolean;
+  active: boolean;
+  wakePending: boolean;
+  work?: { prefill: { seq: Seq; tokens: number }[]; decode: Seq[]; steps: number; shape: IterationShape; ms: number } | undefined;
+}
+
+type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica };
+
+const POLL_MS = 5;
+
+/** Runs one simulation. */
+export function simulate(config: SimConfig): SimResult {
+  const { costModel, system } = config;
+  const plan = system.plan;
+  const maxBatchTokens = config.maxBatchTokens ?? 2048;
+  const maxFF = Math.max(1, config.maxFastForward ?? 32);
+  const window = config.snapshotWindow ?? 256;
+  const specs = new Map(config.models.map((m) => [m.id, m]));
+
+  // Devices and their KV accounts.
+  const planDevices = new Map(plan.devices.map((d) => [d.id, d]));
+  const devices = new Map<string, Device>();
+  for (const d of config.devices) {
+    const pd = planDevices.get(d.id);
+    if (pd === undefined) throw new PlanError('ERR_SIM_INPUT', `plan ${plan.policy}`, 'devices', `device "${d.id}" is not in the plan`);
+    const blocks = plan.placements
+      .filter((p) => p.devices.includes(d.id))
+      .map((p) => {
+        const m = specs.get(p.model)!;
+        const e = costModel.entry(m.family, m.precision, p.tp, m.id);
+        return (e.tokensPerBlock * e.kvBytesPerToken) / p.tp;
+      });
+    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks), active: 0 });
+  }
+
+  // Replicas.
+  const replicas: Replica[] = [];
+  const byModel = new Map<string, Replica[]>();
+  for (const p of plan.placements) {
+    const model = specs.get(p.model);
+    if (model === undefined) throw new PlanError('ERR_SIM_INPUT', `plan ${plan.policy}`, 'placements', `model "${p.model}" is not in the models list`);
+    const entry = costModel.entry(model.family, model.precision, p.tp, model.id);
+    const devs = p.devices.map((id) => devices.get(id)!);
+    const blockBytes = (entry.tokensPerBlock * entry.kvBytesPerToken) / p.tp;
+    const slots = devs.map((d) =>
+      d.account.addModel({ key: `${p.model}#${p.replica}`, blockBytes, layers: entry.shape.layers, reserveBytes: p.reserveBytes, rate: p.rate, tokensPerBlock: entry.tokensPerBlock } as never),
+    );
+    const r: Replica = {
+      index: replicas.length,
+      model,
+      entry,
+      sloMs: p.sloMs,
+      maxBatch: Math.max(1, p.maxBatch),
+      minBatch: p.minBatch,
+      devices: devs,
+      slots,
+      latency: system.latency === 'online' ? new OnlineLatencyModel(entry.latency) : entry.latency,
+      ttftPerTokenMs: ttftPerTokenMs(costModel, entry),
+      queue: [],
+      head: 0,
+      gone: new Set(),
+      queued: 0,
+      running: [],
+      busy: false,
+      active: false,
+      wakePending: false,
+    };
+    replicas.push(r);
+    let list = byModel.get(model.id);
+    if (list === undefined) byModel.set(model.id, (list = []));
+    list.push(r);
+  }
+  for (const d of devices.values()) d.account.seal();
+
+  const outcomes = new Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>();
+  const heap = new EventHeap<SimEvent>();
+  let preemptions = 0;
+  let iterations = 0;
+  const lastArrival = config.arrivals.at(-1)?.arrivalMs ?? 0;
+  const stopMs = lastArrival + (config.drainMs ?? 60_000);
+
+  // Next arrival time per model, for fast-forward bounds.
+  const arrivalTimes = new Map<string, number[]>();
+  for (const a of config.arrivals) {
+    let l = arrivalTimes.get(a.model);
+    if (l === undefined) arrivalTimes.set(a.model, (l = []));
+    l.push(a.arrivalMs);
+  }
+  const arrivalCursor = new Map<string, number>();
+  const nextArrivalOf = (model: string, now: number): number => {
+    const l = arrivalTimes.get(model) ?? [];
+    let i = arrivalCursor.get(model) ?? 0;
+    while (i < l.length && l[i]! <= now) i++;
+    arrivalCursor.set(model, i);
+    return l[i] ?? Infinity;
+  };
+
+  const setActive = (r: Replica, on: boolean): void => {
+    if (r.active === on) return;
+    r.active = on;
+    for (const d of r.devices) d.active += on ? 1 : -1;
+  };
+  const freeBlocks = (r: Replica): number => Math.min(...r.devices.map((d, i) => d.account.available(r.slots[i]!)));
+  const grow = (r: Replica, s: Seq, blocks: number): boolean => {
+    if (blocks <= s.blocks) return true;
+    // All or nothing over the TP group: check every device first.
+    for (let i = 0; i < r.devices.length; i++) if (r.devices[i]!.account.available(r.slots[i]!) < blocks - s.blocks) return false;
+    for (let i = 0; i < r.devices.length; i++) r.devices[i]!.account.grow(r.slots[i]!, s.id, blocks);
+    s.blocks = blocks;
+    return true;
+  };
+  const release = (r: Replica, s: Seq): void => {
+    for (let i = 0; i < r.devices.length; i++) r.devices[i]!.account.release(r.slots[i]!, s.id);
+    s.blocks = 0;
+  };
+  const waitingWindow = (r: Replica): Seq[] => {
+    while (r.head < r.queue.length && r.gone.has(r.queue[r.head]!.id)) r.gone.delete(r.queue[r.head++]!.id);
+    if (r.head > 4096 && r.head * 2 > r.queue.length) {
+      r.queue.splice(0, r.head);
+      r.head = 0;
+    }
+    const out: Seq[] = [];
+    for (let i = r.head; i < r.queue.length && out.length < window; i++) if (!r.gone.has(r.queue[i]!.id)) out.push(r.queue[i]!);
+    return out;
+  };
+
+  const start = (r: Replica, now: number): void => {
+    if (r.busy || now > stopMs) return;
+    if (r.queued === 0 && r.running.length === 0) {
+      setActive(r, false);
+      return;
+    }
+    const tpb = r.entry.tokensPerBlock;
+    const waiting = waitingWindow(r);
+    const byId = new Map<number, Seq>();
+    for (const s of waiting) byId.set(s.id, s);
+    for (const s of r.running) byId.set(s.id, s);
+
+    // Fast path: nothing waits and everything decodes; several identical decode steps at once.
+    let work: Replica['work'];
+    const allDecoding = r.running.every((s) => s.computedTokens >= s.targetTokens);
+    if (r.queued === 0 && allDecoding && r.running.length > 0 && maxFF > 1) work = fastForward(r, now);
+    if (work === undefined) {
+      const snapshot: ModelSnapshot = {
+        nowMs: now,
+        waiting: waiting as readonly WaitingRequest[],
+        running: r.running as readonly RunningSequence[],
+        kv: { freeBlocks: freeBlocks(r), tokensPerBlock: tpb },
+        limits: { maxBatch: r.maxBatch, maxBatchTokens, minBatch: r.minBatch },
+        slo: { ttftMs: r.sloMs, ...(r.model.slo?.tpotMs !== undefined && { tpotMs: r.model.slo.tpotMs }) },
+        latency: r.latency,
+        ttftPerTokenMs: r.ttftPerTokenMs,
+      };
+      const d = system.policy(snapshot);
+      for (const id of d.drop) {
+        const s = byId.get(id);
+        if (s === undefined || r.gone.has(id)) continue;
+        r.gone.add(id);
+        r.queued--;
+        outcomes.get(id)!.state = 'dropped';
+      }
+      for (const id of d.admit) {
+        const s = byId.get(id);
+        if (s === undefined || r.gone.has(id)) continue;
+        r.gone.add(id);
+        r.queued--;
+        r.running.push(s);
+        outcomes.get(id)!.state = 'running';
+      }
+      for (const id of d.preempt) {
+        const s = byId.get(id);
+        if (s === undefined || s.blocks === 0) continue;
+        release(r, s);
+        s.targetTokens = s.started ? s.promptTokens + s.decodedTokens - 1 : s.promptTokens;
+        s.computedTokens = 0;
+        preemptions++;
+      }
+      const prefill: { seq: Seq; tokens: number }[] = [];
+      for (const c of d.prefill) {
+        const s = byId.get(c.id);
+        if (s === undefined || s.computedTokens >= s.targetTokens) continue;
+        let tokens = Math.min(c.tokens, s.targetTokens - s.computedTokens);
+        while (tokens > 0 && !grow(r, s, blocksFor(s.computedTokens + tokens, tpb))) tokens = Math.min(tokens - 1, s.blocks * tpb + freeBlocks(r) * tpb - s.computedTokens);
+        if (tokens > 0) prefill.push({ seq: s, tokens });
+      }
+      const decode: Seq[] = [];
+      for (const id of d.decode) {
+        const s = byId.get(id);
+        if (s === undefined || s.computedTokens < s.targetTokens || s.blocks === 0) continue;
+        if (grow(r, s, blocksFor(s.computedTokens + 1, tpb))) decode.push(s);
+        else {
+          // The policy promised memory it did not have: evict this one, as vLLM would.
+          release(r, s);
+          s.targetTokens = s.promptTokens + s.decodedTokens - 1;
+          s.computedTokens = 0;
+          preemptions++;
+        }
+      }
+      if (prefill.length === 0 && decode.length === 0) {
+        setActive(r, r.running.length > 0);
+        if (!r.wakePending && (r.queued > 0 || r.running.length > 0)) {
+          r.wakePending = true;
+          heap.push(now + POLL_MS, { kind: 'wake', replica: r });
+        }
+        return;
+      }
+      const prefillTokens = prefill.reduce((a, p) => a + p.tokens, 0);
+      const shape: IterationShape = {
+        prefillSeqs: prefill.length,
+        prefillTokens,
+        decodeSeqs: decode.length,
+        decodeContext: decode.length > 0 ? decode.reduce((a, s) => a + s.computedTokens, 0) / decode.length : 0,
+      };
+      work = { prefill, decode, steps: 1, shape, ms: 0 };
+    }
+    setActive(r, true);
+    const solo = iterationMs(r.entry.latency, work.shape);
+    const prefillMs = work.shape.prefillSeqs > 0 ? r.entry.latency.prefillMs(work.shape.prefillSeqs, work.shape.prefillTokens) : 0;
+    const k = Math.max(...r.devices.map((d) => d.active));
+    const slow = costModel.colocationSlowdown(k, solo > 0 ? Math.min(1, prefillMs / solo) : 0);
+    let overhead = 0;
+    for (let i = 0; i < r.devices.length; i++) overhead += r.devices[i]!.account.takeOverheadMs(r.slots[i]!);
+    work.ms = solo * slow * work.steps + overhead;
+    r.work = work;
+    r.busy = true;
+    iterations += work.steps;
+    heap.push(now + work.ms, { kind: 'end', replica: r });
+  };
+
+  // Decode-only steps until the next arrival, the first finish, or the block budget ends them.
+  const fastForward = (r: Replica, now: number): Replica['work'] => {
+    const tpb = r.entry.tokensPerBlock;
+    let steps = maxFF;
+    for (const s of r.running) steps = Math.min(steps, s.outputTokens - s.decodedTokens);
+    const ctx = r.running.reduce((a, s) => a + s.computedTokens, 0) / r.running.length;
+    const shape: IterationShape = { prefillSeqs: 0, prefillTokens: 0, decodeSeqs: r.running.length, decodeContext: ctx + steps / 2 };
+    const stepMs = iterationMs(r.entry.latency, shape) * costModel.colocationSlowdown(Math.max(...r.devices.map((d) => d.active), 1), 0);
+    const next = nextArrivalOf(r.model.id, now);
+    steps = Math.min(steps, Math.max(1, Math.floor((next - now) / stepMs)));
+    if (steps <= 1) return undefined;
+    const extra = r.running.reduce((a, s) => a + blocksFor(s.computedTokens + steps, tpb) - s.blocks, 0);
+    if (extra > freeBlocks(r)) return undefined;
+    for (const s of r.running) grow(r, s, blocksFor(s.computedTokens + steps, tpb));
+    return { prefill: [], decode: [...r.running], steps, shape, ms: 0 };
+  };
+
+  const finishIteration = (r: Replica, now: number): void => {
+    const w = r.work!;
+    r.work = undefined;
+    r.busy = false;
+    r.latency.observe({ ...w.shape, measuredMs: w.ms / w.steps });
+    const done: Seq[] = [];
+    for (const { seq, tokens } of w.prefill) {
+      if (seq.blocks === 0) continue;
+      seq.computedTokens += tokens;
+      if (seq.computedTokens >= seq.targetTokens && !seq.started) {
+        seq.started = true;
+        seq.firstTokenMs = now;
+        seq.decodedTokens = 1;
+        if (seq.decodedTokens >= seq.outputTokens) done.push(seq);
+      }
+    }
+    for (const seq of w.decode) {
+      if (seq.blocks === 0 || seq.computedTokens < seq.targetTokens) continue;
+      seq.computedTokens += w.steps;
+      seq.decodedTokens += w.steps;
+      if (seq.decodedTokens >= seq.outputTokens) done.push(seq);
+    }
+    if (done.length > 0) {
+      const ids = new Set(done.map((s) => s.id));
+      r.running = r.running.filter((s) => !ids.has(s.id));
+      for (const s of done) {
+        release(r, s);
+        s.finishMs = now;
+        outcomes.get(s.id)!.state = 'finished';
+      }
+      // Memory came back: replicas on the same devices that were stuck can try again now.
+      for (const other of replicas) if (other !== r && !other.busy && other.devices.some((d) => r.devices.includes(d))) start(other, now);
+    }
+    start(r, now);
+  };
+
+  // Main loop: arrivals merge with the event heap in time order (arrivals first on ties).
+  let ai = 0;
+  const arrivals = config.arrivals;
+  for (;;) {
+    const ta = ai < arrivals.length ? arrivals[ai]!.arrivalMs : Infinity;
+    const te = heap.peekTime();
+    if (ta === Infinity && te === Infinity) break;
+    if (Math.min(ta, te) > stopMs) break;
+    if (ta <= te) {
+      const a = arrivals[ai++]!;
+      const spec = specs.get(a.model);
+      const list = byModel.get(a.model);
+      const slo = list?.[0]?.sloMs ?? spec?.slo?.ttftMs ?? 0;
+      const seq: Seq = {
+        id: a.id,
+        arrivalMs: a.arrivalMs,
+        deadlineMs: a.arrivalMs + slo,
+        priority: spec?.priority ?? 0,
+        promptTokens: a.promptTokens,
+        outputTokens: a.outputTokens,
+        decodedTokens: 0,
+        computedTokens: 0,
+        targetTokens: a.promptTokens,
+        blocks: 0,
+        started: false,
+        firstTokenMs: NaN,
+        finishMs: NaN,
+      };
+      if (list === undefined || list.length === 0) {
+        outcomes.set(a.id, { seq, model: a.model, sloMs: slo, state: 'dropped' });
+        continue;
+      }
+      outcomes.set(a.id, { seq, model: a.model, sloMs: slo, state: 'queued' });
+      // Join the replica with the least outstanding work.
+      let best = list[0]!;
+      for (const r of list) if (r.queued + r.running.length < best.queued + best.running.length) best = r;
+      best.queue.push(seq);
+      best.queued++;
+      start(best, a.arrivalMs);
+    } else {
+      const { time, item } = heap.pop()!;
+      if (item.kind === 'end') finishIteration(item.replica, time);
+      else {
+        item.replica.wakePending = false;
+        start(item.replica, time);
+      }
+    }
+  }
+  return summarize(system.name, outcomes, preemptions, iterations);
+}
+
+/** The reference's static figure: batch-1 profiled prefill ms per prompt token, averaged over lengths. */
+export function ttftPerTokenMs(costModel: CostModel, entry: CostEntry): number {
+  const name = profileModelName(entry.family, entry.precision.qformat);
+  const rows = costModel.rows.filter((r) => r.model === name && r.qformat === entry.precision.qformat && r.tp === entry.tp && r.mpsPercentage === 100 && r.batchSize === 1);
+  if (rows.length === 0) return entry.latency.prefillMs(1, 512) / 512;
+  return (rows.reduce((a, r) => a + r.prefillTime / r.inputLen, 0) / rows.length) * 1000;
+}
+
+function summarize(system: string, outcomes: Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>, preemptions: number, iterations: number): SimResult {
+  const list: RequestOutcome[] = [];
+  const perModel: Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }> = {};
+  let attained = 0;
+  let finished = 0;
+  let dropped = 0;
+  let tokens = 0;
+  let lastFinish = 0;
+  const ttfts: number[] = [];
+  const tpots: number[] = [];
+  for (const [id, o] of [...outcomes].sort((a, b) => a[0] - b[0])) {
+    const s = o.seq;
+    const pm = (perModel[o.model] ??= { arrivals: 0, attained: 0, dropped: 0, finished: 0, sloMs: o.sloMs });
+    pm.arrivals++;
+    const ttft = s.started ? s.firstTokenMs - s.arrivalMs : undefined;
+    const tpot = o.state === 'finished' && s.outputTokens > 1 ? (s.finishMs - s.firstTokenMs) / (s.outputTokens - 1) : undefined;
+    if (ttft !== undefined) ttfts.push(ttft);
+    if (tpot !== undefined) tpots.push(tpot);
+    if (ttft !== undefined && ttft < o.sloMs) {
+      attained++;
+      pm.attained++;
+    }
+    if (o.state === 'dropped') {
+      dropped++;
+      pm.dropped++;
+    }
+    if (o.state === 'finished') {
+      finished++;
+      pm.finished++;
+      tokens += s.outputTokens;
+      lastFinish = Math.max(lastFinish, s.finishMs);
+    }
+    list.push({
+      id,
+      model: o.model,
+      arrivalMs: s.arrivalMs,
+      state: o.state,
+      ...(ttft !== undefined && { ttftMs: ttft }),
+      ...(tpot !== undefined && { tpotMs: tpot }),
+      ...(o.state === 'finished' && { finishMs: s.finishMs }),
+      outputTokens: s.outputTokens,
+      sloMs: o.sloMs,
+    });
+  }
+  const n = outcomes.size;
+  return {
+    system,
+    arrivals: n,
+    finished,
+    dropped,
+    inFlight: n - finished - dropped,
+    sloAttainment: n === 0 ? 1 : attained / n,
+    tokenThroughput: lastFinish > 0 ? (tokens / lastFinish) * 1000 : 0,
+    ttftP50Ms: quantile(ttfts, 0.5),
+    ttftP99Ms: quantile(ttfts, 0.99),
+    tpotP50Ms: quantile(tpots, 0.5),
+    tpotP99Ms: quantile(tpots, 0.99),
+    preemptions,
+    iterations,
+    perModel,
+    outcomes: list,
+  };
+}
+
+/** The q-quantile (nearest rank) of `xs`; NaN when empty. */
+export function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  xs.sort((a, b) => a - b);
+  return xs[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+}

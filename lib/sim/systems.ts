@@ -1,0 +1,68 @@
+/**
+ * The systems compared: FineServe (ours), the reference FineServe, the baselines, and the
+ * ablations, each as (placement, KV policy, local policy). Ablations add one of our components to
+ * the Prism-style baseline, so each shows what that component alone is worth.
+ * @module
+ */
+import { planMuxServe } from '../scheduler/baselines/muxserve.js';
+import { planPrism } from '../scheduler/baselines/prism.js';
+import { planReference } from '../scheduler/baselines/reference.js';
+import { planStaticSplit } from '../scheduler/baselines/static-split.js';
+import type { CostModel } from '../scheduler/cost-model.js';
+import { planFineServe } from '../scheduler/global.js';
+import { fcfs } from '../scheduler/local/fcfs.js';
+import { fineserveLocal } from '../scheduler/local/fineserve.js';
+import { prismLocal, saab } from '../scheduler/local/saab.js';
+import type { PlacementPlan, PlanInput } from '../scheduler/types.js';
+import type { SimSystem } from './simulator.js';
+
+/** Names of the systems {@link buildSystem} knows. */
+export const SYSTEM_NAMES = [
+  'fineserve',
+  'reference',
+  'prism',
+  'muxserve',
+  'static',
+  'ablation-kvslab',
+  'ablation-global',
+  'ablation-local',
+] as const;
+
+/** A system name. */
+export type SystemName = (typeof SYSTEM_NAMES)[number];
+
+/** One-line description of each system, for reports. */
+export const SYSTEM_NOTES: Readonly<Record<SystemName, string>> = {
+  fineserve: 'ours: MME+compute placement, KV Slab (one pool, fullest-first, reserves), EDF local policy with online latency model',
+  reference: 'reference FineServe rules: slab-aware placement once, slab pools split statically by layer count, saab with static batch-1 profile',
+  prism: 'Prism-style: KV-pressure placement, kvcached-style paged KV (map cost), deadline policy with static profile',
+  muxserve: 'MuxServe-style: compute-load placement, unified padded KV blocks, FCFS',
+  static: 'static even split: round-robin placement, equal static KV partitions, FCFS (vLLM per model)',
+  'ablation-kvslab': 'Prism-style with our KV Slab instead of paged KV',
+  'ablation-global': 'Prism-style with our placement instead of KV pressure',
+  'ablation-local': 'Prism-style with our local policy instead of its deadline policy',
+};
+
+/** Builds a system's plan and policies for a scenario. */
+export function buildSystem(name: SystemName, costModel: CostModel, input: PlanInput, plans: Partial<Record<'fineserve' | 'prism', PlacementPlan>> = {}): SimSystem {
+  const ours = (): PlacementPlan => (plans.fineserve ??= planFineServe(costModel, input));
+  const prism = (): PlacementPlan => (plans.prism ??= planPrism(costModel, input));
+  switch (name) {
+    case 'fineserve':
+      return { name, plan: ours(), kv: 'slab', policy: fineserveLocal, latency: 'online' };
+    case 'reference':
+      return { name, plan: planReference(costModel, input), kv: 'reference-slab', policy: saab, latency: 'static' };
+    case 'prism':
+      return { name, plan: prism(), kv: 'paged', policy: prismLocal, latency: 'static' };
+    case 'muxserve':
+      return { name, plan: planMuxServe(costModel, input), kv: 'unified', policy: fcfs, latency: 'static' };
+    case 'static':
+      return { name, plan: planStaticSplit(costModel, input), kv: 'static', policy: fcfs, latency: 'static' };
+    case 'ablation-kvslab':
+      return { name, plan: prism(), kv: 'slab', policy: prismLocal, latency: 'static' };
+    case 'ablation-global':
+      return { name, plan: ours(), kv: 'paged', policy: prismLocal, latency: 'static' };
+    case 'ablation-local':
+      return { name, plan: prism(), kv: 'paged', policy: fineserveLocal, latency: 'online' };
+  }
+}

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { planMuxServe } from '../lib/scheduler/baselines/muxserve.js';
+import { planPrism } from '../lib/scheduler/baselines/prism.js';
+import { planReference } from '../lib/scheduler/baselines/reference.js';
+import { planStaticSplit } from '../lib/scheduler/baselines/static-split.js';
+import { CostModel } from '../lib/scheduler/cost-model.js';
+import { costModelEstimator, PLAN_INPUT_TOKENS, throughputAt } from '../lib/scheduler/demand.js';
+import { replanOnDrift } from '../lib/scheduler/drift.js';
+import { PlanError } from '../lib/scheduler/errors.js';
+import { planFineServe } from '../lib/scheduler/global.js';
+import { USABLE_MEMORY_FRACTION } from '../lib/scheduler/placement-state.js';
+import type { ModelSpec, PlacementPlan, PlanInput } from '../lib/scheduler/types.js';
+
+const costModel = CostModel.reference();
+const gpu = (id: string, node = 0) => ({ id, memoryBytes: 80e9, node });
+const models: ModelSpec[] = [
+  { id: 'fp16', family: 'llama-3.1-8b', precision: 'fp16', rate: 4 },
+  { id: 'awq', family: 'llama-3.1-8b', precision: 'w4a16', rate: 2 },
+  { id: 'fp8', family: 'llama-3.1-8b', precision: 'fp8-kv8', rate: 2 },
+  { id: 'qoq', family: 'llama-3.1-8b', precision: 'w4a8-kv4', rate: 1 },
+  { id: 'qwen', family: 'qwen-3-32b', precision: 'fp8-kv8', rate: 1 },
+];
+const input: PlanInput = { models, devices: [gpu('g0'), gpu('g1')] };
+const planners: [string, (i: PlanInput) => PlacementPlan][] = [
+  ['fineserve', (i) => planFineServe(costModel, i)],
+  ['reference', (i) => planReference(costModel, i)],
+  ['prism', (i) => planPrism(costModel, i)],
+  ['muxserve', (i) => planMuxServe(costModel, i)],
+  ['static', (i) => planStaticSplit(costModel, i)],
+];
+
+for (const [name, plan] of planners) {
+  test(`${name}: every replica fits its devices' memory and its batch bounds meet the SLO`, () => {
+    const p = plan(input);
+    assert.deepEqual(p.unplaced, []);
+    assert.deepEqual(new Set(p.placements.map((x) => x.model)), new Set(models.map((m) => m.id)));
+    for (const d of p.devices) {
+      const onIt = p.placements.filter((x) => x.devices.includes(d.id));
+      let bytes = 0;
+      for (const x of onIt) {
+        const m = models.find((mm) => mm.id === x.model)!;
+        const e = costModel.entry(m.family, m.precision, x.tp);
+        bytes += (e.weightBytes + e.activationBytes) / x.tp;
+      }
+      assert.ok(Math.abs(bytes - d.weightBytes - d.activationBytes) < 1e3, `${d.id}: plan memory table disagrees with its placements`);
+      if (name !== 'reference') assert.ok(bytes <= 80e9 * USABLE_MEMORY_FRACTION, `${d.id}: ${bytes} B promised`);
+    }
+    for (const x of p.placements) {
+      assert.equal(x.devices.length, x.tp);
+      const m = models.find((mm) => mm.id === x.model)!;
+      const ttft = costModelEstimator(costModel.entry(m.family, m.precision, x.tp)).ttftMs(x.maxBatch, PLAN_INPUT_TOKENS);
+      // The reference's estimator differs from ours; within 25 % of the SLO for everyone.
+      assert.ok(ttft <= x.sloMs * 1.25, `${x.model}: batch ${x.maxBatch} predicts TTFT ${ttft} over SLO ${x.sloMs}`);
+    }
+  });
+}
+
+test('ours never stacks beyond a device\'s memory and spreads compute: a hot model gets its own device', () => {
+  const hot: ModelSpec[] = [
+    { id: 'hot', family: 'llama-3.1-8b', precision: 'fp16', rate: 12 },
+    { id: 'a', family: 'llama-3.1-8b', precision: 'w4a16', rate: 0.5 },
+    { id: 'b', family: 'llama-3.1-8b', precision: 'fp8-kv8', rate: 0.5 },
+    { id: 'c', family: 'llama-3.1-8b', precision: 'w4a8-kv4', rate: 0.5 },
+  ];
+  const p = planFineServe(costModel, { models: hot, devices: [gpu('g0'), gpu('g1')] });
+  const hotDevs = p.placements.filter((x) => x.model === 'hot').map((x) => x.devices[0]!);
+  assert.equal(new Set(hotDevs).size, hotDevs.length, `hot replicas share a device: ${JSON.stringify(p.placements)}`);
+  if (hotDevs.length === 1) {
+    assert.equal(p.placements.filter((x) => x.devices.includes(hotDevs[0]!)).length, 1, 'a single hot replica should get its device alone');
+  }
+  const est = costModelEstimator(costModel.entry('llama-3.1-8b', 'fp16', 1));
+  // Together its replicas can carry its rate within the SLO-limited batch.
+  assert.ok(throughputAt(est, p.placements.find((x) => x.model === 'hot')!.maxBatch) * hotDevs.length > 12);
+});
+
+test('a model that cannot fit is reported unplaced, not squeezed in', () => {
+  const tiny = [{ id: 'g0', memoryBytes: 20e9 }];
+  const p = planFineServe(costModel, { models: [{ id: 'big', family: 'llama-3.1-8b', precision: 'fp16', rate: 1 }], devices: tiny });
+  assert.equal(p.placements.length, 0);
+  assert.match(p.unplaced[0]!.reason, /GB free/);
+  const q = planFineServe(costModel, { models: [{ id: 'qwen', family: 'qwen-3-32b', precision: 'fp8-kv8', rate: 1 }], devices: tiny });
+  assert.match(q.unplaced[0]!.reason, /no profiled TP degree/);
+});
+
+test('reserves fit the KV left on each device; the plan is versioned', () => {
+  const p = planFineServe(costModel, input);
+  for (const d of p.devices) {
+    const reserved = p.placements.filter((x) => x.devices.includes(d.id)).reduce((a, x) => a + x.reserveBytes, 0);
+    assert.ok(reserved <= d.kvBytes * 0.5 + 1, `${d.id}: ${reserved} reserved of ${d.kvBytes}`);
+  }
+  assert.equal(p.version, 1);
+});
+
+test('re-planning on drift: no drift keeps the plan, a popularity flip moves the models it must', () => {
+  const big: PlanInput = { models, devices: [gpu('g0'), gpu('g1'), gpu('g2'), gpu('g3')] };
+  const p = planFineServe(costModel, big);
+  const same = replanOnDrift(costModel, big, p, { fp16: 4.4, awq: 2 });
+  assert.equal(same.plan, p);
+  assert.deepEqual(same.moves, []);
+  const flipped = replanOnDrift(costModel, big, p, { fp16: 0.2, awq: 20, qoq: 12 });
+  assert.deepEqual(flipped.drifted.map((d) => d.model).sort(), ['awq', 'fp16', 'qoq']);
+  assert.equal(flipped.plan.version, 2);
+  const replicasAwq = flipped.plan.placements.filter((x) => x.model === 'awq').length;
+  assert.ok(replicasAwq >= 1);
+  for (const m of flipped.moves) assert.notDeepEqual(m.from, m.to);
+  // Models whose rate did not move and whose devices did not need to change stay put.
+  const before = new Map(p.placements.map((x) => [`${x.model}#${x.replica}`, x.devices.join()]));
+  const stayed = flipped.plan.placements.filter((x) => before.get(`${x.model}#${x.replica}`) === x.devices.join()).length;
+  assert.equal(stayed + flipped.moves.filter((m) => m.to.length > 0).length, flipped.plan.placements.length);
+});
+
+test('bad inventories are typed errors naming the field and value', () => {
+  const bad = (i: Partial<PlanInput>, field: RegExp) =>
+    assert.throws(() => planFineServe(costModel, { ...input, ...i }), (e: unknown) => e instanceof PlanError && e.code === 'ERR_PLAN_INPUT' && field.test(e.message));
+  bad({ models: [{ ...models[0]!, rate: -2 }] }, /models\[0\]: rate: .*-2/);
+  bad({ models: [models[0]!, models[0]!] }, /duplicate model id "fp16"/);
+  bad({ devices: [{ id: 'x', memoryBytes: 0 }] }, /memoryBytes/);
+  bad({ models: [{ ...models[0]!, precision: 'int3' }] }, /unknown precision "int3"/);
+  bad({ devices: [{ id: 'x', memoryBytes: 1e10, speedClass: 'a100' }] }, /speedClass/);
+});
