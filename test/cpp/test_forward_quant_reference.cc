@@ -25,6 +25,7 @@
 #include "model/loader.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
+#include "executor_harness.h"
 #include "reference_llama.h"
 
 using namespace fineserve;
@@ -49,40 +50,6 @@ std::vector<int32_t> tokens(uint32_t n, uint32_t vocab, uint32_t salt) {
   std::vector<int32_t> t(n);
   for (int32_t& v : t) v = static_cast<int32_t>(3 + rng() % (vocab - 3));
   return t;
-}
-
-// The last position's logits from the executor, the prompt run as one prefill chunk.
-std::vector<float> run_executor(const model::LoadedModel& m, KvFormat format, const std::vector<int32_t>& prompt) {
-  const uint32_t tpb = 16;
-  kv::KvGeometry g = engine::kv_geometry_for(m.config, format, tpb);
-  const uint64_t block_bytes = kv::make_layout(g).block_bytes;
-  const uint32_t n_blocks = static_cast<uint32_t>((prompt.size() + tpb - 1) / tpb);
-  kv::KvSlabOptions so;
-  so.slab_bytes = block_bytes * 8;
-  so.pool_bytes = so.slab_bytes * ((n_blocks + 7) / 8);
-  so.memory = "host";
-  kv::KvSlab slab(so);
-  kv::ModelOptions mo;
-  mo.name = "q";
-  mo.geometry = g;
-  kv::ModelId id = slab.add_model(mo);
-  std::vector<kv::BlockId> blocks;
-  REQUIRE(slab.alloc(id, n_blocks, &blocks).ok);
-  engine::CpuExecutorOptions eo;
-  eo.kv_format = format;
-  eo.threads = 2;
-  std::unique_ptr<engine::Executor> ex = engine::make_cpu_executor(m, slab, id, eo);
-  engine::SamplingParams greedy;
-  engine::SamplerState state;
-  state.reset(m.config.vocab_size, prompt.data(), static_cast<uint32_t>(prompt.size()));
-  engine::SequenceChunk c;
-  c.tokens = prompt.data();
-  c.n_tokens = static_cast<uint32_t>(prompt.size());
-  c.block_table = blocks.data();
-  c.n_blocks = n_blocks;
-  c.sampling = &greedy;
-  c.sampler_state = &state;
-  return ex->step({c}, true).logits;
 }
 
 // The model's weights with every linear decoded to f32 by quant::dequantize_row (the formats'
@@ -197,7 +164,7 @@ void check_shape(const std::string& shape, const std::string& format, const std:
     auto q = model::load_model(g.out, o);
     const double t_load = seconds_since(t0);
     const Rows want = reference::forward(q->config, Dequantized(*q).weights, prompt, false, 2);
-    const std::vector<float> got = run_executor(*q, cs.kv, prompt);
+    const std::vector<float> got = test::run_executor(*q, cs.kv, prompt, test::Mode::Prefill).back();
     const double err = rel_error(got, want.back()), err_plain = rel_error(got, want_plain.back());
     const double bound = activation_bound(cs.weights) + kv_bound(cs.kv);
     const double bound_plain = weight_bound(cs.weights) + kv_bound(cs.kv);
