@@ -12,36 +12,15 @@
 #include "kv/kv_slab.h"
 #include "model/json.h"
 #include "model/loader.h"
+#include "golden_cases.h"
 #include "model_test_files.h"
 
 using namespace fineserve;
 
 namespace {
 
-struct GoldenCase {
-  std::vector<int32_t> prompt, greedy;
-  std::vector<std::pair<int32_t, double>> top5;
-};
-
-std::vector<GoldenCase> golden_cases() {
-  auto path = model::testing::require_fixture("golden-greedy.json");
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  model::json::Value doc = model::json::parse(text.str(), path.string());
-  std::vector<GoldenCase> cases;
-  for (const model::json::Value& c : doc.find("cases")->items()) {
-    GoldenCase g;
-    for (const auto& v : c.find("prompt_ids")->items()) g.prompt.push_back(static_cast<int32_t>(*v.as_int64()));
-    for (const auto& v : c.find("greedy_ids")->items()) g.greedy.push_back(static_cast<int32_t>(*v.as_int64()));
-    for (const auto& pair : c.find("last_prompt_logits_top5")->items()) {
-      g.top5.push_back({static_cast<int32_t>(*pair.items()[0].as_int64()), *pair.items()[1].as_double()});
-    }
-    cases.push_back(std::move(g));
-  }
-  REQUIRE(cases.size() == 4);
-  return cases;
-}
+using model::testing::GoldenCase;
+using model::testing::golden_cases;
 
 // A model, a host-memory slab and an executor, with helpers to run sequences to completion.
 struct Rig {

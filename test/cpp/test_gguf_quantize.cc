@@ -21,6 +21,7 @@
 #include "model/json.h"
 #include "model/loader.h"
 #include "model/mapped_file.h"
+#include "golden_cases.h"
 #include "model_test_files.h"
 
 using namespace fineserve;
@@ -234,25 +235,8 @@ void check_tensors(const model::gguf::File& src, const model::gguf::File& out, E
 
 // ---- greedy generation, as test_forward_golden.cc drives the executor ---------------------------
 
-struct GoldenCase {
-  std::vector<int32_t> prompt, greedy;
-};
-
-std::vector<GoldenCase> golden_cases() {
-  auto path = mt::require_fixture("golden-greedy.json");
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  model::json::Value doc = model::json::parse(text.str(), path.string());
-  std::vector<GoldenCase> cases;
-  for (const model::json::Value& c : doc.find("cases")->items()) {
-    GoldenCase g;
-    for (const auto& v : c.find("prompt_ids")->items()) g.prompt.push_back(static_cast<int32_t>(*v.as_int64()));
-    for (const auto& v : c.find("greedy_ids")->items()) g.greedy.push_back(static_cast<int32_t>(*v.as_int64()));
-    cases.push_back(std::move(g));
-  }
-  return cases;
-}
+using model::testing::GoldenCase;
+using model::testing::golden_cases;
 
 // Greedy continuation of `prompt` (to `max_new` tokens or BOS/EOS), one sequence at a time.
 std::vector<int32_t> greedy(const std::string& path, const std::vector<int32_t>& prompt, size_t max_new) {
