@@ -74,6 +74,7 @@
       "cpp/addon/kv_pool.cc",
       "cpp/addon/generate.cc",
       "cpp/addon/model.cc",
+      "cpp/addon/thread_pool.cc",
       "cpp/addon/executor.cc",
       "cpp/addon/perplexity.cc",
       "cpp/addon/quantize.cc"
@@ -92,6 +93,7 @@
       "test/cpp/test_sampler.cc",
       "test/cpp/test_generate.cc",
       "test/cpp/test_forward_golden.cc",
+      "test/cpp/test_shared_thread_pool.cc",
       "test/cpp/test_forward_reference.cc",
       "test/cpp/test_quant_formats.cc",
       "test/cpp/test_linear_quant.cc",

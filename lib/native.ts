@@ -19,6 +19,7 @@ import type { NativeKvPoolConstructor } from './kv-pool.js';
 import type { NativeLoadModel, NativeModel, NativePerplexity } from './model.js';
 import type { NativeQuantizeGguf } from './quantize.js';
 import type { NativeExecutorConstructor, NativeKvGeometryFor } from './runner.js';
+import type { NativeThreadPoolConstructor } from './thread-pool.js';
 
 /** How the loaded binary was built, as the addon itself reports it. */
 export interface NativeBuildInfo {
@@ -65,6 +66,7 @@ export interface NativeBinding {
   readonly generateModel: NativeGenerateModel;
   readonly Model: new () => NativeModel;
   readonly loadModel: NativeLoadModel;
+  readonly ThreadPool: NativeThreadPoolConstructor;
   readonly Executor: NativeExecutorConstructor;
   readonly kvGeometryFor: NativeKvGeometryFor;
   readonly perplexity: NativePerplexity;

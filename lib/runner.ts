@@ -11,6 +11,7 @@ import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCod
 import { KvPool, type KvFormat, type KvGeometry } from './kv-pool.js';
 import type { Model, NativeModel } from './model.js';
 import { loadNative } from './native.js';
+import type { NativeThreadPool } from './thread-pool.js';
 
 /** How the next token is chosen. Defaults: greedy. */
 export interface SamplingOptions {
@@ -34,6 +35,11 @@ export interface RunnerOptions {
   readonly kvFormat?: KvFormat;
   /** Worker threads; default every core this process may use (never more). */
   readonly threads?: number;
+  /**
+   * Threads shared with other runners (`createThreadPool`), instead of a pool of this runner's
+   * own; `threads` is then ignored. Steps of runners on one pool run one at a time.
+   */
+  readonly pool?: NativeThreadPool;
   /** KV pool size; default enough for 8 sequences of the model's full context, at most 1 GiB. */
   readonly poolBytes?: number;
   readonly tokensPerBlock?: number;
@@ -94,7 +100,7 @@ export type NativeExecutorConstructor = new (
   model: NativeModel,
   pool: unknown,
   kvModel: number,
-  options: { kvFormat: string; threads: number },
+  options: { kvFormat: string; threads: number; pool?: unknown },
 ) => NativeExecutor;
 
 function asExecutorError(err: unknown): unknown {
@@ -161,7 +167,11 @@ export class ModelRunner {
     const Native = loadNative().binding.Executor;
     let executor: NativeExecutor;
     try {
-      executor = new Native(model.native, pool.nativeHandle(), kvModel, { kvFormat, threads: options.threads ?? 0 });
+      executor = new Native(model.native, pool.nativeHandle(), kvModel, {
+        kvFormat,
+        threads: options.threads ?? 0,
+        pool: options.pool,
+      });
     } catch (err) {
       throw asExecutorError(err);
     }

@@ -28,6 +28,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_kv_pool(env, exports);
   register_generate(env, exports);
   register_model(env, exports);
+  register_thread_pool(env, exports);
   register_executor(env, exports);
   register_perplexity(env, exports);
   register_quantize(env, exports);

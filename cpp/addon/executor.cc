@@ -60,7 +60,8 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
                         InstanceMethod<&ExecutorWrap::step>("step")});
   }
 
-  // new Executor(model, kvPool, kvModelId, { kvFormat, threads })
+  // new Executor(model, kvPool, kvModelId, { kvFormat, threads, pool? }): pool, a ThreadPool,
+  // replaces threads.
   explicit ExecutorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ExecutorWrap>(info) {
     Napi::Env env = info.Env();
     model_ = unwrap_model(info[0], "model");
@@ -76,6 +77,11 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
       throw_coded(env, "ERR_KV_INVALID_GEOMETRY", "kvFormat = \"" + format + "\" is not a KV format");
     }
     options.threads = static_cast<uint32_t>(optional_number(o, "threads", 0));
+    Napi::Value shared = o.Get("pool");
+    if (!shared.IsUndefined() && !shared.IsNull()) {
+      options.pool = unwrap_thread_pool(shared, "pool");
+      thread_pool_ref_ = Napi::Persistent(shared.As<Napi::Object>());
+    }
     try {
       executor_ = engine::make_cpu_executor(*model_, *slab, info[2].As<Napi::Number>().Uint32Value(), options);
     } catch (const kv::KvError& e) {
@@ -154,7 +160,8 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
   }
 
   std::shared_ptr<model::LoadedModel> model_;
-  Napi::ObjectReference model_ref_, pool_ref_;  // keep the model and pool alive while we are
+  // Keep the model, KV pool and thread pool alive while we are.
+  Napi::ObjectReference model_ref_, pool_ref_, thread_pool_ref_;
   std::unique_ptr<engine::Executor> executor_;
   std::map<uint32_t, Sequence> sequences_;
   bool busy_ = false;

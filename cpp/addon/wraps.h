@@ -1,12 +1,13 @@
-// Access from one binding file to the native objects another wraps (an executor needs the model
-// and the KV pool it was given). Each function throws a JS TypeError naming `what` when the value
-// is not the expected wrapper.
+// Access from one binding file to the native objects another wraps (an executor needs the model,
+// the KV pool and the thread pool it was given). Each function throws a JS TypeError naming `what`
+// when the value is not the expected wrapper.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
 
+#include "engine/thread_pool.h"
 #include "kv/kv_pool.h"
 #include "model/loader.h"
 
@@ -14,6 +15,7 @@ namespace fineserve::addon {
 
 kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what);
 std::shared_ptr<model::LoadedModel> unwrap_model(const Napi::Value& value, const char* what);
+std::shared_ptr<engine::ThreadPool> unwrap_thread_pool(const Napi::Value& value, const char* what);
 
 // A KvGeometry as the JS object lib/kv-pool.ts's KvGeometry describes.
 Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g);

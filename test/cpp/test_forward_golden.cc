@@ -32,7 +32,7 @@ struct Rig {
   Rig(const std::string& source, kv::KvFormat format, uint32_t threads = 1) {
     model = model::load_model(source);
     kv_model = pool.add_model({"m", engine::kv_geometry_for(model->config, format, 16), 0, 0});
-    exec = engine::make_cpu_executor(*model, pool, kv_model, {format, threads});
+    exec = engine::make_cpu_executor(*model, pool, kv_model, {format, threads, nullptr});
   }
 
   std::vector<kv::BlockId> blocks_for(size_t tokens) {

@@ -243,7 +243,7 @@ std::vector<int32_t> greedy(const std::string& path, const std::vector<int32_t>&
   std::unique_ptr<model::LoadedModel> m = model::load_model(path);
   kv::KvSlab pool{kv::KvSlabOptions{16ull << 20, 1ull << 20, 0.125, "host"}};
   kv::ModelId id = pool.add_model({"m", engine::kv_geometry_for(m->config, kv::KvFormat::F32, 16), 0, 0});
-  auto exec = engine::make_cpu_executor(*m, pool, id, {kv::KvFormat::F32, 1});
+  auto exec = engine::make_cpu_executor(*m, pool, id, {kv::KvFormat::F32, 1, nullptr});
   std::vector<kv::BlockId> blocks;
   REQUIRE(pool.alloc(id, static_cast<uint32_t>((prompt.size() + max_new + 15) / 16), &blocks).ok);
   std::vector<int32_t> tokens = prompt;

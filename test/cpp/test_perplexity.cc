@@ -180,7 +180,7 @@ TEST_CASE("the CPU executor runs every KV format and refuses a registered geomet
     kv::KvGeometry g = engine::kv_geometry_for(m->config, f, 16);
     CHECK(g.scale_bytes == kv::default_scale_bytes(f));
     kv::ModelId id = pool.add_model({"m", g, 0, 0});
-    auto exec = engine::make_cpu_executor(*m, pool, id, {f, 1});
+    auto exec = engine::make_cpu_executor(*m, pool, id, {f, 1, nullptr});
     std::vector<kv::BlockId> blocks;
     REQUIRE(pool.alloc(id, 8, &blocks).ok);
     engine::SamplerState state;
@@ -210,7 +210,7 @@ TEST_CASE("the CPU executor runs every KV format and refuses a registered geomet
     kv::KvGeometry g = engine::kv_geometry_for(m->config, f, 16);
     g.scale_bytes = 0;
     kv::ModelId id = pool.add_model({"m", g, 0, 0});
-    CHECK_THROWS_WITH_AS(engine::make_cpu_executor(*m, pool, id, {f, 1}), doctest::Contains("scaleBytes 0"),
+    CHECK_THROWS_WITH_AS(engine::make_cpu_executor(*m, pool, id, {f, 1, nullptr}), doctest::Contains("scaleBytes 0"),
                          std::invalid_argument);
   }
 }

@@ -1,5 +1,7 @@
 #include "engine/cpu_executor.h"
 
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -22,8 +24,8 @@ class CpuExecutor final : public Executor {
         pool_(pool),
         kv_model_(kv_model),
         layout_(pool.layout(kv_model)),
-        threads_(o.threads),
-        forward_(model, layout_, threads_) {
+        threads_(o.pool ? o.pool : std::make_shared<ThreadPool>(o.threads)),
+        forward_(model, layout_, *threads_) {
     const model::LlamaConfig& c = model.config;
     kv::KvGeometry want = kv_geometry_for(c, o.kv_format, layout_.geometry.tokens_per_block);
     const kv::KvGeometry& have = layout_.geometry;
@@ -46,6 +48,7 @@ class CpuExecutor final : public Executor {
   uint32_t max_context() const override { return model_.config.max_context; }
 
   StepOutput step(const std::vector<SequenceChunk>& batch, bool return_logits) override {
+    std::unique_lock<std::mutex> claimed = threads_->claim();
     // Everything is checked before anything is written: a bad chunk leaves every cache untouched.
     std::vector<ops::PagedSequence> seqs(batch.size());
     std::vector<int32_t> tokens;
@@ -114,7 +117,7 @@ class CpuExecutor final : public Executor {
   kv::KvSlab& pool_;
   kv::ModelId kv_model_;
   const kv::KvLayout layout_;  // a copy: the pool's own may move as other models register
-  ThreadPool threads_;
+  std::shared_ptr<ThreadPool> threads_;  // before forward_, which keeps a reference to it
   LlamaForward forward_;
   std::vector<float> logits_;
 };

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "engine/executor.h"
+#include "engine/thread_pool.h"
 #include "kv/kv_geometry.h"
 #include "kv/kv_slab.h"
 #include "model/loader.h"
@@ -16,6 +17,10 @@ struct CpuExecutorOptions {
   kv::KvFormat kv_format = kv::KvFormat::F32;
   // Worker threads; 0 = every CPU this process may use. Never more than that.
   uint32_t threads = 0;
+  // A pool shared with other executors (then `threads` is ignored): co-located models keep to
+  // the machine's cores together, and their steps run one at a time. The executor shares
+  // ownership, so the pool lives as long as its last executor.
+  std::shared_ptr<ThreadPool> pool;
 };
 
 // The KV block geometry a model needs in a given KV format, with the format's scale bytes
