@@ -1,57 +1,202 @@
 /**
- * Tokenizers from a Hugging Face folder's tokenizer.json (and tokenizer_config.json), through
- * @huggingface/tokenizers. Used for calibration text and perplexity; the serving API's tokenizers
- * (GGUF-embedded vocabularies, incremental detokenisation, chat templates) build on this.
+ * Tokenizers of the serving API: a Hugging Face folder's tokenizer.json (with
+ * tokenizer_config.json), or the vocabulary a GGUF file embeds, run by @huggingface/tokenizers;
+ * incremental detokenization for streaming; chat templates.
  * @module
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import { ModelError } from './errors.js';
+import { type ChatMessage, renderChatTemplate } from './tokenizer/chat-template.js';
+import { type GgufMetadataSource, specFromGguf } from './tokenizer/gguf-vocab.js';
+import { specFromFolder } from './tokenizer/hf-folder.js';
+import type { TokenizerSpec } from './tokenizer/spec.js';
+import { StreamDecoder } from './tokenizer/stream-decoder.js';
+import { utf8TailCheck } from './tokenizer/token-bytes.js';
 
-/** Text to token ids and back. */
+export type { ChatMessage } from './tokenizer/chat-template.js';
+export type { GgufMetadataSource } from './tokenizer/gguf-vocab.js';
+export { StreamDecoder } from './tokenizer/stream-decoder.js';
+
+/** Options of {@link Tokenizer.encode}. */
+export interface TokenizerEncodeOptions {
+  /** Add the special tokens the tokenizer's configuration adds (BOS, for most models). Default true. */
+  readonly addSpecialTokens?: boolean;
+}
+
+/** Options of {@link Tokenizer.decode} and {@link Tokenizer.createStreamDecoder}. */
+export interface TokenizerDecodeOptions {
+  /** Leave out special tokens (BOS, EOS, chat control tokens). Default true. */
+  readonly skipSpecialTokens?: boolean;
+}
+
+/** Options of {@link Tokenizer.applyChatTemplate}. */
+export interface ChatTemplateOptions {
+  /** End with the header of an assistant turn, so the model writes the reply. Default true. */
+  readonly addGenerationPrompt?: boolean;
+  /** A Jinja chat template to use instead of the model's own. */
+  readonly template?: string;
+}
+
+/** A model as {@link Tokenizer.forModel} needs it: where it came from and its GGUF metadata. */
+export interface TokenizerModelSource extends GgufMetadataSource {
+  /** The `.gguf` file, or the Hugging Face folder. */
+  readonly source: string;
+  readonly format: 'gguf' | 'safetensors';
+}
+
+/** Text to token ids and back, streaming detokenization, chat templates. */
 export class Tokenizer {
   readonly #inner: HfTokenizer;
+  readonly #source: string;
+  readonly #cleanUpSpaces: boolean;
+  readonly #special: ReadonlySet<number>;
+  readonly #endsInsideChar: (ids: readonly number[]) => boolean;
+  readonly #chatTemplate: string | undefined;
+  readonly #bosToken: string;
+  readonly #eosToken: string;
 
-  private constructor(inner: HfTokenizer) {
+  /** The id of the beginning-of-sequence token, if the tokenizer has one. */
+  readonly bosTokenId: number | undefined;
+  /**
+   * Ids that end a generation: the EOS token first, then end-of-turn/end-of-message tokens the
+   * files name (GGUF `tokenizer.ggml.eot_token_id`/`eom_token_id`, generation_config.json's
+   * `eos_token_id`) or that are special tokens of well-known chat formats (`<|eot_id|>`,
+   * `<|im_end|>`, `<end_of_turn>`, ...).
+   */
+  readonly eosTokenIds: readonly number[];
+  /** Number of token ids (one more than the largest), added tokens included. */
+  readonly vocabSize: number;
+
+  private constructor(spec: TokenizerSpec) {
+    let inner: HfTokenizer;
+    try {
+      inner = new HfTokenizer(spec.json, { ...spec.config, clean_up_tokenization_spaces: spec.cleanUpSpaces });
+    } catch (err) {
+      throw new ModelError('ERR_MODEL_TOKENIZER', `${spec.source}: not a usable tokenizer (${(err as Error).message})`, { cause: err });
+    }
+    const model = inner.model!;
+    // A GGUF vocabulary may list a piece twice; the library keeps one id per piece, and the
+    // other ids must still decode to their piece.
+    spec.pieces?.forEach((piece, id) => {
+      model.vocab[id] ??= piece;
+    });
     this.#inner = inner;
+    this.#source = spec.source;
+    this.#cleanUpSpaces = spec.cleanUpSpaces;
+    // An empty template (some converters write one) renders nothing useful: treat it as none.
+    this.#chatTemplate = spec.chatTemplate === '' ? undefined : spec.chatTemplate;
+    this.vocabSize = model.vocab.length;
+
+    const added = new Set(spec.json.added_tokens.map((t) => t.id));
+    this.#special = new Set([...spec.json.added_tokens.filter((t) => t.special).map((t) => t.id), ...(spec.extraSpecialIds ?? [])]);
+    this.#endsInsideChar = utf8TailCheck(spec.json.decoder, (id) => model.vocab[id], (id) => added.has(id));
+
+    const idOf = (token: string | undefined) => (token === undefined ? undefined : inner.token_to_id(token));
+    this.bosTokenId = spec.bosTokenId ?? idOf(spec.bosToken);
+    this.#bosToken = spec.bosToken ?? (this.bosTokenId === undefined ? '' : (model.vocab[this.bosTokenId] ?? ''));
+    const eos = idOf(spec.eosToken);
+    this.eosTokenIds = Object.freeze([...new Set([...(eos === undefined ? [] : [eos]), ...spec.eosTokenIds])]);
+    const firstEos = this.eosTokenIds[0];
+    this.#eosToken = spec.eosToken ?? (firstEos === undefined ? '' : (model.vocab[firstEos] ?? ''));
   }
 
   /**
-   * Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json` (which says whether
-   * BOS is added). Throws `ModelError` `ERR_MODEL_TOKENIZER` naming the file when it is missing or
-   * not a tokenizer.
+   * Reads `dir/tokenizer.json` and, when present, tokenizer_config.json (`add_bos_token`,
+   * `add_eos_token`, `bos_token`, `eos_token`, `chat_template`), generation_config.json and
+   * config.json (`eos_token_id`s), chat_template.jinja. Throws `ModelError`
+   * `ERR_MODEL_TOKENIZER` naming the file when tokenizer.json is missing or not a tokenizer.
    */
   static fromFolder(dir: string): Tokenizer {
-    const file = join(dir, 'tokenizer.json');
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new ModelError('ERR_MODEL_TOKENIZER', `${file}: cannot read a tokenizer (${(err as Error).message})`, { cause: err });
-    }
-    let config: Record<string, unknown> = {};
-    try {
-      config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-    } catch {
-      // tokenizer_config.json is optional; tokenizer.json's post-processor then decides on BOS.
-    }
-    try {
-      return new Tokenizer(new HfTokenizer(json as object, config));
-    } catch (err) {
-      throw new ModelError('ERR_MODEL_TOKENIZER', `${file}: not a usable tokenizer (${(err as Error).message})`, { cause: err });
-    }
+    return new Tokenizer(specFromFolder(dir));
   }
 
-  /** Token ids of `text`, with the special tokens (BOS) the tokenizer's configuration adds. */
-  encode(text: string): number[] {
-    return this.#inner.encode(text).ids;
+  /**
+   * The tokenizer a GGUF file embeds (`tokenizer.ggml.*`): SentencePiece (`llama`) or byte-level
+   * BPE (`gpt2`, split as `tokenizer.ggml.pre` says), with its BOS/EOS policy and
+   * `tokenizer.chat_template`. `source` (the file) is named in errors. Throws `ModelError`
+   * `ERR_MODEL_TOKENIZER` when `tokenizer.ggml.model` is missing or another kind, or the
+   * vocabulary is malformed.
+   */
+  static fromGguf(meta: GgufMetadataSource, source = 'GGUF metadata'): Tokenizer {
+    return new Tokenizer(specFromGguf(meta, source));
   }
 
-  /** The text of `ids`; special tokens are left out. */
-  decode(ids: readonly number[]): string {
-    return this.#inner.decode([...ids], { skip_special_tokens: true });
+  /** The tokenizer of a loaded model: its GGUF vocabulary, or its folder's tokenizer files. */
+  static forModel(model: TokenizerModelSource): Tokenizer {
+    return model.format === 'gguf' ? Tokenizer.fromGguf(model, model.source) : Tokenizer.fromFolder(model.source);
+  }
+
+  /** Whether the model brings a chat template ({@link applyChatTemplate} needs one or `template`). */
+  get hasChatTemplate(): boolean {
+    return this.#chatTemplate !== undefined;
+  }
+
+  /** Token ids of `text`, by default with the special tokens (BOS) the tokenizer's configuration adds. */
+  encode(text: string, options: TokenizerEncodeOptions = {}): number[] {
+    return this.#inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * The text of `ids`; special tokens are left out unless `skipSpecialTokens` is false. Ids with
+   * no token (past the vocabulary, as a model's padded embedding rows are) give no text. Throws
+   * `ModelError` `ERR_MODEL_TOKENIZER` for an id that is not a non-negative integer.
+   */
+  decode(ids: readonly number[], options: TokenizerDecodeOptions = {}): string {
+    const skip = options.skipSpecialTokens ?? true;
+    const kept: number[] = [];
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0) throw new ModelError('ERR_MODEL_TOKENIZER', `decode: ids[${i}] = ${id} is not a token id`);
+      if (!this.#dropped(id, skip)) kept.push(id);
+    });
+    return this.#decodeKept(kept);
+  }
+
+  /**
+   * A decoder for a sequence that arrives one token at a time (see {@link StreamDecoder}); its
+   * chunks joined equal {@link decode} of the whole sequence with the same options.
+   */
+  createStreamDecoder(options: TokenizerDecodeOptions = {}): StreamDecoder {
+    const skip = options.skipSpecialTokens ?? true;
+    return new StreamDecoder({
+      dropped: (id) => {
+        if (!Number.isInteger(id) || id < 0) throw new ModelError('ERR_MODEL_TOKENIZER', `StreamDecoder.push: ${id} is not a token id`);
+        return this.#dropped(id, skip);
+      },
+      decode: (ids) => this.#decodeKept(ids),
+      endsInsideChar: this.#endsInsideChar,
+    });
+  }
+
+  /**
+   * The prompt text of a conversation, rendered with the model's chat template (or
+   * `options.template`) the way transformers renders it: variables `messages`, `bos_token`,
+   * `eos_token`, `add_generation_prompt`. Templates usually write BOS themselves, so encode the
+   * result with `{ addSpecialTokens: false }`. Throws `ModelError` `ERR_MODEL_TOKENIZER` when
+   * there is no template, or it fails to parse or render (Jinja's message included).
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+    const template = options.template ?? this.#chatTemplate;
+    if (template === undefined) {
+      throw new ModelError(
+        'ERR_MODEL_TOKENIZER',
+        `${this.#source}: the model has no chat template; pass options.template (a Jinja chat template) or send a prompt instead of messages`,
+      );
+    }
+    return renderChatTemplate(options.template === undefined ? this.#source : 'options.template', template, messages, {
+      bosToken: this.#bosToken,
+      eosToken: this.#eosToken,
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+    });
+  }
+
+  #dropped(id: number, skipSpecial: boolean): boolean {
+    return this.#inner.model!.vocab[id] === undefined || (skipSpecial && this.#special.has(id));
+  }
+
+  #decodeKept(ids: readonly number[]): string {
+    // The library rejects an empty list rather than decoding it to nothing.
+    if (ids.length === 0) return '';
+    return this.#inner.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: this.#cleanUpSpaces });
   }
 }
