@@ -110,3 +110,33 @@ export function codeOf(err: unknown): string | undefined {
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
   return typeof code === 'string' ? code : undefined;
 }
+
+/** Codes of {@link EngineError}. */
+export type EngineErrorCode =
+  /** `generate` named a model that is not loaded (or is being unloaded). */
+  | 'ERR_ENGINE_UNKNOWN_MODEL'
+  /** `loadModel` used an id that is already loaded. */
+  | 'ERR_ENGINE_DUPLICATE_MODEL'
+  /** A request or option field has a bad value; the message names the field and the value. */
+  | 'ERR_ENGINE_INVALID_REQUEST'
+  /** The prompt (plus maxTokens) does not fit in the model's context. */
+  | 'ERR_ENGINE_CONTEXT_EXCEEDED'
+  /** The engine was closed. */
+  | 'ERR_ENGINE_CLOSED'
+  /** The requested device cannot be used. */
+  | 'ERR_ENGINE_DEVICE'
+  /** A request can never fit in the KV memory its model can get, even with the device idle. */
+  | 'ERR_ENGINE_KV_OUT_OF_MEMORY'
+  /** The local scheduler dropped the request: it cannot meet its TTFT SLO (`dropLate` models only). */
+  | 'ERR_ENGINE_SLO_UNREACHABLE'
+  /** The model was unloaded without draining while the request was queued or running. */
+  | 'ERR_ENGINE_UNLOADED';
+
+/** The serving engine rejected or ended a request; `code` says why. */
+export class EngineError extends FineserveError {
+  declare readonly code: EngineErrorCode;
+
+  constructor(code: EngineErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}

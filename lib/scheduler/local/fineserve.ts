@@ -60,7 +60,7 @@ export function fineserveLocalWith(options: FineServeLocalOptions): (s: ModelSna
     // TPOT guard: the largest chunk whose step stays within the TPOT SLO.
     let budget = s.limits.maxBatchTokens;
     const tpot = s.slo.tpotMs;
-    if (tpot !== undefined && d > 0 && chunkMs(budget, d) > tpot) {
+    if (tpot !== undefined && (d > 0 || s.coLocatedDecoding === true) && chunkMs(budget, d) > tpot) {
       let lo = Math.min(minChunk, budget);
       let hi = budget;
       while (hi - lo > 16) {
@@ -106,9 +106,11 @@ export function fineserveLocalWith(options: FineServeLocalOptions): (s: ModelSna
     const admit: WaitingRequest[] = [];
     for (const c of survivors.slice(0, scanLimit)) {
       if (seats <= 0) break;
-      if (tpot !== undefined && s.latency.decodeMs(seqs + 1, ctx) > tpot) break;
+      // The guards never leave a model idle: a first sequence always gets in, so a TPOT SLO
+      // the device cannot meet at batch 1 slows nothing down to a halt.
+      if (tpot !== undefined && seqs > 0 && s.latency.decodeMs(seqs + 1, ctx) > tpot) break;
       const need = blocksFor(c.promptTokens, s.kv.tokensPerBlock);
-      if (need + growth > freeBlocks) continue;
+      if (need + (seqs > 0 ? growth : 1) > freeBlocks) continue;
       const entry: Entry = { deadlineMs: c.deadlineMs, priority: c.priority, id: c.id, remaining: c.promptTokens };
       let at = queue.findIndex((e) => byUrgency(entry, e) < 0);
       if (at < 0) at = queue.length;

@@ -66,6 +66,12 @@ export interface ModelSnapshot {
   readonly latency: LatencyModel;
   /** The reference's static figure: batch-1 prefill milliseconds per prompt token from the profile. */
   readonly ttftPerTokenMs: number;
+  /**
+   * A co-located model is decoding and this model's steps delay its tokens (time-sliced
+   * devices: the engine on the CPU). Its TPOT is then in `slo.tpotMs`, and the TPOT guard applies
+   * even while this model has nothing decoding. Absent: only this model's own decodes count.
+   */
+  readonly coLocatedDecoding?: boolean;
 }
 
 /** A prefill chunk: `tokens` more of sequence `id`'s target enter the cache this iteration. */

@@ -1,0 +1,543 @@
+/**
+ * Engine: the serving API. It owns the devices (each with one KV Slab and one LocalScheduler),
+ * loads models onto them in any precision, accepts generation requests, and reports per-model
+ * SLO attainment and per-device slab use.
+ *
+ * ```ts
+ * const engine = await Engine.create({ devices: 'auto' });
+ * await engine.loadModel({ id: 'chat-int4', source: './model.gguf', precision: 'w4a16-kv8', slo: { ttftMs: 300 } });
+ * const run = engine.generate({ model: 'chat-int4', prompt: 'Once upon a time', maxTokens: 64 });
+ * for await (const chunk of run) process.stdout.write(chunk.text);
+ * const { text, finishReason, timings } = await run.result;
+ * await engine.close();
+ * ```
+ * @module
+ */
+import { availableParallelism } from 'node:os';
+
+import { EngineError } from './errors.js';
+import { KvPool, type KvFormat, type KvPoolStats } from './kv-pool.js';
+import { LocalScheduler } from './engine/local-scheduler.js';
+import { type ModelCounters } from './engine/model-stats.js';
+import { Sequence } from './engine/sequence.js';
+import { ServedModel } from './engine/served-model.js';
+import { StopMatcher } from './engine/stop.js';
+import { checkNumber, checkSampling, checkSlo, checkTokens, stopStrings } from './engine/validate.js';
+import { warmUp } from './engine/warm-up.js';
+import { type Calibration, Model } from './model.js';
+import { loadNative } from './native.js';
+import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
+import { type GenerateOptions, GenerationRun } from './request.js';
+import type { NativeExecutor, SamplingOptions } from './runner.js';
+import { fineserveLocalWith, LOCAL_POLICIES, type LocalPolicyName } from './scheduler/local/index.js';
+import { MeasuredLatencyModel } from './scheduler/measured-latency.js';
+import { createThreadPool, type NativeThreadPool } from './thread-pool.js';
+import { Tokenizer } from './tokenizer.js';
+
+/**
+ * How a device shares its KV memory and picks each iteration's work.
+ * - `fineserve`: one KV Slab for all co-located models (per-model minimum reserve) and the
+ *   SLO-aware local policy (EDF admission that meets every deadline, TPOT guard, cheapest-victim
+ *   preemption), driven by latency measured online.
+ * - `static-fcfs`: the vLLM-style baseline: a fixed KV partition per model, first come first served.
+ * - `saab`: one KV Slab and the reference FineServe local policy (static per-token TTFT estimate).
+ */
+export type EnginePolicy = 'fineserve' | 'static-fcfs' | 'saab';
+
+/** Options of {@link Engine.create}. */
+export interface EngineOptions {
+  /**
+   * Where models run. `'auto'` (default) and `'cpu'`: the CPU. CUDA devices are listed by
+   * `devices()`, but the CUDA backend is not part of this release, so `'cuda:N'` is refused.
+   */
+  readonly devices?: 'auto' | 'cpu' | readonly string[];
+  /** Bytes of the KV Slab of each device (its one allocation, made up front); default 1 GiB. */
+  readonly slabBytes?: number;
+  /** Worker threads of each CPU device, shared by its models; default every core this process may use. */
+  readonly threads?: number;
+  /** Default `fineserve`. */
+  readonly policy?: EnginePolicy;
+  /** `static-fcfs`: the number of equal partitions the KV memory is cut into; default 4. */
+  readonly staticPartitions?: number;
+}
+
+/** Latency objectives of a served model, ms. */
+export interface ServingSlo {
+  /** Time to first token. */
+  readonly ttftMs?: number;
+  /** Time per output token after the first. */
+  readonly tpotMs?: number;
+}
+
+/** Options of {@link Engine.loadModel}. */
+export interface EngineLoadOptions {
+  /** Name requests use (`generate({ model: id })`). */
+  readonly id: string;
+  /** A `.gguf` file or a Hugging Face folder, or a {@link Model} already loaded. */
+  readonly source: string | Model;
+  /** Default `'auto'`; see {@link PrecisionName}. Quantized at load when the file is F32/F16/BF16. */
+  readonly precision?: PrecisionName | PrecisionSpec;
+  /** PTQ calibration data (see {@link Model.load}). */
+  readonly calibration?: Calibration;
+  readonly slo?: ServingSlo;
+  /** Context length served; default and maximum the model's. */
+  readonly maxContext?: number;
+  /** Most sequences in one step; default 64. */
+  readonly maxBatch?: number;
+  /** Prompt tokens per step (chunked prefill budget); default 256. */
+  readonly maxBatchTokens?: number;
+  /** KV tokens this model can always get, whatever the others hold (fineserve, saab); default one full context. */
+  readonly kvReserveTokens?: number;
+  /**
+   * When the scheduler finds a request cannot meet its TTFT SLO: `true` ends it at once with
+   * finishReason `error` (`ERR_ENGINE_SLO_UNREACHABLE`), as the paper's scheduler drops it;
+   * `false` (default) defers it to run best effort behind the requests that can still make it.
+   */
+  readonly dropLate?: boolean;
+  readonly onProgress?: (fraction: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link Engine.loadModel} resolves with. */
+export interface LoadedModelInfo {
+  readonly id: string;
+  readonly device: string;
+  readonly precision: PrecisionSpec;
+  /** Its precision's shorthand, e.g. `w4a16-kv8`. */
+  readonly precisionName: string;
+  readonly kvFormat: KvFormat;
+  readonly maxContext: number;
+  readonly weightBytes: number;
+  /** KV bytes per token, scales included. */
+  readonly kvBytesPerToken: number;
+  readonly tokensPerBlock: number;
+}
+
+/** One model's part of {@link EngineStats}. */
+export interface ModelStats extends ModelCounters, LoadedModelInfo {
+  readonly waiting: number;
+  readonly running: number;
+  readonly liveBlocks: number;
+  readonly liveTokens: number;
+  readonly kvHeldBytes: number;
+  /** The online latency model's current coefficients, ms. */
+  readonly latency: MeasuredLatencyModel['coefficients'];
+}
+
+/** One device's part of {@link EngineStats}. */
+export interface DeviceStats {
+  readonly id: string;
+  readonly kv: readonly KvPoolStats[];
+  /** Bytes held per KV format across the device's pools. */
+  readonly heldBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
+  readonly liveTokenBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
+  readonly slabBytes: number;
+}
+
+/** What {@link Engine.stats} returns. */
+export interface EngineStats {
+  readonly policy: EnginePolicy;
+  readonly models: readonly ModelStats[];
+  readonly devices: readonly DeviceStats[];
+}
+
+interface Device {
+  readonly id: string;
+  readonly scheduler: LocalScheduler;
+  /** The shared KV Slab (fineserve, saab); undefined for static partitions. */
+  readonly slab: KvPool | undefined;
+  /** static-fcfs: each model's own pool. */
+  readonly partitions: Map<string, KvPool>;
+  readonly slabBytes: number;
+  readonly threads: number;
+  /** One pool of worker threads shared by every model on the device: its steps take turns on it. */
+  readonly threadPool: NativeThreadPool;
+}
+
+const MiB = 2 ** 20;
+
+// A CPU prefills a few hundred tokens a second, so the TPOT guard must be free to cut a chunk
+// far below the GPU-sized default of 64 tokens to keep co-located decodes on time.
+const FINESERVE_ON_CPU = fineserveLocalWith({ minChunkTokens: 8 });
+
+/** See the module comment. */
+export class Engine {
+  readonly policy: EnginePolicy;
+  readonly #devices: Device[];
+  readonly #models = new Map<string, { served: ServedModel; device: Device; info: LoadedModelInfo }>();
+  readonly #loading = new Set<string>();
+  readonly #staticPartitions: number;
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(policy: EnginePolicy, devices: Device[], staticPartitions: number) {
+    this.policy = policy;
+    this.#devices = devices;
+    this.#staticPartitions = staticPartitions;
+  }
+
+  /** Makes an engine; throws {@link EngineError} for a bad option or an unusable device. */
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const policy = options.policy ?? 'fineserve';
+    if (!['fineserve', 'static-fcfs', 'saab'].includes(policy)) {
+      throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `policy = ${JSON.stringify(policy)}: expected fineserve, static-fcfs or saab`);
+    }
+    const cores = availableParallelism();
+    checkNumber('threads', options.threads, 1, cores, true);
+    checkNumber('slabBytes', options.slabBytes, 4 * MiB, 256 * 2 ** 30, true);
+    checkNumber('staticPartitions', options.staticPartitions, 1, 1024, true);
+    const wanted = options.devices ?? 'auto';
+    const list = wanted === 'auto' || wanted === 'cpu' ? ['cpu'] : wanted;
+    if (!Array.isArray(list) || list.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `devices = ${JSON.stringify(wanted)}: expected 'auto', 'cpu' or a list of device ids`);
+    const devices: Device[] = [];
+    for (const id of list) {
+      if (id !== 'cpu') {
+        throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: this build serves on the CPU only (the CUDA backend is not implemented yet); use devices: 'cpu' or 'auto'`);
+      }
+      if (devices.some((d) => d.id === id)) continue;
+      const slabBytes = options.slabBytes ?? 2 ** 30;
+      const threads = options.threads ?? cores;
+      devices.push({
+        id,
+        scheduler: new LocalScheduler(id),
+        slab: policy === 'static-fcfs' ? undefined : KvPool.create({ poolBytes: slabBytes, memory: 'host' }),
+        partitions: new Map(),
+        slabBytes,
+        threads,
+        threadPool: createThreadPool(threads),
+      });
+    }
+    return new Engine(policy, devices, options.staticPartitions ?? 4);
+  }
+
+  #open(what: string): void {
+    if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', `${what}: the engine is closed`);
+  }
+
+  /**
+   * Loads a model onto a device and starts serving it. Rejects with {@link ModelError} for a file
+   * that cannot be used or an unknown precision, {@link EngineError} for a duplicate id or bad
+   * option, {@link KvError} when its KV geometry or reserve does not fit the device's slab.
+   */
+  async loadModel(options: EngineLoadOptions): Promise<LoadedModelInfo> {
+    this.#open('loadModel');
+    const id = options.id;
+    if (typeof id !== 'string' || id.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `id = ${JSON.stringify(id)}: must be a non-empty string`);
+    if (this.#models.has(id) || this.#loading.has(id)) throw new EngineError('ERR_ENGINE_DUPLICATE_MODEL', `a model with id "${id}" is already loaded`);
+    checkSlo('slo', options.slo);
+    checkNumber('maxBatch', options.maxBatch, 1, 4096, true);
+    checkNumber('maxBatchTokens', options.maxBatchTokens, 1, 1 << 20, true);
+    checkNumber('maxContext', options.maxContext, 2, 1 << 24, true);
+    checkNumber('kvReserveTokens', options.kvReserveTokens, 0, 1 << 30, true);
+    this.#loading.add(id);
+    try {
+      const model =
+        typeof options.source === 'string'
+          ? await Model.load(options.source, {
+              ...(options.precision === undefined ? {} : { precision: options.precision }),
+              ...(options.calibration === undefined ? {} : { calibration: options.calibration }),
+              ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+              ...(options.signal === undefined ? {} : { signal: options.signal }),
+            })
+          : options.source;
+      this.#open('loadModel');
+      const tokenizer = Tokenizer.forModel(model);
+      const device = this.#devices[0]!;
+      const maxContext = Math.min(options.maxContext ?? model.config.maxContext, model.config.maxContext);
+      const served = await this.#serve(id, model, tokenizer, device, maxContext, options);
+      this.#open('loadModel');
+      device.scheduler.add(served.served);
+      this.#models.set(id, { served: served.served, device, info: served.info });
+      return served.info;
+    } finally {
+      this.#loading.delete(id);
+    }
+  }
+
+  async #serve(id: string, model: Model, tokenizer: Tokenizer, device: Device, maxContext: number, options: EngineLoadOptions): Promise<{ served: ServedModel; info: LoadedModelInfo }> {
+    const binding = loadNative().binding;
+    const kvFormat = model.precision.kv;
+    let pool: KvPool;
+    if (device.slab !== undefined) {
+      pool = device.slab;
+    } else {
+      const share = Math.floor(device.slabBytes / this.#staticPartitions);
+      const used = [...device.partitions.values()].reduce((a, p) => a + p.stats().poolBytes, 0);
+      if (used + share > device.slabBytes) {
+        throw new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `static-fcfs: the ${this.#staticPartitions} KV partitions of ${device.id} are all taken; raise staticPartitions or unload a model`);
+      }
+      // 16+ slabs per partition keep its tail small; a partition holds one geometry, so more buy nothing.
+      pool = KvPool.create({ poolBytes: share, memory: 'host', slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
+    }
+    // A block is every layer of `tokensPerBlock` tokens; keep at least 8 of them per slab so the
+    // slab's tail stays small whatever the model's shape.
+    const slabSize = pool.stats().slabBytes;
+    let tokensPerBlock = 16;
+    let geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
+    while (tokensPerBlock > 1 && tokensPerBlock * tokenBytes(geometry) * 8 > slabSize) {
+      tokensPerBlock /= 2;
+      geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
+    }
+    const perToken = tokenBytes(geometry);
+    const reserveTokens = options.kvReserveTokens ?? maxContext;
+    const reserveBlocks = device.slab === undefined ? 0 : Math.min(Math.ceil(reserveTokens / tokensPerBlock), Math.floor((0.25 * device.slabBytes) / (perToken * tokensPerBlock)));
+    const kvModel = pool.addModel({ name: id, geometry, reserveBlocks });
+    let executor: NativeExecutor;
+    try {
+      executor = new binding.Executor(model.native, pool.nativeHandle(), kvModel, {
+        kvFormat,
+        threads: device.threads,
+        pool: device.threadPool,
+      });
+    } catch (err) {
+      pool.removeModel(kvModel);
+      throw err;
+    }
+    if (device.slab === undefined) device.partitions.set(id, pool);
+    const measured = await warmUp(executor, pool, kvModel, tokensPerBlock, maxContext, 0);
+    const latency = new MeasuredLatencyModel({ prior: measured });
+    const policyName: LocalPolicyName = this.policy === 'static-fcfs' ? 'fcfs' : this.policy === 'saab' ? 'saab' : 'fineserve';
+    const served = new ServedModel({
+      id,
+      model,
+      tokenizer,
+      slo: options.slo ?? {},
+      limits: { maxBatch: options.maxBatch ?? 64, maxBatchTokens: options.maxBatchTokens ?? 256, maxContext },
+      dropLate: options.dropLate ?? false,
+      pool,
+      kvModel,
+      tokensPerBlock,
+      executor,
+      latency,
+      policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName],
+    });
+    const info: LoadedModelInfo = {
+      id,
+      device: device.id,
+      precision: model.precision,
+      precisionName: precisionName(model.precision),
+      kvFormat,
+      maxContext,
+      weightBytes: model.weightBytes,
+      kvBytesPerToken: perToken,
+      tokensPerBlock,
+    };
+    return { served, info };
+  }
+
+  /** Ids of the loaded models. */
+  get models(): readonly string[] {
+    return [...this.#models.keys()];
+  }
+
+  /** The tokenizer of a loaded model (to count tokens or render chat templates yourself). */
+  tokenizer(model: string): Tokenizer {
+    return this.#entry(model, 'tokenizer').served.tokenizer;
+  }
+
+  #entry(model: string, what: string): { served: ServedModel; device: Device; info: LoadedModelInfo } {
+    const e = this.#models.get(model);
+    if (e === undefined || e.served.state !== 'ready') {
+      const known = [...this.#models.keys()].map((k) => JSON.stringify(k)).join(', ') || 'none';
+      throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: no model "${model}" is loaded (loaded: ${known})`);
+    }
+    return e;
+  }
+
+  /**
+   * Queues a request and returns its {@link GenerationRun} at once. Throws {@link EngineError}
+   * before anything is queued for an unknown model, a bad field (`ERR_ENGINE_INVALID_REQUEST`,
+   * naming it), or a prompt past the context (`ERR_ENGINE_CONTEXT_EXCEEDED`); a model without a
+   * chat template given `messages` throws {@link ModelError} `ERR_MODEL_TOKENIZER`.
+   */
+  generate(options: GenerateOptions): GenerationRun {
+    this.#open('generate');
+    if (typeof options !== 'object' || options === null) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'generate() takes an options object');
+    const { served: m, device } = this.#entry(options.model, 'generate');
+    const sampling = samplingOf(options);
+    checkSampling(sampling);
+    checkNumber('priority', options.priority, -1e9, 1e9);
+    checkNumber('maxTokens', options.maxTokens, 1, 1 << 24, true);
+    if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onToken must be a function');
+    const stops = stopStrings(options.stop);
+    const prompt = this.#promptTokens(m, options);
+    const maxContext = m.limits.maxContext;
+    if (prompt.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'the prompt is empty (no tokens after tokenization)');
+    if (prompt.length >= maxContext) {
+      throw new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', `the prompt is ${prompt.length} tokens; model "${m.id}" serves a context of ${maxContext}, leaving no room to generate`);
+    }
+    if (options.maxTokens !== undefined && prompt.length + options.maxTokens > maxContext) {
+      throw new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', `${prompt.length} prompt tokens + maxTokens ${options.maxTokens} exceed the context of ${maxContext} of model "${m.id}"`);
+    }
+    let stopTokens: Set<number>;
+    if (options.stopTokens !== undefined) {
+      checkTokens('stopTokens', options.stopTokens, m.model.config.vocabSize);
+      stopTokens = new Set(options.stopTokens);
+    } else {
+      stopTokens = new Set(m.tokenizer.eosTokenIds);
+      if (m.model.config.eosTokenId >= 0) stopTokens.add(m.model.config.eosTokenId);
+    }
+    const signal = options.signal;
+    const id = this.#nextId++;
+    const run = new GenerationRun(id);
+    const now = performance.now();
+    const seq = new Sequence({
+      id,
+      run,
+      arrivalMs: now,
+      priority: options.priority ?? 0,
+      prompt,
+      maxTokens: options.maxTokens ?? maxContext - prompt.length,
+      sampling,
+      stopTokens,
+      decoder: m.tokenizer.createStreamDecoder(),
+      stop: new StopMatcher(stops),
+      onToken: options.onToken,
+    });
+    m.stats.arrived(now);
+    if (signal?.aborted) {
+      m.waiting.push(seq);
+      m.finish(seq, 'abort', now);
+      return run;
+    }
+    m.waiting.push(seq);
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        if (seq.status === 'finished') return;
+        if (seq.status === 'waiting') m.finish(seq, 'abort', performance.now());
+        else {
+          seq.pendingEnd = { reason: 'abort' };
+          device.scheduler.notify();
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      void run.result.then(() => signal.removeEventListener('abort', onAbort));
+    }
+    device.scheduler.notify();
+    return run;
+  }
+
+  #promptTokens(m: ServedModel, options: GenerateOptions): number[] {
+    const given = [options.prompt !== undefined, options.tokens !== undefined, options.messages !== undefined].filter(Boolean).length;
+    if (given !== 1) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'give exactly one of prompt, tokens or messages');
+    if (options.tokens !== undefined) {
+      checkTokens('tokens', options.tokens, m.model.config.vocabSize);
+      return [...options.tokens];
+    }
+    if (options.messages !== undefined) {
+      if (!Array.isArray(options.messages)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'messages must be an array of { role, content }');
+      options.messages.forEach((msg, i) => {
+        if (typeof msg !== 'object' || msg === null || typeof msg.role !== 'string' || typeof msg.content !== 'string') {
+          throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `messages[${i}] must be { role: string, content: string }`);
+        }
+      });
+      // The template writes BOS itself where the model wants it, as transformers' apply_chat_template.
+      return m.tokenizer.encode(m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    }
+    const text: unknown = options.prompt;
+    if (typeof text !== 'string') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `prompt is a ${typeof text}: must be a string`);
+    return m.tokenizer.encode(text);
+  }
+
+  /**
+   * Stops serving a model and frees its KV memory and weights. `drain: true` lets queued and
+   * running requests finish first (new ones are refused at once); `drain: false` (default)
+   * ends them with finishReason `abort`.
+   */
+  async unloadModel(id: string, options: { drain?: boolean } = {}): Promise<void> {
+    await this.#unload(this.#entry(id, 'unloadModel'), options.drain === true);
+  }
+
+  async #unload(e: { served: ServedModel; device: Device }, drain: boolean): Promise<void> {
+    const m = e.served;
+    m.state = 'draining';
+    const sched = e.device.scheduler;
+    if (drain) {
+      while (m.hasWork) await Promise.all([...m.waiting, ...m.running].map((s) => s.run.result));
+    } else {
+      const now = performance.now();
+      for (const s of [...m.waiting]) m.finish(s, 'abort', now);
+      for (const s of m.running) {
+        // Between steps it can end now; inside one, the scheduler ends it when the step returns.
+        if (sched.stepping(m)) s.pendingEnd = { reason: 'abort' };
+        else m.finish(s, 'abort', now);
+      }
+      sched.notify();
+      await Promise.all([...m.running].map((s) => s.run.result));
+    }
+    await sched.quiesce(m);
+    sched.remove(m);
+    m.close();
+    m.pool.removeModel(m.kvModel);
+    if (e.device.partitions.get(m.id) === m.pool) e.device.partitions.delete(m.id);
+    this.#models.delete(m.id);
+  }
+
+  /** Per model: queue, running, outcomes, SLO attainment, latency percentiles; per device: slab use by format. */
+  stats(): EngineStats {
+    const models: ModelStats[] = [];
+    for (const { served: m, info } of this.#models.values()) {
+      const kv = m.pool.stats().models.find((s) => s.id === m.kvModel);
+      models.push({
+        ...info,
+        ...m.stats.counters(),
+        waiting: m.waiting.length,
+        running: m.running.length,
+        liveBlocks: kv?.liveBlocks ?? 0,
+        liveTokens: m.running.reduce((a, s) => a + s.computed, 0),
+        kvHeldBytes: kv?.heldBytes ?? 0,
+        latency: m.latency.coefficients,
+      });
+    }
+    const devices: DeviceStats[] = this.#devices.map((d) => {
+      const pools = d.slab !== undefined ? [d.slab] : [...d.partitions.values()];
+      const kv = pools.map((p) => p.stats());
+      const held: Partial<Record<KvFormat, number>> = {};
+      const live: Partial<Record<KvFormat, number>> = {};
+      for (const s of kv) {
+        for (const g of s.byGeometry) {
+          held[g.geometry.format] = (held[g.geometry.format] ?? 0) + g.heldBytes;
+          live[g.geometry.format] = (live[g.geometry.format] ?? 0) + g.liveTokenBytes;
+        }
+      }
+      return { id: d.id, kv, heldBytesByFormat: held, liveTokenBytesByFormat: live, slabBytes: d.slabBytes };
+    });
+    return { policy: this.policy, models, devices };
+  }
+
+  /** Resolves when every queued and running request has ended. */
+  async idle(): Promise<void> {
+    const pending = [...this.#models.values()].flatMap(({ served }) => [...served.waiting, ...served.running].map((s) => s.run.result));
+    await Promise.all(pending);
+  }
+
+  /**
+   * Shuts the engine down: `drain: true` lets every request finish first; by default queued and
+   * running requests end with finishReason `abort`. Afterwards every call throws `ERR_ENGINE_CLOSED`.
+   */
+  async close(options: { drain?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    if (options.drain === true) {
+      for (const { served } of this.#models.values()) served.state = 'draining';
+      await this.idle();
+    }
+    for (const e of [...this.#models.values()]) await this.#unload(e, false);
+    this.#closed = true;
+    await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
+  }
+}
+
+function tokenBytes(g: { layers: number; kvHeads: number; headDim: number; format: KvFormat; scaleBytes?: number }): number {
+  const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[g.format];
+  return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + (g.scaleBytes ?? 0));
+}
+
+function samplingOf(o: GenerateOptions): SamplingOptions {
+  const s: Record<string, number> = {};
+  for (const k of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'seed', 'logprobs'] as const) {
+    const v = o[k];
+    if (v !== undefined) s[k] = v as number;
+  }
+  return s as SamplingOptions;
+}
+

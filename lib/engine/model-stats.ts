@@ -1,0 +1,108 @@
+/**
+ * What the engine counts per served model for `engine.stats()`: outcomes, SLO attainment and
+ * latency percentiles over finished requests, and generated-token throughput.
+ * @module
+ */
+import type { FinishReason, GenerationResult } from '../request.js';
+
+/** p50 / p99 of a latency, ms; undefined until something was measured. */
+export interface Percentiles {
+  readonly p50: number | undefined;
+  readonly p99: number | undefined;
+  readonly mean: number | undefined;
+}
+
+/** Counters of one model since it was loaded. */
+export interface ModelCounters {
+  readonly finished: Readonly<Record<FinishReason, number>>;
+  /** Of finished, non-aborted requests: the share that met the TTFT and TPOT SLOs. */
+  readonly sloAttainment: number | undefined;
+  readonly ttftMs: Percentiles;
+  readonly tpotMs: Percentiles;
+  readonly e2eMs: Percentiles;
+  readonly generatedTokens: number;
+  readonly promptTokens: number;
+  /** Generated tokens per second of wall time between the first arrival and the latest end. */
+  readonly tokensPerSecond: number | undefined;
+  readonly preemptions: number;
+  /** Requests the scheduler found unable to meet their TTFT SLO (dropped or deferred). */
+  readonly sloRejected: number;
+  readonly steps: number;
+  /** Mean wall time of this model's executor steps. */
+  readonly stepMs: number | undefined;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: readonly number[], q: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+function summary(values: readonly number[]): Percentiles {
+  const s = [...values].sort((a, b) => a - b);
+  return { p50: percentile(s, 0.5), p99: percentile(s, 0.99), mean: s.length === 0 ? undefined : s.reduce((a, b) => a + b, 0) / s.length };
+}
+
+/** Accumulates {@link ModelCounters}. */
+export class ModelStatsRecorder {
+  readonly #finished: Record<FinishReason, number> = { stop: 0, length: 0, abort: 0, error: 0 };
+  readonly #ttft: number[] = [];
+  readonly #tpot: number[] = [];
+  readonly #e2e: number[] = [];
+  #judged = 0;
+  #met = 0;
+  #generated = 0;
+  #prompt = 0;
+  #firstArrivalMs: number | undefined;
+  #lastEndMs: number | undefined;
+  #preemptions = 0;
+  #sloRejected = 0;
+  #steps = 0;
+  #stepMsSum = 0;
+
+  arrived(nowMs: number): void {
+    this.#firstArrivalMs ??= nowMs;
+  }
+
+  sloRejected(): void {
+    this.#sloRejected++;
+  }
+
+  step(ms: number): void {
+    this.#steps++;
+    this.#stepMsSum += ms;
+  }
+
+  finished(r: GenerationResult, nowMs: number): void {
+    this.#finished[r.finishReason]++;
+    this.#generated += r.tokens.length;
+    this.#prompt += r.promptTokens;
+    this.#preemptions += r.preemptions;
+    this.#lastEndMs = nowMs;
+    if (r.timings.ttftMs !== undefined) this.#ttft.push(r.timings.ttftMs);
+    if (r.timings.tpotMs !== undefined) this.#tpot.push(r.timings.tpotMs);
+    this.#e2e.push(r.timings.e2eMs);
+    if (r.sloMet !== undefined) {
+      this.#judged++;
+      if (r.sloMet) this.#met++;
+    }
+  }
+
+  counters(): ModelCounters {
+    const span = this.#firstArrivalMs === undefined || this.#lastEndMs === undefined ? 0 : this.#lastEndMs - this.#firstArrivalMs;
+    return {
+      finished: { ...this.#finished },
+      sloAttainment: this.#judged === 0 ? undefined : this.#met / this.#judged,
+      ttftMs: summary(this.#ttft),
+      tpotMs: summary(this.#tpot),
+      e2eMs: summary(this.#e2e),
+      generatedTokens: this.#generated,
+      promptTokens: this.#prompt,
+      tokensPerSecond: span > 0 ? (this.#generated * 1000) / span : undefined,
+      preemptions: this.#preemptions,
+      sloRejected: this.#sloRejected,
+      steps: this.#steps,
+      stepMs: this.#steps === 0 ? undefined : this.#stepMsSum / this.#steps,
+    };
+  }
+}
