@@ -234,3 +234,25 @@ test('the static-partition FCFS baseline serves the same greedy outputs as the F
   assert.equal(s.devices[0]!.kv.length, 3, 'one partition per model');
   await Promise.all([baseline.close(), ours.close()]);
 });
+
+test('priority: under contention a high-priority request is admitted ahead of the queue', async () => {
+  const engine = await Engine.create({ threads: 1 });
+  await engine.loadModel({ id: 'm', source: GGUF, maxBatch: 2 });
+  const order: string[] = [];
+  const low = Array.from({ length: 10 }, (_, i) => engine.generate({ model: 'm', prompt: 'Lily', maxTokens: 20 }).result.then(() => order.push(`low${i}`)));
+  const high = engine.generate({ model: 'm', prompt: 'Lily', maxTokens: 20, priority: 5 }).result.then(() => order.push('high'));
+  await Promise.all([...low, high]);
+  assert.ok(order.indexOf('high') <= 1, `high priority finished at position ${order.indexOf('high')} of ${order.join(',')}`);
+  await engine.close();
+});
+
+test('sampling: a seeded request gives the same tokens alone and in a batch', async () => {
+  const engine = await Engine.create({ threads: 1 });
+  await engine.loadModel({ id: 'm', source: GGUF });
+  const opts = { model: 'm', prompt: 'Once upon a time', maxTokens: 40, temperature: 0.9, topP: 0.95, seed: 1234 } as const;
+  const alone = await engine.generate(opts).result;
+  const batch = await Promise.all([engine.generate({ ...opts, seed: 1 }).result, engine.generate(opts).result, engine.generate({ ...opts, seed: 2 }).result]);
+  assert.deepEqual(batch[1]!.tokens, alone.tokens);
+  assert.notDeepEqual(batch[0]!.tokens, alone.tokens, 'another seed samples differently');
+  await engine.close();
+});

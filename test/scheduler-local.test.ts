@@ -105,3 +105,19 @@ test('policies are pure: the same frozen snapshot gives the same decision', () =
   const frozen = { ...freeze(rest), latency: lm } as ModelSnapshot;
   for (const policy of [saab, prismLocal, fcfs, fineserveLocal]) assert.deepEqual(policy(frozen), policy(frozen));
 });
+
+test('ours: on a time-sliced device the TPOT guard also cuts a prefill-only model\'s chunk while a co-located model decodes', () => {
+  const prefilling: RunningSequence = { id: 1, arrivalMs: 0, deadlineMs: 10_000, priority: 0, promptTokens: 2000, decodedTokens: 0, computedTokens: 0, targetTokens: 2000, blocks: 0, started: false };
+  const base = { running: [prefilling], slo: { ttftMs: 10_000, tpotMs: 20 } };
+  const alone = fineserveLocal(snap(base));
+  const shared = fineserveLocal(snap({ ...base, coLocatedDecoding: true }));
+  assert.equal(alone.prefill[0]!.tokens, 2000, 'nobody decodes: the whole budget');
+  const chunk = shared.prefill[0]!.tokens;
+  assert.ok(chunk < 2000 && chunk >= 64, `a co-located decode caps the chunk (${chunk})`);
+  assert.ok(latency.prefillMs(1, chunk) <= 20, 'the step fits the TPOT SLO');
+});
+
+test('ours: the TPOT guard lets a first sequence in even when one decode step alone exceeds the SLO', () => {
+  const d = fineserveLocal(snap({ waiting: [waiting(1, 0, 100, 10_000)], slo: { ttftMs: 10_000, tpotMs: 0.001 } }));
+  assert.deepEqual(d.admit, [1]);
+});

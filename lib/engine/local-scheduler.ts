@@ -138,7 +138,12 @@ export class LocalScheduler {
     let now = performance.now();
     m.reap(now);
     if (!m.hasWork) return true;
-    const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), this.#models.some((o) => o !== m && o.decoding)));
+    let slack: number | undefined;
+    for (const o of this.#models) {
+      const v = o.tpotSlackMs(now);
+      if (v !== undefined) slack = slack === undefined ? v : Math.min(slack, v);
+    }
+    const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), this.#models.some((o) => o !== m && o.decoding), slack));
     const byId = new Map<number, Sequence>();
     for (const s of m.waiting) byId.set(s.id, s);
     for (const s of m.running) byId.set(s.id, s);

@@ -101,11 +101,28 @@ export class ServedModel {
   }
 
   /**
+   * How long its decoding sequences can wait for their next token from `nowMs` with every one's
+   * mean TPOT still within the guard's target: what faster steps have banked. Undefined without
+   * a TPOT SLO or decoding sequences.
+   */
+  tpotSlackMs(nowMs: number): number | undefined {
+    if (this.slo.tpotMs === undefined) return undefined;
+    const target = TPOT_TARGET * this.slo.tpotMs;
+    let slack: number | undefined;
+    for (const s of this.running) {
+      if (s.firstTokenMs === undefined || s.computed < s.target) continue;
+      const allowed = target * s.decoded - (nowMs - s.firstTokenMs);
+      slack = slack === undefined ? allowed : Math.min(slack, allowed);
+    }
+    return slack;
+  }
+
+  /**
    * What the policy sees this iteration. `othersMs`: co-located models' step time per cycle.
    * `tpotMs`: the tightest TPOT SLO among this model and the co-located models now decoding:
    * their steps take turns, so every step lengthens every decoding model's time per token.
    */
-  snapshot(nowMs: number, othersMs: () => number, tpotMs: number | undefined, coLocatedDecoding: boolean): ModelSnapshot {
+  snapshot(nowMs: number, othersMs: () => number, tpotMs: number | undefined, coLocatedDecoding: boolean, stepLimitMs: number | undefined): ModelSnapshot {
     const waiting: WaitingRequest[] = this.waiting.map((s) => ({
       id: s.id,
       arrivalMs: s.arrivalMs,
@@ -138,6 +155,7 @@ export class ServedModel {
       latency,
       ttftPerTokenMs: latency.prefillMs(1, 128) / 128,
       coLocatedDecoding,
+      ...(stepLimitMs === undefined ? {} : { stepLimitMs }),
     };
   }
 

@@ -90,3 +90,52 @@ expectAssignable<FineserveError>(new PlanError('ERR_PLAN_INPUT', 'models.json', 
 declare const result: SimResult;
 expectType<number>(result.sloAttainment);
 expectType<typeof simulate>(simulate);
+
+// The serving Engine (issue #6).
+import {
+  Engine,
+  EngineError,
+  type EngineErrorCode,
+  type EngineStats,
+  type FinishReason,
+  type GenerationChunk,
+  type GenerationResult,
+  GenerationRun,
+  type LoadedModelInfo,
+  StreamDecoder,
+  Tokenizer,
+} from 'fineserve';
+
+const engine = await Engine.create({ devices: 'auto', slabBytes: 1 << 30, threads: 2, policy: 'fineserve' });
+expectError(Engine.create({ policy: 'round-robin' }));
+expectError(Engine.create({ devices: 3 }));
+expectType<Promise<LoadedModelInfo>>(
+  engine.loadModel({ id: 'chat', source: 'm.gguf', precision: 'w4a16-kv8', slo: { ttftMs: 300, tpotMs: 50 }, maxContext: 2048, onProgress: (f: number) => void f }),
+);
+expectError(engine.loadModel({ id: 'chat', source: 'm.gguf', precision: 'w4a16-kv9' }));
+expectError(engine.loadModel({ source: 'm.gguf' }));
+const run = engine.generate({ model: 'chat', prompt: 'Once upon a time', maxTokens: 16, temperature: 0.7, stop: ['\n'], signal: AbortSignal.timeout(1000), onToken: (c) => expectType<GenerationChunk>(c) });
+expectType<GenerationRun>(run);
+expectType<GenerationRun>(engine.generate({ model: 'chat', tokens: [1, 2, 3] }));
+expectType<GenerationRun>(engine.generate({ model: 'chat', messages: [{ role: 'user', content: 'hi' }], priority: 2 }));
+expectError(engine.generate({ model: 'chat', prompt: 'x', tokens: [1] }));
+expectError(engine.generate({ model: 'chat' , prompt: 'x', temperature: 'hot' }));
+expectAssignable<AsyncIterable<GenerationChunk>>(run);
+const done = await run.result;
+expectType<GenerationResult>(done);
+expectType<FinishReason>(done.finishReason);
+expectAssignable<FinishReason>('abort');
+expectError<FinishReason>('timeout');
+expectType<number | undefined>(done.timings.ttftMs);
+expectType<number>(done.timings.queueMs);
+expectType<Error | undefined>(done.error);
+expectType<EngineStats>(engine.stats());
+expectType<number | undefined>(engine.stats().models[0]!.sloAttainment);
+expectType<Promise<void>>(engine.unloadModel('chat', { drain: true }));
+expectType<Promise<void>>(engine.close());
+expectType<EngineErrorCode>(new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', 'x').code);
+expectError(new EngineError('ERR_NOT_AN_ENGINE_CODE', 'x'));
+declare const tok: Tokenizer;
+expectType<number[]>(tok.encode('hi', { addSpecialTokens: false }));
+expectType<StreamDecoder>(tok.createStreamDecoder());
+expectType<string>(tok.applyChatTemplate([{ role: 'user', content: 'hi' }]));

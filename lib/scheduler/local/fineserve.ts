@@ -57,31 +57,40 @@ export function fineserveLocalWith(options: FineServeLocalOptions): (s: ModelSna
     const chunkMs = (x: number, decodeSeqs: number): number =>
       iterationMs(s.latency, { prefillSeqs: Math.max(1, Math.round(x / meanPrompt)), prefillTokens: x, decodeSeqs, decodeContext: ctx });
 
-    // TPOT guard: the largest chunk whose step stays within the TPOT SLO.
-    let budget = s.limits.maxBatchTokens;
+    // TPOT guard: the largest chunk whose step stays within the TPOT SLO, or within the slack
+    // the decoding sequences have banked when the driver knows it.
+    const unguarded = s.limits.maxBatchTokens;
+    let budget = unguarded;
     const tpot = s.slo.tpotMs;
-    if (tpot !== undefined && (d > 0 || s.coLocatedDecoding === true) && chunkMs(budget, d) > tpot) {
+    const limit = s.stepLimitMs ?? tpot;
+    if (limit !== undefined && (d > 0 || s.coLocatedDecoding === true) && chunkMs(budget, d) > limit) {
       let lo = Math.min(minChunk, budget);
       let hi = budget;
       while (hi - lo > 16) {
         const mid = Math.floor((lo + hi) / 2);
-        if (chunkMs(mid, d) <= tpot) lo = mid;
+        if (chunkMs(mid, d) <= limit) lo = mid;
         else hi = mid;
       }
       budget = lo;
     }
-    const fullChunk = chunkMs(budget, d);
     // Time to prefill `tokens` more at the front of the queue, chunk by chunk.
-    const timeFor = (tokens: number): number => {
-      const full = Math.floor(tokens / budget);
-      const rest = tokens - full * budget;
-      return full * fullChunk + (rest > 0 ? chunkMs(rest, d) : 0);
+    const timeWith = (chunk: number): ((tokens: number) => number) => {
+      const fullChunk = chunkMs(chunk, d);
+      return (tokens) => {
+        const full = Math.floor(tokens / chunk);
+        const rest = tokens - full * chunk;
+        return full * fullChunk + (rest > 0 ? chunkMs(rest, d) : 0);
+      };
     };
+    const timeFor = timeWith(budget);
+    const timeAlone = budget === unguarded ? timeFor : timeWith(unguarded);
 
+    // Dropped: what cannot meet its deadline even at the whole token budget. What only the
+    // guard makes late waits: the guard loosens as decodes finish or bank slack.
     const drop: number[] = [];
     const survivors: WaitingRequest[] = [];
     for (const w of s.waiting) {
-      if (s.nowMs + timeFor(w.promptTokens) > w.deadlineMs) drop.push(w.id);
+      if (s.nowMs + timeAlone(w.promptTokens) > w.deadlineMs) drop.push(w.id);
       else survivors.push(w);
     }
     survivors.sort(byUrgency);

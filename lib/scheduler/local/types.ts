@@ -72,6 +72,12 @@ export interface ModelSnapshot {
    * even while this model has nothing decoding. Absent: only this model's own decodes count.
    */
   readonly coLocatedDecoding?: boolean;
+  /**
+   * The longest this iteration may make the decoding sequences wait for their next token
+   * without any one's mean TPOT so far passing its SLO (slack they banked with faster steps).
+   * Absent: the TPOT SLO itself, every step.
+   */
+  readonly stepLimitMs?: number;
 }
 
 /** A prefill chunk: `tokens` more of sequence `id`'s target enter the cache this iteration. */
