@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `fineserve` command. `fineserve devices [--json]` prints what fineserve can run on;
+ * The `fineserve` command. `fineserve demo` serves a model in three precisions side by side;
+ * `fineserve devices [--json]` prints what fineserve can run on;
  * `fineserve generate ...` writes a random-weight model of a real shape.
  * @module
  */
@@ -9,6 +10,7 @@ import { parseArgs } from 'node:util';
 
 import { type DeviceReport, devices } from './devices.js';
 import { FineserveError } from './errors.js';
+import { DEMO_USAGE, demoCommand } from './cli-demo.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './cli-quantize.js';
 import { generateModel, MODEL_SHAPES, type ModelShape } from './generate.js';
 import { PLAN_USAGE, planCommand, profileCommand } from './cli-plan.js';
@@ -16,6 +18,7 @@ import { PLAN_USAGE, planCommand, profileCommand } from './cli-plan.js';
 const USAGE = `usage: fineserve <command> [options]
 
 commands:
+${DEMO_USAGE}
   devices [--json]   list the CPU (with the SIMD kernels in use) and the CUDA devices found
   generate --shape S --format gguf|hf --out PATH [--dtype f32|f16|bf16] [--layers N] [--vocab N] [--seed N]
                      write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
@@ -142,6 +145,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === 'plan') return planCommand(rest);
   if (command === 'profile') return profileCommand(rest);
   if (command === 'quantize') return quantizeCommand(rest);
+  if (command === 'demo') return demoCommand(rest);
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }
