@@ -5,7 +5,7 @@
  * process run on the same arrivals with the same SLOs. Reports SLO attainment and token
  * throughput per policy and their ratio at each rate. Not a test.
  *
- *   node --import tsx bench/serve-cpu.ts [--model FILE] [--rates 1,2,3,4] [--seconds 30] [--threads N] [--out FILE]
+ *   node --import tsx bench/serve-cpu.ts [--model FILE] [--rates 1,2,3,4,6] [--seconds 20] [--reps 3] [--threads N] [--out FILE]
  *
  * Default model: the demo's generated Llama (768 wide, 4 layers, 8k vocabulary, f16), made once
  * into the user cache. Writes bench/results/serve-cpu.json and prints one summary line.
@@ -24,14 +24,16 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string' },
     rates: { type: 'string', default: '1,2,3,4,6' },
-    seconds: { type: 'string', default: '30' },
+    seconds: { type: 'string', default: '20' },
     threads: { type: 'string' },
     seed: { type: 'string', default: '1' },
+    reps: { type: 'string', default: '3' },
     out: { type: 'string', default: 'bench/results/serve-cpu.json' },
   },
 });
 const rates = values.rates.split(',').map(Number);
 const seconds = Number(values.seconds);
+const reps = Number(values.reps);
 const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const root = new URL('..', import.meta.url).pathname;
@@ -51,30 +53,45 @@ log(`bench serve-cpu: ${source}, ${threads} thread(s), rates ${rates.join(', ')}
 const calibration = await calibrate(setup);
 for (const c of calibration) log(`  ${c.model}: alone TTFT ${c.aloneTtftMs.toFixed(1)} ms (256-token prompt), TPOT ${c.aloneTpotMs.toFixed(2)} ms -> SLO ${c.slo.ttftMs.toFixed(0)} / ${c.slo.tpotMs.toFixed(1)} ms`);
 
+// Each rate runs `reps` workloads (seeds seed, seed+1, ...), the two policies in alternating
+// order, and reports medians: on a shared 2-core machine one run's noise is as large as the
+// effect being measured.
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const summary = (rs: readonly PolicyRun[]) => ({
+  sloAttainment: median(rs.map((r) => r.report.sloAttainment)),
+  tokensPerSecond: median(rs.map((r) => r.report.tokensPerSecond)),
+  goodTokensPerSecond: median(rs.map((r) => r.report.goodTokensPerSecond)),
+});
 const points = [];
 for (const rate of rates) {
-  const arrivals = workload(setup, rate, seconds * 1000, Number(values.seed));
-  const runs: PolicyRun[] = [];
-  const load = new ForeignLoad();
-  for (const policy of ['fineserve', 'static-fcfs'] as const) runs.push(await runPolicy(policy, setup, calibration, arrivals, rate));
-  const [ours, base] = runs as [PolicyRun, PolicyRun];
-  const ratio = (a: number, b: number): number | null => (b > 0 ? a / b : null);
+  const ours: PolicyRun[] = [];
+  const base: PolicyRun[] = [];
+  const foreign: (number | null)[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const arrivals = workload(setup, rate, seconds * 1000, Number(values.seed) + rep);
+    const load = new ForeignLoad();
+    const order = rep % 2 === 0 ? (['fineserve', 'static-fcfs'] as const) : (['static-fcfs', 'fineserve'] as const);
+    for (const policy of order) (policy === 'fineserve' ? ours : base).push(await runPolicy(policy, setup, calibration, arrivals, rate));
+    foreign.push(load.cores() ?? null);
+    log(formatComparison(calibration, [ours.at(-1)!, base.at(-1)!]));
+  }
+  const a = summary(ours);
+  const b = summary(base);
+  const ratio = (x: number, y: number): number | null => (y > 0 ? x / y : null);
   const point = {
     rate,
-    requests: arrivals.length,
-    foreignLoadCores: load.cores() ?? null,
-    fineserve: ours.report,
-    staticFcfs: base.report,
-    slab: { fineserve: ours.device, staticFcfs: base.device },
-    ratio: {
-      attainment: ratio(ours.report.sloAttainment, base.report.sloAttainment),
-      throughput: ratio(ours.report.tokensPerSecond, base.report.tokensPerSecond),
-      goodput: ratio(ours.report.goodTokensPerSecond, base.report.goodTokensPerSecond),
-    },
+    requests: ours.map((r) => r.report.models.reduce((n, m) => n + m.requests, 0)),
+    foreignLoadCores: foreign,
+    fineserve: a,
+    staticFcfs: b,
+    ratio: { attainment: ratio(a.sloAttainment, b.sloAttainment), throughput: ratio(a.tokensPerSecond, b.tokensPerSecond), goodput: ratio(a.goodTokensPerSecond, b.goodTokensPerSecond) },
+    runs: { fineserve: ours.map((r) => ({ report: r.report, slab: r.device })), staticFcfs: base.map((r) => ({ report: r.report, slab: r.device })) },
   };
   points.push(point);
-  log(`rate ${rate}: attainment ${(ours.report.sloAttainment * 100).toFixed(1)}% vs ${(base.report.sloAttainment * 100).toFixed(1)}%, tok/s ${ours.report.tokensPerSecond.toFixed(1)} vs ${base.report.tokensPerSecond.toFixed(1)}`);
-  log(formatComparison(calibration, runs));
+  log(`rate ${rate}: attainment ${(a.sloAttainment * 100).toFixed(1)}% vs ${(b.sloAttainment * 100).toFixed(1)}%, tok/s ${a.tokensPerSecond.toFixed(1)} vs ${b.tokensPerSecond.toFixed(1)}, within SLO ${a.goodTokensPerSecond.toFixed(1)} vs ${b.goodTokensPerSecond.toFixed(1)} (medians of ${reps})`);
 }
 
 const out = {
@@ -84,6 +101,7 @@ const out = {
   addon: addonIdentity(root),
   model: source,
   seconds,
+  reps,
   calibration,
   points,
 };
@@ -92,5 +110,5 @@ writeFileSync(values.out, `${JSON.stringify(out, null, 2)}\n`);
 const fmt = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
 console.log(
   `serve-cpu: fineserve/static-fcfs attainment ${points.map((p) => `${p.rate}/s ${fmt(p.ratio.attainment)}`).join(', ')}; ` +
-    `throughput ${points.map((p) => fmt(p.ratio.throughput)).join(', ')} -> ${values.out}`,
+    `throughput ${points.map((p) => fmt(p.ratio.throughput)).join(', ')}; within-SLO throughput ${points.map((p) => fmt(p.ratio.goodput)).join(', ')} -> ${values.out}`,
 );

@@ -229,6 +229,9 @@ export class Engine {
     checkNumber('maxBatchTokens', options.maxBatchTokens, 1, 1 << 20, true);
     checkNumber('maxContext', options.maxContext, 2, 1 << 24, true);
     checkNumber('kvReserveTokens', options.kvReserveTokens, 0, 1 << 30, true);
+    if (typeof options.source !== 'string' && (options.precision !== undefined || options.calibration !== undefined)) {
+      throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": precision and calibration apply when loading from a path; a Model object is served in the precision it was loaded with`);
+    }
     this.#loading.add(id);
     try {
       const model =
@@ -337,7 +340,8 @@ export class Engine {
 
   #entry(model: string, what: string): { served: ServedModel; device: Device; info: LoadedModelInfo } {
     const e = this.#models.get(model);
-    if (e === undefined || e.served.state !== 'ready') {
+    if (e !== undefined && e.served.state !== 'ready') throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: model "${model}" is being unloaded`);
+    if (e === undefined) {
       const known = [...this.#models.keys()].map((k) => JSON.stringify(k)).join(', ') || 'none';
       throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: no model "${model}" is loaded (loaded: ${known})`);
     }
@@ -517,12 +521,13 @@ export class Engine {
    */
   async close(options: { drain?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
+    // Refuse new work from here on; what is queued drains or is aborted below.
+    this.#closed = true;
     if (options.drain === true) {
       for (const { served } of this.#models.values()) served.state = 'draining';
       await this.idle();
     }
     for (const e of [...this.#models.values()]) await this.#unload(e, false);
-    this.#closed = true;
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
   }
 }

@@ -256,3 +256,17 @@ test('sampling: a seeded request gives the same tokens alone and in a batch', as
   assert.notDeepEqual(batch[0]!.tokens, alone.tokens, 'another seed samples differently');
   await engine.close();
 });
+
+test('a request larger than all the KV memory its model can get ends with a typed error, alone', async () => {
+  // 4 MiB in 64 partitions: 64 KiB, about 50 tokens of stories260K's f32 cache per model.
+  const engine = await Engine.create({ threads: 1, policy: 'static-fcfs', slabBytes: 4 * 2 ** 20, staticPartitions: 64 });
+  await engine.loadModel({ id: 'm', source: GGUF });
+  const long = 'Once upon a time there was a little girl named Lily. '.repeat(6);
+  const [big, small] = await Promise.all([engine.generate({ model: 'm', prompt: long, maxTokens: 4 }).result, engine.generate({ model: 'm', prompt: 'Lily', maxTokens: 8 }).result]);
+  assert.equal(big.finishReason, 'error');
+  assert.ok(big.error instanceof EngineError && big.error.code === 'ERR_ENGINE_KV_OUT_OF_MEMORY', String(big.error));
+  assert.match(big.error.message, /KV blocks/);
+  assert.equal(small.finishReason, 'length', 'the request that fits is served');
+  assert.equal(liveBlocks(engine), 0);
+  await engine.close();
+});

@@ -139,8 +139,9 @@ export class LocalScheduler {
     m.reap(now);
     if (!m.hasWork) return true;
     let slack: number | undefined;
+    const cycleMs = this.#models.reduce((a, o) => a + o.decodeStepMs(), 0);
     for (const o of this.#models) {
-      const v = o.tpotSlackMs(now);
+      const v = o.tpotSlackMs(now, cycleMs);
       if (v !== undefined) slack = slack === undefined ? v : Math.min(slack, v);
     }
     const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), this.#models.some((o) => o !== m && o.decoding), slack));
@@ -260,8 +261,9 @@ export class LocalScheduler {
     }
     let ended = false;
     for (const m of this.#models) {
-      const free = m.pool.availableBlocks(m.kvModel);
       for (const seq of [...m.waiting, ...m.running]) {
+        // Read per sequence: ending one frees its blocks for the next.
+        const free = m.pool.availableBlocks(m.kvModel);
         const need = Math.ceil((seq.target + 1) / m.tokensPerBlock);
         if (need > free + seq.blocks.length) {
           m.finish(seq, 'error', now, new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `request ${seq.run.id} to "${m.id}" needs ${need} KV blocks for ${seq.target} tokens but its model can get at most ${free + seq.blocks.length}; raise slabBytes or shorten the prompt`));

@@ -100,18 +100,34 @@ export class ServedModel {
     return this.running.some((s) => s.computed >= s.target && s.computed > 0);
   }
 
+  /** One decode-only step of its decoding sequences, as its latency model predicts it; 0 if none. */
+  decodeStepMs(): number {
+    let n = 0;
+    let context = 0;
+    for (const s of this.running) {
+      if (s.computed < s.target || s.firstTokenMs === undefined) continue;
+      n++;
+      context += s.computed;
+    }
+    return n === 0 ? 0 : this.latency.decodeMs(n, context / n);
+  }
+
   /**
-   * How long its decoding sequences can wait for their next token from `nowMs` with every one's
-   * mean TPOT still within the guard's target: what faster steps have banked. Undefined without
-   * a TPOT SLO or decoding sequences.
+   * The longest this iteration's cycle may take with every decoding sequence's mean TPOT still
+   * within the guard's target when it ends, given the time it has used and `cycleMs` per token
+   * from here on (the device's decode-only cycle). TPOT is a mean over a request's tokens, so a
+   * sequence ahead of its budget can absorb one long prefill step. Its tokens to come are taken
+   * as what it decoded so far (at least 16), at most what maxTokens leaves. Undefined without a
+   * TPOT SLO or decoding sequences.
    */
-  tpotSlackMs(nowMs: number): number | undefined {
+  tpotSlackMs(nowMs: number, cycleMs: number): number | undefined {
     if (this.slo.tpotMs === undefined) return undefined;
     const target = TPOT_TARGET * this.slo.tpotMs;
     let slack: number | undefined;
     for (const s of this.running) {
       if (s.firstTokenMs === undefined || s.computed < s.target) continue;
-      const allowed = target * s.decoded - (nowMs - s.firstTokenMs);
+      const remaining = Math.max(1, Math.min(s.maxTokens - s.decoded, Math.max(s.decoded, 16)));
+      const allowed = target * (s.decoded + remaining - 1) - (nowMs - s.firstTokenMs) - (remaining - 1) * cycleMs;
       slack = slack === undefined ? allowed : Math.min(slack, allowed);
     }
     return slack;

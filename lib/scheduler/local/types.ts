@@ -73,9 +73,10 @@ export interface ModelSnapshot {
    */
   readonly coLocatedDecoding?: boolean;
   /**
-   * The longest this iteration may make the decoding sequences wait for their next token
-   * without any one's mean TPOT so far passing its SLO (slack they banked with faster steps).
-   * Absent: the TPOT SLO itself, every step.
+   * The longest this iteration may make the decoding sequences wait for their next token with
+   * every one's mean TPOT, projected to its end at the current decode pace, still within its SLO
+   * (TPOT is a mean, so a sequence ahead of its budget absorbs one long step). Absent: the TPOT
+   * SLO itself, every step.
    */
   readonly stepLimitMs?: number;
 }
