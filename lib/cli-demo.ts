@@ -126,11 +126,11 @@ export async function demoCommand(args: readonly string[]): Promise<number> {
   log(`model ${source}; precisions ${precisions.join(', ')}; measuring each alone for the SLOs`);
   const calibration = await calibrate(setup);
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  // Default load: about one median request (64-token prompt, a quarter of the calibration's
-  // 256, then 32 tokens) per its time alone, which a time-sliced CPU cannot also batch away:
-  // the rate at which the baseline starts to miss its SLOs and the policies part.
+  // Default load: 0.7 median requests (64-token prompt, a quarter of the calibration's 256, then
+  // 32 tokens) per its time alone, over all models: on a time-sliced CPU that is where the
+  // baseline starts to miss its SLOs and the policies part (bench/serve-cpu.ts sweeps the rate).
   const alone = calibration.reduce((a, c) => a + c.aloneTtftMs / 4 + 32 * c.aloneTpotMs, 0) / calibration.length;
-  const r = rate ?? Math.max(0.5, Math.round((2 * 1000) / alone) / 2);
+  const r = rate ?? Math.max(0.5, Math.round((1.4 * 1000) / alone) / 2);
   const arrivals = workload(setup, r, seconds * 1000, 1);
   log(`Poisson workload: ${arrivals.length} requests over ${seconds} s at ${r} req/s (prompts median 64, outputs median 32 tokens)`);
   const runs: PolicyRun[] = [];

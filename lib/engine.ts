@@ -101,15 +101,19 @@ export interface EngineLoadOptions {
 /** What {@link Engine.loadModel} resolves with. */
 export interface LoadedModelInfo {
   readonly id: string;
+  /** The device it runs on (`cpu`). */
   readonly device: string;
   readonly precision: PrecisionSpec;
   /** Its precision's shorthand, e.g. `w4a16-kv8`. */
   readonly precisionName: string;
   readonly kvFormat: KvFormat;
+  /** Prompt plus generated tokens one request may hold. */
   readonly maxContext: number;
+  /** Bytes of its weights as served (after quantization). */
   readonly weightBytes: number;
   /** KV bytes per token, scales included. */
   readonly kvBytesPerToken: number;
+  /** Tokens per KV block in the slab (16, or fewer for shapes whose blocks would not fit 8 to a slab). */
   readonly tokensPerBlock: number;
 }
 
@@ -162,6 +166,7 @@ const FINESERVE_ON_CPU = fineserveLocalWith({ minChunkTokens: 8 });
 
 /** See the module comment. */
 export class Engine {
+  /** How every device of this engine shares KV memory and schedules (see {@link EnginePolicy}). */
   readonly policy: EnginePolicy;
   readonly #devices: Device[];
   readonly #models = new Map<string, { served: ServedModel; device: Device; info: LoadedModelInfo }>();

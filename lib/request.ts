@@ -124,6 +124,7 @@ export class GenerationRun implements AsyncIterable<GenerationChunk> {
     for (const r of readers) r();
   }
 
+  /** The chunks from the first, then each as it comes; ends with the request (throws its error if it ended in `error`). */
   async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     // Each iterator reads every chunk from the start, so late and multiple readers see the same stream.
     let at = 0;
