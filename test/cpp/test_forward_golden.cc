@@ -13,6 +13,7 @@
 #include "model/json.h"
 #include "model/loader.h"
 #include "golden_cases.h"
+#include "greedy_batch.h"
 #include "model_test_files.h"
 
 using namespace fineserve;
@@ -21,6 +22,7 @@ namespace {
 
 using model::testing::GoldenCase;
 using model::testing::golden_cases;
+using test::Seq;
 
 // A model, a host-memory slab and an executor, with helpers to run sequences to completion.
 struct Rig {
@@ -42,67 +44,11 @@ struct Rig {
   }
 };
 
-struct Seq {
-  std::vector<int32_t> tokens;  // prompt, then generated
-  size_t prompt_len;
-  size_t cached = 0;
-  std::vector<kv::BlockId> blocks;
-  engine::SamplingParams params;
-  engine::SamplerState state;
-  bool done = false;
-  std::vector<int32_t> generated() const { return {tokens.begin() + static_cast<long>(prompt_len), tokens.end()}; }
-};
-
-// Greedy decoding to `max_new` tokens, stopping at BOS or EOS as the golden file does. `chunk`
-// bounds prompt tokens per step; all sequences run in the same steps.
+// Greedy decoding to `max_new` tokens, `chunk` prompt tokens per step at most, all sequences in
+// the same steps (greedy_batch.h), with each sequence's blocks from the rig's slab.
 void run(Rig& rig, std::vector<Seq>& seqs, size_t max_new, uint32_t chunk, std::vector<float>* first_logits) {
-  for (Seq& s : seqs) {
-    s.blocks = rig.blocks_for(s.prompt_len + max_new);
-    s.state.reset(rig.exec->vocab_size(), s.tokens.data(), static_cast<uint32_t>(s.prompt_len));
-  }
-  bool first = true;
-  for (;;) {
-    std::vector<engine::SequenceChunk> batch;
-    std::vector<Seq*> owners;
-    for (Seq& s : seqs) {
-      if (s.done) continue;
-      engine::SequenceChunk c;
-      uint32_t pending = static_cast<uint32_t>(s.tokens.size() - s.cached);
-      c.n_tokens = std::min(pending, chunk);
-      c.tokens = s.tokens.data() + s.cached;
-      c.position = static_cast<uint32_t>(s.cached);
-      c.block_table = s.blocks.data();
-      c.n_blocks = static_cast<uint32_t>(s.blocks.size());
-      c.sample = s.cached + c.n_tokens == s.tokens.size();
-      c.sampling = &s.params;
-      c.sampler_state = &s.state;
-      batch.push_back(c);
-      owners.push_back(&s);
-    }
-    if (batch.empty()) return;
-    engine::StepOutput out = rig.exec->step(batch, first && first_logits != nullptr);
-    if (first && first_logits != nullptr) *first_logits = out.logits;
-    first = false;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Seq& s = *owners[i];
-      s.cached += batch[i].n_tokens;
-      if (!batch[i].sample) continue;
-      int32_t t = out.samples[i].token;
-      if (t == 1 || t == 2) {
-        s.done = true;
-        continue;
-      }
-      s.tokens.push_back(t);
-      if (s.tokens.size() - s.prompt_len >= max_new) s.done = true;
-    }
-  }
-}
-
-Seq make_seq(const GoldenCase& g) {
-  Seq s;
-  s.tokens = g.prompt;
-  s.prompt_len = g.prompt.size();
-  return s;
+  for (Seq& s : seqs) s.blocks = rig.blocks_for(s.prompt_len + max_new);
+  test::run_greedy(*rig.exec, seqs, max_new, chunk, first_logits);
 }
 
 std::vector<std::string> sources() {
@@ -118,7 +64,7 @@ TEST_CASE("stories260K: greedy ids and top-5 logits equal the golden file, from 
     Rig rig(source, kv::KvFormat::F32);
     for (size_t ci = 0; ci < cases.size(); ++ci) {
       CAPTURE(ci);
-      std::vector<Seq> seqs{make_seq(cases[ci])};
+      std::vector<Seq> seqs{Seq(cases[ci].prompt)};
       std::vector<float> logits;
       run(rig, seqs, 64, 1024, &logits);
       REQUIRE(logits.size() == rig.exec->vocab_size());
@@ -139,7 +85,7 @@ TEST_CASE("stories260K: a sequence gives the same ids alone, batched, and with c
     CAPTURE(threads);
     Rig rig(sources()[0], kv::KvFormat::F32, threads);
     std::vector<Seq> all;
-    for (const GoldenCase& g : cases) all.push_back(make_seq(g));
+    for (const GoldenCase& g : cases) all.emplace_back(g.prompt);
     run(rig, all, 64, chunk, nullptr);
     for (size_t ci = 0; ci < cases.size(); ++ci) {
       CAPTURE(ci);
@@ -154,7 +100,7 @@ TEST_CASE("stories260K: f16 and bf16 KV caches stay within their rounding of the
     CAPTURE(kv::format_name(f));
     Rig rig(sources()[1], f);
     for (const GoldenCase& g : cases) {
-      std::vector<Seq> seqs{make_seq(g)};
+      std::vector<Seq> seqs{Seq(g.prompt)};
       std::vector<float> logits;
       run(rig, seqs, 8, 1024, &logits);
       double bound = f == kv::KvFormat::F16 ? 2e-3 : 2e-2;  // relative steps 2^-11 and 2^-8
@@ -199,7 +145,7 @@ TEST_CASE("a malformed step is refused whole and leaves the cache usable") {
   CHECK_THROWS_AS(rig.exec->step({bad}, false), kv::KvError);
   rig.pool.free(rig.kv_model, blocks.data(), blocks.size());
   // Still correct afterwards.
-  std::vector<Seq> seqs{make_seq(cases[1])};
+  std::vector<Seq> seqs{Seq(cases[1].prompt)};
   run(rig, seqs, 64, 1024, nullptr);
   CHECK(seqs[0].generated() == cases[1].greedy);
 }

@@ -18,23 +18,15 @@
 #include "kv/kv_slab.h"
 #include "model/loader.h"
 #include "golden_cases.h"
+#include "greedy_batch.h"
 #include "model_test_files.h"
 
 using namespace fineserve;
 using model::testing::GoldenCase;
 using model::testing::golden_cases;
+using test::Seq;
 
 namespace {
-
-struct Seq {
-  std::vector<int32_t> tokens;  // prompt, then generated
-  size_t prompt_len = 0, cached = 0;
-  std::vector<kv::BlockId> blocks;
-  engine::SamplingParams params;  // greedy
-  engine::SamplerState state;
-  bool done = false;
-  std::vector<int32_t> generated() const { return {tokens.begin() + static_cast<long>(prompt_len), tokens.end()}; }
-};
 
 // One model's executor over its part of a shared slab.
 struct Side {
@@ -50,11 +42,8 @@ constexpr size_t kMaxNew = 64;
 std::vector<Seq> prepare(kv::KvSlab& slab, const Side& side) {
   std::vector<Seq> seqs;
   for (const GoldenCase& g : golden_cases()) {
-    Seq s;
-    s.tokens = g.prompt;
-    s.prompt_len = g.prompt.size();
+    Seq s(g.prompt);
     REQUIRE(slab.alloc(side.kv_model, static_cast<uint32_t>((s.prompt_len + kMaxNew + 15) / 16), &s.blocks).ok);
-    s.state.reset(side.exec->vocab_size(), s.tokens.data(), static_cast<uint32_t>(s.prompt_len));
     seqs.push_back(std::move(s));
   }
   return seqs;
@@ -65,38 +54,9 @@ void release(kv::KvSlab& slab, const Side& side, std::vector<Seq>& seqs) {
 }
 
 // Greedy decoding of all sequences in the same steps, prompts entering 3 tokens at a time, so a
-// run is well over a hundred steps: many chances for two runs' steps to meet. Stops at BOS/EOS as
-// the golden file does. No doctest assertions: this runs on threads doctest does not guard.
-void decode(engine::Executor& exec, std::vector<Seq>& seqs) {
-  for (;;) {
-    std::vector<engine::SequenceChunk> batch;
-    std::vector<Seq*> owners;
-    for (Seq& s : seqs) {
-      if (s.done) continue;
-      engine::SequenceChunk c;
-      c.n_tokens = std::min<uint32_t>(static_cast<uint32_t>(s.tokens.size() - s.cached), 3);
-      c.tokens = s.tokens.data() + s.cached;
-      c.position = static_cast<uint32_t>(s.cached);
-      c.block_table = s.blocks.data();
-      c.n_blocks = static_cast<uint32_t>(s.blocks.size());
-      c.sample = s.cached + c.n_tokens == s.tokens.size();
-      c.sampling = &s.params;
-      c.sampler_state = &s.state;
-      batch.push_back(c);
-      owners.push_back(&s);
-    }
-    if (batch.empty()) return;
-    engine::StepOutput out = exec.step(batch, false);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Seq& s = *owners[i];
-      s.cached += batch[i].n_tokens;
-      if (!batch[i].sample) continue;
-      int32_t t = out.samples[i].token;
-      if (t == 1 || t == 2 || s.generated().size() + 1 >= kMaxNew) s.done = true;
-      if (t != 1 && t != 2) s.tokens.push_back(t);
-    }
-  }
-}
+// run is well over a hundred steps: many chances for two runs' steps to meet. No doctest
+// assertions (nor in run_greedy): this runs on threads doctest does not guard.
+void decode(engine::Executor& exec, std::vector<Seq>& seqs) { test::run_greedy(exec, seqs, kMaxNew, 3); }
 
 std::vector<std::vector<int32_t>> outputs(const std::vector<Seq>& seqs) {
   std::vector<std::vector<int32_t>> out;
