@@ -2,10 +2,12 @@
 // device under 200 concurrent requests with aborts, the block lifecycle, and the typed errors of
 // bad input. One thread, as for every test on this tiny model.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { Engine, EngineError, ExecutorError, type GenerationResult, ModelError } from '../lib/index.js';
+import { Engine, EngineError, ExecutorError, type GenerationResult, generateModel, ModelError } from '../lib/index.js';
 import { Rng } from '../lib/sim/rng.js';
 import { fixture, goldenCases } from './fixtures.js';
 
@@ -269,4 +271,30 @@ test('a request larger than all the KV memory its model can get ends with a type
   assert.equal(small.finishReason, 'length', 'the request that fits is served');
   assert.equal(liveBlocks(engine), 0);
   await engine.close();
+});
+
+test('chat messages go through the model folder\'s chat template', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fineserve-chat-'));
+  try {
+    const folder = join(dir, 'tiny');
+    await generateModel({ shape: 'tiny', format: 'hf', out: folder, seed: 3 });
+    const configPath = join(folder, 'tokenizer_config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    config['chat_template'] = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+    writeFileSync(configPath, JSON.stringify(config));
+    const engine = await Engine.create({ threads: 1 });
+    await engine.loadModel({ id: 'chat', source: folder });
+    const tok = engine.tokenizer('chat');
+    const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hello there' }];
+    const rendered = tok.applyChatTemplate(messages);
+    assert.equal(rendered, '<|system|>be brief\n<|user|>hello there\n<|assistant|>');
+    const r = await engine.generate({ model: 'chat', messages, maxTokens: 6, stopTokens: [] }).result;
+    assert.equal(r.finishReason, 'length');
+    assert.equal(r.promptTokens, tok.encode(rendered, { addSpecialTokens: false }).length);
+    const same = await engine.generate({ model: 'chat', tokens: tok.encode(rendered, { addSpecialTokens: false }), maxTokens: 6, stopTokens: [] }).result;
+    assert.deepEqual(r.tokens, same.tokens, 'messages and their rendered ids generate the same');
+    await engine.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
