@@ -221,20 +221,24 @@ test('bad requests are rejected with typed errors before any work is queued', as
   await engine.close();
 });
 
-test('the static-partition FCFS baseline serves the same greedy outputs as the FineServe policy', async () => {
+test('the static-partition FCFS baseline and the reference saab serve the same greedy outputs as the FineServe policy', async () => {
   const baseline = await threeModels({ policy: 'static-fcfs', staticPartitions: 3 });
+  const reference = await threeModels({ policy: 'saab' });
   const ours = await threeModels();
   const jobs = PRECISIONS.flatMap((p) => prompts().slice(0, 4).map((prompt) => ({ model: p.id, prompt, maxTokens: 24 })));
-  const a = await Promise.all(jobs.map((j) => baseline.generate(j).result));
   const b = await Promise.all(jobs.map((j) => ours.generate(j).result));
-  a.forEach((r, i) => {
-    assert.deepEqual(r.tokens, b[i]!.tokens, `${jobs[i]!.model}: "${jobs[i]!.prompt}"`);
-    assert.equal(r.finishReason, b[i]!.finishReason);
-  });
+  for (const other of [baseline, reference]) {
+    const a = await Promise.all(jobs.map((j) => other.generate(j).result));
+    a.forEach((r, i) => {
+      assert.deepEqual(r.tokens, b[i]!.tokens, `${other.policy} ${jobs[i]!.model}: "${jobs[i]!.prompt}"`);
+      assert.equal(r.finishReason, b[i]!.finishReason);
+    });
+  }
   const s = baseline.stats();
   assert.equal(s.policy, 'static-fcfs');
   assert.equal(s.devices[0]!.kv.length, 3, 'one partition per model');
-  await Promise.all([baseline.close(), ours.close()]);
+  assert.equal(reference.stats().devices[0]!.kv.length, 1, 'saab shares one slab');
+  await Promise.all([baseline.close(), reference.close(), ours.close()]);
 });
 
 test('priority: under contention a high-priority request is admitted ahead of the queue', async () => {
