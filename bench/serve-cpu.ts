@@ -8,7 +8,8 @@
  *   node --import tsx bench/serve-cpu.ts [--model FILE] [--rates 1,2,3,4,6] [--seconds 20] [--reps 3] [--threads N] [--out FILE]
  *
  * Default model: the demo's generated Llama (768 wide, 4 layers, 8k vocabulary, f16), made once
- * into the user cache. Writes bench/results/serve-cpu.json and prints one summary line.
+ * into the user cache. Writes bench/results/serve-cpu.json (and -attainment.svg, -throughput.svg
+ * charts beside it) and prints one summary line.
  * @module
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { demoModel, formatComparison } from '../lib/cli-demo.js';
 import { calibrate, type ComparisonSetup, type PolicyRun, runPolicy, workload } from '../lib/policy-comparison.js';
 import { addonIdentity, ForeignLoad } from './engine-cpu/machine.js';
+import { writeCharts } from './serve-cpu/charts.js';
 
 const { values } = parseArgs({
   options: {
@@ -107,6 +109,7 @@ const out = {
 };
 mkdirSync(dirname(values.out), { recursive: true });
 writeFileSync(values.out, `${JSON.stringify(out, null, 2)}\n`);
+writeCharts(out, values.out.replace(/\.json$/, ''));
 const fmt = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
 console.log(
   `serve-cpu: fineserve/static-fcfs attainment ${points.map((p) => `${p.rate}/s ${fmt(p.ratio.attainment)}`).join(', ')}; ` +
