@@ -16,7 +16,7 @@
 import { availableParallelism } from 'node:os';
 
 import { EngineError } from './errors.js';
-import { KvPool, type KvFormat, type KvPoolStats } from './kv-pool.js';
+import { KvPool, kvTokenBytes, type KvFormat, type KvPoolStats } from './kv-pool.js';
 import { LocalScheduler } from './engine/local-scheduler.js';
 import { type ModelCounters } from './engine/model-stats.js';
 import { Sequence } from './engine/sequence.js';
@@ -282,11 +282,11 @@ export class Engine {
     const slabSize = pool.stats().slabBytes;
     let tokensPerBlock = 16;
     let geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
-    while (tokensPerBlock > 1 && tokensPerBlock * tokenBytes(geometry) * 8 > slabSize) {
+    while (tokensPerBlock > 1 && tokensPerBlock * kvTokenBytes(geometry) * 8 > slabSize) {
       tokensPerBlock /= 2;
       geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
     }
-    const perToken = tokenBytes(geometry);
+    const perToken = kvTokenBytes(geometry);
     const reserveTokens = options.kvReserveTokens ?? maxContext;
     const reserveBlocks = device.slab === undefined ? 0 : Math.min(Math.ceil(reserveTokens / tokensPerBlock), Math.floor((0.25 * device.slabBytes) / (perToken * tokensPerBlock)));
     const kvModel = pool.addModel({ name: id, geometry, reserveBlocks });
@@ -535,11 +535,6 @@ export class Engine {
     for (const e of [...this.#models.values()]) await this.#unload(e, false);
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
   }
-}
-
-function tokenBytes(g: { layers: number; kvHeads: number; headDim: number; format: KvFormat; scaleBytes?: number }): number {
-  const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[g.format];
-  return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + (g.scaleBytes ?? 0));
 }
 
 function samplingOf(o: GenerateOptions): SamplingOptions {

@@ -20,7 +20,7 @@ export { ModelRunner } from './runner.js';
 export type { GenerateOutput, GenerateRequest, RunnerOptions, SamplingOptions } from './runner.js';
 export { generateModel, MODEL_SHAPES } from './generate.js';
 export type { GenerateErrorCode, GeneratedModel, GenerateModelOptions, ModelShape } from './generate.js';
-export { KvPool } from './kv-pool.js';
+export { KvPool, kvTokenBytes } from './kv-pool.js';
 export type {
   KvAllocResult,
   KvCompaction,

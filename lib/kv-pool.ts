@@ -22,6 +22,15 @@ export interface KvGeometry {
 }
 
 /**
+ * Bytes one token of a geometry takes in the cache (K and V of every layer and KV head, scales
+ * included), before the layout's alignment padding.
+ */
+export function kvTokenBytes(g: Pick<KvGeometry, 'layers' | 'kvHeads' | 'headDim' | 'format' | 'scaleBytes'>): number {
+  const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[g.format];
+  return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + (g.scaleBytes ?? 0));
+}
+
+/**
  * - `kv-slab`: FineServe's KV Slab: equal slabs, each cut into one model's blocks while it holds
  *   them, returned to everyone when empty.
  * - `static`: a fixed partition per model (one vLLM engine per model).

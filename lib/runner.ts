@@ -8,7 +8,7 @@
  * @module
  */
 import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCode } from './errors.js';
-import { KvPool, type KvFormat, type KvGeometry } from './kv-pool.js';
+import { KvPool, kvTokenBytes, type KvFormat, type KvGeometry } from './kv-pool.js';
 import type { Model, NativeModel } from './model.js';
 import { loadNative } from './native.js';
 import type { NativeThreadPool } from './thread-pool.js';
@@ -153,8 +153,7 @@ export class ModelRunner {
     } catch (err) {
       throw asExecutorError(err);
     }
-    const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[geometry.format];
-    const tokenBytes = 2 * c.layers * c.kvHeads * ((c.headDim * bits) / 8 + geometry.scaleBytes);
+    const tokenBytes = kvTokenBytes(geometry);
     const poolBytes = options.poolBytes ?? Math.min(2 ** 30, Math.max(16 * 2 ** 20, 8 * c.maxContext * tokenBytes));
     // Slabs of at least 8 blocks keep the tail under the KV Slab's 1/8 limit whatever the shape.
     let slabBytes = 2 ** 21;

@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Model, ModelRunner, precisionName, quantizeGguf, Tokenizer, type KvFormat, type PrecisionName, type PrecisionSpec } from '../../lib/index.js';
+import { kvTokenBytes } from '../../lib/kv-pool.js';
+import { loadNative } from '../../lib/native.js';
 
 /** One row of the quality table. */
 export interface QualityRow {
@@ -91,12 +93,9 @@ export async function selfCalibration(model: Model, sequences = 8, tokens = 128)
   return outs.map((o) => [bos, ...o.tokens]);
 }
 
+// Scale bytes as the KV geometry registers them (int8 / int4: one f16 scale per token x head).
 function kvBytesPerToken(model: Model, kv: KvFormat): number {
-  const c = model.config;
-  const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[kv];
-  // Scale bytes per token x head as the KV geometry registers them (int8 / int4: one f16 scale).
-  const scale = kv === 'int8' || kv === 'int4' ? 2 : 0;
-  return 2 * c.layers * c.kvHeads * ((c.headDim * bits) / 8 + scale);
+  return kvTokenBytes(loadNative().binding.kvGeometryFor(model.native, kv, 16));
 }
 
 /**
