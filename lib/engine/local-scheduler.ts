@@ -173,7 +173,7 @@ export class LocalScheduler {
     }
     for (const id of d.decode) {
       const seq = byId.get(id);
-      if (seq !== undefined && seq.status === 'running' && seq.computed === seq.tokens.length - 1) chunks.push({ seq, n: 1 });
+      if (seq !== undefined && seq.status === 'running' && seq.isDecoding) chunks.push({ seq, n: 1 });
     }
     const runnable = m.allocate(chunks.filter((c) => c.n > 0));
     if (runnable.length === 0) return d.admit.length > 0 || d.drop.length > 0 || d.preempt.length > 0;

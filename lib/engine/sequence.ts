@@ -78,6 +78,14 @@ export class Sequence {
     this.target = init.prompt.length;
   }
 
+  /**
+   * Its prompt (or, after a preemption, everything known) is in the cache and its last token
+   * was sampled: each step now feeds it one token.
+   */
+  get isDecoding(): boolean {
+    return this.computed >= this.target;
+  }
+
   /** Output tokens sampled so far. */
   get decoded(): number {
     return this.tokens.length - this.promptTokens;

@@ -97,7 +97,7 @@ export class ServedModel {
 
   /** Whether some sequence of this model is decoding (its TPOT is at stake in every step on the device). */
   get decoding(): boolean {
-    return this.running.some((s) => s.computed >= s.target && s.computed > 0);
+    return this.running.some((s) => s.isDecoding);
   }
 
   /** One decode-only step of its decoding sequences, as its latency model predicts it; 0 if none. */
@@ -105,7 +105,7 @@ export class ServedModel {
     let n = 0;
     let context = 0;
     for (const s of this.running) {
-      if (s.computed < s.target || s.firstTokenMs === undefined) continue;
+      if (!s.isDecoding) continue;
       n++;
       context += s.computed;
     }
@@ -125,9 +125,9 @@ export class ServedModel {
     const target = TPOT_TARGET * this.slo.tpotMs;
     let slack: number | undefined;
     for (const s of this.running) {
-      if (s.firstTokenMs === undefined || s.computed < s.target) continue;
+      if (!s.isDecoding) continue;
       const remaining = Math.max(1, Math.min(s.maxTokens - s.decoded, Math.max(s.decoded, 16)));
-      const allowed = target * (s.decoded + remaining - 1) - (nowMs - s.firstTokenMs) - (remaining - 1) * cycleMs;
+      const allowed = target * (s.decoded + remaining - 1) - (nowMs - (s.firstTokenMs ?? nowMs)) - (remaining - 1) * cycleMs;
       slack = slack === undefined ? allowed : Math.min(slack, allowed);
     }
     return slack;
@@ -267,8 +267,8 @@ export class ServedModel {
     return ok;
   }
 
-  /** Runs one executor step over `chunks`; returns the sampled token per chunk (-1 where none) and the wall time. */
-  async execute(chunks: readonly StepChunk[]): Promise<{ tokens: Int32Array; logprobs: Float32Array; topK: number; topTokens: Int32Array; topLogprobs: Float32Array; ms: number }> {
+  /** Runs one executor step over `chunks` and feeds its wall time to the latency model; returns the sampled token per chunk (-1 where none). */
+  async execute(chunks: readonly StepChunk[]): ReturnType<NativeExecutor['step']> {
     const tpb = this.tokensPerBlock;
     const ids = new Uint32Array(chunks.length);
     const nTokens = new Uint32Array(chunks.length);
@@ -298,7 +298,7 @@ export class ServedModel {
     const out = await this.#executor.step(ids, tokens, nTokens, positions, blocks, nBlocks, sample, false);
     const ms = performance.now() - start;
     this.#observe(chunks, ms);
-    return { ...out, ms };
+    return out;
   }
 
   #observe(chunks: readonly StepChunk[], ms: number): void {
@@ -307,7 +307,7 @@ export class ServedModel {
     let decodeSeqs = 0;
     let decodeContext = 0;
     for (const c of chunks) {
-      if (c.n === 1 && c.seq.computed === c.seq.tokens.length - 1 && c.seq.computed >= c.seq.target) {
+      if (c.seq.isDecoding) {
         decodeSeqs++;
         decodeContext += c.seq.computed;
       } else {
