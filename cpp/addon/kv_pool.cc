@@ -280,11 +280,7 @@ Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g) {
 }
 
 kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what) {
-  if (!value.IsObject() || kv_pool_constructor == nullptr ||
-      !value.As<Napi::Object>().InstanceOf(kv_pool_constructor->Value())) {
-    throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a native KvPool");
-  }
-  return KvPoolWrap::Unwrap(value.As<Napi::Object>())->pool_.get();
+  return unwrap_instance<KvPoolWrap>(value, kv_pool_constructor, what, "KvPool")->pool_.get();
 }
 
 void throw_coded(Napi::Env env, const char* code, const std::string& message) {

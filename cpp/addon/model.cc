@@ -230,11 +230,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
 }  // namespace
 
 std::shared_ptr<model::LoadedModel> unwrap_model(const Napi::Value& value, const char* what) {
-  if (!value.IsObject() || model_constructor == nullptr ||
-      !value.As<Napi::Object>().InstanceOf(model_constructor->Value())) {
-    throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a native Model");
-  }
-  return ModelWrap::Unwrap(value.As<Napi::Object>())->model;
+  return unwrap_instance<ModelWrap>(value, model_constructor, what, "Model")->model;
 }
 
 void register_model(Napi::Env env, Napi::Object exports) {

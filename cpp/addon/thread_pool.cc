@@ -43,11 +43,7 @@ Napi::FunctionReference* thread_pool_constructor = nullptr;
 }  // namespace
 
 std::shared_ptr<engine::ThreadPool> unwrap_thread_pool(const Napi::Value& value, const char* what) {
-  if (!value.IsObject() || thread_pool_constructor == nullptr ||
-      !value.As<Napi::Object>().InstanceOf(thread_pool_constructor->Value())) {
-    throw Napi::TypeError::New(value.Env(), std::string(what) + " must be a native ThreadPool");
-  }
-  return ThreadPoolWrap::Unwrap(value.As<Napi::Object>())->pool;
+  return unwrap_instance<ThreadPoolWrap>(value, thread_pool_constructor, what, "ThreadPool")->pool;
 }
 
 void register_thread_pool(Napi::Env env, Napi::Object exports) {
