@@ -102,6 +102,21 @@
       "test/cpp/test_quantize_model.cc",
       "test/cpp/test_gguf_quantize.cc",
       "test/cpp/test_forward_quant_reference.cc"
+    ],
+    "fineserve_gpu_kernel_sources": [],
+    "fineserve_gpu_host_sources": [],
+    "fineserve_gpu_simt_sources": [
+      "cuda/simt/simt.cc",
+      "cuda/simt/device_simt.cc"
+    ],
+    "fineserve_gpu_cuda_sources": [
+      "cuda/common/device_cuda.cu"
+    ],
+    "fineserve_gpu_test_sources": [
+      "test/cpp/main.cc"
+    ],
+    "fineserve_gpu_simt_test_sources": [
+      "test/cuda/test_simt.cc"
     ]
   }
 }

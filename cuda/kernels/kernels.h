@@ -1,0 +1,83 @@
+// The CUDA backend's kernels as plain C++ functions over device pointers: what the executor calls
+// and what test/cuda checks against cpp/core's CPU path. Every function enqueues on `stream` and
+// returns at once (under the SIMT emulator it runs to completion first). Activations are float32
+// in device memory, row-major; weights keep the byte layout of quant/weight_format.h, uploaded
+// as they are, so GPU and CPU decode the very same bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/device.h"
+#include "kv/kv_geometry.h"
+#include "model/tensor.h"
+
+namespace fineserve::gpu {
+
+// A weight matrix {rows = out, cols = in} in device memory, rows of quant::row_bytes() bytes.
+struct DeviceMatrix {
+  const uint8_t* data = nullptr;
+  model::DType dtype = model::DType::F32;
+  uint32_t rows = 0, cols = 0;
+  uint32_t group = 0;        // W4A16 / W4A8
+  uint64_t row_bytes = 0;    // quant::row_bytes(dtype, cols, group)
+  uint64_t data_offset = 0;  // quant::row_data_offset for the fineserve formats, 0 otherwise
+  const float* input_scale = nullptr;  // device, cols floats, or null (see model::TensorView)
+};
+
+// Weight types the GPU kernels read in place. The executor converts the others (the GGUF block
+// formats) to F16 when it uploads them.
+bool linear_supports(model::DType t);
+
+// --- linear: y[t][o] = sum_i x'[t][i] * W[o][i] + bias[o] --------------------------------------
+// x: [tokens][cols] f32; y: [tokens][rows] f32 (must not alias x); bias: rows f32 or null.
+// x' is x times input_scale when set, then quantized as the weight type defines
+// (quant/weight_format.h: int8 per token for W8A8, e4m3 per token for FP8 and W4A8, f16 for the
+// tensor-core path of F16, bf16 for BF16). `scratch` must hold linear_scratch_bytes(w, tokens).
+size_t linear_scratch_bytes(const DeviceMatrix& w, uint32_t tokens);
+void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float* bias, float* y, void* scratch,
+            Stream stream);
+
+// --- elementwise ------------------------------------------------------------------------------
+// out[r][:] = row tokens[r] of the table as f32 (F32, F16 or BF16 tables).
+void embed(const int32_t* tokens, uint32_t n, const DeviceMatrix& table, float* out, Stream stream);
+// out = x / rms(x) * weight, per row of `dim` (sum of squares in double, as the CPU does); out may
+// alias x. weight: dim f32.
+void rms_norm(const float* x, uint32_t rows, uint32_t dim, const float* weight, float eps, float* out, Stream stream);
+// Rotates every head of each row in place: row r is at position positions[r]; inv_freq:
+// head_dim / 2 doubles (ops::rope_inv_freq). interleaved: pairs (2i, 2i+1), else (i, i + d/2).
+void rope(float* x, uint32_t rows, uint32_t heads, uint32_t head_dim, const uint32_t* positions,
+          const double* inv_freq, bool interleaved, Stream stream);
+// gate = silu(gate) * up, n elements.
+void silu_mul(float* gate, const float* up, size_t n, Stream stream);
+// x += y, n elements.
+void add_inplace(float* x, const float* y, size_t n, Stream stream);
+// out[i][:] = x[rows[i]][:], dim floats per row.
+void gather_rows(const float* x, const uint32_t* rows, uint32_t n, uint32_t dim, float* out, Stream stream);
+// out[r] = the index of the largest logit of row r (the first one on ties; NaN never wins).
+void argmax(const float* logits, uint32_t rows, uint32_t vocab, int32_t* out, Stream stream);
+
+// --- paged KV cache ---------------------------------------------------------------------------
+// One step's tokens as the cache kernels see them. All arrays are in device memory.
+struct PagedBatch {
+  uint8_t* slab = nullptr;                 // the KV Slab's base (device memory)
+  const uint64_t* block_offsets = nullptr; // every sequence's blocks' byte offsets from `slab`, concatenated
+  const uint32_t* seq_first_block = nullptr;  // per sequence: its first entry in block_offsets
+  const uint32_t* token_seq = nullptr;     // per token row: its sequence
+  const uint32_t* token_pos = nullptr;     // per token row: its position in its sequence
+  uint32_t n_tokens = 0;
+  uint32_t max_context = 0;                // the largest token_pos + 1 in the batch
+};
+
+// Stores K and V of every token row for one layer in the cache's format, as kv::encode_row does
+// (int8/int4 scales from each (token, head) row alone). k, v: [n_tokens][kv_heads * head_dim].
+void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batch, const float* k, const float* v,
+              Stream stream);
+
+// Causal attention for one layer, as ops::attention: token row r attends to positions
+// 0..token_pos[r] of its sequence. q, out: [n_tokens][heads * head_dim]. Query head h reads KV
+// head h / (heads / kv_heads); scores scaled by 1/sqrt(head_dim).
+void paged_attention(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch,
+                     const float* q, float* out, Stream stream);
+
+}  // namespace fineserve::gpu
