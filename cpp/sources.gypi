@@ -46,6 +46,8 @@
       "cpp/core/engine/sampler.cc",
       "cpp/core/engine/thread_pool.cc",
       "cpp/core/engine/llama_forward.cc",
+      "cpp/core/engine/step_plan.cc",
+      "cpp/core/engine/kv_binding.cc",
       "cpp/core/engine/cpu_executor.cc",
       "cpp/core/engine/perplexity.cc",
       "cpp/core/ops/linear.cc",

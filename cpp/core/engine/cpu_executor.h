@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "engine/executor.h"
+#include "engine/kv_binding.h"
 #include "engine/thread_pool.h"
 #include "kv/kv_geometry.h"
 #include "kv/kv_slab.h"
@@ -22,12 +23,6 @@ struct CpuExecutorOptions {
   // ownership, so the pool lives as long as its last executor.
   std::shared_ptr<ThreadPool> pool;
 };
-
-// The KV block geometry a model needs in a given KV format, with the format's scale bytes
-// (kv::default_scale_bytes); register it with the slab
-// (KvPool::add_model) before creating the executor.
-kv::KvGeometry kv_geometry_for(const model::LlamaConfig& config, kv::KvFormat format,
-                               uint32_t tokens_per_block = 16);
 
 // `pool` must have host memory and `kv_model` must be registered with kv_geometry_for(config,
 // options.kv_format, ...). The executor keeps references to model and pool: both must outlive it.
