@@ -105,8 +105,20 @@
       "test/cpp/test_gguf_quantize.cc",
       "test/cpp/test_forward_quant_reference.cc"
     ],
-    "fineserve_gpu_kernel_sources": [],
-    "fineserve_gpu_host_sources": [],
+    "fineserve_gpu_kernel_sources": [
+      "cuda/kernels/linear.cu",
+      "cuda/kernels/elementwise.cu",
+      "cuda/kernels/kv_cache.cu",
+      "cuda/kernels/paged_attention.cu",
+      "cuda/kernels/synthetic.cu",
+      "cuda/kernels/sampling.cu"
+    ],
+    "fineserve_gpu_host_sources": [
+      "cuda/engine/device_weights.cc",
+      "cuda/engine/synthetic_weights.cc",
+      "cuda/engine/cuda_forward.cc",
+      "cuda/engine/cuda_executor.cc"
+    ],
     "fineserve_gpu_simt_sources": [
       "cuda/simt/simt.cc",
       "cuda/simt/device_simt.cc"
@@ -115,7 +127,13 @@
       "cuda/common/device_cuda.cu"
     ],
     "fineserve_gpu_test_sources": [
-      "test/cpp/main.cc"
+      "test/cpp/main.cc",
+      "test/cuda/test_linear.cc",
+      "test/cuda/test_elementwise.cc",
+      "test/cuda/test_paged_attention.cc",
+      "test/cuda/test_cuda_executor.cc",
+      "test/cuda/test_sampling.cc",
+      "test/cuda/test_synthetic.cc"
     ],
     "fineserve_gpu_simt_test_sources": [
       "test/cuda/test_simt.cc"

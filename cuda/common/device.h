@@ -37,6 +37,33 @@ void stream_destroy(Stream s) noexcept;
 // Waits for the stream's work; a fault in an earlier kernel is reported here.
 void stream_sync(Stream s);
 
+// Elapsed device time between start() and stop() on a stream, from CUDA events (a steady clock
+// under the emulator), for benchmarks: host clocks would time the launches, not the work.
+class EventTimer {
+ public:
+  explicit EventTimer(Stream s);
+  ~EventTimer();
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  void start();
+  // Waits for the work enqueued since start() and returns its milliseconds.
+  double stop_ms();
+
+ private:
+  Stream stream_;
+  void* begin_ = nullptr;
+  void* end_ = nullptr;
+  double host_start_ = 0;
+};
+
+// The device's name and memory bandwidth-relevant facts, for benchmark reports.
+struct DeviceInfo {
+  std::string name;
+  int sm_count = 0, cc_major = 0, cc_minor = 0;
+  uint64_t memory_bytes = 0;
+};
+DeviceInfo device_info(int device);
+
 #if defined(__CUDACC__)
 // Throws GpuError "what: cudaErrorX (text)" unless err is cudaSuccess (nvcc only).
 void check(int err, const char* what);

@@ -57,4 +57,36 @@ void stream_destroy(Stream s) noexcept {
 
 void stream_sync(Stream s) { check(cudaStreamSynchronize(static_cast<cudaStream_t>(s)), "cudaStreamSynchronize"); }
 
+EventTimer::EventTimer(Stream s) : stream_(s) {
+  cudaEvent_t a = nullptr, b = nullptr;
+  check(cudaEventCreate(&a), "cudaEventCreate");
+  check(cudaEventCreate(&b), "cudaEventCreate");
+  begin_ = a;
+  end_ = b;
+}
+
+EventTimer::~EventTimer() {
+  cudaEventDestroy(static_cast<cudaEvent_t>(begin_));
+  cudaEventDestroy(static_cast<cudaEvent_t>(end_));
+}
+
+void EventTimer::start() {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(begin_), static_cast<cudaStream_t>(stream_)), "cudaEventRecord");
+}
+
+double EventTimer::stop_ms() {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(end_), static_cast<cudaStream_t>(stream_)), "cudaEventRecord");
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(end_)), "cudaEventSynchronize");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin_), static_cast<cudaEvent_t>(end_)),
+        "cudaEventElapsedTime");
+  return ms;
+}
+
+DeviceInfo device_info(int device) {
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  return DeviceInfo{p.name, p.multiProcessorCount, p.major, p.minor, static_cast<uint64_t>(p.totalGlobalMem)};
+}
+
 }  // namespace fineserve::gpu

@@ -33,7 +33,8 @@ bool linear_supports(model::DType t);
 // x: [tokens][cols] f32; y: [tokens][rows] f32 (must not alias x); bias: rows f32 or null.
 // x' is x times input_scale when set, then quantized as the weight type defines
 // (quant/weight_format.h: int8 per token for W8A8, e4m3 per token for FP8 and W4A8, f16 for the
-// tensor-core path of F16, bf16 for BF16). `scratch` must hold linear_scratch_bytes(w, tokens).
+// tensor-core path of F16, bf16 for BF16). `scratch` must hold linear_scratch_bytes(w, tokens),
+// which covers every call with at most `tokens` tokens.
 size_t linear_scratch_bytes(const DeviceMatrix& w, uint32_t tokens);
 void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float* bias, float* y, void* scratch,
             Stream stream);
@@ -57,6 +58,12 @@ void gather_rows(const float* x, const uint32_t* rows, uint32_t n, uint32_t dim,
 // out[r] = the index of the largest logit of row r (the first one on ties; NaN never wins).
 void argmax(const float* logits, uint32_t rows, uint32_t vocab, int32_t* out, Stream stream);
 
+// Greedy sampling on the device, as engine::sample does it for temperature 0 without penalties:
+// token[r] = the first index of the largest logit of row r (NaN counts as -inf), logprob[r] = its
+// log-softmax under the raw logits (max + log of the sum of exp(l - max) in double). Only ids and
+// log-probabilities cross to the host, not [rows][vocab] logits. A row of all NaN/-inf gives -1.
+void greedy_sample(const float* logits, uint32_t rows, uint32_t vocab, int32_t* token, float* logprob, Stream stream);
+
 // --- paged KV cache ---------------------------------------------------------------------------
 // One step's tokens as the cache kernels see them. All arrays are in device memory.
 struct PagedBatch {
@@ -79,5 +86,17 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batc
 // head h / (heads / kv_heads); scores scaled by 1/sqrt(head_dim).
 void paged_attention(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch,
                      const float* q, float* out, Stream stream);
+
+// --- synthetic data, for benchmarks at real model sizes ------------------------------------------
+// Fills every byte of `m` (rows of row_bytes at m.data, which must be writable) with random weights
+// valid for its type, decoding to values about uniform in (-1, 1) / sqrt(cols), so activations keep
+// their scale through any number of layers. Every scale field and padding is written as the
+// layout of quant/weight_format.h requires.
+void fill_synthetic(const DeviceMatrix& m, uint64_t seed, Stream stream);
+// Random bytes each of which is in [0, 0x3F]: finite in every KV format (and as f16/bf16/f32
+// halves and scales), for filling a KV slab that benchmarks read as context.
+void fill_finite_bytes(uint8_t* p, size_t bytes, uint64_t seed, Stream stream);
+// n floats set to `value`.
+void fill_f32(float* p, size_t n, float value, Stream stream);
 
 }  // namespace fineserve::gpu

@@ -1,5 +1,6 @@
 // device.h for the SIMT emulator: device memory is host memory and every call is synchronous,
 // because kernels run to completion inside their launch.
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -29,5 +30,18 @@ void fill_bytes(void* dst, uint8_t value, size_t bytes, Stream) { std::memset(ds
 Stream stream_create() { return nullptr; }
 void stream_destroy(Stream) noexcept {}
 void stream_sync(Stream) {}
+
+namespace {
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+EventTimer::EventTimer(Stream s) : stream_(s) {}
+EventTimer::~EventTimer() = default;
+void EventTimer::start() { host_start_ = now_ms(); }
+double EventTimer::stop_ms() { return now_ms() - host_start_; }
+
+DeviceInfo device_info(int) { return DeviceInfo{"SIMT emulator (host CPU)", 1, 0, 0, 0}; }
 
 }  // namespace fineserve::gpu

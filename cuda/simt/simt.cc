@@ -1,13 +1,14 @@
-// The fiber scheduler behind simt.h: a block's threads are ucontext fibers on the calling OS
+// The fiber scheduler behind simt.h: a block's threads are fibers (own stacks, switched by hand) on the calling OS
 // thread, resumed round robin, each running until it reaches a barrier (or returns). A fiber that
 // waits is not resumed until its barrier's generation moves, so each barrier costs one switch per
 // thread. A full round in which no fiber could run is a deadlock: some thread returned, or waits
 // at another barrier, while others wait here.
 #include "simt.h"
 
-#include <ucontext.h>
-
 #include <exception>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,67 @@ namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;
 
+// The fiber switch. glibc's swapcontext saves and restores the signal mask with a system call on
+// every switch, which made the emulator's barriers cost more than the kernels' arithmetic; this
+// one saves only what the x86-64 System V ABI says a callee must preserve (rbx, rbp, r12-r15, the
+// SSE control word and the x87 control word) on the old stack and swaps stack pointers.
+#if !defined(__x86_64__)
+#error "the SIMT emulator's fiber switch is written for x86-64"
+#endif
+extern "C" void simt_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl simt_switch
+  .type simt_switch, @function
+simt_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size simt_switch, .-simt_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+// A stack pointer that simt_switch can load to start `entry` on a fresh stack: the saved
+// registers (zero), default control words, and `entry` as the return address, placed so that
+// entry starts with the stack aligned as after a call.
+void* prepare_stack(char* stack, size_t bytes, void (*entry)()) {
+#if defined(__SANITIZE_ADDRESS__)
+  // A fiber never returns, so AddressSanitizer's redzones of its last frames stay poisoned in
+  // the reused stack; a fresh fiber starts with a clean one.
+  __asan_unpoison_memory_region(stack, bytes);
+#endif
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
+  auto* slot = reinterpret_cast<uint64_t*>(top - 16);  // the return address lands 16-aligned
+  slot[0] = reinterpret_cast<uint64_t>(entry);
+  slot[1] = 0;
+  uint64_t* sp = slot - 7;  // rbp, rbx, r12..r15 and the control words below it
+  for (int i = 1; i < 7; ++i) sp[i] = 0;
+  const uint32_t mxcsr = 0x1F80;
+  const uint16_t fpucw = 0x037F;
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+  return sp;
+}
+
 struct Barrier {
   uint32_t expected = 0;
   uint32_t arrived = 0;
@@ -28,12 +90,15 @@ struct Barrier {
 struct Warp {
   Barrier barrier;
   uint32_t lanes = 0;
-  uint64_t slots[32] = {};
+  // Shuffles alternate between two slot sets: a lane can write the next set only after the
+  // barrier every lane passes once it has read the current one, so one barrier per shuffle does.
+  uint64_t slots[2][32] = {};
+  uint32_t parity[32] = {};
   unsigned char items[32][32] = {};
 };
 
 struct Fiber {
-  ucontext_t context{};
+  void* sp = nullptr;
   std::unique_ptr<char[]> stack;
   uint3 thread_idx{};
   uint32_t linear = 0;
@@ -44,7 +109,7 @@ struct Fiber {
 
 struct BlockRun {
   const std::function<void()>* body = nullptr;
-  ucontext_t scheduler{};
+  void* scheduler_sp = nullptr;
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
   Barrier block_barrier;
@@ -67,19 +132,23 @@ void arrive(Barrier& b) {
   Fiber& f = self();
   f.waiting_on = &b.generation;
   f.seen = seen;
-  swapcontext(&f.context, &run->scheduler);
+  simt_switch(&f.sp, run->scheduler_sp);
 }
 
 Warp& own_warp() { return run->warps[self().linear / 32]; }
 
+// Where every fiber starts; it never returns (there is no frame to return to), it hands control
+// back to the scheduler for good.
 void fiber_entry() {
   try {
     (*run->body)();
   } catch (...) {
     if (!run->error) run->error = std::current_exception();
   }
-  self().done = true;
-  // Returning resumes uc_link, the scheduler.
+  Fiber& f = self();
+  f.done = true;
+  simt_switch(&f.sp, run->scheduler_sp);
+  __builtin_unreachable();
 }
 
 std::string dims(uint3 d) {
@@ -108,11 +177,11 @@ int lane_id() { return static_cast<int>(self().linear % 32); }
 uint64_t exchange(uint64_t mine, int src) {
   Warp& w = own_warp();
   const int lane = lane_id();
-  w.slots[lane] = mine;
+  const uint32_t set = w.parity[lane];
+  w.parity[lane] ^= 1u;
+  w.slots[set][lane] = mine;
   arrive(w.barrier);
-  const uint64_t got = src >= 0 && static_cast<uint32_t>(src) < w.lanes ? w.slots[src] : mine;
-  arrive(w.barrier);  // nobody overwrites a slot before every lane has read
-  return got;
+  return src >= 0 && static_cast<uint32_t>(src) < w.lanes ? w.slots[set][src] : mine;
 }
 
 void gather_warp(const void* mine, size_t bytes, void* all) {
@@ -128,8 +197,6 @@ void gather_warp(const void* mine, size_t bytes, void* all) {
 
 namespace {
 
-// Kept out of launch(): a function that calls swapcontext may have its locals clobbered (as
-// with setjmp), so the block loop's counters live in the caller.
 void run_block(BlockRun& r, uint3 bidx, dim3 block, dim3 grid, const char* name) {
   const uint32_t threads = static_cast<uint32_t>(r.fibers.size());
   for (uint32_t i = 0; i < threads; ++i) {
@@ -138,13 +205,12 @@ void run_block(BlockRun& r, uint3 bidx, dim3 block, dim3 grid, const char* name)
     f.thread_idx = uint3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
     f.done = false;
     f.waiting_on = nullptr;
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack.get();
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = &r.scheduler;
-    makecontext(&f.context, fiber_entry, 0);
+    f.sp = prepare_stack(f.stack.get(), kStackBytes, fiber_entry);
   }
-  for (Warp& w : r.warps) w.barrier.arrived = 0;
+  for (Warp& w : r.warps) {
+    w.barrier.arrived = 0;
+    for (uint32_t& p : w.parity) p = 0;
+  }
   r.block_barrier.arrived = 0;
   uint32_t live = threads;
   while (live > 0) {
@@ -156,7 +222,7 @@ void run_block(BlockRun& r, uint3 bidx, dim3 block, dim3 grid, const char* name)
       f.waiting_on = nullptr;
       r.current = i;
       coords = ThreadCoords{f.thread_idx, bidx, block, grid};
-      swapcontext(&r.scheduler, &f.context);
+      simt_switch(&r.scheduler_sp, f.sp);
       progressed = true;
       if (f.done) --live;
       if (r.error) std::rethrow_exception(r.error);

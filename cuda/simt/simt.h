@@ -39,7 +39,7 @@ struct uint3 {
 #define __forceinline__ inline
 #define __noinline__
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static thread_local  // per OS thread: two launches may run at once on two threads
 #define __restrict__ __restrict
 #define __align__(n) alignas(n)
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,8 +25,12 @@ namespace fineserve::model::testing {
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
-// ../shared/fixtures/stories260K next to the repository (the project's test data lives outside it).
+// ../shared/fixtures/stories260K next to the repository (the project's test data lives outside it),
+// or under $FINESERVE_SHARED: a GPU host runs the test binaries built here from another folder.
 inline fs::path fixture_dir() {
+  if (const char* shared = std::getenv("FINESERVE_SHARED"); shared != nullptr && *shared != '\0') {
+    return (fs::path(shared) / "fixtures" / "stories260K").lexically_normal();
+  }
   fs::path dir = fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "shared" / "fixtures" / "stories260K";
   return dir.lexically_normal();
 }

@@ -527,9 +527,18 @@ SampleResult sample(const float* logits, uint32_t vocab_size, const SamplingPara
   r.token = token;
   r.logprob = lsm(logits[token]);
   r.top = top_raw(logits, vocab_size, std::min(params.logprobs, vocab_size), lsm);
-  ++state.output_counts[token];
-  ++state.output_index;
+  record_sample(state, token);
   return r;
+}
+
+bool is_plain_greedy(const SamplingParams& p) {
+  return p.temperature < kGreedyBelow && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f && p.logprobs == 0;
+}
+
+void record_sample(SamplerState& state, int32_t token) {
+  ++state.output_counts[static_cast<size_t>(token)];
+  ++state.output_index;
 }
 
 }  // namespace fineserve::engine

@@ -46,6 +46,14 @@ struct SampleResult {
 SampleResult sample(const float* logits, uint32_t vocab_size, const SamplingParams& params,
                     SamplerState& state);
 
+// True when sample() would return the argmax of the raw logits and only its log-probability:
+// temperature 0, no penalty, no alternatives asked for. A backend may then pick the token where
+// the logits are (the CUDA executor does, on the device) and call record_sample().
+bool is_plain_greedy(const SamplingParams& params);
+
+// Records a token chosen outside sample() in the state, as sample() records its own.
+void record_sample(SamplerState& state, int32_t token);
+
 // Empty when the parameters are usable; otherwise names the first bad field and its value.
 std::string validate(const SamplingParams& params);
 

@@ -1,0 +1,152 @@
+// write_kv: one step's K and V rows into their sequences' slab blocks, in the cache's format,
+// byte for byte what kv::encode_row (cpp/core/kv/kv_codec.cc) stores, so a cache written by
+// either backend reads back the same in both.
+//
+// One warp per (token, KV head, K|V) row: the integer formats need the row's absolute maximum
+// before any element is coded, and a warp reduces it with shuffles and no barrier. Lane c codes
+// elements [8c, 8c + 8) and stores them in one piece (32, 16, 8, 8 or 4 bytes by format), which
+// the layout keeps aligned: a row is a multiple of that piece and regions start 64-aligned.
+#include <stdexcept>
+#include <string>
+
+#include "common/launch.cuh"
+#include "common/numeric.cuh"
+#include "kernels/kernels.h"
+
+namespace fineserve::gpu {
+
+namespace {
+
+using kv::KvFormat;
+
+constexpr unsigned kWarps = 4;
+constexpr uint32_t kChunk = 8;        // elements per lane per store
+constexpr uint16_t kF16Max = 0x7BFF;  // 65504
+
+// 16- and 8-byte pieces stored as one access (the SIMT build has no uint4/uint2).
+struct __align__(16) Words4 {
+  uint32_t w[4];
+};
+struct __align__(8) Words2 {
+  uint32_t w[2];
+};
+
+// Symmetric codes as kv_codec.cc's quantize_value: x / s rounded half to even, NaN as 0.
+__device__ __forceinline__ int32_t quantize_value(float x, float s, float qmax) {
+  if (!(s > 0)) return 0;
+  float r = rintf(x / s);
+  if (!(r == r)) return 0;
+  r = r > qmax ? qmax : (r < -qmax ? -qmax : r);
+  return static_cast<int32_t>(r);
+}
+
+__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
+__device__ __forceinline__ uint32_t pack8(int32_t a, int32_t b, int32_t c, int32_t d) {
+  return (static_cast<uint32_t>(a) & 0xFFu) | ((static_cast<uint32_t>(b) & 0xFFu) << 8) |
+         ((static_cast<uint32_t>(c) & 0xFFu) << 16) | ((static_cast<uint32_t>(d) & 0xFFu) << 24);
+}
+
+// Codes one lane's 8 elements (x) into `dst`; s is the row's decoded f16 scale (integer formats).
+template <KvFormat F>
+__device__ __forceinline__ void store_chunk(const float (&x)[kChunk], float s, uint8_t* dst) {
+  if constexpr (F == KvFormat::F32) {
+    Words4* d = reinterpret_cast<Words4*>(dst);
+    d[0] = Words4{{__float_as_uint(x[0]), __float_as_uint(x[1]), __float_as_uint(x[2]), __float_as_uint(x[3])}};
+    d[1] = Words4{{__float_as_uint(x[4]), __float_as_uint(x[5]), __float_as_uint(x[6]), __float_as_uint(x[7])}};
+  } else if constexpr (F == KvFormat::F16 || F == KvFormat::BF16) {
+    uint16_t h[kChunk];
+#pragma unroll
+    for (uint32_t i = 0; i < kChunk; ++i) h[i] = F == KvFormat::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+    *reinterpret_cast<Words4*>(dst) = Words4{{pack16(h[0], h[1]), pack16(h[2], h[3]), pack16(h[4], h[5]), pack16(h[6], h[7])}};
+  } else if constexpr (F == KvFormat::Fp8E4M3) {
+    int32_t b[kChunk];
+#pragma unroll
+    for (uint32_t i = 0; i < kChunk; ++i) b[i] = f32_to_fp8(x[i]);
+    *reinterpret_cast<Words2*>(dst) = Words2{{pack8(b[0], b[1], b[2], b[3]), pack8(b[4], b[5], b[6], b[7])}};
+  } else if constexpr (F == KvFormat::Int8) {
+    int32_t q[kChunk];
+#pragma unroll
+    for (uint32_t i = 0; i < kChunk; ++i) q[i] = quantize_value(x[i], s, 127.0f);
+    *reinterpret_cast<Words2*>(dst) = Words2{{pack8(q[0], q[1], q[2], q[3]), pack8(q[4], q[5], q[6], q[7])}};
+  } else {  // Int4: element 2i in the low nibble of byte i, two's complement
+    uint32_t word = 0;
+#pragma unroll
+    for (uint32_t i = 0; i < kChunk; ++i) word |= (static_cast<uint32_t>(quantize_value(x[i], s, 7.0f)) & 0xFu) << (4 * i);
+    *reinterpret_cast<uint32_t*>(dst) = word;
+  }
+}
+
+template <KvFormat F>
+__global__ void __launch_bounds__(kWarps * 32)
+    write_kv_kernel(kv::KvLayout layout, uint32_t layer, PagedBatch batch, const float* k, const float* v) {
+  const kv::KvGeometry& g = layout.geometry;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t item = blockIdx.x * kWarps + threadIdx.x / 32;  // (token, head, K|V), K|V fastest
+  if (item >= batch.n_tokens * g.num_kv_heads * 2) return;       // whole warps: no barrier below
+  const uint32_t kv_sel = item % 2, head = (item / 2) % g.num_kv_heads, token = item / (2 * g.num_kv_heads);
+  const uint32_t d = g.head_dim;
+  const float* src = (kv_sel == 0 ? k : v) + (static_cast<size_t>(token) * g.num_kv_heads + head) * d;
+  const uint32_t seq = batch.token_seq[token], pos = batch.token_pos[token];
+  const uint32_t slot = pos % g.tokens_per_block;
+  uint8_t* block = batch.slab + batch.block_offsets[batch.seq_first_block[seq] + pos / g.tokens_per_block];
+
+  float s = 0;
+  if constexpr (F == KvFormat::Int8 || F == KvFormat::Int4) {
+    const float qmax = F == KvFormat::Int8 ? 127.0f : 7.0f;
+    float amax = 0;
+    for (uint32_t i = lane; i < d; i += 32) amax = fmaxf(amax, fabsf(src[i]));  // fmaxf skips NaN, as fmax does
+    amax = warp_max(amax);
+    uint16_t h = f32_to_f16(amax / qmax);
+    if ((h & 0x7FFFu) > kF16Max) h = kF16Max;
+    s = f16_to_f32(h);
+    if (lane == 0) *reinterpret_cast<uint16_t*>(block + layout.scale_at(layer, kv_sel, head, slot)) = h;
+  }
+  uint8_t* row = block + layout.row_offset(layer, kv_sel, head, slot);
+  constexpr uint32_t chunk_bytes = kChunk * kv::bits_per_element(F) / 8;
+  for (uint32_t c = lane; c < d / kChunk; c += 32) {
+    float x[kChunk];
+#pragma unroll
+    for (uint32_t i = 0; i < kChunk; ++i) x[i] = src[c * kChunk + i];
+    store_chunk<F>(x, s, row + c * chunk_bytes);
+  }
+}
+
+template <KvFormat F>
+void launch_write(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batch, const float* k, const float* v,
+                  Stream stream) {
+  const uint32_t rows = batch.n_tokens * layout.geometry.num_kv_heads * 2;
+  launch("write_kv", write_kv_kernel<F>, dim3((rows + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, stream, layout,
+         layer, batch, k, v);
+}
+
+}  // namespace
+
+void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batch, const float* k, const float* v,
+              Stream stream) {
+  const kv::KvGeometry& g = layout.geometry;
+  if (g.scale_bytes < kv::default_scale_bytes(g.format)) {
+    throw std::invalid_argument("scaleBytes = " + std::to_string(g.scale_bytes) + ": a " + kv::format_name(g.format) +
+                                " KV cache needs " + std::to_string(kv::default_scale_bytes(g.format)));
+  }
+  if (g.head_dim == 0 || g.head_dim % kChunk != 0) {
+    throw std::invalid_argument("write_kv: head_dim = " + std::to_string(g.head_dim) +
+                                " (the CUDA kernels need a multiple of 8)");
+  }
+  if (layer >= g.num_layers) {
+    throw std::invalid_argument("write_kv: layer " + std::to_string(layer) + " of a " + std::to_string(g.num_layers) +
+                                "-layer cache");
+  }
+  if (batch.n_tokens == 0) return;
+  switch (g.format) {
+    case KvFormat::F32: return launch_write<KvFormat::F32>(layout, layer, batch, k, v, stream);
+    case KvFormat::F16: return launch_write<KvFormat::F16>(layout, layer, batch, k, v, stream);
+    case KvFormat::BF16: return launch_write<KvFormat::BF16>(layout, layer, batch, k, v, stream);
+    case KvFormat::Fp8E4M3: return launch_write<KvFormat::Fp8E4M3>(layout, layer, batch, k, v, stream);
+    case KvFormat::Int8: return launch_write<KvFormat::Int8>(layout, layer, batch, k, v, stream);
+    case KvFormat::Int4: return launch_write<KvFormat::Int4>(layout, layer, batch, k, v, stream);
+  }
+}
+
+}  // namespace fineserve::gpu

@@ -1,0 +1,298 @@
+// gpu::linear: y = x' W^T + b on the GPU, for the weight types it reads in place. Each call first
+// prepares the activations once into `scratch` (input_scale applied, then quantized per token as
+// the weight type defines, exactly as cpp/core's quant::prepare_activations does), then runs
+//   - up to kGemvMaxTokens tokens: the GEMV of linear_gemv.cuh (decode: bound by weight reads);
+//   - more tokens: the tensor-core GEMM of linear_gemm.cuh, or, for F32, the GEMV over token tiles.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "common/cuda_lang.cuh"
+#include "common/launch.cuh"
+#include "common/numeric.cuh"
+#include "kernels/kernels.h"
+#include "kernels/linear_common.cuh"
+#include "kernels/linear_gemm.cuh"
+#include "kernels/linear_gemv.cuh"
+#include "quant/fp8.h"
+#include "quant/weight_format.h"
+
+namespace fineserve::gpu {
+
+using model::DType;
+using namespace linear_detail;
+
+namespace {
+
+constexpr int kPrepThreads = 128;
+
+// One block per token: the token's abs max (for the per-token scale), then every element of its
+// padded row in scratch. Divisions and roundings are the CPU's (IEEE division, round half to even)
+// so the quantized activations are bit for bit those of quant::prepare_activations.
+template <ActKind K>
+__global__ void __launch_bounds__(kPrepThreads) prepare_activations_kernel(const float* x, uint32_t cols,
+                                                                          const float* input_scale, uint8_t* act,
+                                                                          uint32_t stride, float* token_scale) {
+  constexpr bool kScaled = K == ActKind::I8 || K == ActKind::E4M3 || K == ActKind::E4M3_AS_F16;
+  const uint32_t tok = blockIdx.x;
+  const float* xt = x + static_cast<uint64_t>(tok) * cols;
+  auto scaled = [&](uint32_t i) { return input_scale != nullptr ? xt[i] * input_scale[i] : xt[i]; };
+  float sx = 0.0f;
+  if constexpr (kScaled) {
+    __shared__ float warp_amax[kPrepThreads / 32];
+    float m = 0.0f;
+    for (uint32_t i = threadIdx.x; i < cols; i += kPrepThreads) m = fmaxf(m, fabsf(scaled(i)));
+    m = warp_max(m);
+    if (threadIdx.x % 32 == 0) warp_amax[threadIdx.x / 32] = m;
+    __syncthreads();
+    float amax = 0.0f;
+    for (int w = 0; w < kPrepThreads / 32; ++w) amax = fmaxf(amax, warp_amax[w]);
+    sx = amax / (K == ActKind::I8 ? 127.0f : quant::kFp8Max);
+    if (threadIdx.x == 0) token_scale[tok] = sx;
+  }
+  uint8_t* out = act + static_cast<uint64_t>(tok) * stride * act_bytes(K);
+  for (uint32_t i = threadIdx.x; i < stride; i += kPrepThreads) {
+    const float v = i < cols ? scaled(i) : 0.0f;
+    if constexpr (K == ActKind::F32) {
+      reinterpret_cast<float*>(out)[i] = v;
+    } else if constexpr (K == ActKind::F16) {
+      reinterpret_cast<uint16_t*>(out)[i] = f32_to_f16(v);
+    } else if constexpr (K == ActKind::BF16) {
+      reinterpret_cast<uint16_t*>(out)[i] = f32_to_bf16(v);
+    } else if constexpr (K == ActKind::I8) {
+      reinterpret_cast<int8_t*>(out)[i] = sx != 0.0f ? static_cast<int8_t>(rintf(v / sx)) : int8_t{0};
+    } else {
+      const uint8_t q = sx != 0.0f ? f32_to_fp8(v / sx) : uint8_t{0};
+      if constexpr (K == ActKind::E4M3) {
+        out[i] = q;
+      } else {
+        reinterpret_cast<uint16_t*>(out)[i] = f32_to_f16(fp8_to_f32(q));  // exact
+      }
+    }
+  }
+}
+
+bool has_gemm(DType t) { return t != DType::F32; }
+
+struct Plan {
+  bool gemm = false;
+  ActKind act = ActKind::F32;
+  uint32_t stride = 0;  // activation elements per token
+  size_t scale_offset = 0, act_offset = 0, bytes = 0;
+};
+
+ActKind gemv_act(DType t) {
+  switch (t) {
+    case DType::W8A8: return ActKind::I8;
+    case DType::FP8:
+    case DType::W4A8: return ActKind::E4M3;
+    default: return ActKind::F32;
+  }
+}
+
+ActKind gemm_act_kind(DType t) {
+  switch (t) {
+    case DType::W8A8: return ActKind::I8;
+    case DType::BF16: return ActKind::BF16;
+    case DType::FP8:
+    case DType::W4A8: return ActKind::E4M3_AS_F16;
+    default: return ActKind::F16;
+  }
+}
+
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+Plan plan(const DeviceMatrix& w, uint32_t tokens) {
+  Plan p;
+  p.gemm = tokens > static_cast<uint32_t>(kGemvMaxTokens) && has_gemm(w.dtype);
+  p.act = p.gemm ? gemm_act_kind(w.dtype) : gemv_act(w.dtype);
+  // Whole 32-element sub-blocks for the GEMV, whole 64-byte k tiles for the GEMM.
+  p.stride = static_cast<uint32_t>(round_up(w.cols, act_bytes(p.act) == 1 ? 64 : 32));
+  p.scale_offset = 0;
+  p.act_offset = round_up(static_cast<size_t>(tokens) * sizeof(float), 256);
+  p.bytes = p.act_offset + static_cast<size_t>(tokens) * p.stride * act_bytes(p.act);
+  return p;
+}
+
+void check_matrix(const DeviceMatrix& w) {
+  const std::string name = model::dtype_name(w.dtype);
+  if (!linear_supports(w.dtype)) throw std::invalid_argument("gpu::linear: no kernel for " + name);
+  const std::string why = quant::row_layout_error(w.dtype, w.cols, w.group);
+  if (!why.empty()) throw std::invalid_argument("gpu::linear: " + why);
+  if (w.row_bytes != quant::row_bytes(w.dtype, w.cols, w.group)) {
+    throw std::invalid_argument("gpu::linear: row_bytes " + std::to_string(w.row_bytes) + " is not " + name +
+                                "'s " + std::to_string(quant::row_bytes(w.dtype, w.cols, w.group)));
+  }
+  if (model::is_quantized(w.dtype) && reinterpret_cast<uintptr_t>(w.data) % 16 != 0) {
+    throw std::invalid_argument("gpu::linear: " + name + " weights must start 16-byte aligned");
+  }
+}
+
+void launch_prepare(ActKind k, const float* x, uint32_t tokens, const DeviceMatrix& w, const Plan& p, uint8_t* base,
+                    Stream s) {
+  uint8_t* act = base + p.act_offset;
+  float* scale = reinterpret_cast<float*>(base + p.scale_offset);
+  const dim3 grid(tokens), block(kPrepThreads);
+  switch (k) {
+    case ActKind::F32:
+      launch("linear_prepare_f32", prepare_activations_kernel<ActKind::F32>, grid, block, 0, s, x, w.cols,
+             w.input_scale, act, p.stride, scale);
+      break;
+    case ActKind::F16:
+      launch("linear_prepare_f16", prepare_activations_kernel<ActKind::F16>, grid, block, 0, s, x, w.cols,
+             w.input_scale, act, p.stride, scale);
+      break;
+    case ActKind::BF16:
+      launch("linear_prepare_bf16", prepare_activations_kernel<ActKind::BF16>, grid, block, 0, s, x, w.cols,
+             w.input_scale, act, p.stride, scale);
+      break;
+    case ActKind::I8:
+      launch("linear_prepare_i8", prepare_activations_kernel<ActKind::I8>, grid, block, 0, s, x, w.cols,
+             w.input_scale, act, p.stride, scale);
+      break;
+    case ActKind::E4M3:
+      launch("linear_prepare_e4m3", prepare_activations_kernel<ActKind::E4M3>, grid, block, 0, s, x, w.cols,
+             w.input_scale, act, p.stride, scale);
+      break;
+    case ActKind::E4M3_AS_F16:
+      launch("linear_prepare_e4m3_f16", prepare_activations_kernel<ActKind::E4M3_AS_F16>, grid, block, 0, s, x,
+             w.cols, w.input_scale, act, p.stride, scale);
+      break;
+  }
+}
+
+template <DType D, int T>
+void launch_gemv(GemvParams p, uint32_t tiles, Stream s) {
+  const dim3 grid((p.rows + kRowsPerGemvBlock - 1) / kRowsPerGemvBlock, tiles), block(kGemvWarps * 32);
+  launch("linear_gemv", gemv_kernel<D, T>, grid, block, 0, s, p);
+}
+
+// Full tiles of kGemvMaxTokens in one launch, the remainder with its exact count.
+template <DType D>
+void run_gemv(GemvParams p, uint32_t tokens, Stream s) {
+  static_assert(kGemvMaxTokens == 8, "the switch below instantiates 1..8 tokens");
+  const uint32_t full = tokens / 8, rest = tokens % 8;
+  if (full > 0) launch_gemv<D, 8>(p, full, s);
+  p.token0 = full * 8;
+  switch (rest) {
+    case 1: launch_gemv<D, 1>(p, 1, s); break;
+    case 2: launch_gemv<D, 2>(p, 1, s); break;
+    case 3: launch_gemv<D, 3>(p, 1, s); break;
+    case 4: launch_gemv<D, 4>(p, 1, s); break;
+    case 5: launch_gemv<D, 5>(p, 1, s); break;
+    case 6: launch_gemv<D, 6>(p, 1, s); break;
+    case 7: launch_gemv<D, 7>(p, 1, s); break;
+    default: break;
+  }
+}
+
+template <DType D>
+void run_gemm(const GemmParams& p, Stream s) {
+  const dim3 grid((p.rows + kGemmN - 1) / kGemmN, (p.tokens + kGemmM - 1) / kGemmM), block(kGemmThreads);
+  launch("linear_gemm", gemm_kernel<D>, grid, block, 0, s, p);
+}
+
+// 16-byte vectors per row for the GEMV: all of a quantized row (its data is padded to them);
+// for plain types the whole vectors when rows stay 16-byte aligned, else none.
+uint32_t gemv_vectors(const DeviceMatrix& w) {
+  switch (w.dtype) {
+    case DType::W8A8:
+    case DType::FP8: return (w.cols + 15) / 16;
+    case DType::W4A16:
+    case DType::W4A8: return (w.cols + 31) / 32;
+    default: {
+      const bool aligned = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.row_bytes % 16 == 0;
+      return aligned ? static_cast<uint32_t>(w.row_bytes / 16) : 0;
+    }
+  }
+}
+
+}  // namespace
+
+bool linear_supports(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::W8A8:
+    case DType::FP8:
+    case DType::W4A16:
+    case DType::W4A8: return true;
+    default: return false;
+  }
+}
+
+// A GEMV call keeps f32 activations where the GEMM of more tokens keeps 16-bit ones, so the
+// need is not monotonic in the token count: the largest GEMV call is taken into account too.
+size_t linear_scratch_bytes(const DeviceMatrix& w, uint32_t tokens) {
+  const uint32_t gemv = std::min<uint32_t>(tokens, static_cast<uint32_t>(kGemvMaxTokens));
+  return std::max(plan(w, tokens).bytes, plan(w, gemv).bytes);
+}
+
+void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float* bias, float* y, void* scratch,
+            Stream stream) {
+  check_matrix(w);
+  if (tokens == 0 || w.rows == 0) return;
+  if (reinterpret_cast<uintptr_t>(scratch) % 16 != 0) {
+    throw std::invalid_argument("gpu::linear: scratch must be 16-byte aligned (its rows are read in 16-byte vectors)");
+  }
+  const Plan p = plan(w, tokens);
+  uint8_t* base = static_cast<uint8_t*>(scratch);
+  launch_prepare(p.act, x, tokens, w, p, base, stream);
+  const uint32_t data_offset =
+      model::is_quantized(w.dtype) ? static_cast<uint32_t>(quant::row_data_offset(w.dtype, w.cols, w.group)) : 0;
+  const float* token_scale = reinterpret_cast<const float*>(base + p.scale_offset);
+
+  if (p.gemm) {
+    GemmParams g;
+    g.w = w.data;
+    g.row_bytes = w.row_bytes;
+    g.data_offset = data_offset;
+    g.rows = w.rows;
+    g.cols = w.cols;
+    g.group = w.group;
+    g.vec_ok = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.row_bytes % 16 == 0;
+    g.act = base + p.act_offset;
+    g.act_row_bytes = p.stride * act_bytes(p.act);
+    g.tokens = tokens;
+    g.token_scale = token_scale;
+    g.bias = bias;
+    g.y = y;
+    switch (w.dtype) {
+      case DType::F16: run_gemm<DType::F16>(g, stream); break;
+      case DType::BF16: run_gemm<DType::BF16>(g, stream); break;
+      case DType::W8A8: run_gemm<DType::W8A8>(g, stream); break;
+      case DType::FP8: run_gemm<DType::FP8>(g, stream); break;
+      case DType::W4A16: run_gemm<DType::W4A16>(g, stream); break;
+      case DType::W4A8: run_gemm<DType::W4A8>(g, stream); break;
+      default: throw std::logic_error("gpu::linear: no GEMM for this type");
+    }
+    return;
+  }
+
+  GemvParams v;
+  v.w = w.data;
+  v.row_bytes = w.row_bytes;
+  v.data_offset = data_offset;
+  v.rows = w.rows;
+  v.cols = w.cols;
+  v.group = w.group;
+  v.nvec = gemv_vectors(w);
+  v.act = base + p.act_offset;
+  v.act_stride = p.stride;
+  v.token_scale = token_scale;
+  v.bias = bias;
+  v.y = y;
+  switch (w.dtype) {
+    case DType::F32: run_gemv<DType::F32>(v, tokens, stream); break;
+    case DType::F16: run_gemv<DType::F16>(v, tokens, stream); break;
+    case DType::BF16: run_gemv<DType::BF16>(v, tokens, stream); break;
+    case DType::W8A8: run_gemv<DType::W8A8>(v, tokens, stream); break;
+    case DType::FP8: run_gemv<DType::FP8>(v, tokens, stream); break;
+    case DType::W4A16: run_gemv<DType::W4A16>(v, tokens, stream); break;
+    case DType::W4A8: run_gemv<DType::W4A8>(v, tokens, stream); break;
+    default: throw std::logic_error("gpu::linear: no GEMV for this type");
+  }
+}
+
+}  // namespace fineserve::gpu

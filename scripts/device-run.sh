@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks and benchmarks on a GPU machine, in one call (issue #8). Expects the
+# binaries of scripts/device-prepare.sh in .device/bin; writes everything under $OUT and prints a
+# short summary last. Stages are independent: one failing does not skip the others.
+#   1. nvidia-smi, the device as found (clocks and settings are never touched);
+#   2. fineserve_gpu_tests: every kernel against the CPU path, the executor against the CPU
+#      executor and the stories260K golden file, co-located models concurrently;
+#   3. fineserve_gpu_bench: copy bandwidth, decode at batch 1..256 per precision against the HBM
+#      roofline, prefill and GEMM TFLOP/s, two models on two streams at once;
+#   4. bench/cuda/torch_peer.py: cuBLAS matrix peak and PyTorch eager on the same shapes.
+# Then, here: `node bench/cuda/report.mjs <files_at>` writes bench/results/cuda.json and the table.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/fineserve-device}
+mkdir -p "$OUT"
+BIN=.device/bin
+BENCH_ARGS=${FINESERVE_BENCH_ARGS:-}
+status=()
+
+# The stories260K fixture: ./shared or ../shared next to the copied tree.
+for d in "${FINESERVE_SHARED:-}" "$PWD/shared" "$PWD/../shared"; do
+  if [ -n "$d" ] && [ -d "$d/fixtures/stories260K" ]; then export FINESERVE_SHARED="$d"; break; fi
+done
+
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+head -15 "$OUT/nvidia-smi.txt"
+
+stage() {  # name, timeout seconds, command...
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  status+=("$name: rc $rc in $(( $(date +%s) - t0 )) s")
+  tail -5 "$OUT/$name.log"
+}
+
+stage tests 90 "$BIN/fineserve_gpu_tests" --duration=true
+stage bench 270 "$BIN/fineserve_gpu_bench" --out "$OUT/gpu-bench.json" $BENCH_ARGS
+if [ -f "$OUT/gpu-bench.json" ]; then
+  stage torch 210 python3 bench/cuda/torch_peer.py "$OUT/gpu-bench.json" "$OUT/torch-peer.json"
+fi
+
+echo "--- summary"
+printf '%s\n' "${status[@]}"
+grep -E "test cases|assertions" "$OUT/tests.log" || true
+grep -E "^(decode|prefill|gemm|co-located)" "$OUT/bench.log" | awk 'NR % 3 == 1' | head -40 || true

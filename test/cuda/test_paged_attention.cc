@@ -1,0 +1,310 @@
+// gpu::write_kv and gpu::paged_attention against the CPU path over the same slab: the CPU's
+// ops::write_kv on a host copy of the slab and the kernel on the device copy must leave identical
+// bytes, and attention over those bytes must agree with ops::attention and with a float64
+// attention over the decoded stored values. Every KV format; GQA; several sequences whose blocks
+// are handed out of order, partial last blocks; a prefill step (rows of one sequence attending to
+// a growing context) followed by a step mixing a prefill chunk with decode rows.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/device.h"
+#include "device_buffers.h"
+#include "engine/thread_pool.h"
+#include "kernels/kernels.h"
+#include "kv/kv_codec.h"
+#include "kv/kv_geometry.h"
+#include "ops/attention.h"
+
+using namespace fineserve;
+using test::download;
+using test::random_floats;
+using test::poisoned;
+using test::upload;
+using kv::KvFormat;
+
+namespace {
+
+constexpr uint32_t kTpb = 4, kLayers = 2, kLayer = 1;
+constexpr uint8_t kSentinel = 0xA5;
+
+
+// A slab in host memory (for the CPU path) and its device copy, every sequence's blocks drawn
+// at random from the pool so that no block table is contiguous or ascending.
+struct Cache {
+  kv::KvLayout layout;
+  std::vector<std::vector<uint32_t>> blocks;  // block ids per sequence
+  std::vector<uint8_t> host;
+  gpu::DeviceBuffer dev;
+
+  Cache(uint32_t kv_heads, uint32_t head_dim, KvFormat f, const std::vector<uint32_t>& capacity, std::mt19937& rng) {
+    kv::KvGeometry g;
+    g.tokens_per_block = kTpb;
+    g.num_layers = kLayers;
+    g.num_kv_heads = kv_heads;
+    g.head_dim = head_dim;
+    g.format = f;
+    g.scale_bytes = kv::default_scale_bytes(f);
+    layout = kv::make_layout(g);
+    uint32_t total = 2;  // spare blocks nobody owns: must stay untouched
+    for (uint32_t c : capacity) total += (c + kTpb - 1) / kTpb;
+    std::vector<uint32_t> ids(total);
+    std::iota(ids.begin(), ids.end(), 0u);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    size_t next = 0;
+    for (uint32_t c : capacity) {
+      blocks.emplace_back(ids.begin() + next, ids.begin() + next + (c + kTpb - 1) / kTpb);
+      next += blocks.back().size();
+    }
+    host.assign(total * layout.block_bytes, kSentinel);
+    dev = upload(host);
+  }
+};
+
+// One step: per sequence (position before the step, tokens in it), its rows laid out in the
+// order `row_order` lists the sequences.
+struct Step {
+  std::vector<ops::PagedSequence> cpu;
+  std::vector<uint32_t> token_seq, token_pos;
+  gpu::DeviceBuffer offsets, first, tseq, tpos;
+  gpu::PagedBatch batch;
+  uint32_t rows = 0;
+
+  Step(Cache& c, const std::vector<std::pair<uint32_t, uint32_t>>& seqs, const std::vector<uint32_t>& row_order) {
+    std::vector<uint64_t> off;
+    std::vector<uint32_t> first_block;
+    cpu.resize(seqs.size());
+    for (uint32_t s = 0; s < seqs.size(); ++s) {
+      first_block.push_back(static_cast<uint32_t>(off.size()));
+      for (uint32_t id : c.blocks[s]) {
+        off.push_back(uint64_t{id} * c.layout.block_bytes);
+        cpu[s].blocks.push_back(c.host.data() + uint64_t{id} * c.layout.block_bytes);
+      }
+      cpu[s].position = seqs[s].first;
+      cpu[s].n_tokens = seqs[s].second;
+    }
+    uint32_t max_ctx = 0;
+    for (uint32_t s : row_order) {
+      cpu[s].row = rows;
+      for (uint32_t t = 0; t < seqs[s].second; ++t) {
+        token_seq.push_back(s);
+        token_pos.push_back(seqs[s].first + t);
+        max_ctx = std::max(max_ctx, seqs[s].first + t + 1);
+      }
+      rows += seqs[s].second;
+    }
+    offsets = upload(off);
+    first = upload(first_block);
+    tseq = upload(token_seq);
+    tpos = upload(token_pos);
+    batch.slab = c.dev.as<uint8_t>();
+    batch.block_offsets = offsets.as<uint64_t>();
+    batch.seq_first_block = first.as<uint32_t>();
+    batch.token_seq = tseq.as<uint32_t>();
+    batch.token_pos = tpos.as<uint32_t>();
+    batch.n_tokens = rows;
+    batch.max_context = max_ctx;
+  }
+};
+
+// Both backends store the step's K/V; the slabs must then be byte-identical. Returns the
+// differing bytes.
+size_t write_both(Cache& c, Step& st, const std::vector<float>& k, const std::vector<float>& v) {
+  ops::write_kv(c.layout, kLayer, st.cpu, k.data(), v.data());
+  gpu::DeviceBuffer dk = upload(k), dv = upload(v);
+  gpu::write_kv(c.layout, kLayer, st.batch, dk.as<float>(), dv.as<float>(), nullptr);
+  const std::vector<uint8_t> got = download<uint8_t>(c.dev, c.host.size());
+  size_t diff = 0;
+  for (size_t i = 0; i < got.size(); ++i) diff += got[i] != c.host[i];
+  return diff;
+}
+
+// Attention over the stored values in float64, from the host slab's bytes.
+std::vector<double> reference(const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q) {
+  const kv::KvGeometry& g = c.layout.geometry;
+  const uint32_t d = g.head_dim, group = heads / g.num_kv_heads;
+  std::vector<double> out(size_t{st.rows} * heads * d);
+  std::vector<float> kb(d), vb(d);
+  for (uint32_t r = 0; r < st.rows; ++r) {
+    const ops::PagedSequence& s = st.cpu[st.token_seq[r]];
+    const uint32_t ctx = st.token_pos[r] + 1;
+    for (uint32_t h = 0; h < heads; ++h) {
+      const uint32_t kvh = h / group;
+      const float* qh = q.data() + (size_t{r} * heads + h) * d;
+      std::vector<double> sc(ctx);
+      double mx = -INFINITY;
+      for (uint32_t p = 0; p < ctx; ++p) {
+        const uint8_t* b = s.blocks[p / kTpb];
+        const float* kr = kv::decode_row(b + c.layout.row_offset(kLayer, 0, kvh, p % kTpb),
+                                         b + c.layout.scale_at(kLayer, 0, kvh, p % kTpb), g.format, d, kb.data());
+        double dot = 0;
+        for (uint32_t i = 0; i < d; ++i) dot += double(qh[i]) * kr[i];
+        sc[p] = dot / std::sqrt(double(d));
+        mx = std::max(mx, sc[p]);
+      }
+      double sum = 0;
+      for (double& x : sc) sum += (x = std::exp(x - mx));
+      double* o = out.data() + (size_t{r} * heads + h) * d;
+      for (uint32_t p = 0; p < ctx; ++p) {
+        const uint8_t* b = s.blocks[p / kTpb];
+        const float* vr = kv::decode_row(b + c.layout.row_offset(kLayer, 1, kvh, p % kTpb),
+                                         b + c.layout.scale_at(kLayer, 1, kvh, p % kTpb), g.format, d, vb.data());
+        for (uint32_t i = 0; i < d; ++i) o[i] += sc[p] / sum * vr[i];
+      }
+    }
+  }
+  return out;
+}
+
+std::string sci(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", x);
+  return buf;
+}
+
+struct Errors {
+  double vs_cpu = 0, vs_f64 = 0;
+  size_t not_finite = 0;
+};
+
+Errors attend(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q) {
+  const size_t n = size_t{st.rows} * heads * c.layout.geometry.head_dim;
+  std::vector<float> cpu(n);
+  ops::attention(pool, c.layout, kLayer, heads, st.cpu, q.data(), cpu.data());
+  gpu::DeviceBuffer dq = upload(q), out(n * sizeof(float), "attention out");
+  gpu::fill_bytes(out.as(), 0xFF, n * sizeof(float), nullptr);
+  gpu::paged_attention(c.layout, kLayer, heads, st.batch, dq.as<float>(), out.as<float>(), nullptr);
+  const std::vector<float> got = download<float>(out, n);
+  const std::vector<double> ref = reference(c, st, heads, q);
+  Errors e;
+  double d_cpu = 0, d_ref = 0, n_cpu = 0, n_ref = 0;
+  for (size_t i = 0; i < n; ++i) {
+    e.not_finite += !std::isfinite(got[i]);
+    d_cpu += (double(got[i]) - cpu[i]) * (double(got[i]) - cpu[i]);
+    n_cpu += double(cpu[i]) * cpu[i];
+    d_ref += (got[i] - ref[i]) * (got[i] - ref[i]);
+    n_ref += ref[i] * ref[i];
+  }
+  e.vs_cpu = std::sqrt(d_cpu / n_cpu);
+  e.vs_f64 = std::sqrt(d_ref / n_ref);
+  return e;
+}
+
+// The two steps of the scenario for one format and head_dim, all checks included; returns
+// "format vs-CPU/vs-float64" with the worse step's figures.
+std::string run_scenario(uint32_t heads, uint32_t kv_heads, uint32_t head_dim, KvFormat f, uint32_t seed) {
+  CAPTURE(kv::format_name(f));
+  CAPTURE(head_dim);
+  std::mt19937 rng(seed);
+  engine::ThreadPool pool(2);
+  // Sequences: (position, tokens) of the prefill step, then of the mixed step.
+  //   0: 9 prompt tokens, then a 5-token prefill chunk (context 14: a partial 4th block)
+  //   1: 22 prompt tokens, then decode (context 23)
+  //   2: nothing, then a fresh 3-token prompt (one partial block)
+  //   3: 4 prompt tokens (exactly one block), then decode into a new block
+  const std::vector<uint32_t> capacity = {14, 23, 3, 5};
+  Cache c(kv_heads, head_dim, f, capacity, rng);
+  const std::vector<std::pair<uint32_t, uint32_t>> step1 = {{0, 9}, {0, 22}, {0, 0}, {0, 4}};
+  const std::vector<std::pair<uint32_t, uint32_t>> step2 = {{9, 5}, {22, 1}, {0, 3}, {4, 1}};
+  const std::vector<std::vector<uint32_t>> orders = {{3, 1, 0, 2}, {1, 0, 3, 2}};
+  int i = 0;
+  Errors worst;
+  for (const auto* seqs : {&step1, &step2}) {
+    CAPTURE(i);
+    Step st(c, *seqs, orders[i]);
+    const size_t kv_n = size_t{st.rows} * kv_heads * head_dim, q_n = size_t{st.rows} * heads * head_dim;
+    const std::vector<float> k = random_floats(kv_n, rng, -2.0f, 2.0f), v = random_floats(kv_n, rng, -2.0f, 2.0f);
+    const std::vector<float> q = random_floats(q_n, rng, -1.5f, 1.5f);
+    CHECK(write_both(c, st, k, v) == 0);
+    const Errors e = attend(pool, c, st, heads, q);
+    CHECK(e.not_finite == 0);
+    CHECK(e.vs_cpu < 1e-5);
+    CHECK(e.vs_f64 < 1e-5);
+    worst.vs_cpu = std::max(worst.vs_cpu, e.vs_cpu);
+    worst.vs_f64 = std::max(worst.vs_f64, e.vs_f64);
+    ++i;
+  }
+  return std::string(kv::format_name(f)) + " " + sci(worst.vs_cpu) + "/" + sci(worst.vs_f64);
+}
+
+// One line of figures per test case: ||out - ref|| / ||ref|| against the CPU and float64.
+void report(const std::string& what, const std::vector<std::string>& parts) {
+  std::string line = what + ": rel err vs CPU/float64:";
+  for (const std::string& p : parts) line += " " + p;
+  MESSAGE(line);
+}
+
+}  // namespace
+
+TEST_CASE("kv cache: write_kv stores what kv::encode_row does, extreme rows included") {
+  std::mt19937 rng(21);
+  for (uint32_t head_dim : {8u, 64u}) {
+    for (KvFormat f : kv::kAllKvFormats) {
+      CAPTURE(kv::format_name(f));
+      CAPTURE(head_dim);
+      const uint32_t kv_heads = 3;
+      Cache c(kv_heads, head_dim, f, {7, 2}, rng);
+      Step st(c, {{0, 7}, {0, 2}}, {1, 0});
+      const size_t n = size_t{st.rows} * kv_heads * head_dim;
+      std::vector<float> k = random_floats(n, rng, -3.0f, 3.0f), v = random_floats(n, rng, -3.0f, 3.0f);
+      // Rows past fp8's 448 and an int scale past f16 (amax / 7 > 65504), tiny rows whose
+      // scales are f16 subnormals, and exact ties of x / s at .5 (half to even).
+      for (uint32_t i = 0; i < head_dim; ++i) {
+        k[i] *= 1e6f;
+        v[head_dim + i] *= 1e-6f;
+        k[2 * head_dim + i] = (i % 4 == 0) ? 7.0f : 0.5f + float(i % 3);
+      }
+      CHECK(write_both(c, st, k, v) == 0);
+    }
+  }
+  kv::KvGeometry g;
+  g.num_layers = 1;
+  g.num_kv_heads = 1;
+  g.head_dim = 12;
+  g.format = KvFormat::F16;
+  CHECK_THROWS_AS(gpu::write_kv(kv::make_layout(g), 0, gpu::PagedBatch{}, nullptr, nullptr, nullptr),
+                  std::invalid_argument);
+}
+
+TEST_CASE("attention: every KV format, GQA 8 over 2, head_dim 64") {
+  std::vector<std::string> figures;
+  for (KvFormat f : kv::kAllKvFormats) figures.push_back(run_scenario(8, 2, 64, f, 31));
+  report("head_dim 64", figures);
+}
+
+TEST_CASE("attention: every KV format, GQA 8 over 2, head_dim 128") {
+  std::vector<std::string> figures;
+  for (KvFormat f : kv::kAllKvFormats) figures.push_back(run_scenario(8, 2, 128, f, 32));
+  report("head_dim 128", figures);
+}
+
+TEST_CASE("attention: small head dims, MHA, and a GQA group wider than one CTA") {
+  std::vector<std::string> figures;
+  for (KvFormat f : {KvFormat::F16, KvFormat::Int4, KvFormat::Fp8E4M3}) figures.push_back(run_scenario(8, 2, 8, f, 33));
+  report("head_dim 8", figures);
+  report("head_dim 16, 4 over 4", {run_scenario(4, 4, 16, KvFormat::Int8, 34)});
+  report("head_dim 32, 24 over 2", {run_scenario(24, 2, 32, KvFormat::BF16, 35)});  // group 12: CTAs of 8 + 4
+}
+
+TEST_CASE("attention: unsupported head_dim and head counts are refused by name") {
+  kv::KvGeometry g;
+  g.num_layers = 1;
+  g.num_kv_heads = 2;
+  g.head_dim = 96;
+  g.format = KvFormat::F16;
+  gpu::PagedBatch b;
+  b.n_tokens = 1;
+  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 8, b, nullptr, nullptr, nullptr),
+                       doctest::Contains("head_dim = 96"), std::invalid_argument);
+  g.head_dim = 64;
+  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 7, b, nullptr, nullptr, nullptr),
+                       doctest::Contains("heads = 7"), std::invalid_argument);
+}
