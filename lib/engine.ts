@@ -15,6 +15,7 @@
  */
 import { availableParallelism } from 'node:os';
 
+import { devices } from './devices.js';
 import { EngineError } from './errors.js';
 import { KvPool, kvTokenBytes, type KvFormat, type KvPoolStats } from './kv-pool.js';
 import { LocalScheduler } from './engine/local-scheduler.js';
@@ -47,14 +48,26 @@ export type EnginePolicy = 'fineserve' | 'static-fcfs' | 'saab';
 /** Options of {@link Engine.create}. */
 export interface EngineOptions {
   /**
-   * Where models run. `'auto'` (default) and `'cpu'`: the CPU. CUDA devices are listed by
-   * `devices()`, but the CUDA backend is not part of this release, so `'cuda:N'` is refused.
+   * Where models run. `'auto'` (default) and `'cpu'`: the CPU. `['cuda:0']`: that GPU, with the
+   * KV Slab in its memory and models served by the CUDA backend (an addon built with CUDA; see
+   * `devices()`). `'auto'` keeps to the CPU until the CUDA backend has been verified on hardware
+   * (issue #8): choose a GPU by its id.
    */
   readonly devices?: 'auto' | 'cpu' | readonly string[];
   /** Bytes of the KV Slab of each device (its one allocation, made up front); default 1 GiB. */
   readonly slabBytes?: number;
-  /** Worker threads of each CPU device, shared by its models; default every core this process may use. */
+  /**
+   * Worker threads of each CPU device, shared by its models (default every core this process may
+   * use); with `sharing: 'space'`, the threads of each model (default 1).
+   */
   readonly threads?: number;
+  /**
+   * How co-located models share a CPU device. `'time'` (default): their steps take turns on one
+   * thread pool of `threads` workers. `'space'`: each model gets a pool of its own and their
+   * steps run at once, as on a GPU, where each model's executor has its own CUDA stream (GPU
+   * devices always share in space). The models' threads together may not exceed the cores.
+   */
+  readonly sharing?: 'time' | 'space';
   /** Default `fineserve`. */
   readonly policy?: EnginePolicy;
   /** `static-fcfs`: the number of equal partitions the KV memory is cut into; default 4. */
@@ -136,6 +149,10 @@ export interface DeviceStats {
   readonly heldBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
   readonly liveTokenBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
   readonly slabBytes: number;
+  /** How its models share it: steps taking turns ('time') or running at once ('space'). */
+  readonly sharing: 'time' | 'space';
+  /** The most steps of different models that were in flight at once. */
+  readonly peakConcurrentSteps: number;
 }
 
 /** What {@link Engine.stats} returns. */
@@ -147,18 +164,28 @@ export interface EngineStats {
 
 interface Device {
   readonly id: string;
+  /** Where its KV memory lives: 'host' for the CPU, the device id for a GPU. */
+  readonly memory: 'host' | `cuda:${number}`;
   readonly scheduler: LocalScheduler;
   /** The shared KV Slab (fineserve, saab); undefined for static partitions. */
   readonly slab: KvPool | undefined;
   /** static-fcfs: each model's own pool. */
   readonly partitions: Map<string, KvPool>;
   readonly slabBytes: number;
+  /** Threads of the shared pool (time sharing), or of each model's own pool (space sharing). */
   readonly threads: number;
-  /** One pool of worker threads shared by every model on the device: its steps take turns on it. */
-  readonly threadPool: NativeThreadPool;
+  readonly sharing: 'time' | 'space';
+  /** Time sharing on the CPU: one pool of worker threads shared by every model on the device. */
+  readonly threadPool: NativeThreadPool | undefined;
 }
 
 const MiB = 2 ** 20;
+
+/** The CUDA devices the addon can serve on, or why there are none. */
+async function cudaDevices(): Promise<{ ids: string[]; reason: string }> {
+  const report = await devices();
+  return { ids: report.cuda.map((d) => d.id), reason: report.cudaStatus.reason ?? 'none found' };
+}
 
 // A CPU prefills a few hundred tokens a second, so the TPOT guard must be free to cut a chunk
 // far below the GPU-sized default of 64 tokens to keep co-located decodes on time.
@@ -194,22 +221,33 @@ export class Engine {
     const wanted = options.devices ?? 'auto';
     const list = wanted === 'auto' || wanted === 'cpu' ? ['cpu'] : wanted;
     if (!Array.isArray(list) || list.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `devices = ${JSON.stringify(wanted)}: expected 'auto', 'cpu' or a list of device ids`);
+    const sharingMode = options.sharing ?? 'time';
+    if (sharingMode !== 'time' && sharingMode !== 'space') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `sharing = ${JSON.stringify(sharingMode)}: expected 'time' or 'space'`);
     const devices: Device[] = [];
+    const gpus = list.some((id) => id !== 'cpu') ? await cudaDevices() : undefined;
     for (const id of list) {
-      if (id !== 'cpu') {
-        throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: this build serves on the CPU only (the CUDA backend is not implemented yet); use devices: 'cpu' or 'auto'`);
-      }
       if (devices.some((d) => d.id === id)) continue;
+      if (id !== 'cpu') {
+        if (!/^cuda:\d+$/.test(id)) throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: expected 'cpu' or 'cuda:N'`);
+        if (!gpus!.ids.includes(id)) {
+          throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: ${gpus!.ids.length > 0 ? `not found (this machine has ${gpus!.ids.join(', ')})` : `no CUDA device is usable: ${gpus!.reason}`}`);
+        }
+      }
       const slabBytes = options.slabBytes ?? 2 ** 30;
-      const threads = options.threads ?? cores;
+      const sharing = id === 'cpu' ? sharingMode : 'space';
+      const threads = options.threads ?? (sharing === 'space' ? 1 : cores);
+      // The KV Slab lives where the device computes: one cudaMalloc on a GPU, host memory on the CPU.
+      const memory = id === 'cpu' ? 'host' : (id as `cuda:${number}`);
       devices.push({
         id,
-        scheduler: new LocalScheduler(id),
-        slab: policy === 'static-fcfs' ? undefined : KvPool.create({ poolBytes: slabBytes, memory: 'host' }),
+        memory,
+        scheduler: new LocalScheduler(id, { concurrent: sharing === 'space' }),
+        slab: policy === 'static-fcfs' ? undefined : KvPool.create({ poolBytes: slabBytes, memory }),
         partitions: new Map(),
         slabBytes,
         threads,
-        threadPool: createThreadPool(threads),
+        sharing,
+        threadPool: id === 'cpu' && sharing === 'time' ? createThreadPool(threads) : undefined,
       });
     }
     return new Engine(policy, devices, options.staticPartitions ?? 4);
@@ -251,6 +289,13 @@ export class Engine {
       this.#open('loadModel');
       const tokenizer = Tokenizer.forModel(model);
       const device = this.#devices[0]!;
+      if (device.memory === 'host' && device.sharing === 'space') {
+        const cores = availableParallelism();
+        const threads = (device.scheduler.models.length + 1) * device.threads;
+        if (threads > cores) {
+          throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": sharing 'space' gives each model ${device.threads} thread(s) of its own, and ${device.scheduler.models.length + 1} models would need ${threads}, more than the ${cores} cores; use sharing 'time' or fewer threads`);
+        }
+      }
       const maxContext = Math.min(options.maxContext ?? model.config.maxContext, model.config.maxContext);
       const served = await this.#serve(id, model, tokenizer, device, maxContext, options);
       this.#open('loadModel');
@@ -275,7 +320,7 @@ export class Engine {
         throw new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `static-fcfs: the ${this.#staticPartitions} KV partitions of ${device.id} are all taken; raise staticPartitions or unload a model`);
       }
       // 16+ slabs per partition keep its tail small; a partition holds one geometry, so more buy nothing.
-      pool = KvPool.create({ poolBytes: share, memory: 'host', slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
+      pool = KvPool.create({ poolBytes: share, memory: device.memory, slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
     }
     // A block is every layer of `tokensPerBlock` tokens; keep at least 8 of them per slab so the
     // slab's tail stays small whatever the model's shape.
@@ -295,7 +340,9 @@ export class Engine {
       executor = new binding.Executor(model.native, pool.nativeHandle(), kvModel, {
         kvFormat,
         threads: device.threads,
-        pool: device.threadPool,
+        // Space sharing: a pool of the model's own (the executor keeps it alive), so its steps
+        // run beside the other models' instead of waiting for theirs.
+        pool: device.threadPool ?? (device.memory === 'host' ? createThreadPool(device.threads) : undefined),
       });
     } catch (err) {
       pool.removeModel(kvModel);
@@ -509,7 +556,15 @@ export class Engine {
           live[g.geometry.format] = (live[g.geometry.format] ?? 0) + g.liveTokenBytes;
         }
       }
-      return { id: d.id, kv, heldBytesByFormat: held, liveTokenBytesByFormat: live, slabBytes: d.slabBytes };
+      return {
+        id: d.id,
+        kv,
+        heldBytesByFormat: held,
+        liveTokenBytesByFormat: live,
+        slabBytes: d.slabBytes,
+        sharing: d.sharing,
+        peakConcurrentSteps: d.scheduler.peakConcurrentSteps,
+      };
     });
     return { policy: this.policy, models, devices };
   }

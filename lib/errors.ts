@@ -94,7 +94,7 @@ export class ModelError extends FineserveError {
 }
 
 /** Codes of errors from running a model: a malformed step, bad sampling options, a busy executor. */
-export type ExecutorErrorCode = 'ERR_EXECUTOR_INVALID' | 'ERR_EXECUTOR_BUSY' | 'ERR_SAMPLING_INVALID' | 'ERR_CALLBACK';
+export type ExecutorErrorCode = 'ERR_EXECUTOR_INVALID' | 'ERR_EXECUTOR_DEVICE' | 'ERR_EXECUTOR_BUSY' | 'ERR_SAMPLING_INVALID' | 'ERR_CALLBACK';
 
 /** Running a model failed; nothing was written to the KV cache. */
 export class ExecutorError extends FineserveError {

@@ -3,11 +3,11 @@
 // bad input. One thread, as for every test on this tiny model.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { Engine, EngineError, ExecutorError, type GenerationResult, generateModel, ModelError } from '../lib/index.js';
+import { devices, Engine, EngineError, ExecutorError, type GenerationResult, generateModel, ModelError } from '../lib/index.js';
 import { Rng } from '../lib/sim/rng.js';
 import { fixture, goldenCases } from './fixtures.js';
 
@@ -211,7 +211,11 @@ test('bad requests are rejected with typed errors before any work is queued', as
   assert.throws(() => engine.generate({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_TOKENIZER');
   await assert.rejects(engine.loadModel({ id: 'm', source: GGUF }), code('ERR_ENGINE_DUPLICATE_MODEL'));
   await assert.rejects(engine.loadModel({ id: 'q', source: GGUF, precision: 'int3' as never }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_PRECISION');
-  await assert.rejects(Engine.create({ devices: ['cuda:0'] }), code('ERR_ENGINE_DEVICE'));
+  await assert.rejects(Engine.create({ devices: ['gpu0'] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /expected 'cpu' or 'cuda:N'/.test(e.message));
+  if ((await devices()).cuda.length === 0) {
+    // No GPU here: the refusal says why (no driver, or an addon built without CUDA).
+    await assert.rejects(Engine.create({ devices: ['cuda:0'] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /no CUDA device is usable: /.test(e.message));
+  }
   const s = engine.stats().models[0]!;
   assert.equal(s.waiting + s.running, 0, 'nothing was queued');
   assert.equal(s.finished.error + s.finished.stop + s.finished.length, 0);
@@ -239,6 +243,43 @@ test('the static-partition FCFS baseline and the reference saab serve the same g
   assert.equal(s.devices[0]!.kv.length, 3, 'one partition per model');
   assert.equal(reference.stats().devices[0]!.kv.length, 1, 'saab shares one slab');
   await Promise.all([baseline.close(), reference.close(), ours.close()]);
+});
+
+test('space sharing: two models with a thread each step at once and serve the time-shared outputs', async () => {
+  const cores = availableParallelism();
+  const shared = await Engine.create({ threads: 1 });
+  const spatial = await Engine.create({ threads: 1, sharing: 'space' });
+  const two = PRECISIONS.slice(0, 2);
+  for (const e of [shared, spatial]) {
+    for (const p of two) await e.loadModel({ id: p.id, source: GGUF, precision: p.precision, slo: { ttftMs: 2000 } });
+  }
+  const jobs = two.flatMap((p) => prompts().slice(0, 6).map((prompt, i) => ({ model: p.id, prompt, maxTokens: 16 + 4 * i })));
+  const want = await Promise.all(jobs.map((j) => shared.generate(j).result));
+  // Aborts in one model's lane must not disturb the other's.
+  const runs = jobs.map((j, i) => {
+    const controller = new AbortController();
+    const run = spatial.generate({ ...j, signal: controller.signal, onToken: (c) => (i % 4 === 3 && c.index === 2 ? controller.abort() : undefined) });
+    return { run, aborted: i % 4 === 3 };
+  });
+  const got = await Promise.all(runs.map((r) => r.run.result));
+  got.forEach((r, i) => {
+    if (runs[i]!.aborted) {
+      assert.equal(r.finishReason, 'abort', `request ${i}`);
+      assert.deepEqual(r.tokens, want[i]!.tokens.slice(0, r.tokens.length));
+    } else {
+      assert.deepEqual(r.tokens, want[i]!.tokens, `request ${i} (${jobs[i]!.model})`);
+      assert.equal(r.finishReason, want[i]!.finishReason);
+    }
+  });
+  assert.equal(liveBlocks(spatial), 0);
+  assert.equal(spatial.stats().devices[0]!.sharing, 'space');
+  assert.equal(spatial.stats().devices[0]!.peakConcurrentSteps, 2, 'both models had a step in flight at once');
+  assert.equal(shared.stats().devices[0]!.peakConcurrentSteps, 1, 'time sharing never overlaps steps');
+  // Each model owns its threads: no more models than cores.
+  for (let k = 2; k < cores; k++) await spatial.loadModel({ id: `extra${k}`, source: GGUF });
+  await assert.rejects(spatial.loadModel({ id: 'one-too-many', source: GGUF }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_INVALID_REQUEST' && /more than the \d+ cores/.test(e.message));
+  await assert.rejects(Engine.create({ sharing: 'both' as never }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_INVALID_REQUEST');
+  await Promise.all([shared.close(), spatial.close()]);
 });
 
 test('priority: under contention a high-priority request is admitted ahead of the queue', async () => {

@@ -8,6 +8,9 @@
 #include "addon.h"
 #include "args.h"
 #include "engine/cpu_executor.h"
+#if defined(FINESERVE_WITH_CUDA)
+#include "engine/cuda_executor.h"
+#endif
 #include "kv/kv_slab.h"
 #include "model/model_error.h"
 #include "wraps.h"
@@ -82,12 +85,27 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
       options.pool = unwrap_thread_pool(shared, "pool");
       thread_pool_ref_ = Napi::Persistent(shared.As<Napi::Object>());
     }
+    const uint32_t kv_model = info[2].As<Napi::Number>().Uint32Value();
+    // The slab's memory picks the backend: a KV cache in device memory is served by the CUDA
+    // executor on that device, one in host memory by the CPU executor.
+    const bool on_gpu = slab->memory().rfind("cuda:", 0) == 0;
     try {
-      executor_ = engine::make_cpu_executor(*model_, *slab, info[2].As<Napi::Number>().Uint32Value(), options);
+      if (!on_gpu) {
+        executor_ = engine::make_cpu_executor(*model_, *slab, kv_model, options);
+      } else {
+#if defined(FINESERVE_WITH_CUDA)
+        executor_ = gpu::make_cuda_executor(*model_, *slab, kv_model, {options.kv_format});
+#else
+        throw_coded(env, "ERR_EXECUTOR_INVALID", "memory = \"" + slab->memory() + "\": this addon was built without CUDA");
+#endif
+      }
     } catch (const kv::KvError& e) {
       throw_coded(env, kv::errc_code(e.code()), e.what());
     } catch (const std::invalid_argument& e) {
       throw_coded(env, "ERR_EXECUTOR_INVALID", e.what());
+    } catch (const std::runtime_error& e) {
+      // gpu::GpuError: the device refused the weights (out of memory, a driver error).
+      throw_coded(env, "ERR_EXECUTOR_DEVICE", e.what());
     }
   }
 

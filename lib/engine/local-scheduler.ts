@@ -2,9 +2,14 @@
  * LocalScheduler: the iteration loop of one device (the paper's local scheduler at run time).
  * Each iteration takes the next co-located model with work (round robin), asks its policy what to
  * run (admit, drop or defer, preempt, prefill chunks, decodes), gives the chunks their slab blocks,
- * runs one executor step, and streams the sampled tokens. On the CPU the models' steps take turns
- * on one thread pool, so each model's latency view adds the steps of the others between two of
- * its own.
+ * runs one executor step, and streams the sampled tokens.
+ *
+ * Two ways to share a device. Time sharing (the CPU's default): the models' steps take turns on
+ * one thread pool, so each model's latency view adds the steps of the others between two of its
+ * own, and the TPOT guard of any decoding model bounds every step. Space sharing (a GPU, where
+ * each model's executor has its own CUDA stream; or a CPU whose models each own a share of the
+ * cores): every model runs its own loop and their steps overlap, so a model's latency is its own
+ * step time as measured under the others' load, and only its own SLOs bound it.
  * @module
  */
 import { EngineError, ExecutorError } from '../errors.js';
@@ -14,17 +19,23 @@ import type { Sequence } from './sequence.js';
 /** See the module comment. */
 export class LocalScheduler {
   readonly device: string;
+  /** Space sharing: one loop per model, steps of different models in flight at once. */
+  readonly concurrent: boolean;
   readonly #models: ServedModel[] = [];
   #next = 0;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
-  /** Set while a step runs: sequences in it must not be finished until it returns. */
-  #inStep: ServedModel | undefined;
-  #stepPromise: Promise<unknown> | undefined;
+  /** The models with a step running: their sequences in it must not be finished until it returns. */
+  readonly #inFlight = new Map<ServedModel, Promise<unknown>>();
+  /** The most models that had a step in flight at once. */
+  peakConcurrentSteps = 0;
+  /** Space sharing: the lanes whose last iteration could not run anything. */
+  readonly #stuck = new Set<ServedModel>();
 
-  constructor(device: string) {
+  constructor(device: string, options: { concurrent?: boolean } = {}) {
     this.device = device;
+    this.concurrent = options.concurrent ?? false;
   }
 
   get models(): readonly ServedModel[] {
@@ -42,12 +53,14 @@ export class LocalScheduler {
 
   /** Whether `m` has a step in flight. */
   stepping(m: ServedModel): boolean {
-    return this.#inStep === m;
+    return this.#inFlight.has(m);
   }
 
   /** Resolves once `m` has no step in flight. */
   async quiesce(m: ServedModel): Promise<void> {
-    while (this.#inStep === m && this.#stepPromise !== undefined) await this.#stepPromise.then(() => undefined, () => undefined);
+    for (let step = this.#inFlight.get(m); step !== undefined; step = this.#inFlight.get(m)) {
+      await step.then(() => undefined, () => undefined);
+    }
   }
 
   /** New work or an abort: make sure the loop runs. */
@@ -57,7 +70,7 @@ export class LocalScheduler {
       this.#wake = undefined;
       wake();
     } else if (this.#loop === undefined && !this.#stopping) {
-      this.#loop = this.#run().finally(() => {
+      this.#loop = (this.concurrent ? this.#runConcurrent() : this.#run()).finally(() => {
         this.#loop = undefined;
       });
     }
@@ -106,6 +119,45 @@ export class LocalScheduler {
     }
   }
 
+  /** Space sharing: a lane per model with work, started as work arrives, until stopped. */
+  async #runConcurrent(): Promise<void> {
+    const lanes = new Map<ServedModel, Promise<void>>();
+    while (!this.#stopping) {
+      for (const m of this.#models) {
+        if (!lanes.has(m) && m.hasWork) lanes.set(m, this.#lane(m).finally(() => lanes.delete(m)));
+      }
+      const woken = new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      await Promise.race([woken, ...lanes.values()]);
+      this.#wake = undefined;
+    }
+    await Promise.all(lanes.values());
+  }
+
+  /**
+   * One model's iterations while it has work. A lane that cannot progress waits: another model's
+   * steps may free what it needs. Only when every model with work is stuck, the device is stalled
+   * and the ways out of #resolveStall are taken.
+   */
+  async #lane(m: ServedModel): Promise<void> {
+    try {
+      while (!this.#stopping && m.hasWork && this.#models.includes(m)) {
+        if (await this.#iterate(m)) {
+          this.#stuck.delete(m);
+          continue;
+        }
+        this.#stuck.add(m);
+        const withWork = this.#models.filter((o) => o.hasWork);
+        if (!(withWork.every((o) => this.#stuck.has(o)) && this.#resolveStall())) {
+          await new Promise<void>((resolve) => setTimeout(resolve, 5));
+        }
+      }
+    } finally {
+      this.#stuck.delete(m);
+    }
+  }
+
   #pick(): ServedModel | undefined {
     const n = this.#models.length;
     for (let k = 0; k < n; k++) {
@@ -120,6 +172,7 @@ export class LocalScheduler {
 
   /** Sum of the step times of the other models with work: what `m` waits between its steps. */
   #othersMs(m: ServedModel): number {
+    if (this.concurrent) return 0;  // they run beside it; their load is in its measured step time
     let ms = 0;
     for (const o of this.#models) if (o !== m && o.hasWork) ms += o.stepEwmaMs;
     return ms;
@@ -127,6 +180,7 @@ export class LocalScheduler {
 
   #tpotMs(m: ServedModel): number | undefined {
     let tpot = m.slo.tpotMs;
+    if (this.concurrent) return tpot;
     for (const o of this.#models) {
       if (o === m || o.slo.tpotMs === undefined || !o.decoding) continue;
       tpot = tpot === undefined ? o.slo.tpotMs : Math.min(tpot, o.slo.tpotMs);
@@ -138,13 +192,15 @@ export class LocalScheduler {
     let now = performance.now();
     m.reap(now);
     if (!m.hasWork) return true;
+    // Time sharing: this step delays every decoding model by its length; space sharing: only m's own.
+    const sharers = this.concurrent ? [m] : this.#models;
     let slack: number | undefined;
-    const cycleMs = this.#models.reduce((a, o) => a + o.decodeStepMs(), 0);
-    for (const o of this.#models) {
+    const cycleMs = sharers.reduce((a, o) => a + o.decodeStepMs(), 0);
+    for (const o of sharers) {
       const v = o.tpotSlackMs(now, cycleMs);
       if (v !== undefined) slack = slack === undefined ? v : Math.min(slack, v);
     }
-    const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), this.#models.some((o) => o !== m && o.decoding), slack));
+    const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), sharers.some((o) => o !== m && o.decoding), slack));
     const byId = new Map<number, Sequence>();
     for (const s of m.waiting) byId.set(s.id, s);
     for (const s of m.running) byId.set(s.id, s);
@@ -177,21 +233,21 @@ export class LocalScheduler {
     }
     const runnable = m.allocate(chunks.filter((c) => c.n > 0));
     if (runnable.length === 0) return d.admit.length > 0 || d.drop.length > 0 || d.preempt.length > 0;
-    this.#inStep = m;
     let out;
     try {
       const step = m.execute(runnable);
-      this.#stepPromise = step;
+      this.#inFlight.set(m, step);
+      this.peakConcurrentSteps = Math.max(this.peakConcurrentSteps, this.#inFlight.size);
       out = await step;
     } catch (err) {
-      this.#inStep = undefined;
+      this.#inFlight.delete(m);
       // A failed step wrote nothing; its sequences cannot continue, the others can.
       now = performance.now();
       const error = err instanceof Error ? err : new Error(String(err));
       for (const c of runnable) m.finish(c.seq, 'error', now, new ExecutorError('ERR_EXECUTOR_INVALID', `step of "${m.id}" failed: ${error.message}`, { cause: err }));
       return true;
     }
-    this.#inStep = undefined;
+    this.#inFlight.delete(m);
     now = performance.now();
     m.reap(now);
     runnable.forEach((c, i) => {
@@ -253,14 +309,16 @@ export class LocalScheduler {
    */
   #resolveStall(): boolean {
     const now = performance.now();
-    const holders = this.#models.flatMap((m) => m.running.filter((s) => s.blocks.length > 0).map((s) => ({ m, s })));
+    // A model with a step in flight is left alone: its sequences are in use until the step returns.
+    const idle = this.#models.filter((m) => !this.#inFlight.has(m));
+    const holders = idle.flatMap((m) => m.running.filter((s) => s.blocks.length > 0).map((s) => ({ m, s })));
     if (holders.length >= 2) {
       const v = holders.reduce((a, b) => (b.s.priority < a.s.priority || (b.s.priority === a.s.priority && b.s.computed < a.s.computed) ? b : a));
       v.m.preempt(v.s);
       return true;
     }
     let ended = false;
-    for (const m of this.#models) {
+    for (const m of idle) {
       for (const seq of [...m.waiting, ...m.running]) {
         // Read per sequence: ending one frees its blocks for the next.
         const free = m.pool.availableBlocks(m.kvModel);
@@ -272,7 +330,7 @@ export class LocalScheduler {
       }
     }
     if (ended) return true;
-    for (const m of this.#models) {
+    for (const m of idle) {
       const seq = [...m.waiting].sort((a, b) => b.priority - a.priority || m.deadline(a) - m.deadline(b))[0];
       if (seq !== undefined) return m.admit(seq, now) || true;
     }

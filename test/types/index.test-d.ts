@@ -109,6 +109,8 @@ import {
 const engine = await Engine.create({ devices: 'auto', slabBytes: 1 << 30, threads: 2, policy: 'fineserve' });
 expectError(Engine.create({ policy: 'round-robin' }));
 expectError(Engine.create({ devices: 3 }));
+expectType<Promise<Engine>>(Engine.create({ devices: ['cuda:0'], sharing: 'space' }));
+expectError(Engine.create({ sharing: 'both' }));
 expectType<Promise<LoadedModelInfo>>(
   engine.loadModel({ id: 'chat', source: 'm.gguf', precision: 'w4a16-kv8', slo: { ttftMs: 300, tpotMs: 50 }, maxContext: 2048, onProgress: (f: number) => void f }),
 );
@@ -131,6 +133,8 @@ expectType<number>(done.timings.queueMs);
 expectType<Error | undefined>(done.error);
 expectType<EngineStats>(engine.stats());
 expectType<number | undefined>(engine.stats().models[0]!.sloAttainment);
+expectType<'time' | 'space'>(engine.stats().devices[0]!.sharing);
+expectType<number>(engine.stats().devices[0]!.peakConcurrentSteps);
 expectType<Promise<void>>(engine.unloadModel('chat', { drain: true }));
 expectType<Promise<void>>(engine.close());
 expectType<EngineErrorCode>(new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', 'x').code);
