@@ -37,7 +37,7 @@ const peer = read<TorchPeer>('torch-peer.json');
 const copy = Math.max(ours.copyBytesPerS, peer?.copyBytesPerS ?? 0);
 const matmul = peer?.matmulTflops_fp16;
 const decode = ours.decode.map((r) => {
-  const floorMs = ((r.weightBytes ?? 0) + (r.kvBytes ?? 0)) / (copy / 2) * 1e3;
+  const floorMs = ((r.weightBytes ?? 0) + (r.kvBytes ?? 0)) / copy * 1e3;  // copy counts bytes read + written
   const torch = peer?.decode.find((p) => p.shape === r.shape && p.batch === r.batch && r.precision === 'fp16');
   return { ...r, rooflineMs: floorMs, rooflineFraction: floorMs / r.stepMs, ...(torch ? { torchTokPerS: torch.tokPerS, vsTorch: r.tokPerS / torch.tokPerS } : {}) };
 });

@@ -248,7 +248,8 @@ int main(int argc, char** argv) try {
         // The fewest bytes a step reads: every linear weight once (the embedding only per token)
         // and each sequence's cached context, K and V, all layers.
         const double kv_bytes = double(b) * (o.context + 1) * layout.token_bytes;
-        const double floor_ms = (rig.linear_bytes + kv_bytes) / (bw / 2);  // bw counts read + write
+        // bw counts every byte a copy moves (read + write), the rate at which a step can read.
+        const double floor_ms = (rig.linear_bytes + kv_bytes) / bw;
         decode.push_back(Json()
                              .str("shape", shape)
                              .str("precision", p.name)
