@@ -19,7 +19,11 @@ std::string describe(cudaError_t err) {
 CudaReport query_cuda() {
   CudaReport report;
   report.compiled = true;
-  cudaRuntimeGetVersion(&report.runtime_version);
+  // The runtime is linked statically, so its version is the one it was built with; CUDA 11's
+  // cudaRuntimeGetVersion fails without a driver, where 12+ answers.
+  if (cudaRuntimeGetVersion(&report.runtime_version) != cudaSuccess || report.runtime_version == 0) {
+    report.runtime_version = CUDART_VERSION;
+  }
   if (cudaDriverGetVersion(&report.driver_version) != cudaSuccess) report.driver_version = 0;
   if (report.driver_version == 0) {
     report.reason = "no NVIDIA driver found (libcuda.so.1 is not loadable)";

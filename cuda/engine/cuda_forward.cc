@@ -36,9 +36,10 @@ CudaForward::CudaForward(const model::LlamaConfig& config, DeviceWeights weights
   stream_sync(stream_);
 }
 
-void CudaForward::reserve(uint32_t n, uint32_t rows, size_t staging_bytes) {
+void CudaForward::reserve(uint32_t n, uint32_t rows, uint32_t max_context, size_t staging_bytes) {
   const model::LlamaConfig& c = config_;
   staging_.reserve(staging_bytes, "step indices");
+  attn_scratch_.reserve(paged_attention_scratch_bytes(layout_, c.num_heads, n, max_context), "attention scratch");
   if (n > capacity_tokens_) {
     const size_t hidden = c.hidden_size, ffn = c.intermediate_size;
     const size_t q_dim = size_t{c.num_heads} * c.head_dim, kv_dim = size_t{c.num_kv_heads} * c.head_dim;
@@ -83,7 +84,8 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
   StagingLayout lay;
   const size_t at_tokens = lay.add<int32_t>(n), at_seq = lay.add<uint32_t>(n), at_pos = lay.add<uint32_t>(n),
                at_first = lay.add<uint32_t>(n_seqs), at_blocks = lay.add<uint64_t>(n_blocks),
-               at_logit_rows = lay.add<uint32_t>(std::max<uint32_t>(n_logits, 1));
+               at_logit_rows = lay.add<uint32_t>(std::max<uint32_t>(n_logits, 1)),
+               at_spans = lay.add<AttentionSpan>(n_seqs), at_singles = lay.add<uint32_t>(n);
   host_staging_.assign(lay.bytes(), 0);
   uint8_t* h = host_staging_.data();
   std::memcpy(h + at_tokens, plan.tokens.data(), n * sizeof(int32_t));
@@ -91,7 +93,9 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
   auto* pos_of = reinterpret_cast<uint32_t*>(h + at_pos);
   auto* first = reinterpret_cast<uint32_t*>(h + at_first);
   auto* blocks = reinterpret_cast<uint64_t*>(h + at_blocks);
-  uint32_t max_context = 0, next_block = 0;
+  auto* spans = reinterpret_cast<AttentionSpan*>(h + at_spans);
+  auto* singles = reinterpret_cast<uint32_t*>(h + at_singles);
+  uint32_t max_context = 0, next_block = 0, n_spans = 0, max_span_rows = 0, n_singles = 0;
   for (uint32_t s = 0; s < n_seqs; ++s) {
     const engine::PlannedSequence& ps = plan.seqs[s];
     first[s] = next_block;
@@ -101,10 +105,17 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
       pos_of[ps.row + t] = ps.position + t;
     }
     max_context = std::max(max_context, ps.position + ps.n_tokens);
+    // A chunk's rows are consecutive tokens of its sequence: attention can tile them.
+    if (ps.n_tokens >= kAttentionSpanMinRows) {
+      spans[n_spans++] = AttentionSpan{ps.row, ps.n_tokens};
+      max_span_rows = std::max(max_span_rows, ps.n_tokens);
+    } else {
+      for (uint32_t t = 0; t < ps.n_tokens; ++t) singles[n_singles++] = ps.row + t;
+    }
   }
   std::memcpy(h + at_logit_rows, plan.logit_rows.data(), n_logits * sizeof(uint32_t));
 
-  reserve(n, n_logits, lay.bytes());
+  reserve(n, n_logits, max_context, lay.bytes());
   copy_to_device(staging_.as(), h, lay.bytes(), stream_);
   const uint8_t* d = staging_.as<uint8_t>();
   const auto* d_tokens = reinterpret_cast<const int32_t*>(d + at_tokens);
@@ -117,6 +128,11 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
   batch.token_pos = d_pos;
   batch.n_tokens = n;
   batch.max_context = max_context;
+  batch.spans = reinterpret_cast<const AttentionSpan*>(d + at_spans);
+  batch.single_rows = reinterpret_cast<const uint32_t*>(d + at_singles);
+  batch.n_spans = n_spans;
+  batch.max_span_rows = max_span_rows;
+  batch.n_single_rows = n_singles;
 
   const uint32_t hidden = c.hidden_size, ffn = c.intermediate_size;
   const size_t nh = size_t{n} * hidden;
@@ -136,7 +152,7 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
     rope(q, n, c.num_heads, c.head_dim, d_pos, inv_freq, interleaved, stream_);
     rope(k, n, c.num_kv_heads, c.head_dim, d_pos, inv_freq, interleaved, stream_);
     write_kv(layout_, l, batch, k, v, stream_);
-    paged_attention(layout_, l, c.num_heads, batch, q, attn, stream_);
+    paged_attention(layout_, l, c.num_heads, batch, q, attn, attn_scratch_.as(), stream_);
     linear(attn, n, w.wo, nullptr, xn, scratch, stream_);
     add_inplace(x, xn, nh, stream_);
     rms_norm(x, n, hidden, w.ffn_norm, c.rms_norm_eps, xn, stream_);

@@ -35,7 +35,7 @@ class CudaForward {
   const DeviceWeights& weights() const { return weights_; }
 
  private:
-  void reserve(uint32_t tokens, uint32_t logit_rows, size_t staging_bytes);
+  void reserve(uint32_t tokens, uint32_t logit_rows, uint32_t max_context, size_t staging_bytes);
 
   const model::LlamaConfig config_;
   const kv::KvLayout layout_;
@@ -44,7 +44,7 @@ class CudaForward {
   DeviceWeights weights_;
   DeviceBuffer inv_freq_;
   // Grown to the largest step seen and reused.
-  DeviceBuffer staging_, x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_, scratch_, sampled_;
+  DeviceBuffer staging_, x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_, scratch_, sampled_, attn_scratch_;
   uint32_t capacity_tokens_ = 0, capacity_logit_rows_ = 0;
   std::vector<uint8_t> host_staging_;
 };

@@ -65,6 +65,13 @@ void argmax(const float* logits, uint32_t rows, uint32_t vocab, int32_t* out, St
 void greedy_sample(const float* logits, uint32_t rows, uint32_t vocab, int32_t* token, float* logprob, Stream stream);
 
 // --- paged KV cache ---------------------------------------------------------------------------
+// Rows first_row .. first_row + n_rows - 1 of a step: tokens of one sequence at consecutive
+// positions. A chunk of fewer than kAttentionSpanMinRows rows is attended faster row by row.
+struct AttentionSpan {
+  uint32_t first_row = 0, n_rows = 0;
+};
+inline constexpr uint32_t kAttentionSpanMinRows = 8;
+
 // One step's tokens as the cache kernels see them. All arrays are in device memory.
 struct PagedBatch {
   uint8_t* slab = nullptr;                 // the KV Slab's base (device memory)
@@ -74,6 +81,14 @@ struct PagedBatch {
   const uint32_t* token_pos = nullptr;     // per token row: its position in its sequence
   uint32_t n_tokens = 0;
   uint32_t max_context = 0;                // the largest token_pos + 1 in the batch
+
+  // Optional, for paged_attention: the rows that are consecutive tokens of one sequence at
+  // consecutive positions (a prefill chunk), which it attends in tiles that read each cached K/V
+  // row once for many query rows, and the list of all other rows. Without spans (n_spans == 0)
+  // every row is attended on its own and single_rows is not read.
+  const AttentionSpan* spans = nullptr;    // n_spans spans, disjoint
+  const uint32_t* single_rows = nullptr;   // n_single_rows rows, in no span
+  uint32_t n_spans = 0, max_span_rows = 0, n_single_rows = 0;
 };
 
 // Stores K and V of every token row for one layer in the cache's format, as kv::encode_row does
@@ -83,9 +98,14 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batc
 
 // Causal attention for one layer, as ops::attention: token row r attends to positions
 // 0..token_pos[r] of its sequence. q, out: [n_tokens][heads * head_dim]. Query head h reads KV
-// head h / (heads / kv_heads); scores scaled by 1/sqrt(head_dim).
+// head h / (heads / kv_heads); scores scaled by 1/sqrt(head_dim). `scratch` holds
+// paged_attention_scratch_bytes(layout, heads, n, c) bytes for any batch of at most n tokens and
+// max_context at most c; it lets few rows with long contexts spread over many CTAs. It may be
+// null (then each row's context is read by one CTA).
+size_t paged_attention_scratch_bytes(const kv::KvLayout& layout, uint32_t heads, uint32_t n_tokens,
+                                     uint32_t max_context);
 void paged_attention(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch,
-                     const float* q, float* out, Stream stream);
+                     const float* q, float* out, void* scratch, Stream stream);
 
 // --- synthetic data, for benchmarks at real model sizes ------------------------------------------
 // Fills every byte of `m` (rows of row_bytes at m.data, which must be writable) with random weights

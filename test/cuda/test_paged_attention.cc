@@ -3,7 +3,9 @@
 // bytes, and attention over those bytes must agree with ops::attention and with a float64
 // attention over the decoded stored values. Every KV format; GQA; several sequences whose blocks
 // are handed out of order, partial last blocks; a prefill step (rows of one sequence attending to
-// a growing context) followed by a step mixing a prefill chunk with decode rows.
+// a growing context) followed by a step mixing a prefill chunk with decode rows. Each batch is
+// attended both with its prefill chunks marked as spans (the tile kernel) and without (every row
+// on its own), with a scratch buffer (decode rows with long contexts split over CTAs) and without.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -74,7 +76,7 @@ struct Cache {
 struct Step {
   std::vector<ops::PagedSequence> cpu;
   std::vector<uint32_t> token_seq, token_pos;
-  gpu::DeviceBuffer offsets, first, tseq, tpos;
+  gpu::DeviceBuffer offsets, first, tseq, tpos, spans, singles;
   gpu::PagedBatch batch;
   uint32_t rows = 0;
 
@@ -92,8 +94,16 @@ struct Step {
       cpu[s].n_tokens = seqs[s].second;
     }
     uint32_t max_ctx = 0;
+    std::vector<gpu::AttentionSpan> span_list;
+    std::vector<uint32_t> single_list;
     for (uint32_t s : row_order) {
       cpu[s].row = rows;
+      if (seqs[s].second >= gpu::kAttentionSpanMinRows) {
+        span_list.push_back({rows, seqs[s].second});
+        batch.max_span_rows = std::max(batch.max_span_rows, seqs[s].second);
+      } else {
+        for (uint32_t t = 0; t < seqs[s].second; ++t) single_list.push_back(rows + t);
+      }
       for (uint32_t t = 0; t < seqs[s].second; ++t) {
         token_seq.push_back(s);
         token_pos.push_back(seqs[s].first + t);
@@ -112,6 +122,21 @@ struct Step {
     batch.token_pos = tpos.as<uint32_t>();
     batch.n_tokens = rows;
     batch.max_context = max_ctx;
+    spans = upload(span_list);
+    singles = upload(single_list);
+    batch.spans = spans.as<gpu::AttentionSpan>();
+    batch.n_spans = static_cast<uint32_t>(span_list.size());
+    batch.single_rows = singles.as<uint32_t>();
+    batch.n_single_rows = static_cast<uint32_t>(single_list.size());
+  }
+
+  // The same rows, every one attended on its own.
+  gpu::PagedBatch without_spans() const {
+    gpu::PagedBatch b = batch;
+    b.spans = nullptr;
+    b.single_rows = nullptr;
+    b.n_spans = b.max_span_rows = b.n_single_rows = 0;
+    return b;
   }
 };
 
@@ -175,15 +200,27 @@ struct Errors {
   size_t not_finite = 0;
 };
 
-Errors attend(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q) {
-  const size_t n = size_t{st.rows} * heads * c.layout.geometry.head_dim;
-  std::vector<float> cpu(n);
-  ops::attention(pool, c.layout, kLayer, heads, st.cpu, q.data(), cpu.data());
+// How the kernel is asked: with the step's spans or not, with a scratch buffer or not.
+struct Mode {
+  bool spans, scratch;
+};
+const std::vector<Mode> kAllModes = {{false, false}, {false, true}, {true, false}, {true, true}};
+// Long chunks row by row are slow under the emulator, and the other cases cover that path.
+const std::vector<Mode> kSpanModes = {{false, true}, {true, false}, {true, true}};
+
+Errors attend(const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q, Mode mode,
+              const std::vector<float>& cpu, const std::vector<double>& ref) {
+  const size_t n = cpu.size();
   gpu::DeviceBuffer dq = upload(q), out(n * sizeof(float), "attention out");
   gpu::fill_bytes(out.as(), 0xFF, n * sizeof(float), nullptr);
-  gpu::paged_attention(c.layout, kLayer, heads, st.batch, dq.as<float>(), out.as<float>(), nullptr);
+  // Poisoned like the output: a partial state the merge reads but no CTA wrote shows as NaN.
+  const size_t scratch_bytes =
+      mode.scratch ? gpu::paged_attention_scratch_bytes(c.layout, heads, st.rows, st.batch.max_context) : 0;
+  gpu::DeviceBuffer scratch(scratch_bytes, "attention scratch");
+  gpu::fill_bytes(scratch.as(), 0xFF, scratch_bytes, nullptr);
+  gpu::paged_attention(c.layout, kLayer, heads, mode.spans ? st.batch : st.without_spans(), dq.as<float>(),
+                       out.as<float>(), scratch.as(), nullptr);
   const std::vector<float> got = download<float>(out, n);
-  const std::vector<double> ref = reference(c, st, heads, q);
   Errors e;
   double d_cpu = 0, d_ref = 0, n_cpu = 0, n_ref = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -198,42 +235,89 @@ Errors attend(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t
   return e;
 }
 
-// The two steps of the scenario for one format and head_dim, all checks included; returns
-// "format vs-CPU/vs-float64" with the worse step's figures.
-std::string run_scenario(uint32_t heads, uint32_t kv_heads, uint32_t head_dim, KvFormat f, uint32_t seed) {
-  CAPTURE(kv::format_name(f));
-  CAPTURE(head_dim);
-  std::mt19937 rng(seed);
-  engine::ThreadPool pool(2);
-  // Sequences: (position, tokens) of the prefill step, then of the mixed step.
-  //   0: 9 prompt tokens, then a 5-token prefill chunk (context 14: a partial 4th block)
-  //   1: 22 prompt tokens, then decode (context 23)
-  //   2: nothing, then a fresh 3-token prompt (one partial block)
-  //   3: 4 prompt tokens (exactly one block), then decode into a new block
-  const std::vector<uint32_t> capacity = {14, 23, 3, 5};
-  Cache c(kv_heads, head_dim, f, capacity, rng);
-  const std::vector<std::pair<uint32_t, uint32_t>> step1 = {{0, 9}, {0, 22}, {0, 0}, {0, 4}};
-  const std::vector<std::pair<uint32_t, uint32_t>> step2 = {{9, 5}, {22, 1}, {0, 3}, {4, 1}};
-  const std::vector<std::vector<uint32_t>> orders = {{3, 1, 0, 2}, {1, 0, 3, 2}};
-  int i = 0;
-  Errors worst;
-  for (const auto* seqs : {&step1, &step2}) {
-    CAPTURE(i);
-    Step st(c, *seqs, orders[i]);
-    const size_t kv_n = size_t{st.rows} * kv_heads * head_dim, q_n = size_t{st.rows} * heads * head_dim;
-    const std::vector<float> k = random_floats(kv_n, rng, -2.0f, 2.0f), v = random_floats(kv_n, rng, -2.0f, 2.0f);
-    const std::vector<float> q = random_floats(q_n, rng, -1.5f, 1.5f);
-    CHECK(write_both(c, st, k, v) == 0);
-    const Errors e = attend(pool, c, st, heads, q);
+// Attends the step in every mode, checks each and folds the worst figures into `worst`.
+void attend_all(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q,
+                const std::vector<Mode>& modes, Errors& worst) {
+  std::vector<float> cpu(size_t{st.rows} * heads * c.layout.geometry.head_dim);
+  ops::attention(pool, c.layout, kLayer, heads, st.cpu, q.data(), cpu.data());
+  const std::vector<double> ref = reference(c, st, heads, q);
+  for (Mode mode : modes) {
+    CAPTURE(mode.spans);
+    CAPTURE(mode.scratch);
+    const Errors e = attend(c, st, heads, q, mode, cpu, ref);
     CHECK(e.not_finite == 0);
     CHECK(e.vs_cpu < 1e-5);
     CHECK(e.vs_f64 < 1e-5);
     worst.vs_cpu = std::max(worst.vs_cpu, e.vs_cpu);
     worst.vs_f64 = std::max(worst.vs_f64, e.vs_f64);
-    ++i;
+  }
+}
+
+// Steps over one cache: per step, per sequence (position before the step, tokens in it), the
+// order of the sequences' rows, and whether to attend (a step may only fill the cache).
+struct Scenario {
+  std::vector<uint32_t> capacity;
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> steps;
+  std::vector<std::vector<uint32_t>> orders;
+  std::vector<bool> attend;
+  std::vector<Mode> modes = kAllModes;
+};
+
+// Runs the scenario for one format and shape, all checks included; returns "format
+// vs-CPU/vs-float64" with the worst attended step's figures.
+std::string run_steps(const Scenario& sc, uint32_t heads, uint32_t kv_heads, uint32_t head_dim, KvFormat f,
+                      uint32_t seed) {
+  const std::string format = kv::format_name(f);
+  CAPTURE(format);
+  CAPTURE(head_dim);
+  std::mt19937 rng(seed);
+  engine::ThreadPool pool(2);
+  Cache c(kv_heads, head_dim, f, sc.capacity, rng);
+  Errors worst;
+  for (size_t i = 0; i < sc.steps.size(); ++i) {
+    CAPTURE(i);
+    Step st(c, sc.steps[i], sc.orders[i]);
+    const size_t kv_n = size_t{st.rows} * kv_heads * head_dim, q_n = size_t{st.rows} * heads * head_dim;
+    const std::vector<float> k = random_floats(kv_n, rng, -2.0f, 2.0f), v = random_floats(kv_n, rng, -2.0f, 2.0f);
+    const std::vector<float> q = random_floats(q_n, rng, -1.5f, 1.5f);
+    CHECK(write_both(c, st, k, v) == 0);
+    if (sc.attend[i]) attend_all(pool, c, st, heads, q, sc.modes, worst);
   }
   return std::string(kv::format_name(f)) + " " + sci(worst.vs_cpu) + "/" + sci(worst.vs_f64);
 }
+
+// Sequences: (position, tokens) of the prefill step, then of the mixed step.
+//   0: 9 prompt tokens, then a 5-token prefill chunk (context 14: a partial 4th block)
+//   1: 22 prompt tokens, then decode (context 23)
+//   2: nothing, then a fresh 3-token prompt (one partial block)
+//   3: 4 prompt tokens (exactly one block), then decode into a new block
+const Scenario kShortSteps = {{14, 23, 3, 5},
+                              {{{0, 9}, {0, 22}, {0, 0}, {0, 4}}, {{9, 5}, {22, 1}, {0, 3}, {4, 1}}},
+                              {{3, 1, 0, 2}, {1, 0, 3, 2}},
+                              {true, true}};
+
+std::string run_scenario(uint32_t heads, uint32_t kv_heads, uint32_t head_dim, KvFormat f, uint32_t seed) {
+  return run_steps(kShortSteps, heads, kv_heads, head_dim, f, seed);
+}
+
+// Decode rows with contexts of a few hundred tokens, filled by a first step that is not attended.
+// 4 rows x 2 KV heads is 8 CTAs, under the emulator's target of 32, so the rows split 4 ways
+// (and the one-row step 5 ways); 5 tokens of context leave most of its splits empty.
+const Scenario kLongDecode = {{300, 257, 130, 5},
+                              {{{0, 299}, {0, 256}, {0, 129}, {0, 4}},
+                               {{299, 1}, {256, 1}, {129, 1}, {4, 1}}},
+                              {{0, 1, 2, 3}, {2, 0, 3, 1}},
+                              {false, true}};
+const Scenario kOneLongRow = {{300}, {{{0, 299}}, {{299, 1}}}, {{0}, {0}}, {false, true}};
+
+// A 70-token chunk after 30 cached tokens (tiles of 16 tokens at GQA 4: four full, one of 6),
+// next to a decode row, a fresh 12-token prompt, a 3-token chunk (rows on their own) and a chunk
+// of exactly kAttentionSpanMinRows; the first step (spans of 30, 40 and 17) is attended too.
+const Scenario kPrefill = {{100, 41, 12, 3, 25},
+                           {{{0, 30}, {0, 40}, {0, 0}, {0, 0}, {0, 17}}, {{30, 70}, {40, 1}, {0, 12}, {0, 3}, {17, 8}}},
+                           {{1, 4, 0, 2, 3}, {3, 1, 0, 4, 2}},
+                           {true, true},
+                           kSpanModes};
 
 // One line of figures per test case: ||out - ref|| / ||ref|| against the CPU and float64.
 void report(const std::string& what, const std::vector<std::string>& parts) {
@@ -302,9 +386,45 @@ TEST_CASE("attention: unsupported head_dim and head counts are refused by name")
   g.format = KvFormat::F16;
   gpu::PagedBatch b;
   b.n_tokens = 1;
-  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 8, b, nullptr, nullptr, nullptr),
+  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 8, b, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("head_dim = 96"), std::invalid_argument);
   g.head_dim = 64;
-  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 7, b, nullptr, nullptr, nullptr),
+  CHECK_THROWS_WITH_AS(gpu::paged_attention(kv::make_layout(g), 0, 7, b, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("heads = 7"), std::invalid_argument);
+}
+
+TEST_CASE("attention: split-K over long decode contexts, every KV format") {
+  kv::KvGeometry g;
+  g.tokens_per_block = kTpb;
+  g.num_layers = kLayers;
+  g.num_kv_heads = 2;
+  g.head_dim = 64;
+  // The split path is taken only when it needs scratch, so this says the cases below split.
+  CHECK(gpu::paged_attention_scratch_bytes(kv::make_layout(g), 8, 4, 300) > 0);
+  CHECK(gpu::paged_attention_scratch_bytes(kv::make_layout(g), 8, 4, 20) == 0);
+  for (uint32_t head_dim : {64u, 128u}) {
+    std::vector<std::string> figures;
+    for (KvFormat f : kv::kAllKvFormats) figures.push_back(run_steps(kLongDecode, 8, 2, head_dim, f, 41));
+    report("long decode, head_dim " + std::to_string(head_dim), figures);
+  }
+  report("one long row, head_dim 32", {run_steps(kOneLongRow, 8, 2, 32, KvFormat::Int8, 42)});
+}
+
+TEST_CASE("attention: prefill tiles beside decode rows, every KV format, GQA 8 over 2, head_dim 64") {
+  std::vector<std::string> figures;
+  for (KvFormat f : kv::kAllKvFormats) figures.push_back(run_steps(kPrefill, 8, 2, 64, f, 51));
+  report("prefill, head_dim 64", figures);
+}
+
+TEST_CASE("attention: prefill tiles beside decode rows, every KV format, GQA 8 over 2, head_dim 128") {
+  std::vector<std::string> figures;
+  for (KvFormat f : kv::kAllKvFormats) figures.push_back(run_steps(kPrefill, 8, 2, 128, f, 52));
+  report("prefill, head_dim 128", figures);
+}
+
+TEST_CASE("attention: prefill tiles at head_dim 256, MHA, and a GQA group wider than one CTA") {
+  report("prefill, head_dim 256, 4 over 1",
+         {run_steps(kPrefill, 4, 1, 256, KvFormat::F16, 56), run_steps(kPrefill, 4, 1, 256, KvFormat::Int4, 57)});
+  report("prefill, head_dim 64, 4 over 4", {run_steps(kPrefill, 4, 4, 64, KvFormat::Fp8E4M3, 54)});
+  report("prefill, head_dim 64, 24 over 2", {run_steps(kPrefill, 24, 2, 64, KvFormat::BF16, 55)});
 }
