@@ -52,7 +52,10 @@ const result = {
   colocated: ours.colocated,
   torch: peer ? { decode: peer.decode, prefill: ofPeak(peer.prefill), errors: peer.errors ?? [] } : null,
 };
-const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'cuda.json');
+// Emulator runs (the --smoke path under the SIMT build) check the plumbing, not the speed: they
+// never overwrite the GPU results.
+const out = join(dirname(fileURLToPath(import.meta.url)), 'results', ours.simulated ? 'cuda-simt-smoke.json' : 'cuda.json');
+if (ours.simulated) console.log('note: gpu-bench.json comes from the SIMT emulator; its times say nothing about a GPU');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 1) + '\n');
 

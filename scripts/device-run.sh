@@ -7,7 +7,8 @@
 #      executor and the stories260K golden file, co-located models concurrently;
 #   3. fineserve_gpu_bench: copy bandwidth, decode at batch 1..256 per precision against the HBM
 #      roofline, prefill and GEMM TFLOP/s, two models on two streams at once;
-#   4. bench/cuda/torch_peer.py: cuBLAS matrix peak and PyTorch eager on the same shapes.
+#   4. bench/cuda/torch_peer.py: cuBLAS matrix peak and PyTorch eager on the same shapes;
+#   and a count of the instructions the kernels compiled to (cuobjdump, in $OUT/sass-summary.txt).
 # Then, here: `node bench/cuda/report.mjs <files_at>` writes bench/results/cuda.json and the table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,15 @@ stage() {  # name, timeout seconds, command...
   status+=("$name: rc $rc in $(( $(date +%s) - t0 )) s")
   tail -5 "$OUT/$name.log"
 }
+
+# Which instructions the kernels compiled to (this machine has the disassembler; the build one
+# does not): tensor-core ops (HMMA/IMMA), 16-byte loads, local-memory spills (LDL/STL).
+if command -v cuobjdump >/dev/null; then
+  cuobjdump --dump-sass "$BIN/fineserve_gpu_bench" 2>/dev/null |
+    grep -oE "\b(HMMA|IMMA|HGMMA|QGMMA|LDG\.E\.128|LDG\.E\.64|LDS\.128|LDL|STL)[.A-Z0-9]*" |
+    sort | uniq -c | sort -rn > "$OUT/sass-summary.txt" || true
+  head -12 "$OUT/sass-summary.txt"
+fi
 
 stage tests 90 "$BIN/fineserve_gpu_tests" --duration=true
 stage bench 270 "$BIN/fineserve_gpu_bench" --out "$OUT/gpu-bench.json" $BENCH_ARGS

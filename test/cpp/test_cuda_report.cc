@@ -6,7 +6,7 @@ TEST_CASE("query_cuda says whether CUDA is compiled in and explains an empty dev
   fineserve::CudaReport report = fineserve::query_cuda();
 #if defined(FINESERVE_WITH_CUDA)
   CHECK(report.compiled);
-  CHECK(report.runtime_version >= 12000);
+  CHECK(report.runtime_version >= 11000);  // the runtime it was linked with: CUDA 11.8 in CI, 13 here
 #else
   CHECK_FALSE(report.compiled);
   CHECK(report.runtime_version == 0);
