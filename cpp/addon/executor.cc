@@ -8,6 +8,7 @@
 #include "addon.h"
 #include "args.h"
 #include "engine/cpu_executor.h"
+#include "engine/step_plan.h"
 #if defined(FINESERVE_WITH_CUDA)
 #include "engine/cuda_executor.h"
 #endif
@@ -33,6 +34,8 @@ class StepWorker : public Napi::AsyncWorker {
         return_logits_(return_logits) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
+  // A step refused before it was queued.
+  void reject_now(Napi::Value error) { deferred_.Reject(error); }
   // The executor object must outlive the step even if JS drops it meanwhile.
   void hold(const Napi::Object& self) { self_ = Napi::Persistent(self); }
 
@@ -40,7 +43,12 @@ class StepWorker : public Napi::AsyncWorker {
   std::vector<int32_t> tokens;
   std::vector<kv::BlockId> blocks;
   std::vector<uint8_t> sample;
+  // Built and planned on the JS thread (the slab's bookkeeping lives there), run on the worker.
+  std::vector<engine::SequenceChunk> batch;
+  engine::StepPlan plan;
 
+  // Points the chunks into the arrays above; false (with the error set) when they disagree.
+  bool build_batch();
   void Execute() override;
   void OnOK() override;
   void OnError(const Napi::Error& err) override;
@@ -171,9 +179,29 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
       }
     }
     Napi::Promise promise = w->promise();
+    // Validation and block ids against the slab happen here, between the scheduler's allocations
+    // and frees, never on the worker while they run; a refusal rejects the promise, as a failed
+    // step does.
+    if (!w->build_batch()) return reject(env, w, "ERR_EXECUTOR_INVALID", "step arrays are shorter than nTokens / nBlocks say");
+    try {
+      w->plan = executor_->plan(w->batch);
+    } catch (const kv::KvError& e) {
+      return reject(env, w, kv::errc_code(e.code()), e.what());
+    } catch (const std::exception& e) {
+      return reject(env, w, "ERR_EXECUTOR_INVALID", e.what());
+    }
     w->hold(Value());
     busy_ = true;
     w->Queue();
+    return promise;
+  }
+
+  static Napi::Value reject(Napi::Env env, StepWorker* w, const std::string& code, const std::string& message) {
+    Napi::Promise promise = w->promise();
+    Napi::Error e = Napi::Error::New(env, message);
+    e.Set("code", Napi::String::New(env, code));
+    w->reject_now(e.Value());
+    delete w;
     return promise;
   }
 
@@ -185,16 +213,12 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
   bool busy_ = false;
 };
 
-void StepWorker::Execute() {
-  std::vector<engine::SequenceChunk> batch(seq_ids.size());
+bool StepWorker::build_batch() {
+  batch.resize(seq_ids.size());
   size_t token_at = 0, block_at = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     engine::SequenceChunk& c = batch[i];
-    if (token_at + n_tokens[i] > tokens.size() || block_at + n_blocks[i] > blocks.size()) {
-      code_ = "ERR_EXECUTOR_INVALID";
-      SetError("step arrays are shorter than nTokens / nBlocks say");
-      return;
-    }
+    if (token_at + n_tokens[i] > tokens.size() || block_at + n_blocks[i] > blocks.size()) return false;
     c.tokens = tokens.data() + token_at;
     c.n_tokens = n_tokens[i];
     c.position = positions[i];
@@ -209,8 +233,12 @@ void StepWorker::Execute() {
     token_at += n_tokens[i];
     block_at += n_blocks[i];
   }
+  return true;
+}
+
+void StepWorker::Execute() {
   try {
-    out_ = owner_->executor().step(batch, return_logits_);
+    out_ = owner_->executor().run(plan, batch, return_logits_);
   } catch (const kv::KvError& e) {
     code_ = kv::errc_code(e.code());
     SetError(e.what());

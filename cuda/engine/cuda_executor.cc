@@ -47,10 +47,13 @@ class CudaExecutor final : public engine::Executor {
   uint32_t vocab_size() const override { return model_.config.vocab_size; }
   uint32_t max_context() const override { return model_.config.max_context; }
 
-  engine::StepOutput step(const std::vector<engine::SequenceChunk>& batch, bool return_logits) override {
+  engine::StepPlan plan(const std::vector<engine::SequenceChunk>& batch) const override {
+    return engine::plan_step(batch, vocab_size(), max_context(), pool_, kv_model_);
+  }
+
+  engine::StepOutput run(const engine::StepPlan& plan, const std::vector<engine::SequenceChunk>& batch,
+                         bool return_logits) override {
     std::lock_guard<std::mutex> one_step_at_a_time(mutex_);
-    // Checked whole before any kernel runs: a bad chunk leaves every cache untouched.
-    engine::StepPlan plan = engine::plan_step(batch, vocab_size(), max_context(), pool_, kv_model_);
     set_device(device_);  // the device is per host thread, and steps may come from any thread
     bool greedy = !return_logits;
     for (const engine::SequenceChunk& ch : batch) greedy = greedy && (!ch.sample || engine::is_plain_greedy(*ch.sampling));

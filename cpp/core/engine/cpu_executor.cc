@@ -31,10 +31,12 @@ class CpuExecutor final : public Executor {
   uint32_t vocab_size() const override { return model_.config.vocab_size; }
   uint32_t max_context() const override { return model_.config.max_context; }
 
-  StepOutput step(const std::vector<SequenceChunk>& batch, bool return_logits) override {
+  StepPlan plan(const std::vector<SequenceChunk>& batch) const override {
+    return plan_step(batch, vocab_size(), max_context(), pool_, kv_model_);
+  }
+
+  StepOutput run(const StepPlan& plan, const std::vector<SequenceChunk>& batch, bool return_logits) override {
     std::unique_lock<std::mutex> claimed = threads_->claim();
-    // Everything is checked before anything is written: a bad chunk leaves every cache untouched.
-    StepPlan plan = plan_step(batch, vocab_size(), max_context(), pool_, kv_model_);
     std::vector<ops::PagedSequence> seqs(plan.seqs.size());
     for (size_t i = 0; i < seqs.size(); ++i) {
       const PlannedSequence& p = plan.seqs[i];

@@ -36,13 +36,23 @@ struct StepOutput {
   std::vector<float> logits;
 };
 
+struct StepPlan;  // engine/step_plan.h
+
 class Executor {
  public:
   virtual ~Executor() = default;
-  // Runs the step. Throws std::invalid_argument naming the chunk and field for a malformed batch
-  // (position past the model's context, too few blocks for position + n_tokens, a token outside
-  // the vocabulary); nothing is written to the KV cache then.
-  virtual StepOutput step(const std::vector<SequenceChunk>& batch, bool return_logits) = 0;
+  // Checks the batch and resolves its block ids against the slab. It reads the slab's bookkeeping,
+  // so it runs on the thread that allocates and frees (the scheduler's); run() then touches only
+  // the memory the plan names, so it may run on a worker while other models allocate. Throws
+  // std::invalid_argument naming the chunk and field for a malformed batch (position past the
+  // model's context, too few blocks for position + n_tokens, a token outside the vocabulary), and
+  // KvError for a block id that is not this model's.
+  virtual StepPlan plan(const std::vector<SequenceChunk>& batch) const = 0;
+  // Runs a planned step of `batch` (the same chunks plan() saw): the forward pass, writing K/V
+  // into the planned blocks, then sampling.
+  virtual StepOutput run(const StepPlan& plan, const std::vector<SequenceChunk>& batch, bool return_logits) = 0;
+  // plan() then run(), on one thread; nothing is written to the KV cache when plan() throws.
+  StepOutput step(const std::vector<SequenceChunk>& batch, bool return_logits);
   virtual uint32_t vocab_size() const = 0;
   virtual uint32_t max_context() const = 0;
 };

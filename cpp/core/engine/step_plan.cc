@@ -50,6 +50,10 @@ StepPlan plan_step(const std::vector<SequenceChunk>& batch, uint32_t vocab_size,
   return plan;
 }
 
+StepOutput Executor::step(const std::vector<SequenceChunk>& batch, bool return_logits) {
+  return run(plan(batch), batch, return_logits);
+}
+
 StepOutput sample_step(const std::vector<SequenceChunk>& batch, std::vector<float>& logits, uint32_t vocab,
                        bool return_logits) {
   StepOutput out;
