@@ -308,15 +308,24 @@ int main(int argc, char** argv) try {
             scratch(std::max<size_t>(1, gpu::linear_scratch_bytes(w, m_tokens)), "gemm scratch");
         w.data = wb.as<uint8_t>();
         gpu::fill_synthetic(w, 5, stream);
+        // Both GEMM versions on the same weights (set per run, reset to the automatic choice after),
+        // so one run A/Bs them; ms/tflops are those of the version linear() picks by itself.
         gpu::EventTimer t(stream);
-        std::vector<double> ms;
-        for (uint32_t r = 0; r < o.reps + 2; ++r) {
-          t.start();
-          gpu::linear(x.as<float>(), m_tokens, w, nullptr, y.as<float>(), scratch.as(), stream);
-          const double v = t.stop_ms();
-          if (r >= 2) ms.push_back(v);
+        double ms_of[3] = {0, 0, 0};
+        for (int version = 1; version <= 2; ++version) {
+          gpu::set_gemm_version(version);
+          std::vector<double> ms;
+          for (uint32_t r = 0; r < o.reps + 2; ++r) {
+            t.start();
+            gpu::linear(x.as<float>(), m_tokens, w, nullptr, y.as<float>(), scratch.as(), stream);
+            const double v = t.stop_ms();
+            if (r >= 2) ms.push_back(v);
+          }
+          ms_of[version] = median(ms);
         }
-        const double med = median(ms), flops = 2.0 * m_tokens * w.rows * w.cols;
+        gpu::set_gemm_version(0);
+        const int chosen = gpu::gemm_version(m_tokens);
+        const double med = ms_of[chosen], flops = 2.0 * m_tokens * w.rows * w.cols;
         gemm.push_back(Json()
                            .str("precision", p.name)
                            .num("m", m_tokens)
@@ -324,9 +333,14 @@ int main(int argc, char** argv) try {
                            .num("k", w.cols)
                            .num("ms", med)
                            .num("tflops", flops / med / 1e9)
+                           .num("version", chosen)
+                           .num("v1Ms", ms_of[1])
+                           .num("v2Ms", ms_of[2])
+                           .num("v1Tflops", flops / ms_of[1] / 1e9)
+                           .num("v2Tflops", flops / ms_of[2] / 1e9)
                            .done());
-        std::printf("gemm    %-10s %5u x %5u x %5u: %8.3f ms  %6.1f TFLOP/s\n", p.name, m_tokens, w.rows, w.cols, med,
-                    flops / med / 1e9);
+        std::printf("gemm    %-10s %5u x %5u x %5u: v1 %8.3f ms %6.1f TFLOP/s  v2 %8.3f ms %6.1f TFLOP/s\n", p.name,
+                    m_tokens, w.rows, w.cols, ms_of[1], flops / ms_of[1] / 1e9, ms_of[2], flops / ms_of[2] / 1e9);
       }
     }
   }

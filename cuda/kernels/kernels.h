@@ -39,6 +39,20 @@ size_t linear_scratch_bytes(const DeviceMatrix& w, uint32_t tokens);
 void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float* bias, float* y, void* scratch,
             Stream stream);
 
+// The tensor-core GEMM of more than 8 tokens comes in two versions: v2 (128 x 128 tiles,
+// cp.async pipeline, ldmatrix) from kGemmV2MinTokens tokens on, v1 (64 x 64 tiles) below that,
+// where most of v2's tile would be empty. FINESERVE_GEMM=v1 (or v2) in the environment, read once,
+// forces one version for every GEMM call. set_gemm_version is for benchmarks and tests that A/B
+// the two in one process: 1 or 2 forces that version, 0 goes back to the environment's choice.
+inline constexpr uint32_t kGemmV2MinTokens = 128;
+void set_gemm_version(int version);
+// The version linear() uses for a GEMM of `tokens` tokens under the current setting.
+int gemm_version(uint32_t tokens);
+// For tests of the fragment loads v2 relies on: one warp copies 32 rows of 8 16-bit values (src,
+// device, 256 values) to shared memory, lane l gives the address of row row_of_lane[l] (device,
+// 32 entries < 32) to one ldmatrix.x4, and out[4 l + i] (device, 128 words) is lane l's register i.
+void ldmatrix_probe(const uint16_t* src, const uint32_t* row_of_lane, uint32_t* out, Stream stream);
+
 // --- elementwise ------------------------------------------------------------------------------
 // out[r][:] = row tokens[r] of the table as f32 (F32, F16 or BF16 tables).
 void embed(const int32_t* tokens, uint32_t n, const DeviceMatrix& table, float* out, Stream stream);

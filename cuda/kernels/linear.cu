@@ -2,8 +2,12 @@
 // prepares the activations once into `scratch` (input_scale applied, then quantized per token as
 // the weight type defines, exactly as cpp/core's quant::prepare_activations does), then runs
 //   - up to kGemvMaxTokens tokens: the GEMV of linear_gemv.cuh (decode: bound by weight reads);
-//   - more tokens: the tensor-core GEMM of linear_gemm.cuh, or, for F32, the GEMV over token tiles.
+//   - more tokens: the tensor-core GEMM of linear_gemm_v2.cuh (from kGemmV2MinTokens) or
+//     linear_gemm.cuh (v1), or, for F32, the GEMV over token tiles.
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -13,6 +17,7 @@
 #include "kernels/kernels.h"
 #include "kernels/linear_common.cuh"
 #include "kernels/linear_gemm.cuh"
+#include "kernels/linear_gemm_v2.cuh"
 #include "kernels/linear_gemv.cuh"
 #include "quant/fp8.h"
 #include "quant/weight_format.h"
@@ -187,9 +192,33 @@ void run_gemv(GemvParams p, uint32_t tokens, Stream s) {
 }
 
 template <DType D>
-void run_gemm(const GemmParams& p, Stream s) {
+void run_gemm(const GemmParams& p, int version, Stream s) {
+  if (version == 2) {
+    const dim3 grid((p.rows + kGemm2N - 1) / kGemm2N, (p.tokens + kGemm2M - 1) / kGemm2M), block(kGemm2Threads);
+    if (direct_weights<D>(p.vec_ok)) {
+      launch("linear_gemm_v2", gemm_v2_kernel<D, direct_weights<D>(true)>, grid, block, kGemm2SmemBytes, s, p);
+    } else {
+      launch("linear_gemm_v2", gemm_v2_kernel<D, direct_weights<D>(false)>, grid, block, kGemm2SmemBytes, s, p);
+    }
+    return;
+  }
   const dim3 grid((p.rows + kGemmN - 1) / kGemmN, (p.tokens + kGemmM - 1) / kGemmM), block(kGemmThreads);
   launch("linear_gemm", gemm_kernel<D>, grid, block, 0, s, p);
+}
+
+// 0: automatic; 1, 2: forced. The environment is read on first use only, so a GEMM call costs no
+// getenv; set_gemm_version overrides it (-1: not overridden).
+std::atomic<int> g_forced_gemm{-1};
+
+int env_gemm_version() {
+  static const int v = [] {
+    const char* e = std::getenv("FINESERVE_GEMM");
+    if (e == nullptr) return 0;
+    if (std::strcmp(e, "v1") == 0 || std::strcmp(e, "1") == 0) return 1;
+    if (std::strcmp(e, "v2") == 0 || std::strcmp(e, "2") == 0) return 2;
+    return 0;
+  }();
+  return v;
 }
 
 // 16-byte vectors per row for the GEMV: all of a quantized row (its data is padded to them);
@@ -208,6 +237,37 @@ uint32_t gemv_vectors(const DeviceMatrix& w) {
 }
 
 }  // namespace
+
+void set_gemm_version(int version) {
+  if (version < 0 || version > 2) throw std::invalid_argument("gpu::set_gemm_version: 0, 1 or 2");
+  g_forced_gemm.store(version == 0 ? -1 : version);
+}
+
+int gemm_version(uint32_t tokens) {
+  const int forced = g_forced_gemm.load();
+  const int v = forced > 0 ? forced : env_gemm_version();
+  return v != 0 ? v : tokens >= kGemmV2MinTokens ? 2 : 1;
+}
+
+namespace {
+__global__ void __launch_bounds__(32) ldmatrix_probe_kernel(const uint16_t* src, const uint32_t* row_of_lane,
+                                                            uint32_t* out) {
+  struct alignas(16) Rows {
+    uint16_t v[32 * 8];
+  };
+  __shared__ Rows rows;
+  const int lane = threadIdx.x;
+  for (int i = 0; i < 8; ++i) rows.v[lane * 8 + i] = src[lane * 8 + i];
+  __syncthreads();
+  uint32_t r[4];
+  ldmatrix_m8n8<4>(r, &rows.v[row_of_lane[lane] * 8]);
+  for (int i = 0; i < 4; ++i) out[4 * lane + i] = r[i];
+}
+}  // namespace
+
+void ldmatrix_probe(const uint16_t* src, const uint32_t* row_of_lane, uint32_t* out, Stream stream) {
+  launch("ldmatrix_probe", ldmatrix_probe_kernel, dim3(1), dim3(32), 0, stream, src, row_of_lane, out);
+}
 
 bool linear_supports(DType t) {
   switch (t) {
@@ -258,13 +318,15 @@ void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float*
     g.token_scale = token_scale;
     g.bias = bias;
     g.y = y;
+    g.y_pairs = w.rows % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 8 == 0;
+    const int version = gemm_version(tokens);
     switch (w.dtype) {
-      case DType::F16: run_gemm<DType::F16>(g, stream); break;
-      case DType::BF16: run_gemm<DType::BF16>(g, stream); break;
-      case DType::W8A8: run_gemm<DType::W8A8>(g, stream); break;
-      case DType::FP8: run_gemm<DType::FP8>(g, stream); break;
-      case DType::W4A16: run_gemm<DType::W4A16>(g, stream); break;
-      case DType::W4A8: run_gemm<DType::W4A8>(g, stream); break;
+      case DType::F16: run_gemm<DType::F16>(g, version, stream); break;
+      case DType::BF16: run_gemm<DType::BF16>(g, version, stream); break;
+      case DType::W8A8: run_gemm<DType::W8A8>(g, version, stream); break;
+      case DType::FP8: run_gemm<DType::FP8>(g, version, stream); break;
+      case DType::W4A16: run_gemm<DType::W4A16>(g, version, stream); break;
+      case DType::W4A8: run_gemm<DType::W4A8>(g, version, stream); break;
       default: throw std::logic_error("gpu::linear: no GEMM for this type");
     }
     return;

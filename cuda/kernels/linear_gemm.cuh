@@ -10,7 +10,8 @@
 // -> (n - 8) * group scale in f16 (exact); W4A16 -> n * scale + min rounded to f16; W8A8 int8 as
 // stored, into the s8 mma (int32 sums, exact). The activations arrive prepared in scratch in the
 // matching form (linear.cu). The next k tile is loaded into registers while the current one is
-// multiplied (plain loads; no cp.async / ldmatrix in this version).
+// multiplied (plain loads; linear_gemm_v2.cuh is the larger-tile, cp.async + ldmatrix version that
+// linear() prefers from kGemmV2MinTokens tokens; this one serves fewer tokens and FINESERVE_GEMM=v1).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,19 @@
 #include "model/tensor.h"
 
 namespace fineserve::gpu::linear_detail {
+
+// One tensor-core product in the MMA the weight type's tiles are converted for: s8 for W8A8, bf16
+// for BF16, f16 for every other type; acc += a * b.
+template <model::DType D, class Acc>
+__device__ __forceinline__ void mma_for(Acc (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  if constexpr (D == model::DType::W8A8) {
+    mma_m16n8k32_s8(acc, a, b, acc);
+  } else if constexpr (D == model::DType::BF16) {
+    mma_m16n8k16_bf16(acc, a, b, acc);
+  } else {
+    mma_m16n8k16_f16(acc, a, b, acc);
+  }
+}
 
 inline constexpr int kGemmM = 64, kGemmN = 64, kGemmKBytes = 64;
 inline constexpr int kGemmThreads = 128;
@@ -40,6 +54,7 @@ struct GemmParams {
   const float* token_scale = nullptr;
   const float* bias = nullptr;
   float* y = nullptr;
+  bool y_pairs = false;  // rows even and y 8-byte aligned: the v2 epilogue stores (n, n + 1) as one float2
 };
 
 using model::DType;
@@ -48,59 +63,86 @@ __device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
   return static_cast<uint32_t>(f32_to_f16(lo)) | static_cast<uint32_t>(f32_to_f16(hi)) << 16;
 }
 
-// Chunk c (16 bytes of the smem row) of weight row n's k tile kt, as the mma reads it.
+// Chunk c (16 bytes of the smem row) of weight row n's k tile kt, in two halves so that a kernel
+// can issue the loads long before it needs the values (linear_gemm_v2.cuh): load_weight_raw reads
+// what the chunk needs (zeros when it lies outside the matrix, which convert_weight_chunk maps to
+// zeros), convert_weight_chunk makes of it what the mma reads.
+struct RawChunk {
+  Vec16 v{0, 0, 0, 0};  // F16/BF16/W8A8: the chunk itself; FP8 / W4: x, y = its 8 stored bytes
+  uint32_t s = 0;       // W4A16: f16 scale | f16 min << 16; W4A8: the group's e4m3 scale byte
+};
+
 template <DType D>
-__device__ __forceinline__ Vec16 load_weight_chunk(const GemmParams& p, uint32_t n, uint32_t kt, int c) {
-  Vec16 out{0, 0, 0, 0};
+__device__ __forceinline__ RawChunk load_weight_raw(const GemmParams& p, uint32_t n, uint32_t kt, int c) {
+  RawChunk out;
   if (n >= p.rows) return out;
   const uint8_t* row = p.w + static_cast<uint64_t>(n) * p.row_bytes;
   if constexpr (D == DType::F16 || D == DType::BF16) {
     const uint32_t k = kt * 32 + c * 8;
     if (k >= p.cols) return out;
-    if (p.vec_ok) return load16_stream(row + 2ull * k);
+    if (p.vec_ok) {
+      out.v = load16_stream(row + 2ull * k);
+      return out;
+    }
     uint32_t h[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) h[j] = k + j < p.cols ? scalar_at<uint16_t>(row + 2ull * (k + j)) : 0u;
-    out.x = h[0] | h[1] << 16;
-    out.y = h[2] | h[3] << 16;
-    out.z = h[4] | h[5] << 16;
-    out.w = h[6] | h[7] << 16;
+    out.v = Vec16{h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16};
   } else if constexpr (D == DType::W8A8) {
     const uint32_t k = kt * 64 + c * 16;
-    if (k < p.cols) out = load16_stream(row + p.data_offset + k);  // the row's zero padding covers k + 15
+    if (k < p.cols) out.v = load16_stream(row + p.data_offset + k);  // the row's zero padding covers k + 15
   } else if constexpr (D == DType::FP8) {
     const uint32_t k = kt * 32 + c * 8;
     if (k >= p.cols) return out;
     const uint8_t* q = row + p.data_offset + k;
-    const uint32_t lo = scalar_at<uint32_t>(q), hi = scalar_at<uint32_t>(q + 4);
-    out.x = e4m3x2_to_f16x2_over256(lo & 0xFFFFu);
-    out.y = e4m3x2_to_f16x2_over256(lo >> 16);
-    out.z = e4m3x2_to_f16x2_over256(hi & 0xFFFFu);
-    out.w = e4m3x2_to_f16x2_over256(hi >> 16);
+    out.v.x = scalar_at<uint32_t>(q);
+    out.v.y = scalar_at<uint32_t>(q + 4);
   } else {  // W4A16, W4A8: sub-block kt, elements 8c .. 8c + 7
     if (32 * kt >= p.cols) return out;
     const uint32_t g = 32 * kt / p.group;
-    float scale, offset;
     if constexpr (D == DType::W4A16) {
-      scale = f16_at(row + 4 * g);
-      offset = f16_at(row + 4 * g + 2);
+      out.s = scalar_at<uint16_t>(row + 4 * g) | static_cast<uint32_t>(scalar_at<uint16_t>(row + 4 * g + 2)) << 16;
     } else {
-      scale = e4m3_to_f32(row[4 + g]);
-      offset = -8.0f * scale;
+      out.s = row[4 + g];
     }
     const uint8_t* sub = row + p.data_offset + 16ull * kt + (c & 1) * 8;
-    Vec16 bits{scalar_at<uint32_t>(sub), scalar_at<uint32_t>(sub + 4), 0, 0};
+    out.v.x = scalar_at<uint32_t>(sub);
+    out.v.y = scalar_at<uint32_t>(sub + 4);
+  }
+  return out;
+}
+
+template <DType D>
+__device__ __forceinline__ Vec16 convert_weight_chunk(const RawChunk& r, int c) {
+  if constexpr (D == DType::F16 || D == DType::BF16 || D == DType::W8A8) {
+    return r.v;
+  } else if constexpr (D == DType::FP8) {
+    return Vec16{e4m3x2_to_f16x2_over256(r.v.x & 0xFFFFu), e4m3x2_to_f16x2_over256(r.v.x >> 16),
+                 e4m3x2_to_f16x2_over256(r.v.y & 0xFFFFu), e4m3x2_to_f16x2_over256(r.v.y >> 16)};
+  } else {
+    float scale, offset;
+    if constexpr (D == DType::W4A16) {
+      scale = f16_to_f32(static_cast<uint16_t>(r.s & 0xFFFFu));
+      offset = f16_to_f32(static_cast<uint16_t>(r.s >> 16));
+    } else {
+      scale = e4m3_to_f32(r.s);
+      offset = -8.0f * scale;
+    }
     uint32_t h[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       // nibble_of reads words (c & 1) * 2 + j / 4 of a whole sub-block; here only those two are loaded.
-      const float w0 = fmaf(static_cast<float>(nibble_of(bits, c & 2, 2 * q)), scale, offset);
-      const float w1 = fmaf(static_cast<float>(nibble_of(bits, c & 2, 2 * q + 1)), scale, offset);
+      const float w0 = fmaf(static_cast<float>(nibble_of(r.v, c & 2, 2 * q)), scale, offset);
+      const float w1 = fmaf(static_cast<float>(nibble_of(r.v, c & 2, 2 * q + 1)), scale, offset);
       h[q] = pack_f16x2(w0, w1);
     }
-    out = Vec16{h[0], h[1], h[2], h[3]};
+    return Vec16{h[0], h[1], h[2], h[3]};
   }
-  return out;
+}
+
+template <DType D>
+__device__ __forceinline__ Vec16 load_weight_chunk(const GemmParams& p, uint32_t n, uint32_t kt, int c) {
+  return convert_weight_chunk<D>(load_weight_raw<D>(p, n, kt, c), c);
 }
 
 template <DType D>
@@ -168,13 +210,7 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_kernel(GemmParams p) {
       for (int mi = 0; mi < 2; ++mi) {
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {
-          if constexpr (kInt) {
-            mma_m16n8k32_s8(acc[mi][ni], a[mi], b[ni], acc[mi][ni]);
-          } else if constexpr (D == DType::BF16) {
-            mma_m16n8k16_bf16(acc[mi][ni], a[mi], b[ni], acc[mi][ni]);
-          } else {
-            mma_m16n8k16_f16(acc[mi][ni], a[mi], b[ni], acc[mi][ni]);
-          }
+          mma_for<D>(acc[mi][ni], a[mi], b[ni]);
         }
       }
     }

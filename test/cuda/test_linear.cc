@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -129,18 +130,38 @@ struct Run {
   bool input_scale, bias;
 };
 
-void check_type(DType t) {
+struct Case {
+  Shape shape;
+  std::vector<Run> runs;
+};
+
+// Sets the GEMM version for one scope, then goes back to the automatic choice.
+struct GemmVersion {
+  explicit GemmVersion(int v) { gpu::set_gemm_version(v); }
+  ~GemmVersion() { gpu::set_gemm_version(0); }
+};
+
+// version 1: every run, GEMM runs through v1; version 2: only the GEMM runs, through v2 (also
+// below kGemmV2MinTokens, so that tiles with few tokens are covered).
+void check_type(DType t, int version) {
   // Partial tiles everywhere: rows and tokens not multiples of 64 (or of the GEMV's 8 rows), cols
   // not multiples of the 64-byte k tile, F16/BF16 rows of 98 elements not 16-byte aligned, last
-  // groups partial (160 = 2 x 64 + 32, 98 = 3 x 32 + 2, 288 = 2 x 128 + 32).
-  const Shape shapes[] = {{72, 160, 64}, {37, 98, 32}, {130, 288, 128}};
-  const Run runs[][4] = {{{1, false, false}, {3, false, true}, {8, true, true}, {70, true, true}},
-                         {{1, true, false}, {5, false, true}, {8, false, false}, {40, true, false}},
-                         {{2, true, true}, {7, true, false}, {9, false, true}, {130, true, true}}};
+  // groups partial (160 = 2 x 64 + 32, 98 = 3 x 32 + 2, 288 = 2 x 128 + 32). The last two shapes
+  // are for v2's 128 x 128 tiles: 200 x 136 x 296 leaves a partial tile in every dimension
+  // (296 = 9 x 32 + 8 f16, 4 x 64 + 40 int8), 264 x 272 x 320 has 2 full tiles and a partial
+  // one in tokens and rows and more k steps (10 f16, 5 int8) than pipeline stages.
+  const std::vector<Case> cases = {
+      {{72, 160, 64}, {{1, false, false}, {3, false, true}, {8, true, true}, {70, true, true}}},
+      {{37, 98, 32}, {{1, true, false}, {5, false, true}, {8, false, false}, {40, true, false}}},
+      {{130, 288, 128}, {{2, true, true}, {7, true, false}, {9, false, true}, {130, true, true}}},
+      {{136, 296, 64}, {{200, true, true}}},
+      {{272, 320, 64}, {{264, false, true}}},
+  };
+  const GemmVersion forced(version);
   fineserve::engine::ThreadPool pool(2);
   uint32_t seed = 1000 * static_cast<uint32_t>(t);
-  for (int si = 0; si < 3; ++si) {
-    const Shape& s = shapes[si];
+  for (const Case& cs : cases) {
+    const Shape& s = cs.shape;
     const HostWeights hw = make_weights(t, s, ++seed);
     gpu::DeviceBuffer dw(hw.bytes.size(), "weights");
     gpu::copy_to_device(dw.as(), hw.bytes.data(), hw.bytes.size(), nullptr);
@@ -155,8 +176,11 @@ void check_type(DType t) {
     gpu::copy_to_device(d_is.as(), input_scale.data(), 4ull * s.cols, nullptr);
     gpu::copy_to_device(d_bias.as(), bias.data(), 4ull * s.rows, nullptr);
 
-    for (const Run& run : runs[si]) {
+    for (const Run& run : cs.runs) {
       const bool gemm = run.tokens > kDecodeTokens && t != DType::F32;
+      if (version == 2 && !gemm) continue;
+      if (t == DType::F32 && s.rows > 130) continue;  // the large shapes are for the GEMM tiles
+      CAPTURE(version);
       CAPTURE(fineserve::model::dtype_name(t));
       CAPTURE(s.rows);
       CAPTURE(s.cols);
@@ -233,13 +257,62 @@ void check_type(DType t) {
 
 }  // namespace
 
-TEST_CASE("gpu linear: F32") { check_type(DType::F32); }
-TEST_CASE("gpu linear: F16") { check_type(DType::F16); }
-TEST_CASE("gpu linear: BF16") { check_type(DType::BF16); }
-TEST_CASE("gpu linear: W8A8") { check_type(DType::W8A8); }
-TEST_CASE("gpu linear: FP8") { check_type(DType::FP8); }
-TEST_CASE("gpu linear: W4A16") { check_type(DType::W4A16); }
-TEST_CASE("gpu linear: W4A8") { check_type(DType::W4A8); }
+TEST_CASE("gpu linear: F32") { check_type(DType::F32, 1); }
+TEST_CASE("gpu linear: F16 (GEMM v1)") { check_type(DType::F16, 1); }
+TEST_CASE("gpu linear: F16 (GEMM v2)") { check_type(DType::F16, 2); }
+TEST_CASE("gpu linear: BF16 (GEMM v1)") { check_type(DType::BF16, 1); }
+TEST_CASE("gpu linear: BF16 (GEMM v2)") { check_type(DType::BF16, 2); }
+TEST_CASE("gpu linear: W8A8 (GEMM v1)") { check_type(DType::W8A8, 1); }
+TEST_CASE("gpu linear: W8A8 (GEMM v2)") { check_type(DType::W8A8, 2); }
+TEST_CASE("gpu linear: FP8 (GEMM v1)") { check_type(DType::FP8, 1); }
+TEST_CASE("gpu linear: FP8 (GEMM v2)") { check_type(DType::FP8, 2); }
+TEST_CASE("gpu linear: W4A16 (GEMM v1)") { check_type(DType::W4A16, 1); }
+TEST_CASE("gpu linear: W4A16 (GEMM v2)") { check_type(DType::W4A16, 2); }
+TEST_CASE("gpu linear: W4A8 (GEMM v1)") { check_type(DType::W4A8, 1); }
+TEST_CASE("gpu linear: W4A8 (GEMM v2)") { check_type(DType::W4A8, 2); }
+
+TEST_CASE("gpu linear: the GEMM version follows the token count unless forced") {
+  if (std::getenv("FINESERVE_GEMM") != nullptr) return;  // then the environment decides
+  CHECK(gpu::gemm_version(gpu::kGemmV2MinTokens - 1) == 1);
+  CHECK(gpu::gemm_version(gpu::kGemmV2MinTokens) == 2);
+  {
+    const GemmVersion forced(1);
+    CHECK(gpu::gemm_version(4096) == 1);
+  }
+  {
+    const GemmVersion forced(2);
+    CHECK(gpu::gemm_version(9) == 2);
+  }
+  CHECK(gpu::gemm_version(4096) == 2);
+}
+
+// ldmatrix.x4 against the PTX ISA's layout, written out here rather than taken from the kernels:
+// lanes 8i .. 8i + 7 address rows 0..7 of matrix i, and lane l's register i holds elements
+// 2 (l % 4) and 2 (l % 4) + 1 (low half first) of row l / 4 of matrix i. The rows are permuted so
+// that a lane reading its own address, or matrices taken from the wrong lanes, cannot pass.
+TEST_CASE("gpu linear: ldmatrix.x4 gives each lane the words of the PTX fragment layout") {
+  std::vector<uint16_t> src(32 * 8);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint16_t>(0x1000 + 7 * i);
+  std::vector<uint32_t> row_of_lane(32);
+  for (uint32_t l = 0; l < 32; ++l) row_of_lane[l] = (l * 13 + 5) % 32;
+  gpu::DeviceBuffer d_src(2 * src.size(), "src"), d_rows(4 * 32, "rows"), d_out(4 * 128, "out");
+  gpu::copy_to_device(d_src.as(), src.data(), 2 * src.size(), nullptr);
+  gpu::copy_to_device(d_rows.as(), row_of_lane.data(), 4 * 32, nullptr);
+  gpu::fill_bytes(d_out.as(), 0xFF, d_out.bytes(), nullptr);
+  gpu::ldmatrix_probe(d_src.as<uint16_t>(), d_rows.as<uint32_t>(), d_out.as<uint32_t>(), nullptr);
+  gpu::stream_sync(nullptr);
+  std::vector<uint32_t> out(128);
+  gpu::copy_to_host(out.data(), d_out.as(), 4 * out.size(), nullptr);
+  int wrong = 0;
+  for (uint32_t l = 0; l < 32; ++l) {
+    for (uint32_t i = 0; i < 4; ++i) {
+      const uint32_t row = row_of_lane[8 * i + l / 4], col = 2 * (l % 4);
+      const uint32_t want = src[row * 8 + col] | static_cast<uint32_t>(src[row * 8 + col + 1]) << 16;
+      wrong += out[4 * l + i] == want ? 0 : 1;
+    }
+  }
+  CHECK(wrong == 0);
+}
 
 TEST_CASE("gpu linear: supports exactly the types it has kernels for") {
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::W8A8, DType::FP8, DType::W4A16, DType::W4A8}) {
