@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The CUDA backend's checks and benchmarks on a GPU machine, in one call (issue #8). Expects the
-# binaries of scripts/device-prepare.sh in .device/bin; writes everything under $OUT and prints a
+# The CUDA backend's checks and benchmarks on a GPU machine, in one call (issue #8). Expects what
+# scripts/device-prepare.sh put in .device/; writes everything under $OUT and prints a
 # short summary last. Stages are independent: one failing does not skip the others.
 #   1. nvidia-smi, the device as found (clocks and settings are never touched);
 #   2. fineserve_gpu_tests: every kernel against the CPU path, the executor against the CPU
 #      executor and the stories260K golden file, co-located models concurrently;
-#   3. fineserve_gpu_bench: copy bandwidth, decode at batch 1..256 per precision against the HBM
+#   3. bench/cuda/engine-smoke.mjs: the whole Engine on 'cuda:0' against the CPU (Node.js carried);
+#      fineserve_gpu_bench: copy bandwidth, decode at batch 1..256 per precision against the HBM
 #      roofline, prefill and GEMM TFLOP/s, two models on two streams at once;
 #   4. bench/cuda/torch_peer.py: cuBLAS matrix peak and PyTorch eager on the same shapes;
 #   and a count of the instructions the kernels compiled to (cuobjdump, in $OUT/sass-summary.txt).
-# Then, here: `node bench/cuda/report.mjs <files_at>` writes bench/results/cuda.json and the table.
+# Then, here: `npm run bench:cuda-report -- <files_at>` writes bench/results/cuda.json and the table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fineserve-device}
 mkdir -p "$OUT"
+work=$(mktemp -d)
 BIN=.device/bin
+if [ -f .device/bin.tar.xz ]; then tar -xJf .device/bin.tar.xz -C "$work" && BIN=$work/bin; fi
 BENCH_ARGS=${FINESERVE_BENCH_ARGS:-}
 status=()
 
@@ -44,13 +47,21 @@ if command -v cuobjdump >/dev/null; then
   head -12 "$OUT/sass-summary.txt"
 fi
 
-stage tests 90 "$BIN/fineserve_gpu_tests" --duration=true
-stage bench 270 "$BIN/fineserve_gpu_bench" --out "$OUT/gpu-bench.json" $BENCH_ARGS
+stage tests 75 "$BIN/fineserve_gpu_tests" --duration=true
+# The Engine end to end on 'cuda:0' against the CPU (Node.js carried in .device/).
+if [ -f .device/node.xz ] && [ -f .device/engine.tar.xz ]; then
+  mkdir -p "$work/engine" && xz -dc .device/node.xz > "$work/node" && chmod +x "$work/node" &&
+    tar -xJf .device/engine.tar.xz -C "$work/engine" &&
+    stage engine 90 env OUT="$OUT" FINESERVE_ADDON="$work/engine/build/Release/fineserve.node" \
+      "$work/node" "$work/engine/bench/cuda/engine-smoke.mjs"
+fi
+stage bench 240 "$BIN/fineserve_gpu_bench" --out "$OUT/gpu-bench.json" $BENCH_ARGS
 if [ -f "$OUT/gpu-bench.json" ]; then
-  stage torch 210 python3 bench/cuda/torch_peer.py "$OUT/gpu-bench.json" "$OUT/torch-peer.json"
+  stage torch 180 python3 bench/cuda/torch_peer.py "$OUT/gpu-bench.json" "$OUT/torch-peer.json"
 fi
 
 echo "--- summary"
 printf '%s\n' "${status[@]}"
 grep -E "test cases|assertions" "$OUT/tests.log" || true
+grep -E "GPU vs CPU|co-located:" "$OUT/engine.log" 2>/dev/null || true
 grep -E "^(decode|prefill|gemm|co-located)" "$OUT/bench.log" | awk 'NR % 3 == 1' | head -40 || true
