@@ -120,6 +120,17 @@ size_t paged_attention_scratch_bytes(const kv::KvLayout& layout, uint32_t heads,
                                      uint32_t max_context);
 void paged_attention(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch,
                      const float* q, float* out, void* scratch, Stream stream);
+// The prefill tiles come in two versions: f32 (SIMT math, every head_dim from 64) and mma (f16
+// tensor-core products with f32 accumulation, head_dim 64 and 128; ~1e-3 relative error from the
+// f16 rounding of Q, K, P and V). mma is the default where it exists, except over an f32 cache,
+// which keeps f32 attention. FINESERVE_ATTN_TILE=f32 (or
+// mma) in the environment, read once, forces one; set_attention_tile is for tests and benchmarks
+// that A/B them in one process: 1 forces f32, 2 mma (where supported), 0 goes back to the
+// environment's choice.
+void set_attention_tile(int variant);
+// The version (1 f32, 2 mma) paged_attention's tiles use at `head_dim` over a `format` cache under
+// the current setting.
+int attention_tile(uint32_t head_dim, kv::KvFormat format);
 
 // --- synthetic data, for benchmarks at real model sizes ------------------------------------------
 // Fills every byte of `m` (rows of row_bytes at m.data, which must be writable) with random weights

@@ -1,7 +1,9 @@
 // paged_attention: causal attention of every token row (decode and prefill alike) over its
 // sequence's cached K/V in the KV Slab, as ops::attention computes it. Three kernels:
 //   - rows of a span (a prefill chunk, PagedBatch::spans) at head_dim >= 64: tiles of consecutive
-//     tokens that share each K/V read (paged_attention_tile.cuh);
+//     tokens that share each K/V read, on tensor cores at head_dim 64 and 128
+//     (paged_attention_tile_mma.cuh) unless set_attention_tile / FINESERVE_ATTN_TILE ask for the
+//     f32 tiles (paged_attention_tile.cuh), which every other head dim takes;
 //   - every other row: the row kernel below, one CTA per (row, KV head, chunk of heads), or, when
 //     that grid is too small for the GPU and the contexts are long, `splits` CTAs per row over
 //     position ranges whose states merge_kernel combines (paged_attention_split.cuh).
@@ -19,7 +21,10 @@
 // state goes to shared memory and the block merges them per output element, into the output or,
 // for a split, into its partial state.
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -28,10 +33,28 @@
 #include "kernels/paged_attention_decode.cuh"
 #include "kernels/paged_attention_split.cuh"
 #include "kernels/paged_attention_tile.cuh"
+#include "kernels/paged_attention_tile_mma.cuh"
 
 namespace fineserve::gpu {
 
 namespace {
+
+// 0: automatic; 1: f32 tiles; 2: mma tiles. The environment is read on first use only, so a call
+// costs no getenv; set_attention_tile overrides it (-1: not overridden).
+std::atomic<int> g_forced_tile{-1};
+
+int env_attention_tile() {
+  static const int v = [] {
+    const char* e = std::getenv("FINESERVE_ATTN_TILE");
+    if (e == nullptr) return 0;
+    if (std::strcmp(e, "f32") == 0 || std::strcmp(e, "1") == 0) return 1;
+    if (std::strcmp(e, "mma") == 0 || std::strcmp(e, "2") == 0) return 2;
+    return 0;
+  }();
+  return v;
+}
+
+constexpr bool mma_tile_supported(uint32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 template <uint32_t D>
 constexpr uint32_t kLanes = D / kE;  // lanes per row
@@ -175,7 +198,15 @@ void launch_d_f(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, cons
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));  // as ops::attention rounds it
   if constexpr (D >= 64) {
     if (batch.n_spans > 0) {
-      launch_tiles<D, F>(layout, layer, heads, batch, q, out, scale, stream);
+      if constexpr (mma_tile_supported(D)) {
+        if (attention_tile(D, F) == 2) {
+          launch_tiles_mma<D, F>(layout, layer, heads, batch, q, out, scale, stream);
+        } else {
+          launch_tiles<D, F>(layout, layer, heads, batch, q, out, scale, stream);
+        }
+      } else {
+        launch_tiles<D, F>(layout, layer, heads, batch, q, out, scale, stream);
+      }
       if (batch.n_single_rows > 0) {
         launch_rows<D, F>(layout, layer, heads, batch, batch.single_rows, batch.n_single_rows, q, out, scale, scratch,
                           stream);
@@ -201,6 +232,21 @@ void launch_d(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const 
 }
 
 }  // namespace
+
+void set_attention_tile(int variant) {
+  if (variant < 0 || variant > 2) throw std::invalid_argument("gpu::set_attention_tile: 0, 1 or 2");
+  g_forced_tile.store(variant == 0 ? -1 : variant);
+}
+
+int attention_tile(uint32_t head_dim, KvFormat format) {
+  const int forced = g_forced_tile.load();
+  const int v = forced > 0 ? forced : env_attention_tile();
+  if (!mma_tile_supported(head_dim)) return 1;
+  // An f32 cache is a request for f32 attention: by default it keeps the f32 tiles, whose
+  // products are not rounded to f16 (nor overflow it).
+  if (v == 0) return format == KvFormat::F32 ? 1 : 2;
+  return v;
+}
 
 size_t paged_attention_scratch_bytes(const kv::KvLayout& layout, uint32_t heads, uint32_t n_tokens,
                                      uint32_t max_context) {

@@ -6,11 +6,15 @@
 // a growing context) followed by a step mixing a prefill chunk with decode rows. Each batch is
 // attended both with its prefill chunks marked as spans (the tile kernel) and without (every row
 // on its own), with a scratch buffer (decode rows with long contexts split over CTAs) and without.
+// The prefill cases attend their spans with both tile kernels: f32 (held to 1e-5) and mma, whose
+// f16 rounding of Q, K, P and V (2^-11 relative each, partly averaging out over a row) is held
+// to 3e-3.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -200,6 +204,13 @@ struct Errors {
   size_t not_finite = 0;
 };
 
+// Worst figures of the f32 paths (rows, f32 tiles) and of the mma tiles, which are looser.
+struct Worst {
+  Errors f32, mma;
+  bool ran_mma = false;
+};
+constexpr double kF32Bound = 1e-5, kMmaBound = 3e-3;
+
 // How the kernel is asked: with the step's spans or not, with a scratch buffer or not.
 struct Mode {
   bool spans, scratch;
@@ -236,21 +247,42 @@ Errors attend(const Cache& c, const Step& st, uint32_t heads, const std::vector<
 }
 
 // Attends the step in every mode, checks each and folds the worst figures into `worst`.
+// Modes with spans run once per tile kernel of `tiles` (set_attention_tile values; those that
+// resolve to the same kernel at this head_dim run once).
 void attend_all(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q,
-                const std::vector<Mode>& modes, Errors& worst) {
-  std::vector<float> cpu(size_t{st.rows} * heads * c.layout.geometry.head_dim);
+                const std::vector<Mode>& modes, const std::vector<int>& tiles, Worst& worst) {
+  const uint32_t d = c.layout.geometry.head_dim;
+  std::vector<float> cpu(size_t{st.rows} * heads * d);
   ops::attention(pool, c.layout, kLayer, heads, st.cpu, q.data(), cpu.data());
   const std::vector<double> ref = reference(c, st, heads, q);
+  std::vector<int> variants;  // (set_attention_tile value, kernel it picks)
+  for (int t : tiles) {
+    gpu::set_attention_tile(t);
+    const int k = gpu::attention_tile(d, c.layout.geometry.format);
+    bool seen = false;
+    for (size_t i = 1; i < variants.size(); i += 2) seen = seen || variants[i] == k;
+    if (!seen) variants.insert(variants.end(), {t, k});
+  }
   for (Mode mode : modes) {
     CAPTURE(mode.spans);
     CAPTURE(mode.scratch);
-    const Errors e = attend(c, st, heads, q, mode, cpu, ref);
-    CHECK(e.not_finite == 0);
-    CHECK(e.vs_cpu < 1e-5);
-    CHECK(e.vs_f64 < 1e-5);
-    worst.vs_cpu = std::max(worst.vs_cpu, e.vs_cpu);
-    worst.vs_f64 = std::max(worst.vs_f64, e.vs_f64);
+    for (size_t i = 0; i < variants.size(); i += 2) {
+      if (!mode.spans && i > 0) break;  // no tiles: the same kernels whatever the setting
+      gpu::set_attention_tile(variants[i]);
+      const bool mma = mode.spans && variants[i + 1] == 2;
+      CAPTURE(mma);
+      const Errors e = attend(c, st, heads, q, mode, cpu, ref);
+      const double bound = mma ? kMmaBound : kF32Bound;
+      CHECK(e.not_finite == 0);
+      CHECK(e.vs_cpu < bound);
+      CHECK(e.vs_f64 < bound);
+      Errors& w = mma ? worst.mma : worst.f32;
+      worst.ran_mma = worst.ran_mma || mma;
+      w.vs_cpu = std::max(w.vs_cpu, e.vs_cpu);
+      w.vs_f64 = std::max(w.vs_f64, e.vs_f64);
+    }
   }
+  gpu::set_attention_tile(0);
 }
 
 // Steps over one cache: per step, per sequence (position before the step, tokens in it), the
@@ -261,6 +293,7 @@ struct Scenario {
   std::vector<std::vector<uint32_t>> orders;
   std::vector<bool> attend;
   std::vector<Mode> modes = kAllModes;
+  std::vector<int> tiles = {0};  // set_attention_tile values to attend spans with
 };
 
 // Runs the scenario for one format and shape, all checks included; returns "format
@@ -273,7 +306,7 @@ std::string run_steps(const Scenario& sc, uint32_t heads, uint32_t kv_heads, uin
   std::mt19937 rng(seed);
   engine::ThreadPool pool(2);
   Cache c(kv_heads, head_dim, f, sc.capacity, rng);
-  Errors worst;
+  Worst worst;
   for (size_t i = 0; i < sc.steps.size(); ++i) {
     CAPTURE(i);
     Step st(c, sc.steps[i], sc.orders[i]);
@@ -281,9 +314,11 @@ std::string run_steps(const Scenario& sc, uint32_t heads, uint32_t kv_heads, uin
     const std::vector<float> k = random_floats(kv_n, rng, -2.0f, 2.0f), v = random_floats(kv_n, rng, -2.0f, 2.0f);
     const std::vector<float> q = random_floats(q_n, rng, -1.5f, 1.5f);
     CHECK(write_both(c, st, k, v) == 0);
-    if (sc.attend[i]) attend_all(pool, c, st, heads, q, sc.modes, worst);
+    if (sc.attend[i]) attend_all(pool, c, st, heads, q, sc.modes, sc.tiles, worst);
   }
-  return std::string(kv::format_name(f)) + " " + sci(worst.vs_cpu) + "/" + sci(worst.vs_f64);
+  std::string line = std::string(kv::format_name(f)) + " " + sci(worst.f32.vs_cpu) + "/" + sci(worst.f32.vs_f64);
+  if (worst.ran_mma) line += " (mma " + sci(worst.mma.vs_cpu) + "/" + sci(worst.mma.vs_f64) + ")";
+  return line;
 }
 
 // Sequences: (position, tokens) of the prefill step, then of the mixed step.
@@ -317,9 +352,11 @@ const Scenario kPrefill = {{100, 41, 12, 3, 25},
                            {{{0, 30}, {0, 40}, {0, 0}, {0, 0}, {0, 17}}, {{30, 70}, {40, 1}, {0, 12}, {0, 3}, {17, 8}}},
                            {{1, 4, 0, 2, 3}, {3, 1, 0, 4, 2}},
                            {true, true},
-                           kSpanModes};
+                           kSpanModes,
+                           {1, 2}};
 
-// One line of figures per test case: ||out - ref|| / ||ref|| against the CPU and float64.
+// One line of figures per test case: ||out - ref|| / ||ref|| against the CPU and float64 (those of
+// the mma tiles in parentheses, where they ran).
 void report(const std::string& what, const std::vector<std::string>& parts) {
   std::string line = what + ": rel err vs CPU/float64:";
   for (const std::string& p : parts) line += " " + p;
@@ -427,4 +464,22 @@ TEST_CASE("attention: prefill tiles at head_dim 256, MHA, and a GQA group wider 
          {run_steps(kPrefill, 4, 1, 256, KvFormat::F16, 56), run_steps(kPrefill, 4, 1, 256, KvFormat::Int4, 57)});
   report("prefill, head_dim 64, 4 over 4", {run_steps(kPrefill, 4, 4, 64, KvFormat::Fp8E4M3, 54)});
   report("prefill, head_dim 64, 24 over 2", {run_steps(kPrefill, 24, 2, 64, KvFormat::BF16, 55)});
+}
+
+TEST_CASE("attention: the tile kernel setting") {
+  for (int t : {0, 1, 2}) {
+    gpu::set_attention_tile(t);
+    for (uint32_t d : {8u, 32u, 256u}) CHECK(gpu::attention_tile(d, KvFormat::F16) == 1);  // no mma tiles there
+    if (t != 0) {
+      for (uint32_t d : {64u, 128u}) CHECK(gpu::attention_tile(d, KvFormat::F16) == t);
+    }
+  }
+  gpu::set_attention_tile(0);
+  const char* env = std::getenv("FINESERVE_ATTN_TILE");
+  if (env == nullptr) {
+    CHECK(gpu::attention_tile(128, KvFormat::Int4) == 2);  // mma by default where it exists,
+    CHECK(gpu::attention_tile(128, KvFormat::F32) == 1);   // but f32 over an f32 cache
+  }
+  CHECK_THROWS_AS(gpu::set_attention_tile(3), std::invalid_argument);
+  CHECK_THROWS_AS(gpu::set_attention_tile(-1), std::invalid_argument);
 }
