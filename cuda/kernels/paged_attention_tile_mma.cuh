@@ -28,6 +28,7 @@
 #include "common/ldmatrix.cuh"
 #include "common/mma.cuh"
 #include "kernels/paged_attention_decode.cuh"
+#include "kernels/paged_attention_tile_grid.cuh"
 
 namespace fineserve::gpu {
 
@@ -60,18 +61,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   using S = MmaTileShape<D>;
   constexpr uint32_t NP = S::kPositions;
   const kv::KvGeometry& g = layout.geometry;
-  const AttentionSpan span = batch.spans[blockIdx.y];
-  const uint32_t t0 = blockIdx.x * tile_tokens;
-  if (t0 >= span.n_rows) return;  // the whole CTA, before any barrier
-  const uint32_t n_tok = span.n_rows - t0 < tile_tokens ? span.n_rows - t0 : tile_tokens;
-  const uint32_t kvh = blockIdx.z / chunks, h0 = (blockIdx.z % chunks) * kMaxGroup;
-  const uint32_t group = heads / g.num_kv_heads;
-  const uint32_t gn = group - h0 < kMaxGroup ? group - h0 : kMaxGroup;
-  const uint32_t first_head = kvh * group + h0, n_vec = n_tok * gn;
-  const uint32_t row0 = span.first_row + t0;
-  const uint64_t* blocks = batch.block_offsets + batch.seq_first_block[batch.token_seq[row0]];
-  const uint32_t tpb = g.tokens_per_block;
-  const uint32_t pos0 = batch.token_pos[row0], cta_end = pos0 + n_tok;
+  TileCta cta;
+  if (!locate_tile(batch, heads, g.num_kv_heads, tile_tokens, chunks, cta)) return;  // the whole CTA, before any barrier
+  const uint32_t kvh = cta.kvh, gn = cta.gn, first_head = cta.first_head, n_vec = cta.n_vec;
+  const uint32_t row0 = cta.row0, pos0 = cta.pos0, cta_end = cta.end, tpb = g.tokens_per_block;
+  const uint64_t* blocks = cta.blocks;
 
   FS_DYNAMIC_SMEM(uint16_t, smem);
   uint16_t* ks = smem;
@@ -246,13 +240,9 @@ template <uint32_t D, KvFormat F>
 void launch_tiles_mma(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch,
                       const float* q, float* out, float score_scale, Stream stream) {
   using S = MmaTileShape<D>;
-  const uint32_t group = heads / layout.geometry.num_kv_heads;
-  const uint32_t chunks = (group + kMaxGroup - 1) / kMaxGroup;
-  const uint32_t tile_tokens = S::kVecs / (group < kMaxGroup ? group : kMaxGroup);
-  const dim3 grid((batch.max_span_rows + tile_tokens - 1) / tile_tokens, batch.n_spans,
-                  layout.geometry.num_kv_heads * chunks);
-  launch("paged_attention (prefill tiles, mma)", tile_attention_mma_kernel<D, F>, grid, dim3(kWarps * 32),
-         S::kSmemBytes, stream, layout, layer, heads, batch, q, out, score_scale, tile_tokens, chunks);
+  const TileGrid t = tile_grid(layout, heads, batch, S::kVecs);
+  launch("paged_attention (prefill tiles, mma)", tile_attention_mma_kernel<D, F>, t.grid, dim3(kWarps * 32),
+         S::kSmemBytes, stream, layout, layer, heads, batch, q, out, score_scale, t.tile_tokens, t.chunks);
 }
 
 }  // namespace
