@@ -5,13 +5,11 @@
 //   - more tokens: the tensor-core GEMM of linear_gemm_v2.cuh (from kGemmV2MinTokens) or
 //     linear_gemm.cuh (v1), or, for F32, the GEMV over token tiles.
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "common/cuda_lang.cuh"
+#include "common/kernel_choice.h"
 #include "common/launch.cuh"
 #include "common/numeric.cuh"
 #include "kernels/kernels.h"
@@ -206,20 +204,7 @@ void run_gemm(const GemmParams& p, int version, Stream s) {
   launch("linear_gemm", gemm_kernel<D>, grid, block, 0, s, p);
 }
 
-// 0: automatic; 1, 2: forced. The environment is read on first use only, so a GEMM call costs no
-// getenv; set_gemm_version overrides it (-1: not overridden).
-std::atomic<int> g_forced_gemm{-1};
-
-int env_gemm_version() {
-  static const int v = [] {
-    const char* e = std::getenv("FINESERVE_GEMM");
-    if (e == nullptr) return 0;
-    if (std::strcmp(e, "v1") == 0 || std::strcmp(e, "1") == 0) return 1;
-    if (std::strcmp(e, "v2") == 0 || std::strcmp(e, "2") == 0) return 2;
-    return 0;
-  }();
-  return v;
-}
+KernelChoice g_gemm("FINESERVE_GEMM", "v1", "v2");
 
 // 16-byte vectors per row for the GEMV: all of a quantized row (its data is padded to them);
 // for plain types the whole vectors when rows stay 16-byte aligned, else none.
@@ -238,14 +223,10 @@ uint32_t gemv_vectors(const DeviceMatrix& w) {
 
 }  // namespace
 
-void set_gemm_version(int version) {
-  if (version < 0 || version > 2) throw std::invalid_argument("gpu::set_gemm_version: 0, 1 or 2");
-  g_forced_gemm.store(version == 0 ? -1 : version);
-}
+void set_gemm_version(int version) { g_gemm.set(version, "gpu::set_gemm_version"); }
 
 int gemm_version(uint32_t tokens) {
-  const int forced = g_forced_gemm.load();
-  const int v = forced > 0 ? forced : env_gemm_version();
+  const int v = g_gemm.forced();
   return v != 0 ? v : tokens >= kGemmV2MinTokens ? 2 : 1;
 }
 

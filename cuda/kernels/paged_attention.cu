@@ -21,13 +21,11 @@
 // state goes to shared memory and the block merges them per output element, into the output or,
 // for a split, into its partial state.
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "common/kernel_choice.h"
 #include "common/launch.cuh"
 #include "kernels/kernels.h"
 #include "kernels/paged_attention_decode.cuh"
@@ -39,20 +37,8 @@ namespace fineserve::gpu {
 
 namespace {
 
-// 0: automatic; 1: f32 tiles; 2: mma tiles. The environment is read on first use only, so a call
-// costs no getenv; set_attention_tile overrides it (-1: not overridden).
-std::atomic<int> g_forced_tile{-1};
-
-int env_attention_tile() {
-  static const int v = [] {
-    const char* e = std::getenv("FINESERVE_ATTN_TILE");
-    if (e == nullptr) return 0;
-    if (std::strcmp(e, "f32") == 0 || std::strcmp(e, "1") == 0) return 1;
-    if (std::strcmp(e, "mma") == 0 || std::strcmp(e, "2") == 0) return 2;
-    return 0;
-  }();
-  return v;
-}
+// 1: the f32 tiles, 2: the mma tiles.
+KernelChoice g_tile("FINESERVE_ATTN_TILE", "f32", "mma");
 
 constexpr bool mma_tile_supported(uint32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
@@ -233,14 +219,10 @@ void launch_d(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const 
 
 }  // namespace
 
-void set_attention_tile(int variant) {
-  if (variant < 0 || variant > 2) throw std::invalid_argument("gpu::set_attention_tile: 0, 1 or 2");
-  g_forced_tile.store(variant == 0 ? -1 : variant);
-}
+void set_attention_tile(int variant) { g_tile.set(variant, "gpu::set_attention_tile"); }
 
 int attention_tile(uint32_t head_dim, KvFormat format) {
-  const int forced = g_forced_tile.load();
-  const int v = forced > 0 ? forced : env_attention_tile();
+  const int v = g_tile.forced();
   if (!mma_tile_supported(head_dim)) return 1;
   // An f32 cache is a request for f32 attention: by default it keeps the f32 tiles, whose
   // products are not rounded to f16 (nor overflow it).
