@@ -131,36 +131,23 @@ void check_matrix(const DeviceMatrix& w) {
   }
 }
 
+template <ActKind K>
+void launch_prepare_as(const char* name, const float* x, uint32_t tokens, const DeviceMatrix& w, const Plan& p,
+                       uint8_t* base, Stream s) {
+  launch(name, prepare_activations_kernel<K>, dim3(tokens), dim3(kPrepThreads), 0, s, x, w.cols, w.input_scale,
+         base + p.act_offset, p.stride, reinterpret_cast<float*>(base + p.scale_offset));
+}
+
 void launch_prepare(ActKind k, const float* x, uint32_t tokens, const DeviceMatrix& w, const Plan& p, uint8_t* base,
                     Stream s) {
-  uint8_t* act = base + p.act_offset;
-  float* scale = reinterpret_cast<float*>(base + p.scale_offset);
-  const dim3 grid(tokens), block(kPrepThreads);
   switch (k) {
-    case ActKind::F32:
-      launch("linear_prepare_f32", prepare_activations_kernel<ActKind::F32>, grid, block, 0, s, x, w.cols,
-             w.input_scale, act, p.stride, scale);
-      break;
-    case ActKind::F16:
-      launch("linear_prepare_f16", prepare_activations_kernel<ActKind::F16>, grid, block, 0, s, x, w.cols,
-             w.input_scale, act, p.stride, scale);
-      break;
-    case ActKind::BF16:
-      launch("linear_prepare_bf16", prepare_activations_kernel<ActKind::BF16>, grid, block, 0, s, x, w.cols,
-             w.input_scale, act, p.stride, scale);
-      break;
-    case ActKind::I8:
-      launch("linear_prepare_i8", prepare_activations_kernel<ActKind::I8>, grid, block, 0, s, x, w.cols,
-             w.input_scale, act, p.stride, scale);
-      break;
-    case ActKind::E4M3:
-      launch("linear_prepare_e4m3", prepare_activations_kernel<ActKind::E4M3>, grid, block, 0, s, x, w.cols,
-             w.input_scale, act, p.stride, scale);
-      break;
+    case ActKind::F32: return launch_prepare_as<ActKind::F32>("linear_prepare_f32", x, tokens, w, p, base, s);
+    case ActKind::F16: return launch_prepare_as<ActKind::F16>("linear_prepare_f16", x, tokens, w, p, base, s);
+    case ActKind::BF16: return launch_prepare_as<ActKind::BF16>("linear_prepare_bf16", x, tokens, w, p, base, s);
+    case ActKind::I8: return launch_prepare_as<ActKind::I8>("linear_prepare_i8", x, tokens, w, p, base, s);
+    case ActKind::E4M3: return launch_prepare_as<ActKind::E4M3>("linear_prepare_e4m3", x, tokens, w, p, base, s);
     case ActKind::E4M3_AS_F16:
-      launch("linear_prepare_e4m3_f16", prepare_activations_kernel<ActKind::E4M3_AS_F16>, grid, block, 0, s, x,
-             w.cols, w.input_scale, act, p.stride, scale);
-      break;
+      return launch_prepare_as<ActKind::E4M3_AS_F16>("linear_prepare_e4m3_f16", x, tokens, w, p, base, s);
   }
 }
 
