@@ -15,10 +15,9 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { devices } from './devices.js';
 import { EngineError } from './errors.js';
-import { KvPool, kvTokenBytes, type KvFormat, type KvPoolStats } from './kv-pool.js';
-import { LocalScheduler } from './engine/local-scheduler.js';
+import { KvPool, kvTokenBytes, type KvFormat } from './kv-pool.js';
+import { checkOwnThreads, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
 import { type ModelCounters } from './engine/model-stats.js';
 import { Sequence } from './engine/sequence.js';
 import { ServedModel } from './engine/served-model.js';
@@ -32,7 +31,7 @@ import { type GenerateOptions, GenerationRun } from './request.js';
 import type { NativeExecutor, SamplingOptions } from './runner.js';
 import { fineserveLocalWith, LOCAL_POLICIES, type LocalPolicyName } from './scheduler/local/index.js';
 import { MeasuredLatencyModel } from './scheduler/measured-latency.js';
-import { createThreadPool, type NativeThreadPool } from './thread-pool.js';
+import { createThreadPool } from './thread-pool.js';
 import { Tokenizer } from './tokenizer.js';
 
 /**
@@ -141,19 +140,8 @@ export interface ModelStats extends ModelCounters, LoadedModelInfo {
   readonly latency: MeasuredLatencyModel['coefficients'];
 }
 
-/** One device's part of {@link EngineStats}. */
-export interface DeviceStats {
-  readonly id: string;
-  readonly kv: readonly KvPoolStats[];
-  /** Bytes held per KV format across the device's pools. */
-  readonly heldBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
-  readonly liveTokenBytesByFormat: Readonly<Partial<Record<KvFormat, number>>>;
-  readonly slabBytes: number;
-  /** How its models share it: steps taking turns ('time') or running at once ('space'). */
-  readonly sharing: 'time' | 'space';
-  /** The most steps of different models that were in flight at once. */
-  readonly peakConcurrentSteps: number;
-}
+
+export type { DeviceStats };
 
 /** What {@link Engine.stats} returns. */
 export interface EngineStats {
@@ -162,30 +150,9 @@ export interface EngineStats {
   readonly devices: readonly DeviceStats[];
 }
 
-interface Device {
-  readonly id: string;
-  /** Where its KV memory lives: 'host' for the CPU, the device id for a GPU. */
-  readonly memory: 'host' | `cuda:${number}`;
-  readonly scheduler: LocalScheduler;
-  /** The shared KV Slab (fineserve, saab); undefined for static partitions. */
-  readonly slab: KvPool | undefined;
-  /** static-fcfs: each model's own pool. */
-  readonly partitions: Map<string, KvPool>;
-  readonly slabBytes: number;
-  /** Threads of the shared pool (time sharing), or of each model's own pool (space sharing). */
-  readonly threads: number;
-  readonly sharing: 'time' | 'space';
-  /** Time sharing on the CPU: one pool of worker threads shared by every model on the device. */
-  readonly threadPool: NativeThreadPool | undefined;
-}
 
 const MiB = 2 ** 20;
 
-/** The CUDA devices the addon can serve on, or why there are none. */
-async function cudaDevices(): Promise<{ ids: string[]; reason: string }> {
-  const report = await devices();
-  return { ids: report.cuda.map((d) => d.id), reason: report.cudaStatus.reason ?? 'none found' };
-}
 
 // A CPU prefills a few hundred tokens a second, so the TPOT guard must be free to cut a chunk
 // far below the GPU-sized default of 64 tokens to keep co-located decodes on time.
@@ -218,38 +185,7 @@ export class Engine {
     checkNumber('threads', options.threads, 1, cores, true);
     checkNumber('slabBytes', options.slabBytes, 4 * MiB, 256 * 2 ** 30, true);
     checkNumber('staticPartitions', options.staticPartitions, 1, 1024, true);
-    const wanted = options.devices ?? 'auto';
-    const list = wanted === 'auto' || wanted === 'cpu' ? ['cpu'] : wanted;
-    if (!Array.isArray(list) || list.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `devices = ${JSON.stringify(wanted)}: expected 'auto', 'cpu' or a list of device ids`);
-    const sharingMode = options.sharing ?? 'time';
-    if (sharingMode !== 'time' && sharingMode !== 'space') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `sharing = ${JSON.stringify(sharingMode)}: expected 'time' or 'space'`);
-    const devices: Device[] = [];
-    const gpus = list.some((id) => id !== 'cpu') ? await cudaDevices() : undefined;
-    for (const id of list) {
-      if (devices.some((d) => d.id === id)) continue;
-      if (id !== 'cpu') {
-        if (!/^cuda:\d+$/.test(id)) throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: expected 'cpu' or 'cuda:N'`);
-        if (!gpus!.ids.includes(id)) {
-          throw new EngineError('ERR_ENGINE_DEVICE', `device ${JSON.stringify(id)}: ${gpus!.ids.length > 0 ? `not found (this machine has ${gpus!.ids.join(', ')})` : `no CUDA device is usable: ${gpus!.reason}`}`);
-        }
-      }
-      const slabBytes = options.slabBytes ?? 2 ** 30;
-      const sharing = id === 'cpu' ? sharingMode : 'space';
-      const threads = options.threads ?? (sharing === 'space' ? 1 : cores);
-      // The KV Slab lives where the device computes: one cudaMalloc on a GPU, host memory on the CPU.
-      const memory = id === 'cpu' ? 'host' : (id as `cuda:${number}`);
-      devices.push({
-        id,
-        memory,
-        scheduler: new LocalScheduler(id, { concurrent: sharing === 'space' }),
-        slab: policy === 'static-fcfs' ? undefined : KvPool.create({ poolBytes: slabBytes, memory }),
-        partitions: new Map(),
-        slabBytes,
-        threads,
-        sharing,
-        threadPool: id === 'cpu' && sharing === 'time' ? createThreadPool(threads) : undefined,
-      });
-    }
+    const devices = await openDevices(options.devices ?? 'auto', { policy, slabBytes: options.slabBytes ?? 2 ** 30, threads: options.threads, sharing: options.sharing ?? 'time' });
     return new Engine(policy, devices, options.staticPartitions ?? 4);
   }
 
@@ -289,13 +225,7 @@ export class Engine {
       this.#open('loadModel');
       const tokenizer = Tokenizer.forModel(model);
       const device = this.#devices[0]!;
-      if (device.memory === 'host' && device.sharing === 'space') {
-        const cores = availableParallelism();
-        const threads = (device.scheduler.models.length + 1) * device.threads;
-        if (threads > cores) {
-          throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": sharing 'space' gives each model ${device.threads} thread(s) of its own, and ${device.scheduler.models.length + 1} models would need ${threads}, more than the ${cores} cores; use sharing 'time' or fewer threads`);
-        }
-      }
+      checkOwnThreads(device, id);
       const maxContext = Math.min(options.maxContext ?? model.config.maxContext, model.config.maxContext);
       const served = await this.#serve(id, model, tokenizer, device, maxContext, options);
       this.#open('loadModel');
@@ -545,27 +475,7 @@ export class Engine {
         latency: m.latency.coefficients,
       });
     }
-    const devices: DeviceStats[] = this.#devices.map((d) => {
-      const pools = d.slab !== undefined ? [d.slab] : [...d.partitions.values()];
-      const kv = pools.map((p) => p.stats());
-      const held: Partial<Record<KvFormat, number>> = {};
-      const live: Partial<Record<KvFormat, number>> = {};
-      for (const s of kv) {
-        for (const g of s.byGeometry) {
-          held[g.geometry.format] = (held[g.geometry.format] ?? 0) + g.heldBytes;
-          live[g.geometry.format] = (live[g.geometry.format] ?? 0) + g.liveTokenBytes;
-        }
-      }
-      return {
-        id: d.id,
-        kv,
-        heldBytesByFormat: held,
-        liveTokenBytesByFormat: live,
-        slabBytes: d.slabBytes,
-        sharing: d.sharing,
-        peakConcurrentSteps: d.scheduler.peakConcurrentSteps,
-      };
-    });
+    const devices = this.#devices.map(deviceStats);
     return { policy: this.policy, models, devices };
   }
 
