@@ -12,6 +12,7 @@
 #if defined(FINESERVE_WITH_CUDA)
 #include "engine/cuda_executor.h"
 #endif
+#include "kv/kv_arena.h"
 #include "kv/kv_slab.h"
 #include "model/model_error.h"
 #include "wraps.h"
@@ -96,7 +97,8 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
     const uint32_t kv_model = info[2].As<Napi::Number>().Uint32Value();
     // The slab's memory picks the backend: a KV cache in device memory is served by the CUDA
     // executor on that device, one in host memory by the CPU executor.
-    const bool on_gpu = slab->memory().rfind("cuda:", 0) == 0;
+    int gpu_index = 0;
+    const bool on_gpu = kv::cuda_device_of(slab->memory(), &gpu_index);
     try {
       if (!on_gpu) {
         executor_ = engine::make_cpu_executor(*model_, *slab, kv_model, options);

@@ -8,6 +8,7 @@
 #include "engine/cuda_forward.h"
 #include "engine/kv_binding.h"
 #include "engine/step_plan.h"
+#include "kv/kv_arena.h"
 
 namespace fineserve::gpu {
 
@@ -22,10 +23,11 @@ int pool_device(const kv::KvSlab& pool) {
     }
     return 0;
   }
-  if (where.rfind("cuda:", 0) != 0 || pool.base() == nullptr) {
+  int device = 0;
+  if (!kv::cuda_device_of(where, &device) || pool.base() == nullptr) {
     throw std::invalid_argument("memory = \"" + where + "\": the CUDA executor needs a KV slab in device memory (memory = \"cuda:N\")");
   }
-  return std::stoi(where.substr(5));
+  return device;
 }
 
 // A stream owned for the executor's lifetime.

@@ -34,13 +34,20 @@ std::unique_ptr<KvArena> make_host_arena(uint64_t bytes) {
   return std::make_unique<HostArena>(static_cast<uint8_t*>(p), bytes);
 }
 
+bool cuda_device_of(const std::string& memory, int* device) {
+  if (memory.rfind("cuda:", 0) != 0 || memory.size() <= 5 || memory.size() > 8 ||
+      memory.find_first_not_of("0123456789", 5) != std::string::npos) {
+    return false;
+  }
+  *device = std::stoi(memory.substr(5));
+  return true;
+}
+
 std::unique_ptr<KvArena> make_arena(const std::string& memory, uint64_t bytes) {
   if (memory.empty() || memory == "none") return nullptr;
   if (memory == "host") return make_host_arena(bytes);
-  if (memory.rfind("cuda:", 0) == 0 && memory.size() > 5 && memory.size() <= 8 &&
-      memory.find_first_not_of("0123456789", 5) == std::string::npos) {
-    return make_cuda_arena(std::stoi(memory.substr(5)), bytes);
-  }
+  int device = 0;
+  if (cuda_device_of(memory, &device)) return make_cuda_arena(device, bytes);
   throw KvError(KvErrc::InvalidArgument,
                 "memory = \"" + memory + "\": expected \"none\", \"host\" or \"cuda:N\"");
 }

@@ -28,6 +28,9 @@ std::unique_ptr<KvArena> make_host_arena(uint64_t bytes);
 // builds without CUDA, where it throws KvError saying so.
 std::unique_ptr<KvArena> make_cuda_arena(int device, uint64_t bytes);
 
+// True, with the device index, when `memory` names a GPU: "cuda:N".
+bool cuda_device_of(const std::string& memory, int* device);
+
 // "none" -> nullptr, "host", or "cuda:N"; KvError(InvalidArgument) naming the value otherwise.
 std::unique_ptr<KvArena> make_arena(const std::string& memory, uint64_t bytes);
 
