@@ -86,11 +86,6 @@ export class LocalScheduler {
     await this.#loop;
   }
 
-  /** Resolves when no model on this device has work left (or the loop stopped). */
-  async idle(): Promise<void> {
-    while (this.#loop !== undefined && this.#models.some((m) => m.hasWork)) await this.#loop;
-  }
-
   async #run(): Promise<void> {
     let idleRounds = 0;
     while (!this.#stopping) {
