@@ -3,7 +3,7 @@
  * @module
  */
 import type { AddonVariant } from './errors.js';
-import { loadNative, type RawDeviceReport } from './native.js';
+import { loadNative, type RawDeviceReport } from './native/loader.js';
 
 /** A CPU vector instruction set the kernels are built for, lowest first. */
 export type SimdLevel = 'baseline' | 'avx2' | 'avx512';

@@ -25,7 +25,7 @@ import { StopMatcher } from './engine/stop.js';
 import { checkNumber, checkSampling, checkSlo, checkTokens, stopStrings } from './engine/validate.js';
 import { warmUp } from './engine/warm-up.js';
 import { type Calibration, Model } from './model.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
 import { type GenerateOptions, GenerationRun } from './request.js';
 import type { NativeExecutor, SamplingOptions } from './runner.js';

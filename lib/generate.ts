@@ -7,7 +7,7 @@
  */
 import { runCancellable } from './cancellable.js';
 import { codeOf, FineserveError, ModelError, type ModelErrorCode } from './errors.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 
 /**
  * Shapes {@link generateModel} knows: the real models' hyper-parameters, plus `tiny` (Llama, GQA,

@@ -5,7 +5,7 @@
  * @module
  */
 import { codeOf, KvError, type KvErrorCode } from './errors.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 
 /** Element format of a KV cache. */
 export type KvFormat = 'f32' | 'f16' | 'bf16' | 'fp8' | 'int8' | 'int4';

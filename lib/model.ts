@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { runCancellable } from './cancellable.js';
 import { codeOf, ExecutorError, type ExecutorErrorCode, ModelError, type ModelErrorCode } from './errors.js';
 import type { KvFormat } from './kv-pool.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 import { autoKvFormat, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
 import { Tokenizer } from './tokenizer.js';
 

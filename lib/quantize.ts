@@ -5,7 +5,7 @@
  */
 import { runCancellable } from './cancellable.js';
 import { codeOf, ModelError, type ModelErrorCode } from './errors.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 
 /** GGUF quant types fineserve writes. */
 export type GgufQuantType = 'q8_0' | 'q4_0';

@@ -10,7 +10,7 @@
 import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCode } from './errors.js';
 import { KvPool, kvTokenBytes, type KvFormat, type KvGeometry } from './kv-pool.js';
 import type { Model, NativeModel } from './model.js';
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 import type { NativeThreadPool } from './thread-pool.js';
 
 /** How the next token is chosen. Defaults: greedy. */

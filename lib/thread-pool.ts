@@ -4,7 +4,7 @@
  * core, and their steps take turns on the pool.
  * @module
  */
-import { loadNative } from './native.js';
+import { loadNative } from './native/loader.js';
 
 /** The addon's ThreadPool (cpp/addon/thread_pool.cc). */
 export interface NativeThreadPool {

@@ -6,7 +6,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { test } from 'node:test';
 
 import { devices } from '../lib/index.js';
-import { nvidiaDriverPresent } from '../lib/native.js';
+import { nvidiaDriverPresent } from '../lib/native/loader.js';
 import { runCli } from './helpers.js';
 
 function cpuFlags(): Set<string> {

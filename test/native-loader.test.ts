@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 
 import { NativeLoadError } from '../lib/errors.js';
-import { loadNative, loadNativeFrom, nativeCandidates } from '../lib/native.js';
+import { loadNative, loadNativeFrom, nativeCandidates } from '../lib/native/loader.js';
 import { runCli } from './helpers.js';
 
 const realAddon = loadNative().path;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { Model, ModelRunner } from '../lib/index.js';
-import { loadNative } from '../lib/native.js';
+import { loadNative } from '../lib/native/loader.js';
 import { createThreadPool } from '../lib/thread-pool.js';
 import { fixture, goldenCases } from './fixtures.js';
 

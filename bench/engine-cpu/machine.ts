@@ -10,7 +10,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { relative } from 'node:path';
 
-import { loadNative } from '../../lib/native.js';
+import { loadNative } from '../../lib/native/loader.js';
 
 interface Sample {
   readonly busy: number;

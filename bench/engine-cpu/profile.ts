@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
-import { loadNative } from '../../lib/native.js';
+import { loadNative } from '../../lib/native/loader.js';
 import { LLAMA_100M_GGUF, STORIES_GGUF } from './config.js';
 import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
 import { makePrompts, timeGenerate } from './measure.js';

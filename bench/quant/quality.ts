@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 import { Model, ModelRunner, precisionName, quantizeGguf, Tokenizer, type KvFormat, type PrecisionName, type PrecisionSpec } from '../../lib/index.js';
 import { kvTokenBytes } from '../../lib/kv-pool.js';
-import { loadNative } from '../../lib/native.js';
+import { loadNative } from '../../lib/native/loader.js';
 
 /** One row of the quality table. */
 export interface QualityRow {

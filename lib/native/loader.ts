@@ -13,13 +13,13 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from './errors.js';
-import type { NativeGenerateModel } from './generate.js';
-import type { NativeKvPoolConstructor } from './kv-pool.js';
-import type { NativeLoadModel, NativeModel, NativePerplexity } from './model.js';
-import type { NativeQuantizeGguf } from './quantize.js';
-import type { NativeExecutorConstructor, NativeKvGeometryFor } from './runner.js';
-import type { NativeThreadPoolConstructor } from './thread-pool.js';
+import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from '../errors.js';
+import type { NativeGenerateModel } from '../generate.js';
+import type { NativeKvPoolConstructor } from '../kv-pool.js';
+import type { NativeLoadModel, NativeModel, NativePerplexity } from '../model.js';
+import type { NativeQuantizeGguf } from '../quantize.js';
+import type { NativeExecutorConstructor, NativeKvGeometryFor } from '../runner.js';
+import type { NativeThreadPoolConstructor } from '../thread-pool.js';
 
 /** How the loaded binary was built, as the addon itself reports it. */
 export interface NativeBuildInfo {
@@ -101,7 +101,7 @@ interface Candidate {
   readonly skip?: string;
 }
 
-const PACKAGE_ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const PACKAGE_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const require = createRequire(import.meta.url);
 
 /** True when an NVIDIA kernel driver is loaded on this host. */
