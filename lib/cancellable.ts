@@ -5,12 +5,10 @@
  * @module
  */
 import { FineserveError, ModelError } from './errors.js';
+import type { NativeJob } from './native/addon-types.js';
 
-/** @internal A native job: it settles `promise`, and stops at its next progress report after `cancel()`. */
-export interface NativeJob<T> {
-  promise: Promise<T>;
-  cancel(): void;
-}
+export type { NativeJob } from './native/addon-types.js';
+
 
 /** @internal */
 export interface CancellableOptions {

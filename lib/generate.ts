@@ -8,6 +8,9 @@
 import { runCancellable } from './cancellable.js';
 import { codeOf, FineserveError, ModelError, type ModelErrorCode } from './errors.js';
 import { loadNative } from './native/loader.js';
+import type { GeneratedModel } from './data-types.js';
+
+export type { GeneratedModel } from './data-types.js';
 
 /**
  * Shapes {@link generateModel} knows: the real models' hyper-parameters, plus `tiny` (Llama, GQA,
@@ -40,31 +43,6 @@ export interface GenerateModelOptions {
   /** Aborting cancels: nothing is left behind and the promise rejects with `ERR_MODEL_CANCELLED`. */
   readonly signal?: AbortSignal;
 }
-
-/** What {@link generateModel} wrote. */
-export interface GeneratedModel {
-  /** The file or folder written (`out`). */
-  readonly path: string;
-  /** Weights in the model (tied embeddings counted once). */
-  readonly parameters: number;
-  /** Bytes written, all files together. */
-  readonly bytes: number;
-}
-
-/** @internal The addon's generateModel (cpp/addon/generate.cc). */
-export type NativeGenerateModel = (
-  options: {
-    shape: string;
-    layers?: number;
-    vocab?: number;
-    dtype?: string;
-    format: string;
-    seed?: number;
-    out: string;
-    maxShardBytes?: number;
-  },
-  onProgress?: (fraction: number) => void,
-) => { promise: Promise<GeneratedModel>; cancel(): void };
 
 /** Codes of errors {@link generateModel} rejects with, besides `ERR_MODEL_CANCELLED`. */
 export type GenerateErrorCode = 'ERR_GENERATE_INVALID' | 'ERR_GENERATE_IO';

@@ -11,27 +11,10 @@ import type { KvFormat } from './kv-pool.js';
 import { loadNative } from './native/loader.js';
 import { autoKvFormat, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
 import { Tokenizer } from './tokenizer.js';
+import type { LlamaConfig, PerplexityResult } from './data-types.js';
+import type { NativeModel, NativeQuantizeSpec } from './native/addon-types.js';
 
-/** Hyper-parameters of a Llama-family model. */
-export interface LlamaConfig {
-  readonly architecture: string;
-  readonly vocabSize: number;
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly layers: number;
-  readonly heads: number;
-  readonly kvHeads: number;
-  readonly headDim: number;
-  readonly maxContext: number;
-  readonly rmsNormEps: number;
-  readonly ropeTheta: number;
-  readonly ropeStyle: 'interleaved' | 'half-split';
-  readonly ropeScaling: string;
-  readonly tiedEmbeddings: boolean;
-  readonly qkvBias: boolean;
-  readonly bosTokenId: number;
-  readonly eosTokenId: number;
-}
+export type { LlamaConfig, PerplexityResult } from './data-types.js';
 
 /**
  * Data that post-training quantization looks at to choose its scales (AWQ for `w4a16`, channel
@@ -76,52 +59,6 @@ export interface PerplexityOptions {
   readonly onProgress?: (fraction: number) => void;
   readonly signal?: AbortSignal;
 }
-
-/** Result of {@link Model.perplexity}. */
-export interface PerplexityResult {
-  /** exp(nllSum / scored). */
-  readonly perplexity: number;
-  /** Sum of -ln p(token | prefix) over the scored tokens (all but the first). */
-  readonly nllSum: number;
-  readonly scored: number;
-}
-
-/** @internal The quantization request the addon's loadModel takes. */
-export interface NativeQuantizeSpec {
-  weights: string;
-  group: number;
-  kv: string;
-  calibration: Int32Array[];
-  smoothK: boolean;
-}
-
-/** The addon's Model object (cpp/addon/model.cc). */
-export interface NativeModel {
-  info(): {
-    config: LlamaConfig;
-    source: string;
-    format: 'gguf' | 'safetensors';
-    weightBytes: number;
-    metadataKeys: string[];
-    weightFormats?: Record<string, number>;
-  };
-  metadata(key: string): string | undefined;
-}
-
-/** The addon's loadModel. */
-export type NativeLoadModel = (
-  path: string,
-  options: boolean | { checkFinite: boolean; quantize?: NativeQuantizeSpec },
-  onProgress?: (fraction: number) => void,
-) => { promise: Promise<NativeModel>; cancel(): void };
-
-/** The addon's perplexity (cpp/addon/perplexity.cc). */
-export type NativePerplexity = (
-  model: NativeModel,
-  tokens: Int32Array,
-  options: { kvFormat: string; threads: number; chunk: number },
-  onProgress?: (fraction: number) => void,
-) => { promise: Promise<PerplexityResult>; cancel(): void };
 
 function asModelError(err: unknown): unknown {
   const code = codeOf(err);

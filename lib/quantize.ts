@@ -6,6 +6,9 @@
 import { runCancellable } from './cancellable.js';
 import { codeOf, ModelError, type ModelErrorCode } from './errors.js';
 import { loadNative } from './native/loader.js';
+import type { QuantizedGguf } from './data-types.js';
+
+export type { QuantizedGguf } from './data-types.js';
 
 /** GGUF quant types fineserve writes. */
 export type GgufQuantType = 'q8_0' | 'q4_0';
@@ -16,24 +19,6 @@ export interface QuantizeGgufOptions {
   /** Aborting cancels the write (no partial file is left) and rejects with `ERR_MODEL_CANCELLED`. */
   readonly signal?: AbortSignal;
 }
-
-/** What {@link quantizeGguf} wrote. */
-export interface QuantizedGguf {
-  readonly path: string;
-  readonly bytes: number;
-  /** Tensors written in the target type. */
-  readonly quantized: number;
-  /** Tensors written in another type, and which (norms stay F32; rows not a multiple of 32 cannot be Q8_0/Q4_0). */
-  readonly kept: readonly { readonly name: string; readonly type: string }[];
-}
-
-/** @internal The addon's quantizeGguf (cpp/addon/quantize.cc). */
-export type NativeQuantizeGguf = (
-  src: string,
-  dst: string,
-  type: string,
-  onProgress?: (fraction: number) => void,
-) => { promise: Promise<QuantizedGguf>; cancel(): void };
 
 const TYPES: readonly GgufQuantType[] = ['q8_0', 'q4_0'];
 

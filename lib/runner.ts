@@ -9,25 +9,13 @@
  */
 import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCode } from './errors.js';
 import { KvPool, kvTokenBytes, type KvFormat, type KvGeometry } from './kv-pool.js';
-import type { Model, NativeModel } from './model.js';
+import type { Model } from './model.js';
 import { loadNative } from './native/loader.js';
 import type { NativeThreadPool } from './thread-pool.js';
+import type { SamplingOptions } from './data-types.js';
+import type { NativeExecutor } from './native/addon-types.js';
 
-/** How the next token is chosen. Defaults: greedy. */
-export interface SamplingOptions {
-  /** 0 (default) is greedy. */
-  readonly temperature?: number;
-  readonly topK?: number;
-  readonly topP?: number;
-  readonly minP?: number;
-  readonly repetitionPenalty?: number;
-  readonly presencePenalty?: number;
-  readonly frequencyPenalty?: number;
-  /** Same seed, same tokens, alone or in any batch. */
-  readonly seed?: number;
-  /** Top alternatives to return with each token (0..20). */
-  readonly logprobs?: number;
-}
+export type { SamplingOptions } from './data-types.js';
 
 /** Options of {@link ModelRunner.create}. */
 export interface RunnerOptions {
@@ -67,41 +55,6 @@ export interface GenerateOutput {
   /** Logits at the last prompt position, when asked for. */
   readonly promptLogits?: Float32Array;
 }
-
-interface NativeStepResult {
-  tokens: Int32Array;
-  logprobs: Float32Array;
-  topK: number;
-  topTokens: Int32Array;
-  topLogprobs: Float32Array;
-  logits?: Float32Array;
-}
-
-/** The addon's Executor (cpp/addon/executor.cc). */
-export interface NativeExecutor {
-  addSequence(id: number, prompt: Int32Array, sampling: SamplingOptions): void;
-  removeSequence(id: number): void;
-  step(
-    seqIds: Uint32Array,
-    tokens: Int32Array,
-    nTokens: Uint32Array,
-    positions: Uint32Array,
-    blocks: Uint32Array,
-    nBlocks: Uint32Array,
-    sample: Uint8Array,
-    returnLogits: boolean,
-  ): Promise<NativeStepResult>;
-}
-
-/** @internal The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
-export type NativeKvGeometryFor = (model: NativeModel, kvFormat: string, tokensPerBlock: number) => Required<KvGeometry>;
-
-export type NativeExecutorConstructor = new (
-  model: NativeModel,
-  pool: unknown,
-  kvModel: number,
-  options: { kvFormat: string; threads: number; pool?: unknown },
-) => NativeExecutor;
 
 function asExecutorError(err: unknown): unknown {
   const code = codeOf(err);

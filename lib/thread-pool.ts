@@ -5,15 +5,9 @@
  * @module
  */
 import { loadNative } from './native/loader.js';
+import type { NativeThreadPool } from './native/addon-types.js';
 
-/** The addon's ThreadPool (cpp/addon/thread_pool.cc). */
-export interface NativeThreadPool {
-  /** Threads that run a step, the stepping one included: the requested count, clamped to the usable cores. */
-  readonly size: number;
-}
-
-/** @internal `threads`: 0 = every core this process may use; more than that is clamped to it. */
-export type NativeThreadPoolConstructor = new (threads: number) => NativeThreadPool;
+export type { NativeThreadPool } from './native/addon-types.js';
 
 /** A pool to pass as `pool` to every {@link ModelRunner.create} that should share it. */
 export function createThreadPool(threads = 0): NativeThreadPool {

@@ -9,7 +9,7 @@ import { ExecutorError } from '../errors.js';
 import type { KvPool } from '../kv-pool.js';
 import type { Model } from '../model.js';
 import type { FinishReason, GenerationResult } from '../request.js';
-import type { NativeExecutor } from '../runner.js';
+import type { NativeExecutor } from '../native/addon-types.js';
 import type { IterationSample } from '../scheduler/latency-model.js';
 import type { LocalPolicy, ModelSnapshot, RunningSequence, WaitingRequest } from '../scheduler/local/types.js';
 import type { MeasuredLatencyModel } from '../scheduler/measured-latency.js';

@@ -4,7 +4,7 @@
  * @module
  */
 import type { KvPool } from '../kv-pool.js';
-import type { NativeExecutor } from '../runner.js';
+import type { NativeExecutor } from '../native/addon-types.js';
 
 /** What the warm-up measured, ms. */
 export interface WarmUp {

@@ -14,64 +14,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from '../errors.js';
-import type { NativeGenerateModel } from '../generate.js';
-import type { NativeKvPoolConstructor } from '../kv-pool.js';
-import type { NativeLoadModel, NativeModel, NativePerplexity } from '../model.js';
-import type { NativeQuantizeGguf } from '../quantize.js';
-import type { NativeExecutorConstructor, NativeKvGeometryFor } from '../runner.js';
-import type { NativeThreadPoolConstructor } from '../thread-pool.js';
+import type { NativeBinding } from './addon-types.js';
 
-/** How the loaded binary was built, as the addon itself reports it. */
-export interface NativeBuildInfo {
-  readonly simdCompiled: readonly string[];
-  readonly cuda: boolean;
-  readonly napiVersion: number;
-  readonly compiler: string;
-}
-
-/** The raw device report the addon resolves with; lib/devices.ts gives it its public shape. */
-export interface RawDeviceReport {
-  readonly cpu: {
-    readonly model: string;
-    readonly logicalCores: number;
-    readonly physicalCores: number;
-    readonly memoryBytes: number;
-    readonly simdSupported: readonly string[];
-    readonly simd: string;
-    readonly simdNote?: string;
-  };
-  readonly cuda: {
-    readonly compiled: boolean;
-    readonly available: boolean;
-    readonly reason?: string;
-    readonly runtimeVersion: number;
-    readonly driverVersion: number;
-    readonly devices: readonly {
-      readonly index: number;
-      readonly name: string;
-      readonly memoryBytes: number;
-      readonly smCount: number;
-      readonly computeCapabilityMajor: number;
-      readonly computeCapabilityMinor: number;
-      readonly pciBusId: string;
-    }[];
-  };
-}
-
-/** The functions the addon exports. Grows with each native feature. */
-export interface NativeBinding {
-  readonly buildInfo: NativeBuildInfo;
-  devices(): Promise<RawDeviceReport>;
-  readonly KvPool: NativeKvPoolConstructor;
-  readonly generateModel: NativeGenerateModel;
-  readonly Model: new () => NativeModel;
-  readonly loadModel: NativeLoadModel;
-  readonly ThreadPool: NativeThreadPoolConstructor;
-  readonly Executor: NativeExecutorConstructor;
-  readonly kvGeometryFor: NativeKvGeometryFor;
-  readonly perplexity: NativePerplexity;
-  readonly quantizeGguf: NativeQuantizeGguf;
-}
+export type { NativeBinding, NativeBuildInfo, RawDeviceReport } from './addon-types.js';
 
 /** A loaded addon and where it came from. */
 export interface LoadedAddon {

@@ -1,0 +1,71 @@
+/**
+ * Plain data shapes that the public facades and the addon's surface (lib/native/addon-types.ts)
+ * share: a model's configuration, sampling options, and what the addon's long jobs resolve with.
+ * This file imports nothing, so neither side depends on the other through it.
+ * @module
+ */
+/** Hyper-parameters of a Llama-family model. */
+export interface LlamaConfig {
+  readonly architecture: string;
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly maxContext: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  readonly ropeStyle: 'interleaved' | 'half-split';
+  readonly ropeScaling: string;
+  readonly tiedEmbeddings: boolean;
+  readonly qkvBias: boolean;
+  readonly bosTokenId: number;
+  readonly eosTokenId: number;
+}
+
+/** How the next token is chosen. Defaults: greedy. */
+export interface SamplingOptions {
+  /** 0 (default) is greedy. */
+  readonly temperature?: number;
+  readonly topK?: number;
+  readonly topP?: number;
+  readonly minP?: number;
+  readonly repetitionPenalty?: number;
+  readonly presencePenalty?: number;
+  readonly frequencyPenalty?: number;
+  /** Same seed, same tokens, alone or in any batch. */
+  readonly seed?: number;
+  /** Top alternatives to return with each token (0..20). */
+  readonly logprobs?: number;
+}
+
+/** Result of {@link Model.perplexity}. */
+export interface PerplexityResult {
+  /** exp(nllSum / scored). */
+  readonly perplexity: number;
+  /** Sum of -ln p(token | prefix) over the scored tokens (all but the first). */
+  readonly nllSum: number;
+  readonly scored: number;
+}
+
+/** What {@link generateModel} wrote. */
+export interface GeneratedModel {
+  /** The file or folder written (`out`). */
+  readonly path: string;
+  /** Weights in the model (tied embeddings counted once). */
+  readonly parameters: number;
+  /** Bytes written, all files together. */
+  readonly bytes: number;
+}
+
+/** What {@link quantizeGguf} wrote. */
+export interface QuantizedGguf {
+  readonly path: string;
+  readonly bytes: number;
+  /** Tensors written in the target type. */
+  readonly quantized: number;
+  /** Tensors written in another type, and which (norms stay F32; rows not a multiple of 32 cannot be Q8_0/Q4_0). */
+  readonly kept: readonly { readonly name: string; readonly type: string }[];
+}
