@@ -17,8 +17,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { demoModel, formatComparison } from '../lib/cli-demo.js';
-import { calibrate, type ComparisonSetup, type PolicyRun, runPolicy, workload } from '../lib/policy-comparison.js';
+import { demoModel, formatComparison } from '../lib/cli/demo.js';
+import { calibrate, type ComparisonSetup, type PolicyRun, runPolicy, workload } from '../lib/sim/policy-comparison.js';
 import { addonIdentity, ForeignLoad } from './engine-cpu/machine.js';
 import { writeCharts } from './serve-cpu/charts.js';
 

@@ -11,7 +11,7 @@ export interface CliRun {
 }
 
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', ...args], {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     env: { ...process.env, ...env },

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-import { type GgufQuantType, quantizeGguf } from './quantize.js';
+import { type GgufQuantType, quantizeGguf } from '../quantize.js';
 
 /** Usage line of the command, for the main help text. */
 export const QUANTIZE_USAGE = `  quantize IN.gguf OUT.gguf --type q8_0|q4_0

@@ -7,15 +7,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { planMuxServe } from './scheduler/baselines/muxserve.js';
-import { planPrism } from './scheduler/baselines/prism.js';
-import { planReference } from './scheduler/baselines/reference.js';
-import { planStaticSplit } from './scheduler/baselines/static-split.js';
-import { CostModel } from './scheduler/cost-model.js';
-import { PlanError } from './scheduler/errors.js';
-import { planFineServe } from './scheduler/global.js';
-import { formatProfileCsv, type ProfileRow } from './scheduler/profiles.js';
-import type { DeviceSpec, ModelSpec, PlacementPlan } from './scheduler/types.js';
+import { planMuxServe } from '../scheduler/baselines/muxserve.js';
+import { planPrism } from '../scheduler/baselines/prism.js';
+import { planReference } from '../scheduler/baselines/reference.js';
+import { planStaticSplit } from '../scheduler/baselines/static-split.js';
+import { CostModel } from '../scheduler/cost-model.js';
+import { PlanError } from '../scheduler/errors.js';
+import { planFineServe } from '../scheduler/global.js';
+import { formatProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
+import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
 
 /** Usage lines the main CLI appends to its own. */
 export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|reference|prism|muxserve|static] [--slo-scale N] [--json]
@@ -119,8 +119,8 @@ export async function profileCommand(args: readonly string[]): Promise<number> {
   const [output] = intList(values.output, [32], '--output');
   const [threads] = intList(values.threads, [0], '--threads').map((t) => t);
   // The engine is loaded only for this command: `plan` must work without the native addon.
-  const { Model } = await import('./model.js');
-  const { ModelRunner } = await import('./runner.js');
+  const { Model } = await import('../model.js');
+  const { ModelRunner } = await import('../runner.js');
   const model = await Model.load(positionals[0]!);
   const maxLen = Math.max(...lengths);
   const runner = ModelRunner.create(model, {

@@ -5,10 +5,10 @@
  * with this, so their numbers compare like for like.
  * @module
  */
-import type { Engine } from './engine.js';
-import { percentile } from './engine/model-stats.js';
-import type { GenerationResult } from './request.js';
-import type { Arrival } from './sim/workload.js';
+import type { Engine } from '../engine.js';
+import { percentile } from '../engine/model-stats.js';
+import type { GenerationResult } from '../request.js';
+import type { Arrival } from './workload.js';
 
 /** Options of {@link replayWorkload}. */
 export interface ReplayOptions {

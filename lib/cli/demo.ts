@@ -10,9 +10,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { generateModel } from './generate.js';
-import { calibrate, type Calibration, type ComparisonSetup, type PolicyRun, runPolicy, workload } from './policy-comparison.js';
-import type { PrecisionName } from './precision.js';
+import { generateModel } from '../generate.js';
+import { calibrate, type Calibration, type ComparisonSetup, type PolicyRun, runPolicy, workload } from '../sim/policy-comparison.js';
+import type { PrecisionName } from '../precision.js';
 
 /** Usage lines of the command, for the main help text. */
 export const DEMO_USAGE = `  demo [--model FILE.gguf|HF-DIR] [--rate R] [--seconds S] [--threads N] [--precisions a,b,c]

@@ -7,10 +7,10 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { Engine, type DeviceStats, type EnginePolicy, type ServingSlo } from './engine.js';
-import type { PrecisionName } from './precision.js';
-import { generateWorkload, type Arrival, type LengthFit } from './sim/workload.js';
-import { Rng } from './sim/rng.js';
+import { Engine, type DeviceStats, type EnginePolicy, type ServingSlo } from '../engine.js';
+import type { PrecisionName } from '../precision.js';
+import { generateWorkload, type Arrival, type LengthFit } from './workload.js';
+import { Rng } from './rng.js';
 import { replayWorkload, type ReplayReport } from './workload-replay.js';
 
 /** The models and machine of a comparison. */

@@ -8,12 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { type DeviceReport, devices } from './devices.js';
-import { FineserveError } from './errors.js';
-import { DEMO_USAGE, demoCommand } from './cli-demo.js';
-import { QUANTIZE_USAGE, quantizeCommand } from './cli-quantize.js';
-import { generateModel, MODEL_SHAPES, type ModelShape } from './generate.js';
-import { PLAN_USAGE, planCommand, profileCommand } from './cli-plan.js';
+import { type DeviceReport, devices } from '../devices.js';
+import { FineserveError } from '../errors.js';
+import { DEMO_USAGE, demoCommand } from './demo.js';
+import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
+import { generateModel, MODEL_SHAPES, type ModelShape } from '../generate.js';
+import { PLAN_USAGE, planCommand, profileCommand } from './plan.js';
 
 const USAGE = `usage: fineserve <command> [options]
 
@@ -32,7 +32,7 @@ options:
 const GiB = 1024 ** 3;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
