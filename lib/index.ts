@@ -35,44 +35,8 @@ export type {
   KvPoolStats,
   KvStep,
 } from './kv-pool.js';
-export { PlanError } from './scheduler/errors.js';
-export type { PlanErrorCode } from './scheduler/errors.js';
-export { CostModel } from './scheduler/cost-model.js';
-export type { CostEntry, CostModelOptions } from './scheduler/cost-model.js';
-export { iterationMs, OnlineLatencyModel, ProfileLatencyModel } from './scheduler/latency-model.js';
-export type { IterationSample, IterationShape, LatencyModel, OnlineLatencyOptions } from './scheduler/latency-model.js';
-export { formatProfileCsv, loadReferenceProfiles, parseProfileCsv, PROFILE_COLUMNS } from './scheduler/profiles.js';
-export type { ProfileRow, ReferenceProfileSet } from './scheduler/profiles.js';
-export { planFineServe } from './scheduler/global.js';
-export type { FineServePlanOptions } from './scheduler/global.js';
-export { planReference } from './scheduler/baselines/reference.js';
-export { planPrism } from './scheduler/baselines/prism.js';
-export { planMuxServe } from './scheduler/baselines/muxserve.js';
-export { planStaticSplit } from './scheduler/baselines/static-split.js';
-export { diffPlans, replanOnDrift } from './scheduler/drift.js';
-export type { DriftDecision, DriftOptions, ReplicaMove } from './scheduler/drift.js';
-export type { DevicePlan, DeviceSpec, ModelDemand, ModelSpec, Placement, PlacementPlan, PlanInput, Slo } from './scheduler/types.js';
-export { fcfs, fineserveLocal, fineserveLocalWith, LOCAL_POLICIES, prismLocal, saab } from './scheduler/local/index.js';
-export type {
-  FineServeLocalOptions,
-  IterationDecision,
-  LocalPolicy,
-  LocalPolicyName,
-  ModelSnapshot,
-  PrefillChunk,
-  RunningSequence,
-  WaitingRequest,
-} from './scheduler/local/index.js';
-export { simulate } from './sim/simulator.js';
-export type { RequestOutcome, SimConfig, SimResult, SimSystem } from './sim/simulator.js';
-export { generateWorkload, modelRates } from './sim/workload.js';
-export type { Arrival, LengthFit, RatePhase, WorkloadSpec } from './sim/workload.js';
-export { buildSystem, SYSTEM_NAMES } from './sim/systems.js';
-export type { SystemName } from './sim/systems.js';
 export { Engine } from './engine.js';
 export type { DeviceStats, EngineLoadOptions, EngineOptions, EnginePolicy, EngineStats, LoadedModelInfo, ModelStats, ServingSlo } from './engine.js';
 export type { ModelCounters, Percentiles } from './engine/model-stats.js';
 export { GenerationRun } from './request.js';
 export type { FinishReason, GenerateOptions, GenerationChunk, GenerationResult, PromptInput, RequestTimings } from './request.js';
-export { MeasuredLatencyModel, CoLocatedLatency } from './scheduler/measured-latency.js';
-export type { MeasuredLatencyOptions } from './scheduler/measured-latency.js';

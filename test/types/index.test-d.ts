@@ -77,7 +77,7 @@ expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q4_0'));
 expectError(quantizeGguf('a.gguf', 'b.gguf', 'q5_k'));
 
 // Placement, cost model, local policies and simulator (issue #7).
-import { CostModel, type IterationDecision, type LocalPolicy, type PlacementPlan, planFineServe, PlanError, saab, type SimResult, simulate } from 'fineserve';
+import { CostModel, type IterationDecision, type LocalPolicy, type PlacementPlan, planFineServe, PlanError, saab, type SimResult, simulate } from 'fineserve/sim';
 
 declare const costModel: CostModel;
 const plan = planFineServe(costModel, { models: [{ id: 'm', family: 'llama-3.1-8b', precision: 'fp16', rate: 1 }], devices: [{ id: 'g', memoryBytes: 8e10 }] });
@@ -143,3 +143,8 @@ declare const tok: Tokenizer;
 expectType<number[]>(tok.encode('hi', { addSpecialTokens: false }));
 expectType<StreamDecoder>(tok.createStreamDecoder());
 expectType<string>(tok.applyChatTemplate([{ role: 'user', content: 'hi' }]));
+
+// The main export is what a serving user needs; the reproduction tooling is behind fineserve/sim.
+import * as main from 'fineserve';
+expectError(main.planFineServe);
+expectError(main.simulate);
