@@ -1,6 +1,8 @@
 #include "simd/dispatch.h"
 
 #include <cstdlib>
+#include <stdexcept>
+#include <type_traits>
 
 #include "simd/variants.h"
 
@@ -25,6 +27,7 @@ bool parse_level(std::string_view name, Level* out) {
   return false;
 }
 
+// The tables the kernels_*.cc files define, indexed by Level; null where not compiled in.
 static const Kernels* compiled_table(Level level) {
   switch (level) {
     case Level::Baseline: return &kBaselineKernels;
@@ -36,6 +39,31 @@ static const Kernels* compiled_table(Level level) {
 #endif
     default: return nullptr;
   }
+}
+
+std::string missing_kernels(const Kernels& k) {
+  std::string out;
+  for_each_kernel([&](auto field, const char* name) {
+    if (k.*field == nullptr) out += (out.empty() ? "" : ", ") + std::string(name);
+  });
+  return out;
+}
+
+// Every field of `level`'s table by resolve_kernel's rule over the compiled tables.
+static Kernels resolved_table(Level level) {
+  const std::string missing = missing_kernels(kBaselineKernels);
+  if (!missing.empty()) throw std::logic_error("simd: the baseline kernel table lacks " + missing);
+  Kernels k = kBaselineKernels;
+  k.level = level;
+  for_each_kernel([&](auto field, const char*) {
+    std::remove_reference_t<decltype(k.*field)> by_level[kLevelCount] = {};
+    for (int l = 0; l < kLevelCount; ++l) {
+      const Kernels* t = compiled_table(static_cast<Level>(l));
+      by_level[l] = t != nullptr ? t->*field : nullptr;
+    }
+    k.*field = resolve_kernel(by_level, level);
+  });
+  return k;
 }
 
 // __builtin_cpu_supports reads CPUID and, in libgcc, also checks XCR0 so that a kernel which hides
@@ -72,7 +100,9 @@ std::vector<Level> supported_levels() {
 }
 
 const Kernels* kernels_for(Level level) {
-  return host_runs(level) ? compiled_table(level) : nullptr;
+  static const Kernels tables[kLevelCount] = {resolved_table(Level::Baseline), resolved_table(Level::Avx2),
+                                              resolved_table(Level::Avx512)};
+  return host_runs(level) && compiled_table(level) != nullptr ? &tables[static_cast<int>(level)] : nullptr;
 }
 
 Selection select_level(const char* requested) {

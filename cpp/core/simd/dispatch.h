@@ -13,13 +13,27 @@
 namespace fineserve::simd {
 
 enum class Level : int { Baseline = 0, Avx2 = 1, Avx512 = 2 };
+inline constexpr int kLevelCount = 3;
+
+// The one fallback rule of every per-level kernel table (simd::Kernels below, the row dots of
+// quant/weight_traits.h): a level uses its own kernel, else the next lower level's, down to
+// Baseline, which every table must fill. `by_level` is indexed by Level; nullptr means "none of
+// its own" (or not compiled in).
+template <class Fn>
+Fn resolve_kernel(const Fn (&by_level)[kLevelCount], Level level) {
+  for (int l = static_cast<int>(level); l >= 0; --l) {
+    if (by_level[l] != nullptr) return by_level[l];
+  }
+  return nullptr;
+}
 
 const char* level_name(Level level);
 // Accepts the names level_name() prints; returns false for anything else.
 bool parse_level(std::string_view name, Level* out);
 
-// One implementation of every vectorised CPU kernel. New kernels are added as fields here and
-// implemented once per kernels_*.cc file.
+// One implementation of every vectorised CPU kernel. New kernels are added as fields here (and to
+// for_each_kernel below) and implemented in kernels_baseline.cc; a kernels_*.cc file of a wider
+// level may leave a field null, and kernels_for() then fills it by resolve_kernel's rule.
 struct Kernels {
   Level level;
   // Sum of a[i] * b[i] in float; the order of accumulation differs between levels.
@@ -39,11 +53,29 @@ struct Kernels {
   float (*dot_bf16_f32)(const uint16_t* a, const float* b, size_t n);
 };
 
+// Calls f(&Kernels::field, "field") for every kernel field: the one list of them.
+template <class F>
+void for_each_kernel(F&& f) {
+  f(&Kernels::dot_f32, "dot_f32");
+  f(&Kernels::f16_to_f32, "f16_to_f32");
+  f(&Kernels::bf16_to_f32, "bf16_to_f32");
+  f(&Kernels::f32_to_f16, "f32_to_f16");
+  f(&Kernels::f32_to_bf16, "f32_to_bf16");
+  f(&Kernels::axpy_f32, "axpy_f32");
+  f(&Kernels::dot_f16_f32, "dot_f16_f32");
+  f(&Kernels::dot_bf16_f32, "dot_bf16_f32");
+}
+
+// Names of the kernel fields `k` leaves null ("" when complete); the baseline table must be
+// complete, which kernels_for() checks once (std::logic_error otherwise).
+std::string missing_kernels(const Kernels& k);
+
 // Levels compiled into this binary, ascending.
 std::vector<Level> compiled_levels();
 // Levels compiled in that this CPU and OS can run, ascending; Baseline is always first.
 std::vector<Level> supported_levels();
-// Kernel table of a level, or nullptr when it was not compiled in or cannot run here.
+// Kernel table of a level, resolved field by field by resolve_kernel's rule, or nullptr when the
+// level was not compiled in or cannot run here.
 const Kernels* kernels_for(Level level);
 
 struct Selection {
