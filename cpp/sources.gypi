@@ -36,6 +36,7 @@
       "cpp/core/model/generate.cc",
       "cpp/core/model/generate_files.cc",
       "cpp/core/quant/weight_format.cc",
+      "cpp/core/quant/weight_traits.cc",
       "cpp/core/quant/quantize.cc",
       "cpp/core/quant/dequantize.cc",
       "cpp/core/quant/qdot.cc",

@@ -7,6 +7,7 @@
 #include "model/json.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
+#include "quant/weight_traits.h"
 
 namespace fineserve::model::detail {
 
@@ -44,24 +45,17 @@ int64_t first_non_finite(const uint8_t* p, uint64_t n, Bits exponent, Bits manti
 
 // What the scan reads of a type: `unit_bytes` bytes hold `unit_elements` elements. The GGUF block
 // types are finite exactly when their f16 block scales are (the quants are small integers and
-// |d * sc * q| stays far below float's range), so only the scales at `scales` are tested.
+// |d * sc * q| stays far below float's range), so only the scales their row of
+// quant::WeightTypeTraits names are tested.
 struct ScanUnit {
   uint64_t unit_bytes, unit_elements;
-  uint32_t scales[2];
-  uint32_t scale_count;
+  const quant::WeightTypeTraits* type;
 };
 
 ScanUnit scan_unit(DType t) {
-  switch (t) {
-    case DType::F32: return {4, 1, {}, 0};
-    case DType::F16:
-    case DType::BF16: return {2, 1, {}, 0};
-    case DType::Q8_0: return {34, 32, {0, 0}, 1};     // f16 d; int8 qs[32]
-    case DType::Q4_0: return {18, 32, {0, 0}, 1};     // f16 d; uint8 qs[16]
-    case DType::Q4_K: return {144, 256, {0, 2}, 2};   // f16 d, f16 dmin first
-    case DType::Q6_K: return {210, 256, {208, 0}, 1};  // f16 d last
-    default: return {1, 1, {}, 0};  // fineserve's formats are made in memory from scanned weights
-  }
+  const quant::WeightTypeTraits& type = quant::traits(t);
+  // fineserve's formats (no block bytes) are made in memory from scanned weights: read bytewise.
+  return type.block_bytes != 0 ? ScanUnit{type.block_bytes, type.block_size, &type} : ScanUnit{1, 1, &type};
 }
 
 // Index of the first unit among `n` at p that holds a NaN or Inf, or -1.
@@ -74,9 +68,9 @@ int64_t find_non_finite(DType t, const uint8_t* p, uint64_t n, bool* nan) {
   }
   const ScanUnit u = scan_unit(t);
   for (uint64_t k = 0; k < n; ++k) {
-    for (uint32_t s = 0; s < u.scale_count; ++s) {
+    for (uint32_t s = 0; s < u.type->finite_scale_count; ++s) {
       uint16_t h;
-      std::memcpy(&h, p + k * u.unit_bytes + u.scales[s], 2);
+      std::memcpy(&h, p + k * u.unit_bytes + u.type->finite_scales[s], 2);
       if ((h & 0x7c00u) == 0x7c00u) {
         *nan = (h & 0x03ffu) != 0;
         return int64_t(k);

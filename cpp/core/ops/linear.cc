@@ -8,6 +8,7 @@
 #include "ops/rows.h"
 #include "quant/qdot.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::ops {
@@ -37,7 +38,7 @@ void linear_qdot(engine::ThreadPool& pool, const float* x, size_t tokens, const 
   const size_t out = w.rows(), in = w.cols();
   thread_local quant::Activations acts;
   quant::prepare_activations(w.dtype, w.group, x, tokens, in, w.input_scale, acts);
-  const quant::RowDot dot = quant::row_dot(quant::qdot_kernels(level), w.dtype);
+  const quant::RowDot dot = quant::row_dot(w.dtype, level);
   const uint64_t stride = quant::row_bytes(w.dtype, in, w.group);
   const quant::Activations& a = acts;
   pool.parallel_for((out + kRowBlock - 1) / kRowBlock, [&](size_t begin, size_t end) {
@@ -71,7 +72,8 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     bias_f32.resize(out);
     load_f32(*bias, 0, out, bias_f32.data());
   }
-  if (quant::has_row_dot(w.dtype)) {
+  const quant::WeightTypeTraits& type = quant::traits(w.dtype);
+  if (type.act != quant::ActPrep::None) {
     linear_qdot(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level);
     return;
   }
@@ -81,8 +83,8 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
     x = scaled.data();
   }
-  const bool fused = tokens <= kFusedTokens && (w.dtype == model::DType::F16 || w.dtype == model::DType::BF16);
-  auto fused_dot = w.dtype == model::DType::F16 ? k.dot_f16_f32 : k.dot_bf16_f32;
+  const bool fused = tokens <= kFusedTokens && type.fused_dot != nullptr;
+  const quant::HalfDot fused_dot = fused ? k.*type.fused_dot : nullptr;
   pool.parallel_for((out + kRowBlock - 1) / kRowBlock, [&](size_t begin, size_t end) {
     if (fused) {
       const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);

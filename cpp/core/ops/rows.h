@@ -9,6 +9,7 @@
 #include "model/tensor.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::ops {
@@ -18,19 +19,23 @@ inline const uint8_t* row_data(const model::TensorView& t, uint64_t row) {
   return t.data + row * quant::row_bytes(t.dtype, t.cols(), t.group);
 }
 
+// `n` elements of a plain type (F32 / F16 / BF16) at p as floats: 16-bit types through the
+// active SIMD level's kernel named by their row (quant::WeightTypeTraits::widen), F32 copied.
+inline void load_plain(const quant::WeightTypeTraits& type, const uint8_t* p, uint64_t n, float* dst) {
+  if (type.widen != nullptr) {
+    (simd::active().*type.widen)(reinterpret_cast<const uint16_t*>(p), dst, n);
+    return;
+  }
+  const float* src = reinterpret_cast<const float*>(p);
+  for (uint64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 inline void load_row(const model::TensorView& t, uint64_t row, float* dst) {
-  const simd::Kernels& k = simd::active();
-  const uint64_t cols = t.cols();
   const uint8_t* p = row_data(t, row);
-  switch (t.dtype) {
-    case model::DType::F32: {
-      const float* src = reinterpret_cast<const float*>(p);
-      for (uint64_t i = 0; i < cols; ++i) dst[i] = src[i];
-      return;
-    }
-    case model::DType::F16: k.f16_to_f32(reinterpret_cast<const uint16_t*>(p), dst, cols); return;
-    case model::DType::BF16: k.bf16_to_f32(reinterpret_cast<const uint16_t*>(p), dst, cols); return;
-    default: quant::dequantize_row(t.dtype, p, cols, t.group, dst); return;
+  if (model::is_quantized(t.dtype)) {
+    quant::dequantize_row(t.dtype, p, t.cols(), t.group, dst);
+  } else {
+    load_plain(quant::traits(t.dtype), p, t.cols(), dst);
   }
 }
 
@@ -39,16 +44,9 @@ inline void load_row(const model::TensorView& t, uint64_t row, float* dst) {
 inline void load_f32(const model::TensorView& t, uint64_t first, uint64_t count, float* dst) {
   const uint64_t cols = t.cols();
   if (!model::is_quantized(t.dtype) || cols == 0) {
-    const simd::Kernels& k = simd::active();
-    switch (t.dtype) {
-      case model::DType::F16: k.f16_to_f32(reinterpret_cast<const uint16_t*>(t.data) + first, dst, count); return;
-      case model::DType::BF16: k.bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data) + first, dst, count); return;
-      default: {
-        const float* src = reinterpret_cast<const float*>(t.data) + first;
-        for (uint64_t i = 0; i < count; ++i) dst[i] = src[i];
-        return;
-      }
-    }
+    const quant::WeightTypeTraits& type = quant::traits(t.dtype);
+    load_plain(type, t.data + first * type.element_bytes(), count, dst);
+    return;
   }
   std::vector<float> buf;
   while (count > 0) {

@@ -7,7 +7,9 @@
 #include "quant/fp8.h"
 #include "quant/quantize.h"
 #include "quant/row_bytes.h"
+#include "quant/row_kernels.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 #include "simd/half.h"
 
 namespace fineserve::quant {
@@ -15,24 +17,6 @@ namespace fineserve::quant {
 using model::DType;
 
 namespace {
-
-
-void q8_0(const uint8_t* p, uint64_t cols, float* y) {
-  for (uint64_t b = 0; b < cols / 32; ++b, p += 34) {
-    const float d = f16_at(p);
-    for (int j = 0; j < 32; ++j) *y++ = d * static_cast<int8_t>(p[2 + j]);
-  }
-}
-
-void q4_0(const uint8_t* p, uint64_t cols, float* y) {
-  for (uint64_t b = 0; b < cols / 32; ++b, p += 18, y += 32) {
-    const float d = f16_at(p);
-    for (int j = 0; j < 16; ++j) {
-      y[j] = d * ((p[2 + j] & 15) - 8);
-      y[j + 16] = d * ((p[2 + j] >> 4) - 8);
-    }
-  }
-}
 
 // The 6-bit scale and min of sub-block i of a Q4_K super-block.
 void q4_k_scale_min(const uint8_t* s, int i, int* sc, int* m) {
@@ -45,7 +29,42 @@ void q4_k_scale_min(const uint8_t* s, int i, int* sc, int* m) {
   }
 }
 
-void q4_k(const uint8_t* p, uint64_t cols, float* y) {
+}  // namespace
+
+namespace decode {
+
+void f32(const uint8_t* src, uint64_t cols, uint32_t, float* dst) { std::memcpy(dst, src, 4 * cols); }
+
+void f16(const uint8_t* src, uint64_t cols, uint32_t, float* dst) {
+  for (uint64_t i = 0; i < cols; ++i) dst[i] = f16_at(src + 2 * i);
+}
+
+void bf16(const uint8_t* src, uint64_t cols, uint32_t, float* dst) {
+  for (uint64_t i = 0; i < cols; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = simd::bf16_to_f32_scalar(h);
+  }
+}
+
+void q8_0(const uint8_t* p, uint64_t cols, uint32_t, float* y) {
+  for (uint64_t b = 0; b < cols / 32; ++b, p += 34) {
+    const float d = f16_at(p);
+    for (int j = 0; j < 32; ++j) *y++ = d * static_cast<int8_t>(p[2 + j]);
+  }
+}
+
+void q4_0(const uint8_t* p, uint64_t cols, uint32_t, float* y) {
+  for (uint64_t b = 0; b < cols / 32; ++b, p += 18, y += 32) {
+    const float d = f16_at(p);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * ((p[2 + j] & 15) - 8);
+      y[j + 16] = d * ((p[2 + j] >> 4) - 8);
+    }
+  }
+}
+
+void q4_k(const uint8_t* p, uint64_t cols, uint32_t, float* y) {
   for (uint64_t b = 0; b < cols / 256; ++b, p += 144) {
     const float d = f16_at(p), dmin = f16_at(p + 2);
     const uint8_t* scales = p + 4;
@@ -60,7 +79,7 @@ void q4_k(const uint8_t* p, uint64_t cols, float* y) {
   }
 }
 
-void q6_k(const uint8_t* p, uint64_t cols, float* y) {
+void q6_k(const uint8_t* p, uint64_t cols, uint32_t, float* y) {
   for (uint64_t b = 0; b < cols / 256; ++b, p += 210) {
     const float d = f16_at(p + 208);
     for (int h = 0; h < 2; ++h, y += 128) {
@@ -82,6 +101,16 @@ void q6_k(const uint8_t* p, uint64_t cols, float* y) {
   }
 }
 
+void w8a8(const uint8_t* src, uint64_t cols, uint32_t, float* dst) {
+  const float scale = f32_at(src);
+  for (uint64_t i = 0; i < cols; ++i) dst[i] = scale * static_cast<int8_t>(src[kRowAlign + i]);
+}
+
+void fp8(const uint8_t* src, uint64_t cols, uint32_t, float* dst) {
+  const float scale = f32_at(src);
+  for (uint64_t i = 0; i < cols; ++i) dst[i] = scale * fp8_to_f32(src[kRowAlign + i]);
+}
+
 void w4a16(const uint8_t* p, uint64_t cols, uint32_t group, float* y) {
   const uint8_t* data = p + row_data_offset(DType::W4A16, cols, group);
   for (uint64_t i = 0; i < cols; ++i) {
@@ -98,40 +127,12 @@ void w4a8(const uint8_t* p, uint64_t cols, uint32_t group, float* y) {
   }
 }
 
-}  // namespace
+}  // namespace decode
 
 void dequantize_row(DType t, const uint8_t* src, uint64_t cols, uint32_t group, float* dst) {
   std::string why = row_layout_error(t, cols, group);
   if (!why.empty()) throw std::invalid_argument("dequantize_row: " + why);
-  switch (t) {
-    case DType::F32: std::memcpy(dst, src, 4 * cols); return;
-    case DType::F16:
-      for (uint64_t i = 0; i < cols; ++i) dst[i] = f16_at(src + 2 * i);
-      return;
-    case DType::BF16:
-      for (uint64_t i = 0; i < cols; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = simd::bf16_to_f32_scalar(h);
-      }
-      return;
-    case DType::Q8_0: return q8_0(src, cols, dst);
-    case DType::Q4_0: return q4_0(src, cols, dst);
-    case DType::Q4_K: return q4_k(src, cols, dst);
-    case DType::Q6_K: return q6_k(src, cols, dst);
-    case DType::W8A8: {
-      const float scale = f32_at(src);
-      for (uint64_t i = 0; i < cols; ++i) dst[i] = scale * static_cast<int8_t>(src[kRowAlign + i]);
-      return;
-    }
-    case DType::FP8: {
-      const float scale = f32_at(src);
-      for (uint64_t i = 0; i < cols; ++i) dst[i] = scale * fp8_to_f32(src[kRowAlign + i]);
-      return;
-    }
-    case DType::W4A16: return w4a16(src, cols, group, dst);
-    case DType::W4A8: return w4a8(src, cols, group, dst);
-  }
+  traits(t).decode(src, cols, group, dst);
 }
 
 }  // namespace fineserve::quant

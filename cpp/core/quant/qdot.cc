@@ -10,7 +10,9 @@
 
 #include "quant/fp8.h"
 #include "quant/row_bytes.h"
+#include "quant/row_kernels.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 #include "simd/half.h"
 
 namespace fineserve::quant {
@@ -36,6 +38,9 @@ void q8_0_token(const float* x, size_t cols, int8_t* q, float* d) {
   }
 }
 
+}  // namespace
+
+namespace dot_baseline {
 
 void q8_0(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out) {
   for (size_t k = 0; k < nt; ++k) {
@@ -91,7 +96,7 @@ void fp8(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* 
 // W4A16 and W4A8 both decode a nibble n of group g as n * scale_g + offset_g (W4A8: scale = the
 // group's E4M3 scale, offset = -8 * scale, exact), so one loop serves both.
 template <DType T>
-void int4_groups(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out) {
+static void int4_groups(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out) {
   const uint8_t* data = row + row_data_offset(T, a.cols, a.group);
   for (size_t k = 0; k < nt; ++k) {
     const float* x = a.f.data() + (t0 + k) * a.stride;
@@ -107,62 +112,22 @@ void int4_groups(const uint8_t* row, const Activations& a, size_t t0, size_t nt,
   }
 }
 
-}  // namespace
-
-const QdotKernels kQdotBaseline = {q8_0, q4_0, w8a8, fp8, int4_groups<DType::W4A16>, int4_groups<DType::W4A8>};
-
-bool has_row_dot(DType t) {
-  switch (t) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::W8A8:
-    case DType::FP8:
-    case DType::W4A16:
-    case DType::W4A8: return true;
-    default: return false;
-  }
+void w4a16(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out) {
+  int4_groups<DType::W4A16>(row, a, t0, nt, out);
 }
 
-RowDot row_dot(const QdotKernels& k, DType t) {
-  switch (t) {
-    case DType::Q8_0: return k.q8_0;
-    case DType::Q4_0: return k.q4_0;
-    case DType::W8A8: return k.w8a8;
-    case DType::FP8: return k.fp8;
-    case DType::W4A16: return k.w4a16;
-    case DType::W4A8: return k.w4a8;
-    default: return nullptr;
-  }
+void w4a8(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out) {
+  int4_groups<DType::W4A8>(row, a, t0, nt, out);
 }
 
-namespace {
-QdotKernels merged(const QdotKernels& wide, const QdotKernels& below) {
-  QdotKernels k = wide;
-  RowDot QdotKernels::*fields[] = {&QdotKernels::q8_0, &QdotKernels::q4_0, &QdotKernels::w8a8,
-                                   &QdotKernels::fp8,  &QdotKernels::w4a16, &QdotKernels::w4a8};
-  for (auto f : fields) {
-    if (k.*f == nullptr) k.*f = below.*f;
-  }
-  return k;
-}
-}  // namespace
+}  // namespace dot_baseline
 
-const QdotKernels& qdot_kernels(simd::Level level) {
-#if defined(FINESERVE_HAVE_AVX2)
-  static const QdotKernels avx2 = merged(kQdotAvx2, kQdotBaseline);
-  if (level == simd::Level::Avx2) return avx2;
-#endif
-#if defined(FINESERVE_HAVE_AVX512)
-  static const QdotKernels avx512 = merged(kQdotAvx512, merged(kQdotAvx2, kQdotBaseline));
-  if (level == simd::Level::Avx512) return avx512;
-#endif
-  (void)level;
-  return kQdotBaseline;
-}
+bool has_row_dot(DType t) { return traits(t).act != ActPrep::None; }
 
 void prepare_activations(DType t, uint32_t group, const float* x, size_t tokens, size_t cols,
                          const float* input_scale, Activations& a) {
-  if (!has_row_dot(t)) {
+  const ActPrep kind = traits(t).act;
+  if (kind == ActPrep::None) {
     throw std::invalid_argument(std::string("prepare_activations: no quantized dot for ") + model::dtype_name(t));
   }
   a.dtype = t;
@@ -172,40 +137,40 @@ void prepare_activations(DType t, uint32_t group, const float* x, size_t tokens,
   a.stride = (cols + 31) / 32 * 32;
   const size_t blocks = a.stride / 32;
   std::vector<float> row(a.stride, 0.0f);
-  const bool ints = t == DType::Q8_0 || t == DType::Q4_0 || t == DType::W8A8;
+  const bool blocks8 = kind == ActPrep::Q8Blocks || kind == ActPrep::Q8BlocksQ4;
+  const bool ints = blocks8 || kind == ActPrep::I8PerToken;
   a.q.assign(ints ? tokens * a.stride : 0, 0);
   a.f.assign(ints ? 0 : tokens * a.stride, 0.0f);
-  a.block_scale.assign(t == DType::Q8_0 || t == DType::Q4_0 ? tokens * blocks : 0, 0.0f);
-  a.q4_offset.assign(t == DType::Q4_0 ? tokens * blocks * 16 : 0, 0);
+  a.block_scale.assign(blocks8 ? tokens * blocks : 0, 0.0f);
+  a.q4_offset.assign(kind == ActPrep::Q8BlocksQ4 ? tokens * blocks * 16 : 0, 0);
   a.token_scale.assign(tokens, 0.0f);
   for (size_t tok = 0; tok < tokens; ++tok) {
     const float* xt = x + tok * cols;
     for (size_t i = 0; i < cols; ++i) row[i] = input_scale ? xt[i] * input_scale[i] : xt[i];
     int8_t* q = ints ? a.q.data() + tok * a.stride : nullptr;
     float* f = ints ? nullptr : a.f.data() + tok * a.stride;
-    switch (t) {
-      case DType::Q8_0:
-      case DType::Q4_0:
+    switch (kind) {
+      case ActPrep::Q8Blocks:
+      case ActPrep::Q8BlocksQ4:
         q8_0_token(row.data(), cols, q, a.block_scale.data() + tok * blocks);
-        if (t == DType::Q4_0) {
+        if (kind == ActPrep::Q8BlocksQ4) {
           int16_t* off = a.q4_offset.data() + tok * blocks * 16;
           for (size_t i = 0; i < blocks * 16; ++i) off[i] = static_cast<int16_t>(8 * (q[2 * i] + q[2 * i + 1]));
         }
         break;
-      case DType::W8A8: {
+      case ActPrep::I8PerToken: {
         const float sx = abs_max(row.data(), cols) / 127.0f;
         a.token_scale[tok] = sx;
         for (size_t i = 0; i < cols; ++i) q[i] = sx != 0.0f ? static_cast<int8_t>(std::nearbyint(row[i] / sx)) : 0;
         break;
       }
-      case DType::FP8:
-      case DType::W4A8: {
+      case ActPrep::E4M3PerToken: {
         const float sx = abs_max(row.data(), cols) / kFp8Max;
         a.token_scale[tok] = sx;
         for (size_t i = 0; i < cols; ++i) f[i] = sx != 0.0f ? fp8_to_f32(f32_to_fp8(row[i] / sx)) : 0.0f;
         break;
       }
-      default:  // W4A16
+      default:  // ActPrep::F32
         std::copy(row.begin(), row.end(), f);
         break;
     }

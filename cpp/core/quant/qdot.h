@@ -31,30 +31,16 @@ struct Activations {
   std::vector<float> token_scale;   // W8A8, FP8, W4A8: x = token_scale * q
 };
 
-// True for the weight types that have a RowDot kernel (Q8_0, Q4_0, W8A8, FP8, W4A16, W4A8).
+// True for the weight types that have a RowDot kernel: traits(t).act != ActPrep::None
+// (quant/weight_traits.h, where the kernels of each type and level are found: row_dot()).
 bool has_row_dot(model::DType t);
 
 // Applies input_scale (may be null) and quantizes `tokens` rows of `cols` floats for weights of
-// type t (has_row_dot(t)) and group size `group`.
+// type t (has_row_dot(t); the kind of preparation is traits(t).act) and group size `group`.
 void prepare_activations(model::DType t, uint32_t group, const float* x, size_t tokens, size_t cols,
                          const float* input_scale, Activations& out);
 
 // out[k] = sum over the row of w * x for token t0 + k, k < nt <= kTokenTile, every scale applied.
 using RowDot = void (*)(const uint8_t* row, const Activations& a, size_t t0, size_t nt, float* out);
-
-struct QdotKernels {
-  RowDot q8_0, q4_0, w8a8, fp8, w4a16, w4a8;
-};
-
-// The kernels of a SIMD level (which must be supported here); a level without its own version of
-// a kernel uses the next lower level's.
-const QdotKernels& qdot_kernels(simd::Level level);
-RowDot row_dot(const QdotKernels& k, model::DType t);
-
-// Per-level tables (qdot.cc, qdot_avx2.cc, qdot_avx512.cc); entries may be null in the wider
-// ones, meaning "use the level below".
-extern const QdotKernels kQdotBaseline;
-extern const QdotKernels kQdotAvx2;
-extern const QdotKernels kQdotAvx512;
 
 }  // namespace fineserve::quant

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "quant/qdot.h"
+#include "quant/row_kernels.h"
 #include "quant/weight_format.h"
 
 namespace fineserve::quant {
@@ -225,6 +226,14 @@ template <size_t NT> struct W4A8 { static void run(const uint8_t* r, const Activ
 
 }  // namespace
 
-const QdotKernels kQdotAvx2 = {by_tile<Q8>, by_tile<Q4>, by_tile<W8>, by_tile<F8>, by_tile<W4A16>, by_tile<W4A8>};
+// The entries of quant/weight_traits.cc's rows at Level::Avx2.
+namespace dot_avx2 {
+void q8_0(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<Q8>(r, a, t0, nt, o); }
+void q4_0(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<Q4>(r, a, t0, nt, o); }
+void w8a8(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<W8>(r, a, t0, nt, o); }
+void fp8(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<F8>(r, a, t0, nt, o); }
+void w4a16(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<W4A16>(r, a, t0, nt, o); }
+void w4a8(const uint8_t* r, const Activations& a, size_t t0, size_t nt, float* o) { by_tile<W4A8>(r, a, t0, nt, o); }
+}  // namespace dot_avx2
 
 }  // namespace fineserve::quant

@@ -9,7 +9,9 @@
 #include <stdexcept>
 
 #include "quant/fp8.h"
+#include "quant/row_kernels.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 #include "simd/half.h"
 
 namespace fineserve::quant {
@@ -32,7 +34,11 @@ float abs_max(const float* x, uint64_t n) {
 }
 
 // quantize_row_q8_0_ref: d = amax / 127, q = roundf(x * (1 / d)).
-void q8_0(const float* x, uint64_t cols, uint8_t* dst) {
+}  // namespace
+
+namespace encode {
+
+void q8_0(const float* x, uint64_t cols, uint32_t, uint8_t* dst) {
   for (uint64_t b = 0; b < cols / 32; ++b, x += 32, dst += 34) {
     const float d = abs_max(x, 32) / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -43,7 +49,7 @@ void q8_0(const float* x, uint64_t cols, uint8_t* dst) {
 
 // quantize_row_q4_0_ref: the signed value of largest magnitude maps to -8, so the asymmetric
 // int4 range -8..7 is used fully on the side that needs it.
-void q4_0(const float* x, uint64_t cols, uint8_t* dst) {
+void q4_0(const float* x, uint64_t cols, uint32_t, uint8_t* dst) {
   for (uint64_t b = 0; b < cols / 32; ++b, x += 32, dst += 18) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < 32; ++j) {
@@ -63,7 +69,7 @@ void q4_0(const float* x, uint64_t cols, uint8_t* dst) {
   }
 }
 
-void w8a8(const float* x, uint64_t cols, uint8_t* dst) {
+void w8a8(const float* x, uint64_t cols, uint32_t, uint8_t* dst) {
   const float scale = abs_max(x, cols) / 127.0f;
   put_f32(dst, scale);
   int8_t* q = reinterpret_cast<int8_t*>(dst + kRowAlign);
@@ -73,7 +79,7 @@ void w8a8(const float* x, uint64_t cols, uint8_t* dst) {
   }
 }
 
-void fp8(const float* x, uint64_t cols, uint8_t* dst) {
+void fp8(const float* x, uint64_t cols, uint32_t, uint8_t* dst) {
   const float scale = abs_max(x, cols) / kFp8Max;
   put_f32(dst, scale);
   uint8_t* q = dst + kRowAlign;
@@ -81,7 +87,7 @@ void fp8(const float* x, uint64_t cols, uint8_t* dst) {
 }
 
 // Nibble k of a row's sub-blocks (layout in weight_format.h).
-void put_nibble(uint8_t* data, uint64_t k, uint8_t v) {
+static void put_nibble(uint8_t* data, uint64_t k, uint8_t v) {
   uint8_t& byte = data[k / 32 * 16 + k % 16];
   byte = (k % 32) < 16 ? static_cast<uint8_t>((byte & 0xF0) | v) : static_cast<uint8_t>((byte & 0x0F) | (v << 4));
 }
@@ -104,7 +110,7 @@ void w4a16(const float* x, uint64_t cols, uint32_t group, uint8_t* dst) {
 }
 
 // The power of two that puts `largest` (the largest group scale) in (224, 448] once divided by it.
-float fireq_row_scale(float largest) {
+static float fireq_row_scale(float largest) {
   int e;
   const float f = std::frexp(largest / kFp8Max, &e);  // largest / 448 = f * 2^e, f in [0.5, 1)
   return std::ldexp(1.0f, f == 0.5f ? e - 1 : e);
@@ -136,36 +142,19 @@ void w4a8(const float* x, uint64_t cols, uint32_t group, uint8_t* dst) {
   for (uint64_t i = cols; i < round_up(cols, 32); ++i) put_nibble(data, i, 8);
 }
 
-}  // namespace
+}  // namespace encode
 
-bool can_quantize_to(DType t) {
-  switch (t) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::W8A8:
-    case DType::FP8:
-    case DType::W4A16:
-    case DType::W4A8: return true;
-    default: return false;
-  }
-}
+bool can_quantize_to(DType t) { return traits(t).encode != nullptr; }
 
 void quantize_row(DType t, const float* src, uint64_t cols, uint32_t group, uint8_t* dst) {
-  if (!can_quantize_to(t)) {
-    throw std::invalid_argument(std::string("quantize_row: cannot quantize to ") + model::dtype_name(t));
+  const WeightTypeTraits& row = traits(t);
+  if (row.encode == nullptr) {
+    throw std::invalid_argument(std::string("quantize_row: cannot quantize to ") + row.name);
   }
   std::string why = row_layout_error(t, cols, group);
   if (!why.empty()) throw std::invalid_argument("quantize_row: " + why);
-  std::memset(dst, 0, row_bytes(t, cols, group));  // padding is part of the format
-  switch (t) {
-    case DType::Q8_0: return q8_0(src, cols, dst);
-    case DType::Q4_0: return q4_0(src, cols, dst);
-    case DType::W8A8: return w8a8(src, cols, dst);
-    case DType::FP8: return fp8(src, cols, dst);
-    case DType::W4A16: return w4a16(src, cols, group, dst);
-    case DType::W4A8: return w4a8(src, cols, group, dst);
-    default: return;
-  }
+  std::memset(dst, 0, row.row_bytes(cols, group));  // padding is part of the format
+  row.encode(src, cols, group, dst);
 }
 
 }  // namespace fineserve::quant
