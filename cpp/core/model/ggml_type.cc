@@ -59,4 +59,11 @@ const GgmlTypeInfo* ggml_type_info(uint32_t id) {
   return &kTypes[id];
 }
 
+const GgmlTypeInfo* ggml_type_of(DType t) {
+  for (const GgmlTypeInfo& info : kTypes) {
+    if (info.dtype == t) return &info;
+  }
+  return nullptr;
+}
+
 }  // namespace fineserve::model

@@ -21,4 +21,8 @@ struct GgmlTypeInfo {
 // nullptr for an id no ggml version has used.
 const GgmlTypeInfo* ggml_type_info(uint32_t id);
 
+// The ggml type a DType is stored as in a GGUF file (the row of the table above that reads as
+// it); nullptr for fineserve's in-memory formats, which have none.
+const GgmlTypeInfo* ggml_type_of(DType t);
+
 }  // namespace fineserve::model

@@ -5,28 +5,19 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "model/ggml_type.h"
+
 namespace fineserve::model {
 namespace {
 
-// GGUF value types and ggml tensor types, as the format defines them.
+// GGUF value types, as the format defines them (ggml tensor types: model/ggml_type.h).
 enum : uint32_t {
   kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9, kU64 = 10,
 };
 
 uint32_t ggml_type(const std::string& tensor, DType t) {
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q8_0: return 8;
-    case DType::Q4_K: return 12;
-    case DType::Q6_K: return 14;
-    case DType::BF16: return 30;
-    case DType::W8A8:
-    case DType::FP8:
-    case DType::W4A16:
-    case DType::W4A8: break;  // fineserve's in-memory formats have no ggml type
-  }
+  if (const GgmlTypeInfo* info = ggml_type_of(t)) return info->id;
+  // fineserve's in-memory formats have no ggml type
   throw std::invalid_argument("gguf writer: tensor \"" + tensor + "\": " + dtype_name(t) + " is not a GGUF tensor type");
 }
 
