@@ -19,6 +19,7 @@
 #include "kernels/linear_gemv.cuh"
 #include "quant/fp8.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 
 namespace fineserve::gpu {
 
@@ -75,8 +76,6 @@ __global__ void __launch_bounds__(kPrepThreads) prepare_activations_kernel(const
   }
 }
 
-bool has_gemm(DType t) { return t != DType::F32; }
-
 struct Plan {
   bool gemm = false;
   ActKind act = ActKind::F32;
@@ -84,52 +83,7 @@ struct Plan {
   size_t scale_offset = 0, act_offset = 0, bytes = 0;
 };
 
-ActKind gemv_act(DType t) {
-  switch (t) {
-    case DType::W8A8: return ActKind::I8;
-    case DType::FP8:
-    case DType::W4A8: return ActKind::E4M3;
-    default: return ActKind::F32;
-  }
-}
-
-ActKind gemm_act_kind(DType t) {
-  switch (t) {
-    case DType::W8A8: return ActKind::I8;
-    case DType::BF16: return ActKind::BF16;
-    case DType::FP8:
-    case DType::W4A8: return ActKind::E4M3_AS_F16;
-    default: return ActKind::F16;
-  }
-}
-
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
-
-Plan plan(const DeviceMatrix& w, uint32_t tokens) {
-  Plan p;
-  p.gemm = tokens > static_cast<uint32_t>(kGemvMaxTokens) && has_gemm(w.dtype);
-  p.act = p.gemm ? gemm_act_kind(w.dtype) : gemv_act(w.dtype);
-  // Whole 32-element sub-blocks for the GEMV, whole 64-byte k tiles for the GEMM.
-  p.stride = static_cast<uint32_t>(round_up(w.cols, act_bytes(p.act) == 1 ? 64 : 32));
-  p.scale_offset = 0;
-  p.act_offset = round_up(static_cast<size_t>(tokens) * sizeof(float), 256);
-  p.bytes = p.act_offset + static_cast<size_t>(tokens) * p.stride * act_bytes(p.act);
-  return p;
-}
-
-void check_matrix(const DeviceMatrix& w) {
-  const std::string name = model::dtype_name(w.dtype);
-  if (!linear_supports(w.dtype)) throw std::invalid_argument("gpu::linear: no kernel for " + name);
-  const std::string why = quant::row_layout_error(w.dtype, w.cols, w.group);
-  if (!why.empty()) throw std::invalid_argument("gpu::linear: " + why);
-  if (w.row_bytes != quant::row_bytes(w.dtype, w.cols, w.group)) {
-    throw std::invalid_argument("gpu::linear: row_bytes " + std::to_string(w.row_bytes) + " is not " + name +
-                                "'s " + std::to_string(quant::row_bytes(w.dtype, w.cols, w.group)));
-  }
-  if (model::is_quantized(w.dtype) && reinterpret_cast<uintptr_t>(w.data) % 16 != 0) {
-    throw std::invalid_argument("gpu::linear: " + name + " weights must start 16-byte aligned");
-  }
-}
 
 template <ActKind K>
 void launch_prepare_as(const char* name, const float* x, uint32_t tokens, const DeviceMatrix& w, const Plan& p,
@@ -193,18 +147,86 @@ void run_gemm(const GemmParams& p, int version, Stream s) {
 
 KernelChoice g_gemm("FINESERVE_GEMM", "v1", "v2");
 
-// 16-byte vectors per row for the GEMV: all of a quantized row (its data is padded to them);
-// for plain types the whole vectors when rows stay 16-byte aligned, else none.
-uint32_t gemv_vectors(const DeviceMatrix& w) {
-  switch (w.dtype) {
-    case DType::W8A8:
-    case DType::FP8: return (w.cols + 15) / 16;
-    case DType::W4A16:
-    case DType::W4A8: return (w.cols + 31) / 32;
-    default: {
-      const bool aligned = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.row_bytes % 16 == 0;
-      return aligned ? static_cast<uint32_t>(w.row_bytes / 16) : 0;
+// The CUDA side of the rows of quant/weight_traits.h whose gpu is GpuSupport::Native: the
+// GEMV/GEMM instantiations of each type and the activations they read. A type added there as
+// Native gets one entry here (gpu_type() refuses a Native row without one).
+struct GpuType {
+  DType type;
+  void (*gemv)(GemvParams p, uint32_t tokens, Stream s);
+  void (*gemm)(const GemmParams& p, int version, Stream s);  // nullptr: the GEMV over token tiles
+  ActKind gemv_act, gemm_act;
+  // 16-byte vectors of a quantized row hold this many elements (its data is padded to them);
+  // 0 for the plain types, whose rows are whole vectors when they stay 16-byte aligned.
+  uint32_t vector_elements;
+};
+
+const GpuType kGpuTypes[] = {
+    {DType::F32, run_gemv<DType::F32>, nullptr, ActKind::F32, ActKind::F16, 0},
+    {DType::F16, run_gemv<DType::F16>, run_gemm<DType::F16>, ActKind::F32, ActKind::F16, 0},
+    {DType::BF16, run_gemv<DType::BF16>, run_gemm<DType::BF16>, ActKind::F32, ActKind::BF16, 0},
+    {DType::W8A8, run_gemv<DType::W8A8>, run_gemm<DType::W8A8>, ActKind::I8, ActKind::I8, 16},
+    {DType::FP8, run_gemv<DType::FP8>, run_gemm<DType::FP8>, ActKind::E4M3, ActKind::E4M3_AS_F16, 16},
+    {DType::W4A16, run_gemv<DType::W4A16>, run_gemm<DType::W4A16>, ActKind::F32, ActKind::F16, 32},
+    {DType::W4A8, run_gemv<DType::W4A8>, run_gemm<DType::W4A8>, ActKind::E4M3, ActKind::E4M3_AS_F16, 32},
+};
+
+const GpuType* find_gpu_type(DType t) {
+  for (const GpuType& g : kGpuTypes) {
+    if (g.type == t) return &g;
+  }
+  return nullptr;
+}
+
+// Checked once: the Native rows of quant::traits and this table name the same types.
+const GpuType& gpu_type(DType t) {
+  static const bool consistent = [] {
+    for (const quant::WeightTypeTraits& row : quant::all_weight_types()) {
+      if ((row.gpu == quant::GpuSupport::Native) != (find_gpu_type(row.type) != nullptr)) {
+        throw std::logic_error(std::string("gpu::linear: ") + row.name +
+                               ": quant::traits' gpu support and the CUDA kernel table disagree");
+      }
     }
+    return true;
+  }();
+  (void)consistent;
+  const GpuType* g = find_gpu_type(t);
+  if (g == nullptr) throw std::logic_error(std::string("gpu::linear: no kernels for ") + model::dtype_name(t));
+  return *g;
+}
+
+// 16-byte vectors per row for the GEMV: all of a quantized row; for plain types the whole
+// vectors when rows stay 16-byte aligned, else none.
+uint32_t gemv_vectors(const DeviceMatrix& w) {
+  const uint32_t per_vector = gpu_type(w.dtype).vector_elements;
+  if (per_vector != 0) return (w.cols + per_vector - 1) / per_vector;
+  const bool aligned = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.row_bytes % 16 == 0;
+  return aligned ? static_cast<uint32_t>(w.row_bytes / 16) : 0;
+}
+
+Plan plan(const DeviceMatrix& w, uint32_t tokens) {
+  Plan p;
+  const GpuType& type = gpu_type(w.dtype);
+  p.gemm = tokens > static_cast<uint32_t>(kGemvMaxTokens) && type.gemm != nullptr;
+  p.act = p.gemm ? type.gemm_act : type.gemv_act;
+  // Whole 32-element sub-blocks for the GEMV, whole 64-byte k tiles for the GEMM.
+  p.stride = static_cast<uint32_t>(round_up(w.cols, act_bytes(p.act) == 1 ? 64 : 32));
+  p.scale_offset = 0;
+  p.act_offset = round_up(static_cast<size_t>(tokens) * sizeof(float), 256);
+  p.bytes = p.act_offset + static_cast<size_t>(tokens) * p.stride * act_bytes(p.act);
+  return p;
+}
+
+void check_matrix(const DeviceMatrix& w) {
+  const std::string name = model::dtype_name(w.dtype);
+  if (!linear_supports(w.dtype)) throw std::invalid_argument("gpu::linear: no kernel for " + name);
+  const std::string why = quant::row_layout_error(w.dtype, w.cols, w.group);
+  if (!why.empty()) throw std::invalid_argument("gpu::linear: " + why);
+  if (w.row_bytes != quant::row_bytes(w.dtype, w.cols, w.group)) {
+    throw std::invalid_argument("gpu::linear: row_bytes " + std::to_string(w.row_bytes) + " is not " + name +
+                                "'s " + std::to_string(quant::row_bytes(w.dtype, w.cols, w.group)));
+  }
+  if (model::is_quantized(w.dtype) && reinterpret_cast<uintptr_t>(w.data) % 16 != 0) {
+    throw std::invalid_argument("gpu::linear: " + name + " weights must start 16-byte aligned");
   }
 }
 
@@ -237,18 +259,7 @@ void ldmatrix_probe(const uint16_t* src, const uint32_t* row_of_lane, uint32_t* 
   launch("ldmatrix_probe", ldmatrix_probe_kernel, dim3(1), dim3(32), 0, stream, src, row_of_lane, out);
 }
 
-bool linear_supports(DType t) {
-  switch (t) {
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-    case DType::W8A8:
-    case DType::FP8:
-    case DType::W4A16:
-    case DType::W4A8: return true;
-    default: return false;
-  }
-}
+bool linear_supports(DType t) { return quant::traits(t).gpu == quant::GpuSupport::Native; }
 
 // A GEMV call keeps f32 activations where the GEMM of more tokens keeps 16-bit ones, so the
 // need is not monotonic in the token count: the largest GEMV call is taken into account too.
@@ -288,15 +299,7 @@ void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float*
     g.y = y;
     g.y_pairs = w.rows % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 8 == 0;
     const int version = gemm_version(tokens);
-    switch (w.dtype) {
-      case DType::F16: run_gemm<DType::F16>(g, version, stream); break;
-      case DType::BF16: run_gemm<DType::BF16>(g, version, stream); break;
-      case DType::W8A8: run_gemm<DType::W8A8>(g, version, stream); break;
-      case DType::FP8: run_gemm<DType::FP8>(g, version, stream); break;
-      case DType::W4A16: run_gemm<DType::W4A16>(g, version, stream); break;
-      case DType::W4A8: run_gemm<DType::W4A8>(g, version, stream); break;
-      default: throw std::logic_error("gpu::linear: no GEMM for this type");
-    }
+    gpu_type(w.dtype).gemm(g, version, stream);
     return;
   }
 
@@ -313,16 +316,7 @@ void linear(const float* x, uint32_t tokens, const DeviceMatrix& w, const float*
   v.token_scale = token_scale;
   v.bias = bias;
   v.y = y;
-  switch (w.dtype) {
-    case DType::F32: run_gemv<DType::F32>(v, tokens, stream); break;
-    case DType::F16: run_gemv<DType::F16>(v, tokens, stream); break;
-    case DType::BF16: run_gemv<DType::BF16>(v, tokens, stream); break;
-    case DType::W8A8: run_gemv<DType::W8A8>(v, tokens, stream); break;
-    case DType::FP8: run_gemv<DType::FP8>(v, tokens, stream); break;
-    case DType::W4A16: run_gemv<DType::W4A16>(v, tokens, stream); break;
-    case DType::W4A8: run_gemv<DType::W4A8>(v, tokens, stream); break;
-    default: throw std::logic_error("gpu::linear: no GEMV for this type");
-  }
+  gpu_type(w.dtype).gemv(v, tokens, stream);
 }
 
 }  // namespace fineserve::gpu
