@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/json.h"
+#include "model/layer_tensors.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
 #include "quant/weight_format.h"
@@ -24,33 +25,10 @@ struct Expect {
   const char* meaning;  // "[vocab_size, hidden_size]"
 };
 
-// One tensor of a layer under both naming schemes: llama.cpp's (gguf-py/gguf/constants.py,
-// MODEL_TENSOR) and transformers' modeling_llama.py / modeling_qwen2.py.
-struct LayerSlot {
-  TensorView LlamaLayerWeights::*member;
-  const char* gguf;
-  const char* hf;
-  bool bias;
-};
-const LayerSlot kLayerSlots[] = {
-    {&LlamaLayerWeights::attn_norm, "attn_norm.weight", "input_layernorm.weight", false},
-    {&LlamaLayerWeights::wq, "attn_q.weight", "self_attn.q_proj.weight", false},
-    {&LlamaLayerWeights::wk, "attn_k.weight", "self_attn.k_proj.weight", false},
-    {&LlamaLayerWeights::wv, "attn_v.weight", "self_attn.v_proj.weight", false},
-    {&LlamaLayerWeights::wo, "attn_output.weight", "self_attn.o_proj.weight", false},
-    {&LlamaLayerWeights::bq, "attn_q.bias", "self_attn.q_proj.bias", true},
-    {&LlamaLayerWeights::bk, "attn_k.bias", "self_attn.k_proj.bias", true},
-    {&LlamaLayerWeights::bv, "attn_v.bias", "self_attn.v_proj.bias", true},
-    {&LlamaLayerWeights::ffn_norm, "ffn_norm.weight", "post_attention_layernorm.weight", false},
-    {&LlamaLayerWeights::w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", false},
-    {&LlamaLayerWeights::w_up, "ffn_up.weight", "mlp.up_proj.weight", false},
-    {&LlamaLayerWeights::w_down, "ffn_down.weight", "mlp.down_proj.weight", false},
-};
-
 class Assembler {
  public:
-  Assembler(const LlamaConfig& c, const TensorIndex& index, NameScheme scheme, const std::string& where)
-      : c_(c), index_(index), scheme_(scheme), where_(where) {}
+  Assembler(const TensorIndex& index, NameScheme scheme, const std::string& where)
+      : index_(index), scheme_(scheme), where_(where) {}
 
   // nullptr when absent and not required.
   const FoundTensor* find(const std::string& name, const Expect& e, bool required) const {
@@ -95,27 +73,12 @@ class Assembler {
 
   TensorView take(const std::string& name, const Expect& e) const { return find(name, e, true)->view; }
 
-  Expect layer_expect(const TensorView LlamaLayerWeights::*m) const {
-    uint64_t hidden = c_.hidden_size, ffn = c_.intermediate_size;
-    uint64_t q = uint64_t(c_.num_heads) * c_.head_dim, kv = uint64_t(c_.num_kv_heads) * c_.head_dim;
-    using L = LlamaLayerWeights;
-    if (m == &L::attn_norm || m == &L::ffn_norm) return {{hidden}, "[hidden_size]"};
-    if (m == &L::wq) return {{q, hidden}, "[num_heads * head_dim, hidden_size]"};
-    if (m == &L::wk || m == &L::wv) return {{kv, hidden}, "[num_kv_heads * head_dim, hidden_size]"};
-    if (m == &L::wo) return {{hidden, q}, "[hidden_size, num_heads * head_dim]"};
-    if (m == &L::bq) return {{q}, "[num_heads * head_dim]"};
-    if (m == &L::bk || m == &L::bv) return {{kv}, "[num_kv_heads * head_dim]"};
-    if (m == &L::w_gate || m == &L::w_up) return {{ffn, hidden}, "[intermediate_size, hidden_size]"};
-    return {{hidden, ffn}, "[hidden_size, intermediate_size]"};  // w_down
-  }
-
-  std::string layer_name(uint32_t layer, const LayerSlot& s) const {
-    return scheme_ == NameScheme::Gguf ? "blk." + std::to_string(layer) + "." + s.gguf
-                                       : "model.layers." + std::to_string(layer) + "." + s.hf;
+  std::string layer_name(uint32_t layer, const LayerTensor& t) const {
+    return scheme_ == NameScheme::Gguf ? "blk." + std::to_string(layer) + "." + t.gguf
+                                       : "model.layers." + std::to_string(layer) + "." + t.hf;
   }
 
  private:
-  const LlamaConfig& c_;
   const TensorIndex& index_;
   NameScheme scheme_;
   const std::string& where_;
@@ -130,7 +93,7 @@ bool same_bytes(const TensorView& a, const TensorView& b) {
 
 void assemble_weights(LlamaConfig& c, const TensorIndex& index, NameScheme scheme, const std::string& where,
                       LlamaWeights& w) {
-  Assembler a(c, index, scheme, where);
+  Assembler a(index, scheme, where);
   const bool gguf = scheme == NameScheme::Gguf;
   const Expect embedding{{c.vocab_size, c.hidden_size}, "[vocab_size, hidden_size]"};
   const Expect norm{{c.hidden_size}, "[hidden_size]"};
@@ -141,10 +104,9 @@ void assemble_weights(LlamaConfig& c, const TensorIndex& index, NameScheme schem
   // instead of allocating for billions of layers.
   for (uint32_t l = 0; l < c.num_layers; ++l) {
     LlamaLayerWeights layer;
-    for (const LayerSlot& s : kLayerSlots) {
-      if (s.bias && !c.qkv_bias) continue;
-      layer.*s.member = a.take(a.layer_name(l, s), a.layer_expect(s.member));
-    }
+    for_each_layer_tensor(layer, [&](const LayerTensor& t, TensorView& view) {
+      if (!t.bias || c.qkv_bias) view = a.take(a.layer_name(l, t), {layer_tensor_shape(t, c), t.meaning});
+    });
     w.layers.push_back(std::move(layer));
   }
   w.output_norm = a.take(gguf ? "output_norm.weight" : "model.norm.weight", norm);
@@ -165,9 +127,9 @@ std::vector<const TensorView*> distinct_tensors(const LlamaWeights& w) {
   std::vector<const TensorView*> out;
   out.push_back(&w.token_embedding);
   for (const LlamaLayerWeights& l : w.layers) {
-    for (const LayerSlot& s : kLayerSlots) {
-      if ((l.*s.member).data) out.push_back(&(l.*s.member));
-    }
+    for_each_layer_tensor(l, [&](const LayerTensor&, const TensorView& view) {
+      if (view.data) out.push_back(&view);
+    });
   }
   out.push_back(&w.output_norm);
   if (w.output.data != w.token_embedding.data) out.push_back(&w.output);

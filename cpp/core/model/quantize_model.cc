@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "model/layer_tensors.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
 #include "quant/quantize.h"
@@ -131,7 +132,9 @@ void check_quantize_spec(const QuantizeSpec& spec) {
 void check_quantizable(const LoadedModel& model, const QuantizeSpec& spec) {
   check_quantize_spec(spec);
   for (const LlamaLayerWeights& lw : model.weights.layers) {
-    for (const TensorView* t : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+    for_each_layer_tensor(lw, [&](const LayerTensor& slot, const TensorView& view) {
+      if (!slot.linear()) return;
+      const TensorView* t = &view;
       if (t->dtype != DType::F32 && t->dtype != DType::F16 && t->dtype != DType::BF16) {
         throw ModelError(ModelErrc::Unsupported,
                          model.source + ": tensor " + quoted(t->name) + " is " + dtype_name(t->dtype) +
@@ -142,7 +145,7 @@ void check_quantizable(const LoadedModel& model, const QuantizeSpec& spec) {
       if (!why.empty()) {
         throw ModelError(ModelErrc::Unsupported, model.source + ": tensor " + quoted(t->name) + ": " + why);
       }
-    }
+    });
   }
   check_calibration(model.config, spec.calibration);
 }
@@ -206,9 +209,12 @@ void quantize_model(LoadedModel& model, const QuantizeSpec& spec, engine::Thread
   for (const TensorView* t : detail::distinct_tensors(model.weights)) model.weight_bytes += t->bytes;
   for (const LlamaLayerWeights& lw : model.weights.layers) {
     // One input_scale vector serves all the linears of an input: count it once.
-    for (const TensorView* t : {&lw.wq, &lw.wo, &lw.w_gate, &lw.w_down}) {
-      if (t->input_scale != nullptr) model.weight_bytes += t->cols() * sizeof(float);
-    }
+    LayerInput counted = LayerInput::None;
+    for_each_layer_tensor(lw, [&](const LayerTensor& slot, const TensorView& t) {
+      if (slot.input == counted || !slot.linear()) return;
+      counted = slot.input;
+      if (t.input_scale != nullptr) model.weight_bytes += t.cols() * sizeof(float);
+    });
   }
   QuantizeSpec applied = spec;
   applied.calibration.clear();
