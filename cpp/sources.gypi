@@ -102,6 +102,7 @@
       "test/cpp/test_linear_quant.cc",
       "test/cpp/test_attention_formats.cc",
       "test/cpp/test_perplexity.cc",
+      "test/cpp/test_weight_traits.cc",
       "test/cpp/test_quantize_model.cc",
       "test/cpp/test_gguf_quantize.cc",
       "test/cpp/test_forward_quant_reference.cc"
