@@ -51,6 +51,8 @@
       "cpp/core/engine/kv_binding.cc",
       "cpp/core/engine/cpu_executor.cc",
       "cpp/core/engine/perplexity.cc",
+      "cpp/core/engine/sequence_table.cc",
+      "cpp/core/engine/backend_choice.cc",
       "cpp/core/ops/linear.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
@@ -80,7 +82,8 @@
       "cpp/addon/thread_pool.cc",
       "cpp/addon/executor.cc",
       "cpp/addon/perplexity.cc",
-      "cpp/addon/quantize.cc"
+      "cpp/addon/quantize.cc",
+      "cpp/core/engine/make_executor.cc"
     ],
     "fineserve_core_test_sources": [
       "test/cpp/main.cc",
@@ -99,13 +102,15 @@
       "test/cpp/test_shared_thread_pool.cc",
       "test/cpp/test_forward_reference.cc",
       "test/cpp/test_quant_formats.cc",
+      "test/cpp/test_weight_traits.cc",
       "test/cpp/test_linear_quant.cc",
       "test/cpp/test_attention_formats.cc",
       "test/cpp/test_perplexity.cc",
-      "test/cpp/test_weight_traits.cc",
       "test/cpp/test_quantize_model.cc",
       "test/cpp/test_gguf_quantize.cc",
-      "test/cpp/test_forward_quant_reference.cc"
+      "test/cpp/test_forward_quant_reference.cc",
+      "test/cpp/test_sequence_table.cc",
+      "cpp/core/engine/make_executor.cc"
     ],
     "fineserve_gpu_kernel_sources": [
       "cuda/kernels/linear.cu",
