@@ -16,8 +16,10 @@
 import { availableParallelism } from 'node:os';
 
 import { EngineError } from './errors.js';
-import { KvPool, kvTokenBytes, type KvFormat } from './kv-pool.js';
-import { checkOwnThreads, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
+import { KvPool, type KvFormat } from './kv-pool.js';
+import { BlockManager } from './engine/block-manager.js';
+import { checkOwnThreads, closeDevice, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
+import { Executor } from './engine/executor.js';
 import { type ModelCounters } from './engine/model-stats.js';
 import { Sequence } from './engine/sequence.js';
 import { ServedModel } from './engine/served-model.js';
@@ -25,10 +27,8 @@ import { StopMatcher } from './engine/stop.js';
 import { checkNumber, checkSampling, checkSlo, checkTokens, stopStrings } from './engine/validate.js';
 import { warmUp } from './engine/warm-up.js';
 import { type Calibration, Model } from './model.js';
-import { loadNative } from './native/loader.js';
 import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
 import { type GenerateOptions, GenerationRun } from './request.js';
-import type { NativeExecutor } from './native/addon-types.js';
 import type { SamplingOptions } from './runner.js';
 import { fineserveLocalWith, LOCAL_POLICIES, type LocalPolicyName } from './scheduler/local/index.js';
 import { MeasuredLatencyModel } from './scheduler/measured-latency.js';
@@ -154,6 +154,14 @@ export interface EngineStats {
 
 const MiB = 2 ** 20;
 
+/** A loaded model, where it runs, and whether the engine loaded its weights (and so frees them). */
+interface ModelEntry {
+  readonly served: ServedModel;
+  readonly device: Device;
+  readonly info: LoadedModelInfo;
+  readonly ownsModel: boolean;
+}
+
 
 // A CPU prefills a few hundred tokens a second, so the TPOT guard must be free to cut a chunk
 // far below the GPU-sized default of 64 tokens to keep co-located decodes on time.
@@ -164,7 +172,7 @@ export class Engine {
   /** How every device of this engine shares KV memory and schedules (see {@link EnginePolicy}). */
   readonly policy: EnginePolicy;
   readonly #devices: Device[];
-  readonly #models = new Map<string, { served: ServedModel; device: Device; info: LoadedModelInfo }>();
+  readonly #models = new Map<string, ModelEntry>();
   readonly #loading = new Set<string>();
   readonly #staticPartitions: number;
   #nextId = 1;
@@ -213,6 +221,8 @@ export class Engine {
       throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": precision and calibration apply when loading from a path; a Model object is served in the precision it was loaded with`);
     }
     this.#loading.add(id);
+    // What this load owns so far, released in reverse if any later stage fails.
+    const undo: (() => void)[] = [];
     try {
       const model =
         typeof options.source === 'string'
@@ -223,24 +233,27 @@ export class Engine {
               ...(options.signal === undefined ? {} : { signal: options.signal }),
             })
           : options.source;
+      // The engine frees weights it loaded itself; a Model the caller passed stays the caller's.
+      if (typeof options.source === 'string') undo.push(() => model.dispose());
       this.#open('loadModel');
       const tokenizer = Tokenizer.forModel(model);
       const device = this.#devices[0]!;
       checkOwnThreads(device, id);
       const maxContext = Math.min(options.maxContext ?? model.config.maxContext, model.config.maxContext);
-      const served = await this.#serve(id, model, tokenizer, device, maxContext, options);
+      const served = await this.#serve(id, model, tokenizer, device, maxContext, options, undo);
       this.#open('loadModel');
       device.scheduler.add(served.served);
-      this.#models.set(id, { served: served.served, device, info: served.info });
+      this.#models.set(id, { served: served.served, device, info: served.info, ownsModel: typeof options.source === 'string' });
       return served.info;
+    } catch (err) {
+      for (const release of undo.reverse()) release();
+      throw err;
     } finally {
       this.#loading.delete(id);
     }
   }
 
-  async #serve(id: string, model: Model, tokenizer: Tokenizer, device: Device, maxContext: number, options: EngineLoadOptions): Promise<{ served: ServedModel; info: LoadedModelInfo }> {
-    const binding = loadNative().binding;
-    const kvFormat = model.precision.kv;
+  async #serve(id: string, model: Model, tokenizer: Tokenizer, device: Device, maxContext: number, options: EngineLoadOptions, undo: (() => void)[]): Promise<{ served: ServedModel; info: LoadedModelInfo }> {
     let pool: KvPool;
     if (device.slab !== undefined) {
       pool = device.slab;
@@ -251,36 +264,27 @@ export class Engine {
         throw new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `static-fcfs: the ${this.#staticPartitions} KV partitions of ${device.id} are all taken; raise staticPartitions or unload a model`);
       }
       // 16+ slabs per partition keep its tail small; a partition holds one geometry, so more buy nothing.
-      pool = KvPool.create({ poolBytes: share, memory: device.memory, slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
-    }
-    // A block is every layer of `tokensPerBlock` tokens; keep at least 8 of them per slab so the
-    // slab's tail stays small whatever the model's shape.
-    const slabSize = pool.stats().slabBytes;
-    let tokensPerBlock = 16;
-    let geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
-    while (tokensPerBlock > 1 && tokensPerBlock * kvTokenBytes(geometry) * 8 > slabSize) {
-      tokensPerBlock /= 2;
-      geometry = binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
-    }
-    const perToken = kvTokenBytes(geometry);
-    const reserveTokens = options.kvReserveTokens ?? maxContext;
-    const reserveBlocks = device.slab === undefined ? 0 : Math.min(Math.ceil(reserveTokens / tokensPerBlock), Math.floor((0.25 * device.slabBytes) / (perToken * tokensPerBlock)));
-    const kvModel = pool.addModel({ name: id, geometry, reserveBlocks });
-    let executor: NativeExecutor;
-    try {
-      executor = new binding.Executor(model.native, pool.nativeHandle(), kvModel, {
-        kvFormat,
-        threads: device.threads,
-        // Space sharing: a pool of the model's own (the executor keeps it alive), so its steps
-        // run beside the other models' instead of waiting for theirs.
-        pool: device.threadPool ?? (device.memory === 'host' ? createThreadPool(device.threads) : undefined),
+      const partition = KvPool.create({ poolBytes: share, memory: device.memory, slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
+      device.partitions.set(id, partition);
+      undo.push(() => {
+        device.partitions.delete(id);
+        partition.dispose();
       });
-    } catch (err) {
-      pool.removeModel(kvModel);
-      throw err;
+      pool = partition;
     }
-    if (device.slab === undefined) device.partitions.set(id, pool);
-    const measured = await warmUp(executor, pool, kvModel, tokensPerBlock, maxContext, 0);
+    // Space sharing on the CPU: a pool of the model's own, so its steps run beside the others'.
+    const ownThreads = device.threadPool === undefined && device.memory === 'host' ? createThreadPool(device.threads) : undefined;
+    if (ownThreads !== undefined) undo.push(() => ownThreads.dispose?.());
+    const executor = Executor.attach(model, pool, {
+      name: id,
+      kvFormat: model.precision.kv,
+      threads: device.threads,
+      threadPool: device.threadPool ?? ownThreads,
+      ownsThreadPool: ownThreads !== undefined,
+      ...(device.slab === undefined ? {} : { reserve: { tokens: options.kvReserveTokens ?? maxContext, maxBytes: 0.25 * device.slabBytes } }),
+    });
+    undo.push(() => executor.dispose());
+    const measured = await warmUp(executor, maxContext, 0);
     const latency = new MeasuredLatencyModel({ prior: measured });
     const policyName: LocalPolicyName = this.policy === 'static-fcfs' ? 'fcfs' : this.policy === 'saab' ? 'saab' : 'fineserve';
     const served = new ServedModel({
@@ -290,9 +294,7 @@ export class Engine {
       slo: options.slo ?? {},
       limits: { maxBatch: options.maxBatch ?? 64, maxBatchTokens: options.maxBatchTokens ?? 256, maxContext },
       dropLate: options.dropLate ?? false,
-      pool,
-      kvModel,
-      tokensPerBlock,
+      blocks: new BlockManager(pool, executor.kvModel, executor.tokensPerBlock),
       executor,
       latency,
       policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName],
@@ -302,11 +304,11 @@ export class Engine {
       device: device.id,
       precision: model.precision,
       precisionName: precisionName(model.precision),
-      kvFormat,
+      kvFormat: executor.kvFormat,
       maxContext,
       weightBytes: model.weightBytes,
-      kvBytesPerToken: perToken,
-      tokensPerBlock,
+      kvBytesPerToken: executor.kvBytesPerToken,
+      tokensPerBlock: executor.tokensPerBlock,
     };
     return { served, info };
   }
@@ -321,7 +323,7 @@ export class Engine {
     return this.#entry(model, 'tokenizer').served.tokenizer;
   }
 
-  #entry(model: string, what: string): { served: ServedModel; device: Device; info: LoadedModelInfo } {
+  #entry(model: string, what: string): ModelEntry {
     const e = this.#models.get(model);
     if (e !== undefined && e.served.state !== 'ready') throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: model "${model}" is being unloaded`);
     if (e === undefined) {
@@ -382,20 +384,15 @@ export class Engine {
       onToken: options.onToken,
     });
     m.stats.arrived(now);
+    m.enqueue(seq);
     if (signal?.aborted) {
-      m.waiting.push(seq);
-      m.finish(seq, 'abort', now);
+      m.end(seq, { reason: 'abort' }, now);
       return run;
     }
-    m.waiting.push(seq);
     if (signal !== undefined) {
       const onAbort = (): void => {
-        if (seq.status === 'finished') return;
-        if (seq.status === 'waiting') m.finish(seq, 'abort', performance.now());
-        else {
-          seq.pendingEnd = { reason: 'abort' };
-          device.scheduler.notify();
-        }
+        m.end(seq, { reason: 'abort' }, performance.now());
+        device.scheduler.notify();
       };
       signal.addEventListener('abort', onAbort, { once: true });
       void run.result.then(() => signal.removeEventListener('abort', onAbort));
@@ -435,28 +432,28 @@ export class Engine {
     await this.#unload(this.#entry(id, 'unloadModel'), options.drain === true);
   }
 
-  async #unload(e: { served: ServedModel; device: Device }, drain: boolean): Promise<void> {
+  async #unload(e: ModelEntry, drain: boolean): Promise<void> {
     const m = e.served;
+    if (m.state === 'closed') return;
     m.state = 'draining';
     const sched = e.device.scheduler;
     if (drain) {
       while (m.hasWork) await Promise.all([...m.waiting, ...m.running].map((s) => s.run.result));
     } else {
-      const now = performance.now();
-      for (const s of [...m.waiting]) m.finish(s, 'abort', now);
-      for (const s of m.running) {
-        // Between steps it can end now; inside one, the scheduler ends it when the step returns.
-        if (sched.stepping(m)) s.pendingEnd = { reason: 'abort' };
-        else m.finish(s, 'abort', now);
-      }
+      m.endAll({ reason: 'abort' }, performance.now());
       sched.notify();
       await Promise.all([...m.running].map((s) => s.run.result));
     }
     await sched.quiesce(m);
+    if (!this.#models.has(m.id)) return;  // a concurrent unload or close got here first
     sched.remove(m);
     m.close();
-    m.pool.removeModel(m.kvModel);
-    if (e.device.partitions.get(m.id) === m.pool) e.device.partitions.delete(m.id);
+    const partition = e.device.partitions.get(m.id);
+    if (partition !== undefined) {
+      e.device.partitions.delete(m.id);
+      partition.dispose();
+    }
+    if (e.ownsModel) m.model.dispose();
     this.#models.delete(m.id);
   }
 
@@ -464,14 +461,14 @@ export class Engine {
   stats(): EngineStats {
     const models: ModelStats[] = [];
     for (const { served: m, info } of this.#models.values()) {
-      const kv = m.pool.stats().models.find((s) => s.id === m.kvModel);
+      const kv = m.blocks.pool.stats().models.find((s) => s.id === m.blocks.kvModel);
       models.push({
         ...info,
         ...m.stats.counters(),
         waiting: m.waiting.length,
         running: m.running.length,
         liveBlocks: kv?.liveBlocks ?? 0,
-        liveTokens: m.running.reduce((a, s) => a + s.computed, 0),
+        liveTokens: m.liveTokens,
         kvHeldBytes: kv?.heldBytes ?? 0,
         latency: m.latency.coefficients,
       });
@@ -500,6 +497,12 @@ export class Engine {
     }
     for (const e of [...this.#models.values()]) await this.#unload(e, false);
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
+    for (const d of this.#devices) closeDevice(d);
+  }
+
+  /** `await using engine = await Engine.create()`: closes it (aborting what is left) at scope end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 

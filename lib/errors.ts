@@ -51,7 +51,9 @@ export type KvErrorCode =
   | 'ERR_KV_DUPLICATE_MODEL'
   | 'ERR_KV_DOUBLE_FREE'
   | 'ERR_KV_FOREIGN_BLOCK'
-  | 'ERR_KV_RESERVE_UNAVAILABLE';
+  | 'ERR_KV_RESERVE_UNAVAILABLE'
+  /** The pool was disposed (`dispose()`, or by the engine that owned it). */
+  | 'ERR_KV_DISPOSED';
 
 /**
  * A KV pool call was given something it cannot accept (a bad geometry, an unknown model, a block
@@ -61,8 +63,8 @@ export type KvErrorCode =
 export class KvError extends FineserveError {
   declare readonly code: KvErrorCode;
 
-  constructor(code: KvErrorCode, message: string) {
-    super(code, message);
+  constructor(code: KvErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
   }
 }
 
@@ -78,7 +80,9 @@ export type ModelErrorCode =
   | 'ERR_MODEL_PRECISION'
   | 'ERR_MODEL_TOKENIZER'
   | 'ERR_MODEL_WRITE'
-  | 'ERR_MODEL_LOAD';
+  | 'ERR_MODEL_LOAD'
+  /** The model was disposed (`dispose()`, or unloaded by the engine that loaded it). */
+  | 'ERR_MODEL_DISPOSED';
 
 /**
  * A model could not be loaded or used: the message names the file, the tensor or field and the
@@ -94,7 +98,16 @@ export class ModelError extends FineserveError {
 }
 
 /** Codes of errors from running a model: a malformed step, bad sampling options, a busy executor. */
-export type ExecutorErrorCode = 'ERR_EXECUTOR_INVALID' | 'ERR_EXECUTOR_DEVICE' | 'ERR_EXECUTOR_BUSY' | 'ERR_SAMPLING_INVALID' | 'ERR_CALLBACK';
+export type ExecutorErrorCode =
+  | 'ERR_EXECUTOR_INVALID'
+  | 'ERR_EXECUTOR_DEVICE'
+  | 'ERR_EXECUTOR_BUSY'
+  | 'ERR_SAMPLING_INVALID'
+  | 'ERR_CALLBACK'
+  /** The executor (or the ModelRunner owning it) was disposed. */
+  | 'ERR_EXECUTOR_DISPOSED'
+  /** A thread pool was used after `dispose()`. */
+  | 'ERR_THREAD_POOL_DISPOSED';
 
 /** Running a model failed; nothing was written to the KV cache. */
 export class ExecutorError extends FineserveError {

@@ -87,11 +87,36 @@ function byGeometry(models: readonly KvModelStats[]): KvGeometryStats[] {
  */
 export class KvPool {
   readonly policy: KvPolicy;
-  readonly #native: NativeKvPool;
+  readonly #pool: NativeKvPool;
+  #disposed = false;
 
   private constructor(policy: KvPolicy, pool: NativeKvPool) {
     this.policy = policy;
-    this.#native = pool;
+    this.#pool = pool;
+  }
+
+  get #native(): NativeKvPool {
+    if (this.#disposed) throw new KvError('ERR_KV_DISPOSED', 'the KV pool was disposed');
+    return this.#pool;
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Frees the pool's memory now (executors still using it keep their share until they are
+   * disposed). Idempotent; any later call throws `ERR_KV_DISPOSED`.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#pool.dispose?.();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** Creates a pool; throws KvError (`ERR_KV_INVALID_ARGUMENT`) naming a bad option. */

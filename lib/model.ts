@@ -98,12 +98,11 @@ export class Model {
   readonly precision: PrecisionSpec;
   /** How many weight tensors are stored in each type (`{ W4A16: 14, F32: 5 }`). */
   readonly weightFormats: Readonly<Record<string, number>>;
-  /** @internal */
-  readonly native: NativeModel;
+  #native: NativeModel | undefined;
 
   private constructor(native: NativeModel, precision: PrecisionSpec | (Omit<PrecisionSpec, 'kv'> & { kv: 'auto' })) {
     const info = native.info();
-    this.native = native;
+    this.#native = native;
     this.config = info.config;
     this.source = info.source;
     this.format = info.format;
@@ -143,6 +142,35 @@ export class Model {
       scored += r.scored;
     }
     return { perplexity: Math.exp(nllSum / scored), nllSum, scored };
+  }
+
+  /** @internal The addon's model; throws `ERR_MODEL_DISPOSED` after {@link dispose}. */
+  get native(): NativeModel {
+    if (this.#native === undefined) throw new ModelError('ERR_MODEL_DISPOSED', `${this.source}: the model was disposed`);
+    return this.#native;
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /**
+   * Frees the weights now, instead of whenever the garbage collector finds the object: memory the
+   * JS heap cannot see (host or device weights) comes back at once. Runners and engines already
+   * serving the model keep their own share until they are disposed. Idempotent; any later use
+   * throws `ERR_MODEL_DISPOSED`.
+   */
+  dispose(): void {
+    const native = this.#native;
+    if (native === undefined) return;
+    this.#native = undefined;
+    native.dispose?.();
+  }
+
+  /** `using model = await Model.load(...)` disposes it at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** A GGUF metadata value as a string (arrays as JSON); undefined when absent or for HF folders. */

@@ -7,13 +7,12 @@
  * until its blocks fit.
  * @module
  */
-import { codeOf, ExecutorError, type ExecutorErrorCode, KvError, type KvErrorCode } from './errors.js';
-import { KvPool, kvTokenBytes, type KvFormat, type KvGeometry } from './kv-pool.js';
+import { Executor, kvGeometry, typedNativeError } from './engine/executor.js';
+import { ExecutorError, KvError } from './errors.js';
+import { KvPool, kvTokenBytes, type KvFormat } from './kv-pool.js';
 import type { Model } from './model.js';
-import { loadNative } from './native/loader.js';
 import type { NativeThreadPool } from './thread-pool.js';
 import type { SamplingOptions } from './data-types.js';
-import type { NativeExecutor } from './native/addon-types.js';
 
 export type { SamplingOptions } from './data-types.js';
 
@@ -56,15 +55,6 @@ export interface GenerateOutput {
   readonly promptLogits?: Float32Array;
 }
 
-function asExecutorError(err: unknown): unknown {
-  const code = codeOf(err);
-  if (code?.startsWith('ERR_KV_') && !(err instanceof KvError)) return new KvError(code as KvErrorCode, (err as Error).message);
-  if (code?.startsWith('ERR_EXECUTOR_') || code === 'ERR_SAMPLING_INVALID') {
-    return new ExecutorError(code as ExecutorErrorCode, (err as Error).message);
-  }
-  return err;
-}
-
 interface Running {
   readonly id: number;
   readonly index: number;
@@ -80,19 +70,15 @@ interface Running {
 export class ModelRunner {
   readonly model: Model;
   readonly pool: KvPool;
-  readonly #executor: NativeExecutor;
-  readonly #kvModel: number;
-  readonly #tokensPerBlock: number;
+  readonly #executor: Executor;
   readonly #maxBatchTokens: number;
   #nextId = 1;
   #busy = false;
 
-  private constructor(model: Model, pool: KvPool, kvModel: number, executor: NativeExecutor, tpb: number, maxBatchTokens: number) {
+  private constructor(model: Model, pool: KvPool, executor: Executor, maxBatchTokens: number) {
     this.model = model;
     this.pool = pool;
-    this.#kvModel = kvModel;
     this.#executor = executor;
-    this.#tokensPerBlock = tpb;
     this.#maxBatchTokens = maxBatchTokens;
   }
 
@@ -100,34 +86,33 @@ export class ModelRunner {
     const c = model.config;
     const kvFormat = options.kvFormat ?? model.precision.kv;
     const tokensPerBlock = options.tokensPerBlock ?? 16;
-    let geometry: Required<KvGeometry>;
-    try {
-      geometry = loadNative().binding.kvGeometryFor(model.native, kvFormat, tokensPerBlock);
-    } catch (err) {
-      throw asExecutorError(err);
-    }
-    const tokenBytes = kvTokenBytes(geometry);
+    const tokenBytes = kvTokenBytes(kvGeometry(model, kvFormat, tokensPerBlock));
     const poolBytes = options.poolBytes ?? Math.min(2 ** 30, Math.max(16 * 2 ** 20, 8 * c.maxContext * tokenBytes));
     // Slabs of at least 8 blocks keep the tail under the KV Slab's 1/8 limit whatever the shape.
     let slabBytes = 2 ** 21;
     while (slabBytes < 8 * tokensPerBlock * tokenBytes) slabBytes *= 2;
     const pool = KvPool.create({ poolBytes: Math.max(poolBytes, slabBytes), memory: 'host', slabBytes });
-    const kvModel = pool.addModel({
-      name: c.architecture,
-      geometry,
-    });
-    const Native = loadNative().binding.Executor;
-    let executor: NativeExecutor;
     try {
-      executor = new Native(model.native, pool.nativeHandle(), kvModel, {
-        kvFormat,
-        threads: options.threads ?? 0,
-        pool: options.pool,
-      });
+      const executor = Executor.attach(model, pool, { name: c.architecture, kvFormat, tokensPerBlock, threads: options.threads ?? 0, threadPool: options.pool });
+      return new ModelRunner(model, pool, executor, options.maxBatchTokens ?? 512);
     } catch (err) {
-      throw asExecutorError(err);
+      pool.dispose();
+      throw err;
     }
-    return new ModelRunner(model, pool, kvModel, executor, tokensPerBlock, options.maxBatchTokens ?? 512);
+  }
+
+  /**
+   * Frees the runner's executor and KV pool now (the model stays the caller's). Idempotent; a
+   * later `generate` rejects with `ERR_EXECUTOR_DISPOSED`.
+   */
+  dispose(): void {
+    if (this.#busy) throw new ExecutorError('ERR_EXECUTOR_BUSY', 'dispose: this ModelRunner is generating; wait for generate() to settle');
+    this.#executor.dispose();
+    this.pool.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /**
@@ -137,6 +122,7 @@ export class ModelRunner {
    */
   async generate(requests: readonly GenerateRequest[], options: { returnPromptLogits?: boolean } = {}): Promise<GenerateOutput[]> {
     if (this.#busy) throw new ExecutorError('ERR_EXECUTOR_BUSY', 'this ModelRunner is already generating');
+    if (this.#executor.disposed) throw new ExecutorError('ERR_EXECUTOR_DISPOSED', 'generate: this ModelRunner was disposed');
     const max = this.model.config.maxContext;
     requests.forEach((r, i) => {
       if (r.prompt.length === 0) throw new ExecutorError('ERR_EXECUTOR_INVALID', `requests[${i}]: the prompt is empty`);
@@ -178,7 +164,7 @@ export class ModelRunner {
       }
     } catch (err) {
       for (const r of running) this.#release(r);
-      throw asExecutorError(err);
+      throw typedNativeError(err);
     } finally {
       this.#busy = false;
     }
@@ -188,14 +174,14 @@ export class ModelRunner {
   #admit(waiting: { request: GenerateRequest; index: number }[], running: Running[]): void {
     while (waiting.length > 0) {
       const { request, index } = waiting[0]!;
-      const need = Math.ceil((request.prompt.length + request.maxTokens) / this.#tokensPerBlock);
-      const got = this.pool.alloc(this.#kvModel, need);
+      const need = Math.ceil((request.prompt.length + request.maxTokens) / this.#executor.tokensPerBlock);
+      const got = this.pool.alloc(this.#executor.kvModel, need);
       if (!got.ok) return;
       const id = this.#nextId++;
       try {
-        this.#executor.addSequence(id, Int32Array.from(request.prompt), request.sampling ?? {});
+        this.#executor.addSequence(id, request.prompt, request.sampling ?? {});
       } catch (err) {
-        this.pool.free(this.#kvModel, got.blocks);
+        this.pool.free(this.#executor.kvModel, got.blocks);
         throw err;
       }
       waiting.shift();
@@ -214,7 +200,7 @@ export class ModelRunner {
 
   #release(r: Running): void {
     this.#executor.removeSequence(r.id);
-    this.pool.free(this.#kvModel, r.blocks);
+    this.pool.free(this.#executor.kvModel, r.blocks);
   }
 
   async #step(running: Running[], returnPromptLogits: boolean): Promise<void> {
@@ -231,23 +217,10 @@ export class ModelRunner {
         chunks.push({ r, tokens: [r.output.tokens.at(-1)!], position: prompt.length + r.output.tokens.length - 1, sample: true });
       }
     }
-    const blocksPer = chunks.map((c) => Math.ceil((c.position + c.tokens.length) / this.#tokensPerBlock));
-    const blockTable = new Uint32Array(blocksPer.reduce((a, b) => a + b, 0));
-    let at = 0;
-    chunks.forEach((c, i) => {
-      blockTable.set(c.r.blocks.subarray(0, blocksPer[i]), at);
-      at += blocksPer[i]!;
-    });
     const wantLogits = returnPromptLogits && chunks.some((c) => c.sample && c.r.output.tokens.length === 0);
     const out = await this.#executor.step(
-      Uint32Array.from(chunks, (c) => c.r.id),
-      Int32Array.from(chunks.flatMap((c) => c.tokens)),
-      Uint32Array.from(chunks, (c) => c.tokens.length),
-      Uint32Array.from(chunks, (c) => c.position),
-      blockTable,
-      Uint32Array.from(blocksPer),
-      Uint8Array.from(chunks, (c) => (c.sample ? 1 : 0)),
-      wantLogits,
+      chunks.map((c) => ({ seqId: c.r.id, tokens: c.tokens, position: c.position, blocks: c.r.blocks, sample: c.sample })),
+      { returnLogits: wantLogits },
     );
     const vocab = this.model.config.vocabSize;
     let sampled = 0;
@@ -258,14 +231,10 @@ export class ModelRunner {
         c.r.promptLogits = out.logits.slice(sampled * vocab, (sampled + 1) * vocab);
       }
       sampled++;
-      c.r.output.tokens.push(out.tokens[i]!);
-      c.r.output.logprobs.push(out.logprobs[i]!);
-      const top: { token: number; logprob: number }[] = [];
-      for (let j = 0; j < out.topK; j++) {
-        const token = out.topTokens[i * out.topK + j]!;
-        if (token >= 0) top.push({ token, logprob: out.topLogprobs[i * out.topK + j]! });
-      }
-      c.r.output.topLogprobs.push(top);
+      const got = out.samples[i]!;
+      c.r.output.tokens.push(got.token);
+      c.r.output.logprobs.push(got.logprob);
+      c.r.output.topLogprobs.push([...got.top]);
     });
   }
 }

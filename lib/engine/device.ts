@@ -102,6 +102,14 @@ export function checkOwnThreads(device: Device, id: string): void {
   }
 }
 
+/** Frees a device's KV memory and threads (its models already unloaded). */
+export function closeDevice(d: Device): void {
+  d.slab?.dispose();
+  for (const p of d.partitions.values()) p.dispose();
+  d.partitions.clear();
+  d.threadPool?.dispose?.();
+}
+
 export function deviceStats(d: Device): DeviceStats {
   const pools = d.slab !== undefined ? [d.slab] : [...d.partitions.values()];
   const kv = pools.map((p) => p.stats());

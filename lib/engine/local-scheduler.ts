@@ -12,9 +12,8 @@
  * step time as measured under the others' load, and only its own SLOs bound it.
  * @module
  */
-import { EngineError, ExecutorError } from '../errors.js';
-import type { ServedModel, StepChunk } from './served-model.js';
-import type { Sequence } from './sequence.js';
+import { EngineError } from '../errors.js';
+import type { DeviceView, ServedModel } from './served-model.js';
 
 /** See the module comment. */
 export class LocalScheduler {
@@ -49,11 +48,6 @@ export class LocalScheduler {
   remove(m: ServedModel): void {
     const at = this.#models.indexOf(m);
     if (at >= 0) this.#models.splice(at, 1);
-  }
-
-  /** Whether `m` has a step in flight. */
-  stepping(m: ServedModel): boolean {
-    return this.#inFlight.has(m);
   }
 
   /** Resolves once `m` has no step in flight. */
@@ -165,134 +159,43 @@ export class LocalScheduler {
     return undefined;
   }
 
-  /** Sum of the step times of the other models with work: what `m` waits between its steps. */
-  #othersMs(m: ServedModel): number {
-    if (this.concurrent) return 0;  // they run beside it; their load is in its measured step time
-    let ms = 0;
-    for (const o of this.#models) if (o !== m && o.hasWork) ms += o.stepEwmaMs;
-    return ms;
-  }
-
-  #tpotMs(m: ServedModel): number | undefined {
-    let tpot = m.slo.tpotMs;
-    if (this.concurrent) return tpot;
-    for (const o of this.#models) {
-      if (o === m || o.slo.tpotMs === undefined || !o.decoding) continue;
-      tpot = tpot === undefined ? o.slo.tpotMs : Math.min(tpot, o.slo.tpotMs);
-    }
-    return tpot;
-  }
-
-  async #iterate(m: ServedModel): Promise<boolean> {
-    let now = performance.now();
-    m.reap(now);
-    if (!m.hasWork) return true;
+  /** What `m` must know of the device's other models before its step, as plain values. */
+  #view(m: ServedModel, nowMs: number): DeviceView {
     // Time sharing: this step delays every decoding model by its length; space sharing: only m's own.
     const sharers = this.concurrent ? [m] : this.#models;
-    let slack: number | undefined;
     const cycleMs = sharers.reduce((a, o) => a + o.decodeStepMs(), 0);
+    let stepLimitMs: number | undefined;
     for (const o of sharers) {
-      const v = o.tpotSlackMs(now, cycleMs);
-      if (v !== undefined) slack = slack === undefined ? v : Math.min(slack, v);
+      const v = o.tpotSlackMs(nowMs, cycleMs);
+      if (v !== undefined) stepLimitMs = stepLimitMs === undefined ? v : Math.min(stepLimitMs, v);
     }
-    const d = m.policy(m.snapshot(now, () => this.#othersMs(m), this.#tpotMs(m), sharers.some((o) => o !== m && o.decoding), slack));
-    const byId = new Map<number, Sequence>();
-    for (const s of m.waiting) byId.set(s.id, s);
-    for (const s of m.running) byId.set(s.id, s);
-    for (const id of d.drop) {
-      const seq = byId.get(id);
-      if (seq === undefined || seq.deferred) continue;
-      m.stats.sloRejected();
-      if (m.dropLate) {
-        m.finish(seq, 'error', now, new EngineError('ERR_ENGINE_SLO_UNREACHABLE', `request ${seq.run.id} to "${m.id}" cannot meet its TTFT SLO of ${m.slo.ttftMs} ms and was dropped`));
-      } else {
-        seq.deferred = true;
+    let othersMs = 0;
+    let tpotMs = m.slo.tpotMs;
+    // Space sharing: the others run beside it, their load is in its measured step time.
+    if (!this.concurrent) {
+      for (const o of this.#models) {
+        if (o === m) continue;
+        if (o.hasWork) othersMs += o.stepEwmaMs;
+        if (o.slo.tpotMs !== undefined && o.decoding) tpotMs = tpotMs === undefined ? o.slo.tpotMs : Math.min(tpotMs, o.slo.tpotMs);
       }
     }
-    for (const id of d.preempt) {
-      const seq = byId.get(id);
-      if (seq !== undefined && seq.status === 'running') m.preempt(seq);
-    }
-    for (const id of d.admit) {
-      const seq = byId.get(id);
-      if (seq !== undefined && seq.status === 'waiting') m.admit(seq, now);
-    }
-    const chunks: StepChunk[] = [];
-    for (const p of d.prefill) {
-      const seq = byId.get(p.id);
-      if (seq !== undefined && seq.status === 'running' && p.tokens > 0) chunks.push({ seq, n: Math.min(p.tokens, seq.tokens.length - seq.computed) });
-    }
-    for (const id of d.decode) {
-      const seq = byId.get(id);
-      if (seq !== undefined && seq.status === 'running' && seq.isDecoding) chunks.push({ seq, n: 1 });
-    }
-    const runnable = m.allocate(chunks.filter((c) => c.n > 0));
-    if (runnable.length === 0) return d.admit.length > 0 || d.drop.length > 0 || d.preempt.length > 0;
-    let out;
-    try {
-      const step = m.execute(runnable);
-      this.#inFlight.set(m, step);
-      this.peakConcurrentSteps = Math.max(this.peakConcurrentSteps, this.#inFlight.size);
-      out = await step;
-    } catch (err) {
-      this.#inFlight.delete(m);
-      // A failed step wrote nothing; its sequences cannot continue, the others can.
-      now = performance.now();
-      const error = err instanceof Error ? err : new Error(String(err));
-      for (const c of runnable) m.finish(c.seq, 'error', now, new ExecutorError('ERR_EXECUTOR_INVALID', `step of "${m.id}" failed: ${error.message}`, { cause: err }));
-      return true;
-    }
-    this.#inFlight.delete(m);
-    now = performance.now();
-    m.reap(now);
-    runnable.forEach((c, i) => {
-      if (c.seq.status !== 'running') return;
-      c.seq.computed += c.n;
-      const token = out.tokens[i]!;
-      if (c.seq.computed !== c.seq.tokens.length || token < 0) return;
-      const top: { token: number; logprob: number }[] = [];
-      for (let j = 0; j < out.topK; j++) {
-        const t = out.topTokens[i * out.topK + j]!;
-        if (t >= 0) top.push({ token: t, logprob: out.topLogprobs[i * out.topK + j]! });
-      }
-      this.#emit(m, c.seq, token, out.logprobs[i]!, top, now);
-    });
-    m.reap(now);
-    return true;
+    return { othersMs, tpotMs, coLocatedDecoding: sharers.some((o) => o !== m && o.decoding), stepLimitMs };
   }
 
-  /** A sampled token: stream it, and end the sequence on a stop, its length or the context. */
-  #emit(m: ServedModel, seq: Sequence, token: number, logprob: number, top: { token: number; logprob: number }[], now: number): void {
-    seq.tokens.push(token);
-    seq.logprobs.push(logprob);
-    seq.firstTokenMs ??= now;
-    seq.lastTokenMs = now;
-    const index = seq.decoded - 1;
-    let reason: 'stop' | 'length' | undefined;
-    let text: string;
-    if (seq.stopTokens.has(token)) {
-      reason = 'stop';
-      text = seq.stop.push(seq.decoder.flush()).emit + seq.stop.flush();
-    } else {
-      const piece = seq.stop.push(seq.decoder.push(token));
-      text = piece.emit;
-      if (piece.stopped) reason = 'stop';
-      else if (seq.decoded >= seq.maxTokens || seq.tokens.length >= m.limits.maxContext) reason = 'length';
-      if (reason === 'length') text += seq.stop.push(seq.decoder.flush()).emit + seq.stop.flush();
-    }
-    seq.text += text;
-    const wantLogprobs = (seq.sampling.logprobs ?? 0) > 0;
-    if (reason !== 'stop' || !seq.stopTokens.has(token) || text.length > 0) {
-      const chunk = { text, tokenId: token, index, ...(wantLogprobs ? { logprob, topLogprobs: top } : {}) };
-      seq.run.push(chunk);
-      try {
-        seq.onToken?.(chunk);
-      } catch (err) {
-        seq.pendingEnd = { reason: 'error', error: new ExecutorError('ERR_CALLBACK', `onToken threw at token ${index} of request ${seq.run.id}: ${(err as Error)?.message ?? String(err)}`, { cause: err }) };
-        return;
-      }
-    }
-    if (reason !== undefined) m.finish(seq, reason, now);
+  /** One iteration of `m`: schedule, run, postprocess. Returns whether anything changed. */
+  async #iterate(m: ServedModel): Promise<boolean> {
+    const now = performance.now();
+    m.reap(now);
+    if (!m.hasWork) return true;
+    const plan = m.schedule(now, this.#view(m, now));
+    if (plan.chunks.length === 0) return plan.progressed;
+    const step = m.run(plan);
+    this.#inFlight.set(m, step);
+    this.peakConcurrentSteps = Math.max(this.peakConcurrentSteps, this.#inFlight.size);
+    const outcome = await step;
+    this.#inFlight.delete(m);
+    m.postprocess(plan, outcome, performance.now());
+    return true;
   }
 
   /**
@@ -306,20 +209,20 @@ export class LocalScheduler {
     const now = performance.now();
     // A model with a step in flight is left alone: its sequences are in use until the step returns.
     const idle = this.#models.filter((m) => !this.#inFlight.has(m));
-    const holders = idle.flatMap((m) => m.running.filter((s) => s.blocks.length > 0).map((s) => ({ m, s })));
+    const holders = idle.flatMap((m) => m.running.filter((s) => s.blockTable.length > 0).map((s) => ({ m, s })));
     if (holders.length >= 2) {
       const v = holders.reduce((a, b) => (b.s.priority < a.s.priority || (b.s.priority === a.s.priority && b.s.computed < a.s.computed) ? b : a));
-      v.m.preempt(v.s);
+      v.m.blocks.preempt(v.s);
       return true;
     }
     let ended = false;
     for (const m of idle) {
       for (const seq of [...m.waiting, ...m.running]) {
         // Read per sequence: ending one frees its blocks for the next.
-        const free = m.pool.availableBlocks(m.kvModel);
-        const need = Math.ceil((seq.target + 1) / m.tokensPerBlock);
-        if (need > free + seq.blocks.length) {
-          m.finish(seq, 'error', now, new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `request ${seq.run.id} to "${m.id}" needs ${need} KV blocks for ${seq.target} tokens but its model can get at most ${free + seq.blocks.length}; raise slabBytes or shorten the prompt`));
+        const free = m.blocks.available();
+        const need = m.blocks.blocksFor(seq.target + 1);
+        if (need > free + seq.blockTable.length) {
+          m.finish(seq, 'error', now, new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `request ${seq.run.id} to "${m.id}" needs ${need} KV blocks for ${seq.target} tokens but its model can get at most ${free + seq.blockTable.length}; raise slabBytes or shorten the prompt`));
           ended = true;
         }
       }

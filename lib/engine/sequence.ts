@@ -1,19 +1,26 @@
 /**
- * Sequence: one request inside the engine, from queueing to its end. It owns its block table into
- * the KV Slab and the counters the local scheduler reads (prompt, computed, decoded tokens).
- * Every known token (prompt, then each sampled one) is in `tokens`; the KV cache holds the first
- * `computed` of them. A step feeds `tokens[computed .. computed + n)` and samples when that
- * reaches the end, so a decode is a chunk of one and recompute after preemption is a prefill of
- * everything known.
+ * Sequence: one request inside the engine, from queueing to its end. Every known token (prompt,
+ * then each sampled one) is in `tokens`; the KV cache holds the first `computed` of them. A step
+ * feeds `tokens[computed .. computed + n)` and samples when that reaches the end, so a decode is a
+ * chunk of one and recompute after preemption is a prefill of everything known.
+ *
+ * Its state changes only through its own mutators, each named for the event it records; its
+ * block table is written only by the BlockManager.
  * @module
  */
-import type { GenerationRun, RequestTimings } from '../request.js';
-import type { SamplingOptions } from '../runner.js';
+import type { SamplingOptions } from '../data-types.js';
+import type { GenerationChunk, GenerationRun, RequestTimings } from '../request.js';
 import type { StreamDecoder } from '../tokenizer.js';
 import type { StopMatcher } from './stop.js';
 
 /** Where a sequence is in its life. */
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
+
+/** Why a sequence must end at the next step boundary. */
+export interface PendingEnd {
+  readonly reason: 'abort' | 'error';
+  readonly error?: Error;
+}
 
 /** See the module comment. */
 export class Sequence {
@@ -27,28 +34,23 @@ export class Sequence {
   readonly stopTokens: ReadonlySet<number>;
   readonly decoder: StreamDecoder;
   readonly stop: StopMatcher;
-  readonly onToken: ((chunk: import('../request.js').GenerationChunk) => void) | undefined;
+  readonly onToken: ((chunk: GenerationChunk) => void) | undefined;
   /** Prompt then generated tokens. */
-  readonly tokens: number[];
-  /** Block table: blocks[i] holds tokens [i·tpb, (i+1)·tpb). */
-  blocks: number[] = [];
-  /** Tokens whose K/V is in the cache. */
-  computed = 0;
-  /** Tokens to have in the cache before decoding: the prompt, or everything known after a preemption. */
-  target: number;
-  status: SequenceStatus = 'waiting';
-  /** Registered with the executor (its sampler state lives there). */
-  inExecutor = false;
-  /** The scheduler said it cannot meet its TTFT deadline; it now runs best effort. */
-  deferred = false;
-  preemptions = 0;
-  /** Set by an abort or a failing callback; acted on between steps. */
-  pendingEnd: { reason: 'abort' | 'error'; error?: Error } | undefined;
-  admittedMs: number | undefined;
-  firstTokenMs: number | undefined;
-  lastTokenMs: number | undefined;
-  text = '';
-  readonly logprobs: number[] = [];
+  readonly #tokens: number[];
+  readonly #logprobs: number[] = [];
+  /** Block table: blockTable[i] holds tokens [i·tpb, (i+1)·tpb). Written by the BlockManager only. */
+  readonly blockTable: number[] = [];
+  #computed = 0;
+  #target: number;
+  #status: SequenceStatus = 'waiting';
+  #inExecutor = false;
+  #deferred = false;
+  #preemptions = 0;
+  #pendingEnd: PendingEnd | undefined;
+  #admittedMs: number | undefined;
+  #firstTokenMs: number | undefined;
+  #lastTokenMs: number | undefined;
+  #text = '';
 
   constructor(init: {
     id: number;
@@ -74,8 +76,44 @@ export class Sequence {
     this.decoder = init.decoder;
     this.stop = init.stop;
     this.onToken = init.onToken;
-    this.tokens = [...init.prompt];
-    this.target = init.prompt.length;
+    this.#tokens = [...init.prompt];
+    this.#target = init.prompt.length;
+  }
+
+  get tokens(): readonly number[] {
+    return this.#tokens;
+  }
+  /** Tokens whose K/V is in the cache. */
+  get computed(): number {
+    return this.#computed;
+  }
+  /** Tokens to have in the cache before decoding: the prompt, or everything known after a preemption. */
+  get target(): number {
+    return this.#target;
+  }
+  get status(): SequenceStatus {
+    return this.#status;
+  }
+  /** Registered with the executor (its sampler state lives there). */
+  get inExecutor(): boolean {
+    return this.#inExecutor;
+  }
+  /** The scheduler said it cannot meet its TTFT deadline; it now runs best effort. */
+  get deferred(): boolean {
+    return this.#deferred;
+  }
+  get preemptions(): number {
+    return this.#preemptions;
+  }
+  /** Set by an abort or a failing callback; acted on between steps. */
+  get pendingEnd(): PendingEnd | undefined {
+    return this.#pendingEnd;
+  }
+  get firstTokenMs(): number | undefined {
+    return this.#firstTokenMs;
+  }
+  get text(): string {
+    return this.#text;
   }
 
   /**
@@ -83,25 +121,78 @@ export class Sequence {
    * was sampled: each step now feeds it one token.
    */
   get isDecoding(): boolean {
-    return this.computed >= this.target;
+    return this.#computed >= this.#target;
   }
 
   /** Output tokens sampled so far. */
   get decoded(): number {
-    return this.tokens.length - this.promptTokens;
+    return this.#tokens.length - this.promptTokens;
+  }
+
+  /** Known tokens not yet in the cache. */
+  get uncomputed(): number {
+    return this.#tokens.length - this.#computed;
   }
 
   /** The generated ids. */
   generated(): number[] {
-    return this.tokens.slice(this.promptTokens);
+    return this.#tokens.slice(this.promptTokens);
+  }
+
+  /** It entered the engine, its sampler state registered with the executor. */
+  admitted(nowMs: number): void {
+    this.#status = 'running';
+    this.#inExecutor = true;
+    this.#admittedMs ??= nowMs;
+  }
+
+  /** It runs best effort from now on. */
+  defer(): void {
+    this.#deferred = true;
+  }
+
+  /** `n` more of its tokens are in the cache. */
+  advance(n: number): void {
+    this.#computed = Math.min(this.#computed + n, this.#tokens.length);
+  }
+
+  /** A sampled token. */
+  appendToken(token: number, logprob: number, nowMs: number): void {
+    this.#tokens.push(token);
+    this.#logprobs.push(logprob);
+    this.#firstTokenMs ??= nowMs;
+    this.#lastTokenMs = nowMs;
+  }
+
+  /** Text streamed for its tokens. */
+  appendText(text: string): void {
+    this.#text += text;
+  }
+
+  /** Preempted by recompute (its blocks already freed): everything known becomes its new prefill. */
+  resetForRecompute(): void {
+    this.#computed = 0;
+    this.#target = this.#tokens.length;
+    this.#preemptions++;
+  }
+
+  /** End it at the next step boundary; the first reason given wins. */
+  endAtBoundary(end: PendingEnd): void {
+    this.#pendingEnd ??= end;
+  }
+
+  /** It is over (blocks and executor state already released). */
+  finished(): void {
+    this.#status = 'finished';
+    this.#inExecutor = false;
   }
 
   timings(nowMs: number): RequestTimings {
     const n = this.decoded;
     return {
-      queueMs: (this.admittedMs ?? nowMs) - this.arrivalMs,
-      ttftMs: this.firstTokenMs === undefined ? undefined : this.firstTokenMs - this.arrivalMs,
-      tpotMs: n >= 2 && this.firstTokenMs !== undefined && this.lastTokenMs !== undefined ? (this.lastTokenMs - this.firstTokenMs) / (n - 1) : undefined,
+      queueMs: (this.#admittedMs ?? nowMs) - this.arrivalMs,
+      ttftMs: this.#firstTokenMs === undefined ? undefined : this.#firstTokenMs - this.arrivalMs,
+      tpotMs: n >= 2 && this.#firstTokenMs !== undefined && this.#lastTokenMs !== undefined ? (this.#lastTokenMs - this.#firstTokenMs) / (n - 1) : undefined,
       e2eMs: nowMs - this.arrivalMs,
     };
   }

@@ -1,33 +1,31 @@
 /**
  * ServedModel: one model loaded in the engine on one device: its weights, tokenizer, executor,
- * KV geometry in the device's slab, latency model, and its queue and running set. The device's
- * LocalScheduler drives it; this file does the model's own bookkeeping (admit, preempt, finish,
- * run a step and turn its output into tokens and text).
+ * block manager, latency model, and its queue and running set. Each step goes one way, as in
+ * nano-vllm: `schedule` (the policy's decision applied: drops, preemptions, admissions, the
+ * chunks and their blocks), `run` (one executor step, timed), `postprocess` (the step's time to
+ * the latency model, then each sampled token's whole life: stream decoding, stop matching,
+ * onToken, finish). The device's LocalScheduler only chooses which model steps next and hands it
+ * a {@link DeviceView} of the others, as plain values.
  * @module
  */
-import { ExecutorError } from '../errors.js';
-import type { KvPool } from '../kv-pool.js';
+import { EngineError, ExecutorError } from '../errors.js';
 import type { Model } from '../model.js';
 import type { FinishReason, GenerationResult } from '../request.js';
-import type { NativeExecutor } from '../native/addon-types.js';
 import type { IterationSample } from '../scheduler/latency-model.js';
-import type { LocalPolicy, ModelSnapshot, RunningSequence, WaitingRequest } from '../scheduler/local/types.js';
+import type { IterationDecision, LocalPolicy, ModelSnapshot } from '../scheduler/local/types.js';
 import type { MeasuredLatencyModel } from '../scheduler/measured-latency.js';
-import { CoLocatedLatency } from '../scheduler/measured-latency.js';
 import type { Tokenizer } from '../tokenizer.js';
+import type { BlockManager, StepChunk } from './block-manager.js';
+import type { Executor, ExecutorStepResult, SampledToken } from './executor.js';
 import { ModelStatsRecorder } from './model-stats.js';
-import type { Sequence } from './sequence.js';
+import type { PendingEnd, Sequence } from './sequence.js';
+
+export type { StepChunk } from './block-manager.js';
 
 /** Far-off deadline for requests without a TTFT SLO or deferred ones (finite, so EDF sorts stay total). */
 const BEST_EFFORT_MS = 1e12;
 /** Share of the TPOT SLO the TPOT guard aims at. */
 const TPOT_TARGET = 0.9;
-
-/** One chunk of a step: `n` tokens of `seq` from `seq.computed`. */
-export interface StepChunk {
-  readonly seq: Sequence;
-  readonly n: number;
-}
 
 /** Per-model serving limits. */
 export interface ServingLimits {
@@ -35,6 +33,27 @@ export interface ServingLimits {
   readonly maxBatchTokens: number;
   readonly maxContext: number;
 }
+
+/** What the device tells a model about the others before its step: plain values, read once. */
+export interface DeviceView {
+  /** Co-located models' step time per cycle, added to each of this model's iterations (time sharing). */
+  readonly othersMs: number;
+  /** The tightest TPOT SLO among this model and the co-located models decoding now. */
+  readonly tpotMs: number | undefined;
+  /** A co-located model is decoding and this model's steps delay its tokens. */
+  readonly coLocatedDecoding: boolean;
+  /** The longest this step may take with every decoding sequence's mean TPOT still on target. */
+  readonly stepLimitMs: number | undefined;
+}
+
+/** A scheduled step: the chunks to run (with their blocks) and whether scheduling changed anything. */
+export interface StepPlan {
+  readonly chunks: readonly StepChunk[];
+  readonly progressed: boolean;
+}
+
+/** How a step ended: its output and wall time, or the error that ended it having written nothing. */
+export type StepOutcome = { readonly ok: true; readonly result: ExecutorStepResult; readonly ms: number } | { readonly ok: false; readonly error: unknown };
 
 /** See the module comment. */
 export class ServedModel {
@@ -44,9 +63,7 @@ export class ServedModel {
   readonly slo: { readonly ttftMs?: number; readonly tpotMs?: number };
   readonly limits: ServingLimits;
   readonly dropLate: boolean;
-  readonly pool: KvPool;
-  readonly kvModel: number;
-  readonly tokensPerBlock: number;
+  readonly blocks: BlockManager;
   readonly latency: MeasuredLatencyModel;
   readonly policy: LocalPolicy;
   readonly stats = new ModelStatsRecorder();
@@ -56,7 +73,9 @@ export class ServedModel {
   stepEwmaMs = 0;
   /** 'draining': no new requests; 'closed': unloaded. */
   state: 'ready' | 'draining' | 'closed' = 'ready';
-  readonly #executor: NativeExecutor;
+  readonly #executor: Executor;
+  /** A step is running: its sequences must not be finished until it returns. */
+  #stepping = false;
 
   constructor(init: {
     id: string;
@@ -65,10 +84,8 @@ export class ServedModel {
     slo: { readonly ttftMs?: number; readonly tpotMs?: number };
     limits: ServingLimits;
     dropLate: boolean;
-    pool: KvPool;
-    kvModel: number;
-    tokensPerBlock: number;
-    executor: NativeExecutor;
+    blocks: BlockManager;
+    executor: Executor;
     latency: MeasuredLatencyModel;
     policy: LocalPolicy;
   }) {
@@ -78,9 +95,7 @@ export class ServedModel {
     this.slo = init.slo;
     this.limits = init.limits;
     this.dropLate = init.dropLate;
-    this.pool = init.pool;
-    this.kvModel = init.kvModel;
-    this.tokensPerBlock = init.tokensPerBlock;
+    this.blocks = init.blocks;
     this.#executor = init.executor;
     this.latency = init.latency;
     this.policy = init.policy;
@@ -88,6 +103,10 @@ export class ServedModel {
 
   get hasWork(): boolean {
     return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  get stepping(): boolean {
+    return this.#stepping;
   }
 
   deadline(seq: Sequence): number {
@@ -98,6 +117,11 @@ export class ServedModel {
   /** Whether some sequence of this model is decoding (its TPOT is at stake in every step on the device). */
   get decoding(): boolean {
     return this.running.some((s) => s.isDecoding);
+  }
+
+  /** Tokens its running sequences hold in the cache. */
+  get liveTokens(): number {
+    return this.running.reduce((a, s) => a + s.computed, 0);
   }
 
   /** One decode-only step of its decoding sequences, as its latency model predicts it; 0 if none. */
@@ -133,46 +157,92 @@ export class ServedModel {
     return slack;
   }
 
-  /**
-   * What the policy sees this iteration. `othersMs`: co-located models' step time per cycle.
-   * `tpotMs`: the tightest TPOT SLO among this model and the co-located models now decoding:
-   * their steps take turns, so every step lengthens every decoding model's time per token.
-   */
-  snapshot(nowMs: number, othersMs: () => number, tpotMs: number | undefined, coLocatedDecoding: boolean, stepLimitMs: number | undefined): ModelSnapshot {
-    const waiting: WaitingRequest[] = this.waiting.map((s) => ({
-      id: s.id,
-      arrivalMs: s.arrivalMs,
-      promptTokens: s.target,
-      deadlineMs: this.deadline(s),
-      priority: s.priority,
-    }));
-    const running: RunningSequence[] = this.running.map((s) => ({
-      id: s.id,
-      arrivalMs: s.arrivalMs,
-      deadlineMs: this.deadline(s),
-      priority: s.priority,
-      promptTokens: s.promptTokens,
-      decodedTokens: s.decoded,
-      computedTokens: s.computed,
-      targetTokens: s.target,
-      blocks: s.blocks.length,
-      started: s.firstTokenMs !== undefined,
-    }));
-    const latency = new CoLocatedLatency(this.latency, othersMs);
+  /** What the policy sees this iteration: plain values only, so the policy stays a pure function. */
+  snapshot(nowMs: number, view: DeviceView): ModelSnapshot {
     return {
       nowMs,
-      waiting,
-      running,
-      kv: { freeBlocks: this.pool.availableBlocks(this.kvModel), tokensPerBlock: this.tokensPerBlock },
+      waiting: this.waiting.map((s) => ({ id: s.id, arrivalMs: s.arrivalMs, promptTokens: s.target, deadlineMs: this.deadline(s), priority: s.priority })),
+      running: this.running.map((s) => ({
+        id: s.id,
+        arrivalMs: s.arrivalMs,
+        deadlineMs: this.deadline(s),
+        priority: s.priority,
+        promptTokens: s.promptTokens,
+        decodedTokens: s.decoded,
+        computedTokens: s.computed,
+        targetTokens: s.target,
+        blocks: s.blockTable.length,
+        started: s.firstTokenMs !== undefined,
+      })),
+      kv: { freeBlocks: this.blocks.available(), tokensPerBlock: this.blocks.tokensPerBlock },
       limits: { maxBatch: this.limits.maxBatch, maxBatchTokens: this.limits.maxBatchTokens, minBatch: 1 },
       // A tenth of the TPOT SLO is kept back for what the latency model cannot see (JS work
       // between steps, noise from a shared machine): aimed at exactly the SLO, half would miss it.
-      slo: { ttftMs: this.slo.ttftMs ?? BEST_EFFORT_MS, ...(tpotMs === undefined ? {} : { tpotMs: TPOT_TARGET * tpotMs }) },
-      latency,
-      ttftPerTokenMs: latency.prefillMs(1, 128) / 128,
-      coLocatedDecoding,
-      ...(stepLimitMs === undefined ? {} : { stepLimitMs }),
+      slo: { ttftMs: this.slo.ttftMs ?? BEST_EFFORT_MS, ...(view.tpotMs === undefined ? {} : { tpotMs: TPOT_TARGET * view.tpotMs }) },
+      latency: this.latency,
+      othersMs: view.othersMs,
+      ttftPerTokenMs: (this.latency.prefillMs(1, 128) + view.othersMs) / 128,
+      coLocatedDecoding: view.coLocatedDecoding,
+      ...(view.stepLimitMs === undefined ? {} : { stepLimitMs: view.stepLimitMs }),
     };
+  }
+
+  /** Queues a new request. */
+  enqueue(seq: Sequence): void {
+    this.waiting.push(seq);
+  }
+
+  /** Ends a request from outside (abort, unload): now if no step holds it, else when the step returns. */
+  end(seq: Sequence, end: PendingEnd, nowMs: number): void {
+    if (seq.status === 'finished') return;
+    if (seq.status === 'running' && this.#stepping) seq.endAtBoundary(end);
+    else this.finish(seq, end.reason, nowMs, end.error);
+  }
+
+  /** Ends every queued and running request with `end` (see {@link end}). */
+  endAll(end: PendingEnd, nowMs: number): void {
+    for (const s of [...this.waiting, ...this.running]) this.end(s, end, nowMs);
+  }
+
+  /** Applies the policy's decision for this iteration and gives the chunks their blocks. */
+  schedule(nowMs: number, view: DeviceView): StepPlan {
+    this.reap(nowMs);
+    const d: IterationDecision = this.policy(this.snapshot(nowMs, view));
+    const byId = new Map<number, Sequence>();
+    for (const s of this.waiting) byId.set(s.id, s);
+    for (const s of this.running) byId.set(s.id, s);
+    for (const id of d.drop) {
+      const seq = byId.get(id);
+      if (seq === undefined || seq.deferred) continue;
+      this.stats.sloRejected();
+      if (this.dropLate) {
+        this.finish(seq, 'error', nowMs, new EngineError('ERR_ENGINE_SLO_UNREACHABLE', `request ${seq.run.id} to "${this.id}" cannot meet its TTFT SLO of ${this.slo.ttftMs} ms and was dropped`));
+      } else {
+        seq.defer();
+      }
+    }
+    for (const id of d.preempt) {
+      const seq = byId.get(id);
+      if (seq !== undefined && seq.status === 'running') this.blocks.preempt(seq);
+    }
+    for (const id of d.admit) {
+      const seq = byId.get(id);
+      if (seq !== undefined && seq.status === 'waiting') this.admit(seq, nowMs);
+    }
+    const chunks: StepChunk[] = [];
+    for (const p of d.prefill) {
+      const seq = byId.get(p.id);
+      if (seq !== undefined && seq.status === 'running' && p.tokens > 0) chunks.push({ seq, n: Math.min(p.tokens, seq.uncomputed) });
+    }
+    for (const id of d.decode) {
+      const seq = byId.get(id);
+      if (seq !== undefined && seq.status === 'running' && seq.isDecoding) chunks.push({ seq, n: 1 });
+    }
+    const runnable = this.blocks.allocate(
+      chunks.filter((c) => c.n > 0),
+      this.liveTokens,
+    );
+    return { chunks: runnable, progressed: runnable.length > 0 || d.admit.length > 0 || d.drop.length > 0 || d.preempt.length > 0 };
   }
 
   /** Moves a waiting sequence into the engine; false (and the request ended) if the executor refused it. */
@@ -180,41 +250,126 @@ export class ServedModel {
     const at = this.waiting.indexOf(seq);
     if (at >= 0) this.waiting.splice(at, 1);
     try {
-      this.#executor.addSequence(seq.id, Int32Array.from(seq.tokens), seq.sampling);
+      this.#executor.addSequence(seq.id, seq.tokens, seq.sampling);
     } catch (err) {
-      this.finish(seq, 'error', nowMs, new ExecutorError('ERR_SAMPLING_INVALID', (err as Error).message, { cause: err }));
+      this.finish(seq, 'error', nowMs, err instanceof ExecutorError ? err : new ExecutorError('ERR_SAMPLING_INVALID', (err as Error).message, { cause: err }));
       return false;
     }
-    seq.inExecutor = true;
-    seq.status = 'running';
-    seq.admittedMs ??= nowMs;
+    seq.admitted(nowMs);
     this.running.push(seq);
     return true;
   }
 
-  /** Recompute later: its blocks go back to the slab now; its sampler state stays. */
-  preempt(seq: Sequence): void {
-    this.#freeBlocks(seq);
-    seq.computed = 0;
-    seq.target = seq.tokens.length;
-    seq.preemptions++;
+  /** Runs one executor step over the plan's chunks; never rejects (a failure is an outcome). */
+  async run(plan: StepPlan): Promise<StepOutcome> {
+    this.#stepping = true;
+    const start = performance.now();
+    try {
+      const result = await this.#executor.step(
+        plan.chunks.map(({ seq, n }) => ({
+          seqId: seq.id,
+          tokens: seq.tokens.slice(seq.computed, seq.computed + n),
+          position: seq.computed,
+          blocks: seq.blockTable,
+          sample: seq.computed + n === seq.tokens.length,
+        })),
+      );
+      return { ok: true, result, ms: performance.now() - start };
+    } catch (error) {
+      return { ok: false, error };
+    } finally {
+      this.#stepping = false;
+    }
   }
 
-  #freeBlocks(seq: Sequence): void {
-    if (seq.blocks.length > 0) this.pool.free(this.kvModel, seq.blocks);
-    seq.blocks = [];
+  /** What a step produced: its time to the latency model, then each chunk's progress and token. */
+  postprocess(plan: StepPlan, outcome: StepOutcome, nowMs: number): void {
+    if (!outcome.ok) {
+      // A failed step wrote nothing; its sequences cannot continue, the others can.
+      const e = outcome.error;
+      const message = e instanceof Error ? e.message : String(e);
+      for (const { seq } of plan.chunks) this.finish(seq, 'error', nowMs, new ExecutorError('ERR_EXECUTOR_INVALID', `step of "${this.id}" failed: ${message}`, { cause: e }));
+      this.reap(nowMs);
+      return;
+    }
+    this.#observe(plan.chunks, outcome.ms);
+    this.reap(nowMs);
+    plan.chunks.forEach(({ seq, n }, i) => {
+      if (seq.status !== 'running') return;
+      seq.advance(n);
+      const sample = outcome.result.samples[i];
+      if (sample !== undefined && seq.computed === seq.tokens.length) this.#accept(seq, sample, nowMs);
+    });
+    this.reap(nowMs);
+  }
+
+  /** A sampled token: stream it, and end the sequence on a stop, its length or the context. */
+  #accept(seq: Sequence, sample: SampledToken, nowMs: number): void {
+    const { token, logprob } = sample;
+    seq.appendToken(token, logprob, nowMs);
+    const index = seq.decoded - 1;
+    let reason: 'stop' | 'length' | undefined;
+    let text: string;
+    if (seq.stopTokens.has(token)) {
+      reason = 'stop';
+      text = seq.stop.push(seq.decoder.flush()).emit + seq.stop.flush();
+    } else {
+      const piece = seq.stop.push(seq.decoder.push(token));
+      text = piece.emit;
+      if (piece.stopped) reason = 'stop';
+      else if (seq.decoded >= seq.maxTokens || seq.tokens.length >= this.limits.maxContext) reason = 'length';
+      if (reason === 'length') text += seq.stop.push(seq.decoder.flush()).emit + seq.stop.flush();
+    }
+    seq.appendText(text);
+    const wantLogprobs = (seq.sampling.logprobs ?? 0) > 0;
+    if (reason !== 'stop' || !seq.stopTokens.has(token) || text.length > 0) {
+      const chunk = { text, tokenId: token, index, ...(wantLogprobs ? { logprob, topLogprobs: [...sample.top] } : {}) };
+      seq.run.push(chunk);
+      const failed = (err: unknown): PendingEnd => ({
+        reason: 'error',
+        error: new ExecutorError('ERR_CALLBACK', `onToken threw at token ${index} of request ${seq.run.id}: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+      });
+      try {
+        const returned: unknown = seq.onToken?.(chunk);
+        // An async callback's rejection ends the request like a throw, never the process.
+        if (returned instanceof Promise) returned.catch((err: unknown) => this.end(seq, failed(err), performance.now()));
+      } catch (err) {
+        seq.endAtBoundary(failed(err));
+        return;
+      }
+    }
+    if (reason !== undefined) this.finish(seq, reason, nowMs);
+  }
+
+  #observe(chunks: readonly StepChunk[], ms: number): void {
+    let prefillSeqs = 0;
+    let prefillTokens = 0;
+    let decodeSeqs = 0;
+    let decodeContext = 0;
+    for (const c of chunks) {
+      if (c.seq.isDecoding) {
+        decodeSeqs++;
+        decodeContext += c.seq.computed;
+      } else {
+        prefillSeqs++;
+        prefillTokens += c.n;
+      }
+    }
+    const sample: IterationSample = { prefillSeqs, prefillTokens, decodeSeqs, decodeContext: decodeSeqs > 0 ? decodeContext / decodeSeqs : 0, measuredMs: ms };
+    this.latency.observe(sample);
+    this.stepEwmaMs = this.stepEwmaMs === 0 ? ms : 0.8 * this.stepEwmaMs + 0.2 * ms;
+    this.stats.step(ms);
   }
 
   /** Ends a sequence wherever it is: frees its blocks, settles its run. Must not run during a step. */
   finish(seq: Sequence, reason: FinishReason, nowMs: number, error?: Error): void {
     if (seq.status === 'finished') return;
-    this.#freeBlocks(seq);
+    this.blocks.free(seq);
     if (seq.inExecutor) this.#executor.removeSequence(seq.id);
-    seq.inExecutor = false;
     const list = seq.status === 'waiting' ? this.waiting : this.running;
     const at = list.indexOf(seq);
     if (at >= 0) list.splice(at, 1);
-    seq.status = 'finished';
+    seq.finished();
     let tokens = seq.generated();
     if (reason === 'stop' && tokens.length > 0 && seq.stopTokens.has(tokens.at(-1)!)) tokens = tokens.slice(0, -1);
     const timings = seq.timings(nowMs);
@@ -241,88 +396,16 @@ export class ServedModel {
 
   /** Ends the sequences an abort or a failing callback marked. */
   reap(nowMs: number): void {
+    if (this.#stepping) return;
     for (const seq of [...this.running, ...this.waiting]) {
       const end = seq.pendingEnd;
       if (end !== undefined) this.finish(seq, end.reason, nowMs, end.error);
     }
   }
 
-  /**
-   * Gives every chunk the blocks it needs for `computed + n` tokens, in one slab call. Chunks
-   * whose blocks are not available are left out of the step (the policy counted on memory that
-   * is gone); returns those that can run.
-   */
-  allocate(chunks: readonly StepChunk[]): StepChunk[] {
-    const need = chunks.map((c) => Math.ceil((c.seq.computed + c.n) / this.tokensPerBlock) - c.seq.blocks.length);
-    const allocs = need.map((count) => ({ model: this.kvModel, count: Math.max(0, count) }));
-    const live = this.running.reduce((a, s) => a + s.computed, 0);
-    const r = this.pool.step({ allocs, liveTokens: [{ model: this.kvModel, tokens: live }] });
-    const ok: StepChunk[] = [];
-    chunks.forEach((c, i) => {
-      const got = r.allocs[i]!;
-      if (!got.ok) return;
-      for (const b of got.blocks) c.seq.blocks.push(b);
-      ok.push(c);
-    });
-    return ok;
-  }
-
-  /** Runs one executor step over `chunks` and feeds its wall time to the latency model; returns the sampled token per chunk (-1 where none). */
-  async execute(chunks: readonly StepChunk[]): ReturnType<NativeExecutor['step']> {
-    const tpb = this.tokensPerBlock;
-    const ids = new Uint32Array(chunks.length);
-    const nTokens = new Uint32Array(chunks.length);
-    const positions = new Uint32Array(chunks.length);
-    const nBlocks = new Uint32Array(chunks.length);
-    const sample = new Uint8Array(chunks.length);
-    let totalTokens = 0;
-    let totalBlocks = 0;
-    chunks.forEach((c, i) => {
-      ids[i] = c.seq.id;
-      nTokens[i] = c.n;
-      positions[i] = c.seq.computed;
-      nBlocks[i] = Math.ceil((c.seq.computed + c.n) / tpb);
-      sample[i] = c.seq.computed + c.n === c.seq.tokens.length ? 1 : 0;
-      totalTokens += c.n;
-      totalBlocks += nBlocks[i]!;
-    });
-    const tokens = new Int32Array(totalTokens);
-    const blocks = new Uint32Array(totalBlocks);
-    let t = 0;
-    let b = 0;
-    chunks.forEach((c, i) => {
-      for (let k = 0; k < c.n; k++) tokens[t++] = c.seq.tokens[c.seq.computed + k]!;
-      for (let k = 0; k < nBlocks[i]!; k++) blocks[b++] = c.seq.blocks[k]!;
-    });
-    const start = performance.now();
-    const out = await this.#executor.step(ids, tokens, nTokens, positions, blocks, nBlocks, sample, false);
-    const ms = performance.now() - start;
-    this.#observe(chunks, ms);
-    return out;
-  }
-
-  #observe(chunks: readonly StepChunk[], ms: number): void {
-    let prefillSeqs = 0;
-    let prefillTokens = 0;
-    let decodeSeqs = 0;
-    let decodeContext = 0;
-    for (const c of chunks) {
-      if (c.seq.isDecoding) {
-        decodeSeqs++;
-        decodeContext += c.seq.computed;
-      } else {
-        prefillSeqs++;
-        prefillTokens += c.n;
-      }
-    }
-    const sample: IterationSample = { prefillSeqs, prefillTokens, decodeSeqs, decodeContext: decodeSeqs > 0 ? decodeContext / decodeSeqs : 0, measuredMs: ms };
-    this.latency.observe(sample);
-    this.stepEwmaMs = this.stepEwmaMs === 0 ? ms : 0.8 * this.stepEwmaMs + 0.2 * ms;
-    this.stats.step(ms);
-  }
-
-  /** Refuses new work from now on. */
+  /** Refuses new work and frees the executor and the model's KV registration. Between steps only. */
   close(): void {
     this.state = 'closed';
+    this.#executor.dispose();
   }
 }

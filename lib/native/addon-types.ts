@@ -100,6 +100,9 @@ export interface NativeKvPool {
   blockOffset(model: number, block: number): number;
   compact(model: number, maxSlabs: number): { released: number; moves: Uint32Array };
   stats(): Omit<KvPoolStats, 'byGeometry'>;
+  /** Drops this object's share of the pool memory (executors keep theirs); idempotent. */
+  dispose?(): void;
+  readonly nativeBytes?: number;
 }
 
 export type NativeKvPoolConstructor = new (options: KvPoolOptions) => NativeKvPool;
@@ -124,6 +127,10 @@ export interface NativeModel {
     weightFormats?: Record<string, number>;
   };
   metadata(key: string): string | undefined;
+  /** Drops this object's share of the weights (executors keep theirs); idempotent. */
+  dispose?(): void;
+  /** Native bytes this object holds (0 after dispose). */
+  readonly nativeBytes?: number;
 }
 
 /** The addon's loadModel. */
@@ -164,6 +171,8 @@ export interface NativeExecutor {
     sample: Uint8Array,
     returnLogits: boolean,
   ): Promise<NativeStepResult>;
+  /** Drops its shares of the model, pool and threads (deferred to the end of a running step). */
+  dispose?(): void;
 }
 
 /** @internal The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
@@ -203,6 +212,8 @@ export type NativeQuantizeGguf = (
 export interface NativeThreadPool {
   /** Threads that run a step, the stepping one included: the requested count, clamped to the usable cores. */
   readonly size: number;
+  /** Stops the threads once no executor shares them; idempotent. */
+  dispose?(): void;
 }
 
 /** @internal `threads`: 0 = every core this process may use; more than that is clamped to it. */

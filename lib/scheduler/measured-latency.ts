@@ -94,30 +94,3 @@ export class MeasuredLatencyModel implements LatencyModel {
     this.#samples++;
   }
 }
-
-/**
- * A model's latency as its local scheduler must see it on a shared device: its own step time
- * plus the steps of the co-located models that run between two of its own (time-sliced on the
- * CPU). `othersMs` is read at each call, so the view follows the device's load.
- */
-export class CoLocatedLatency implements LatencyModel {
-  readonly own: LatencyModel;
-  readonly #othersMs: () => number;
-
-  constructor(own: LatencyModel, othersMs: () => number) {
-    this.own = own;
-    this.#othersMs = othersMs;
-  }
-
-  prefillMs(batch: number, tokens: number): number {
-    return this.own.prefillMs(batch, tokens) + this.#othersMs();
-  }
-
-  decodeMs(batch: number, context: number): number {
-    return this.own.decodeMs(batch, context) + this.#othersMs();
-  }
-
-  observe(sample: IterationSample): void {
-    this.own.observe(sample);
-  }
-}

@@ -39,7 +39,7 @@ export { generateWorkload, modelRates } from './workload.js';
 export type { Arrival, LengthFit, RatePhase, WorkloadSpec } from './workload.js';
 export { buildSystem, SYSTEM_NAMES } from './systems.js';
 export type { SystemName } from './systems.js';
-export { MeasuredLatencyModel, CoLocatedLatency } from '../scheduler/measured-latency.js';
+export { MeasuredLatencyModel } from '../scheduler/measured-latency.js';
 export type { MeasuredLatencyOptions } from '../scheduler/measured-latency.js';
 
 export { calibrate, CPU_INPUT, CPU_OUTPUT, promptFor, runPolicy, workload } from './policy-comparison.js';

@@ -54,8 +54,9 @@ export function fineserveLocalWith(options: FineServeLocalOptions): (s: ModelSna
     const ctx = d > 0 ? decoding.reduce((a, r) => a + r.computedTokens, 0) / d : 0;
     const prefilling = s.running.filter((r) => r.computedTokens < r.targetTokens);
     const meanPrompt = Math.max(1, mean([...prefilling.map((r) => r.targetTokens), ...s.waiting.slice(0, 16).map((w) => w.promptTokens)]) || 256);
+    const others = s.othersMs ?? 0;
     const chunkMs = (x: number, decodeSeqs: number): number =>
-      iterationMs(s.latency, { prefillSeqs: Math.max(1, Math.round(x / meanPrompt)), prefillTokens: x, decodeSeqs, decodeContext: ctx });
+      iterationMs(s.latency, { prefillSeqs: Math.max(1, Math.round(x / meanPrompt)), prefillTokens: x, decodeSeqs, decodeContext: ctx }) + others;
 
     // TPOT guard: the largest chunk whose step stays within the TPOT SLO, or within the slack
     // the decoding sequences have banked when the driver knows it.
@@ -117,7 +118,7 @@ export function fineserveLocalWith(options: FineServeLocalOptions): (s: ModelSna
       if (seats <= 0) break;
       // The guards never leave a model idle: a first sequence always gets in, so a TPOT SLO
       // the device cannot meet at batch 1 slows nothing down to a halt.
-      if (tpot !== undefined && seqs > 0 && s.latency.decodeMs(seqs + 1, ctx) > tpot) break;
+      if (tpot !== undefined && seqs > 0 && s.latency.decodeMs(seqs + 1, ctx) + others > tpot) break;
       const need = blocksFor(c.promptTokens, s.kv.tokensPerBlock);
       if (need + (seqs > 0 ? growth : 1) > freeBlocks) continue;
       const entry: Entry = { deadlineMs: c.deadlineMs, priority: c.priority, id: c.id, remaining: c.promptTokens };

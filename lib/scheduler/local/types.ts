@@ -62,8 +62,13 @@ export interface ModelSnapshot {
     readonly minBatch: number;
   };
   readonly slo: Slo;
-  /** Predictions for this replica on its device (static for the reference, online for ours). */
+  /** Predictions for this replica on its device (static for the reference, online for ours), its own steps only. */
   readonly latency: LatencyModel;
+  /**
+   * Milliseconds the co-located models' steps add to each of this replica's iterations (a
+   * time-sliced device: the engine on the CPU). Absent: 0, nothing runs between its steps.
+   */
+  readonly othersMs?: number;
   /** The reference's static figure: batch-1 prefill milliseconds per prompt token from the profile. */
   readonly ttftPerTokenMs: number;
   /**
