@@ -2,9 +2,49 @@
 // describes how the binary was built, which the loader reports when it picks a candidate.
 #include "addon.h"
 #include "simd/dispatch.h"
+#include "wraps.h"
 
 namespace fineserve::addon {
+
+void AddonData::step_started() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++running_;
+}
+
+void AddonData::step_ended() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--running_ == 0) idle_.notify_all();
+}
+
+void AddonData::wait_for_steps() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return running_ == 0; });
+}
+
+AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+ExternalBytes::ExternalBytes(napi_env env, int64_t bytes)
+    : env_(env), bytes_(bytes), counter_(addon_data(Napi::Env(env)).external_bytes) {
+  if (bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env), bytes_);
+  *counter_ += bytes_;
+}
+
+ExternalBytes::~ExternalBytes() {
+  *counter_ -= bytes_;
+  // Status ignored: a destructor must not throw, and a refused report changes only GC pacing.
+  int64_t total = 0;
+  if (bytes_ != 0) napi_adjust_external_memory(env_, -bytes_, &total);
+}
+
 namespace {
+
+void wait_for_steps(void* data) { static_cast<AddonData*>(data)->wait_for_steps(); }
+
+// externalBytes() -> the bytes this environment's models and host KV pools hold now, counted until
+// their last owner (the JS object or an executor) lets go; what the addon reports to V8.
+Napi::Value external_bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(addon_data(info.Env()).external_bytes->load()));
+}
 
 Napi::Object build_info(Napi::Env env) {
   Napi::Object info = Napi::Object::New(env);
@@ -23,7 +63,14 @@ Napi::Object build_info(Napi::Env env) {
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  // One per environment: this runs again in each Worker that loads the addon. node-addon-api's
+  // default finalizer deletes it when the environment goes; the cleanup hook, which runs before
+  // that, lets any step still on the thread pool finish first.
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  napi_add_env_cleanup_hook(env, wait_for_steps, data);
   exports.Set("buildInfo", build_info(env));
+  exports.Set("externalBytes", Napi::Function::New(env, external_bytes, "externalBytes"));
   register_devices(env, exports);
   register_kv_pool(env, exports);
   register_generate(env, exports);

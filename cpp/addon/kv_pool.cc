@@ -5,6 +5,7 @@
 #include "addon.h"
 #include "args.h"
 #include "wraps.h"
+#include "kv/kv_slab.h"
 #include "kv/pool_batch.h"
 #include "kv/pool_factory.h"
 
@@ -77,7 +78,9 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
                         InstanceMethod<&KvPoolWrap::layout>("layout"),
                         InstanceMethod<&KvPoolWrap::block_offset>("blockOffset"),
                         InstanceMethod<&KvPoolWrap::compact>("compact"),
-                        InstanceMethod<&KvPoolWrap::stats>("stats")});
+                        InstanceMethod<&KvPoolWrap::stats>("stats"),
+                        InstanceMethod<&KvPoolWrap::dispose>("dispose"),
+                        InstanceAccessor<&KvPoolWrap::native_bytes>("nativeBytes")});
   }
 
   explicit KvPoolWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvPoolWrap>(info) {
@@ -95,14 +98,33 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     c.block_bytes = static_cast<uint64_t>(optional_number(o, "blockBytes", 0));
     c.page_bytes = static_cast<uint64_t>(optional_number(o, "pageBytes", static_cast<double>(c.page_bytes)));
     c.map_cost_ns = static_cast<uint64_t>(optional_number(o, "mapCostNs", static_cast<double>(c.map_cost_ns)));
+    std::unique_ptr<kv::KvPool> pool;
     try {
-      pool_ = kv::make_pool(c);
+      pool = kv::make_pool(c);
     } catch (const KvError& e) {
       throw_kv(env, e);
     }
+    // Host memory is reported to V8 as external memory; device memory ("cuda:N") and an
+    // accounting-only pool ("none") hold none of the process's.
+    auto* slab = dynamic_cast<kv::KvSlab*>(pool.get());
+    bytes_ = slab != nullptr && slab->memory() == "host" ? pool->stats().pool_bytes : 0;
+    pool_ = share_tracked(env, std::move(pool), bytes_);
+  }
+
+  // The pool, or ERR_KV_DISPOSED naming `used`.
+  const std::shared_ptr<kv::KvPool>& live(Napi::Env env, const std::string& used) const {
+    if (!pool_) throw_coded(env, "ERR_KV_DISPOSED", used + ": the KvPool was disposed");
+    return pool_;
   }
 
  private:
+  // Drops this wrap's share: the pool's memory is freed now unless an executor still holds it.
+  void dispose(const Napi::CallbackInfo&) { pool_.reset(); }
+
+  Napi::Value native_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), pool_ ? static_cast<double>(bytes_) : 0.0);
+  }
+
   template <typename F>
   auto guard(Napi::Env env, F&& f) -> decltype(f()) {
     try {
@@ -113,6 +135,7 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   }
 
   Napi::Value add_model(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.addModel()");
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "addModel options must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
@@ -133,39 +156,45 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     }
     m.reserve_blocks = static_cast<uint64_t>(optional_number(o, "reserveBlocks", 0));
     m.partition_bytes = static_cast<uint64_t>(optional_number(o, "partitionBytes", 0));
-    return Napi::Number::New(env, guard(env, [&] { return pool_->add_model(m); }));
+    return Napi::Number::New(env, guard(env, [&] { return pool.add_model(m); }));
   }
 
   void remove_model(const Napi::CallbackInfo& info) {
-    guard(info.Env(), [&] { pool_->remove_model(u32_arg(info, 0, "model")); });
+    kv::KvPool& pool = *live(info.Env(), "KvPool.removeModel()");
+    guard(info.Env(), [&] { pool.remove_model(u32_arg(info, 0, "model")); });
   }
 
   Napi::Value alloc(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.alloc()");
     Napi::Env env = info.Env();
     std::vector<kv::BlockId> ids;
-    kv::AllocResult a = guard(env, [&] { return pool_->alloc(u32_arg(info, 0, "model"), u32_arg(info, 1, "count"), &ids); });
+    kv::AllocResult a = guard(env, [&] { return pool.alloc(u32_arg(info, 0, "model"), u32_arg(info, 1, "count"), &ids); });
     return alloc_js(env, a, ids.data(), ids.size());
   }
 
   void free(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.free()");
     std::vector<kv::BlockId> ids = typed_array<kv::BlockId>(info[1], "blocks");
-    guard(info.Env(), [&] { pool_->free(u32_arg(info, 0, "model"), ids.data(), ids.size()); });
+    guard(info.Env(), [&] { pool.free(u32_arg(info, 0, "model"), ids.data(), ids.size()); });
   }
 
   void set_live_tokens(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.setLiveTokens()");
     if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "tokens must be a number");
     uint64_t tokens = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
-    guard(info.Env(), [&] { pool_->set_live_tokens(u32_arg(info, 0, "model"), tokens); });
+    guard(info.Env(), [&] { pool.set_live_tokens(u32_arg(info, 0, "model"), tokens); });
   }
 
   Napi::Value available_blocks(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.availableBlocks()");
     return Napi::Number::New(info.Env(), static_cast<double>(guard(info.Env(), [&] {
-                               return pool_->available_blocks(u32_arg(info, 0, "model"));
+                               return pool.available_blocks(u32_arg(info, 0, "model"));
                              })));
   }
 
   // step(freeModels, freeCounts, freeIds, allocModels, allocCounts, liveModels, liveTokens)
   Napi::Value step(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.step()");
     Napi::Env env = info.Env();
     kv::PoolBatch b;
     b.free_models = typed_array<uint32_t>(info[0], "freeModels");
@@ -175,7 +204,7 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     b.alloc_counts = typed_array<uint32_t>(info[4], "allocCounts");
     b.live_models = typed_array<uint32_t>(info[5], "liveModels");
     for (double t : typed_array<double>(info[6], "liveTokens")) b.live_tokens.push_back(static_cast<uint64_t>(t));
-    kv::PoolBatchResult r = guard(env, [&] { return kv::run_batch(*pool_, b); });
+    kv::PoolBatchResult r = guard(env, [&] { return kv::run_batch(pool, b); });
     Napi::Object o = Napi::Object::New(env);
     Napi::Uint32Array ids = Napi::Uint32Array::New(env, r.ids.size());
     if (!r.ids.empty()) std::memcpy(ids.Data(), r.ids.data(), r.ids.size() * sizeof(uint32_t));
@@ -195,8 +224,9 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   }
 
   Napi::Value layout(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.layout()");
     Napi::Env env = info.Env();
-    const kv::KvLayout& l = guard(env, [&]() -> const kv::KvLayout& { return pool_->layout(u32_arg(info, 0, "model")); });
+    const kv::KvLayout& l = guard(env, [&]() -> const kv::KvLayout& { return pool.layout(u32_arg(info, 0, "model")); });
     Napi::Object o = Napi::Object::New(env);
     o.Set("geometry", geometry_js(env, l.geometry));
     o.Set("rowBytes", static_cast<double>(l.row_bytes));
@@ -210,17 +240,19 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   }
 
   Napi::Value block_offset(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.blockOffset()");
     return Napi::Number::New(info.Env(), static_cast<double>(guard(info.Env(), [&] {
-                               return pool_->block_offset(u32_arg(info, 0, "model"), u32_arg(info, 1, "block"));
+                               return pool.block_offset(u32_arg(info, 0, "model"), u32_arg(info, 1, "block"));
                              })));
   }
 
   // compact(model, maxSlabs) -> { released, moves: Uint32Array [from0, to0, from1, to1, ...] }
   Napi::Value compact(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.compact()");
     Napi::Env env = info.Env();
     std::vector<kv::BlockMove> moves;
     uint64_t released = guard(env, [&] {
-      return pool_->compact(u32_arg(info, 0, "model"), u32_arg(info, 1, "maxSlabs"), &moves);
+      return pool.compact(u32_arg(info, 0, "model"), u32_arg(info, 1, "maxSlabs"), &moves);
     });
     Napi::Uint32Array pairs = Napi::Uint32Array::New(env, moves.size() * 2);
     for (size_t i = 0; i < moves.size(); ++i) {
@@ -234,8 +266,9 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   }
 
   Napi::Value stats(const Napi::CallbackInfo& info) {
+    kv::KvPool& pool = *live(info.Env(), "KvPool.stats()");
     Napi::Env env = info.Env();
-    kv::PoolStats s = pool_->stats();
+    kv::PoolStats s = pool.stats();
     Napi::Object o = Napi::Object::New(env);
     o.Set("policy", s.policy);
     auto set = [&](const char* k, uint64_t v) { o.Set(k, static_cast<double>(v)); };
@@ -260,11 +293,9 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     return o;
   }
 
-  std::unique_ptr<kv::KvPool> pool_;
-  friend kv::KvPool* fineserve::addon::unwrap_kv_pool(const Napi::Value&, const char*);
+  std::shared_ptr<kv::KvPool> pool_;
+  uint64_t bytes_ = 0;
 };
-
-Napi::FunctionReference* kv_pool_constructor = nullptr;
 
 }  // namespace
 
@@ -279,8 +310,9 @@ Napi::Object geometry_js(Napi::Env env, const kv::KvGeometry& g) {
   return o;
 }
 
-kv::KvPool* unwrap_kv_pool(const Napi::Value& value, const char* what) {
-  return unwrap_instance<KvPoolWrap>(value, kv_pool_constructor, what, "KvPool")->pool_.get();
+std::shared_ptr<kv::KvPool> unwrap_kv_pool(const Napi::Value& value, const char* what) {
+  Napi::Env env = value.Env();
+  return unwrap_instance<KvPoolWrap>(value, addon_data(env).kv_pool, what, "KvPool")->live(env, what);
 }
 
 void throw_coded(Napi::Env env, const char* code, const std::string& message) {
@@ -291,8 +323,8 @@ void throw_coded(Napi::Env env, const char* code, const std::string& message) {
 
 void register_kv_pool(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = KvPoolWrap::define(env);
-  // Kept for the life of the process: instanceof checks in unwrap_kv_pool need it.
-  kv_pool_constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  // Per environment: instanceof checks in unwrap_kv_pool need it.
+  addon_data(env).kv_pool = Napi::Persistent(ctor);
   exports.Set("KvPool", ctor);
 }
 

@@ -137,39 +137,62 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "Model",
-                       {InstanceMethod<&ModelWrap::info>("info"), InstanceMethod<&ModelWrap::metadata>("metadata")});
+                       {InstanceMethod<&ModelWrap::info>("info"), InstanceMethod<&ModelWrap::metadata>("metadata"),
+                        InstanceMethod<&ModelWrap::dispose>("dispose"),
+                        InstanceAccessor<&ModelWrap::native_bytes>("nativeBytes")});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
 
-  std::shared_ptr<model::LoadedModel> model;
+  // Takes ownership of a loaded model, reporting its weight bytes (owned buffers and mapped file
+  // pages alike) as external memory until its last owner drops it.
+  void hold(Napi::Env env, std::unique_ptr<model::LoadedModel> m) {
+    bytes_ = m->weight_bytes;
+    model_ = share_tracked(env, std::move(m), bytes_);
+  }
+
+  // The model, or ERR_MODEL_DISPOSED naming `used` (a wrap made by `new Model()` holds none either).
+  const std::shared_ptr<model::LoadedModel>& live(Napi::Env env, const std::string& used) const {
+    if (!model_) throw_coded(env, "ERR_MODEL_DISPOSED", used + ": the Model was disposed");
+    return model_;
+  }
 
  private:
   Napi::Value info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    const model::LoadedModel& m = *live(env, "Model.info()");
     Napi::Object o = Napi::Object::New(env);
-    o.Set("config", config_js(env, model->config));
-    o.Set("source", model->source);
-    o.Set("format", model->format);
-    o.Set("weightBytes", static_cast<double>(model->weight_bytes));
-    Napi::Array keys = Napi::Array::New(env, model->metadata.size());
+    o.Set("config", config_js(env, m.config));
+    o.Set("source", m.source);
+    o.Set("format", m.format);
+    o.Set("weightBytes", static_cast<double>(m.weight_bytes));
+    Napi::Array keys = Napi::Array::New(env, m.metadata.size());
     uint32_t i = 0;
-    for (const auto& kv : model->metadata) keys.Set(i++, kv.first);
+    for (const auto& kv : m.metadata) keys.Set(i++, kv.first);
     o.Set("metadataKeys", keys);
-    o.Set("weightFormats", weight_formats_js(env, *model));
-    o.Set("quantized", quantized_js(env, *model));
+    o.Set("weightFormats", weight_formats_js(env, m));
+    o.Set("quantized", quantized_js(env, m));
     return o;
   }
 
   Napi::Value metadata(const Napi::CallbackInfo& info) {
+    const model::LoadedModel& m = *live(info.Env(), "Model.metadata()");
     std::string key = info[0].ToString().Utf8Value();
-    auto it = model->metadata.find(key);
-    if (it == model->metadata.end()) return info.Env().Undefined();
+    auto it = m.metadata.find(key);
+    if (it == m.metadata.end()) return info.Env().Undefined();
     return Napi::String::New(info.Env(), it->second);
   }
-};
 
-Napi::FunctionReference* model_constructor = nullptr;
+  // Drops this wrap's share: the weights are freed now unless an executor still holds them.
+  void dispose(const Napi::CallbackInfo&) { model_.reset(); }
+
+  Napi::Value native_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(bytes_) : 0.0);
+  }
+
+  std::shared_ptr<model::LoadedModel> model_;
+  uint64_t bytes_ = 0;
+};
 
 class LoadJob : public ProgressJob {
  public:
@@ -199,8 +222,8 @@ class LoadJob : public ProgressJob {
              model::errc_code(model::ModelErrc::Cancelled));
       return;
     }
-    Napi::Object obj = model_constructor->New({});
-    ModelWrap::Unwrap(obj)->model = std::shared_ptr<model::LoadedModel>(std::move(model_));
+    Napi::Object obj = addon_data(Env()).model.New({});
+    ModelWrap::Unwrap(obj)->hold(Env(), std::move(model_));
     deferred_.Resolve(obj);
   }
 
@@ -230,12 +253,13 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
 }  // namespace
 
 std::shared_ptr<model::LoadedModel> unwrap_model(const Napi::Value& value, const char* what) {
-  return unwrap_instance<ModelWrap>(value, model_constructor, what, "Model")->model;
+  Napi::Env env = value.Env();
+  return unwrap_instance<ModelWrap>(value, addon_data(env).model, what, "Model")->live(env, what);
 }
 
 void register_model(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ModelWrap::define(env);
-  model_constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  addon_data(env).model = Napi::Persistent(ctor);
   exports.Set("Model", ctor);
   exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
 }

@@ -14,7 +14,8 @@ namespace {
 class ThreadPoolWrap : public Napi::ObjectWrap<ThreadPoolWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "ThreadPool", {InstanceAccessor<&ThreadPoolWrap::size>("size")});
+    return DefineClass(env, "ThreadPool",
+                       {InstanceAccessor<&ThreadPoolWrap::size>("size"), InstanceMethod<&ThreadPoolWrap::dispose>("dispose")});
   }
 
   // new ThreadPool(threads): 0 or undefined = every usable core; more than that is clamped.
@@ -34,22 +35,32 @@ class ThreadPoolWrap : public Napi::ObjectWrap<ThreadPoolWrap> {
 
   std::shared_ptr<engine::ThreadPool> pool;
 
- private:
-  Napi::Value size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pool->size()); }
-};
+  // The pool, or ERR_THREAD_POOL_DISPOSED naming `used`.
+  const std::shared_ptr<engine::ThreadPool>& live(Napi::Env env, const std::string& used) const {
+    if (!pool) throw_coded(env, "ERR_THREAD_POOL_DISPOSED", used + ": the ThreadPool was disposed");
+    return pool;
+  }
 
-Napi::FunctionReference* thread_pool_constructor = nullptr;
+ private:
+  Napi::Value size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), live(info.Env(), "ThreadPool.size")->size());
+  }
+
+  // Drops this wrap's share: the threads stop now unless an executor still runs on them.
+  void dispose(const Napi::CallbackInfo&) { pool.reset(); }
+};
 
 }  // namespace
 
 std::shared_ptr<engine::ThreadPool> unwrap_thread_pool(const Napi::Value& value, const char* what) {
-  return unwrap_instance<ThreadPoolWrap>(value, thread_pool_constructor, what, "ThreadPool")->pool;
+  Napi::Env env = value.Env();
+  return unwrap_instance<ThreadPoolWrap>(value, addon_data(env).thread_pool, what, "ThreadPool")->live(env, what);
 }
 
 void register_thread_pool(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = ThreadPoolWrap::define(env);
-  // Kept for the life of the process: instanceof checks in unwrap_thread_pool need it.
-  thread_pool_constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  // Per environment: instanceof checks in unwrap_thread_pool need it.
+  addon_data(env).thread_pool = Napi::Persistent(ctor);
   exports.Set("ThreadPool", ctor);
 }
 
