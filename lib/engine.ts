@@ -174,6 +174,8 @@ export class Engine {
   readonly #devices: Device[];
   readonly #models = new Map<string, ModelEntry>();
   readonly #loading = new Set<string>();
+  /** Loads in flight: close() lets them fail and release what they took before freeing the devices. */
+  readonly #loads = new Set<Promise<unknown>>();
   readonly #staticPartitions: number;
   #nextId = 1;
   #closed = false;
@@ -208,6 +210,16 @@ export class Engine {
    * option, {@link KvError} when its KV geometry or reserve does not fit the device's slab.
    */
   async loadModel(options: EngineLoadOptions): Promise<LoadedModelInfo> {
+    const job = this.#load(options);
+    this.#loads.add(job);
+    try {
+      return await job;
+    } finally {
+      this.#loads.delete(job);
+    }
+  }
+
+  async #load(options: EngineLoadOptions): Promise<LoadedModelInfo> {
     this.#open('loadModel');
     const id = options.id;
     if (typeof id !== 'string' || id.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `id = ${JSON.stringify(id)}: must be a non-empty string`);
@@ -459,6 +471,7 @@ export class Engine {
 
   /** Per model: queue, running, outcomes, SLO attainment, latency percentiles; per device: slab use by format. */
   stats(): EngineStats {
+    this.#open('stats');
     const models: ModelStats[] = [];
     for (const { served: m, info } of this.#models.values()) {
       const kv = m.blocks.pool.stats().models.find((s) => s.id === m.blocks.kvModel);
@@ -495,6 +508,7 @@ export class Engine {
       for (const { served } of this.#models.values()) served.state = 'draining';
       await this.idle();
     }
+    await Promise.allSettled([...this.#loads]);
     for (const e of [...this.#models.values()]) await this.#unload(e, false);
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
     for (const d of this.#devices) closeDevice(d);
