@@ -13,6 +13,7 @@
 #include "model/model_error.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 
 namespace fineserve::model {
 
@@ -86,7 +87,7 @@ void quantize_into(LoadedModel& model, TensorView& view, const std::vector<float
                    const float* input_scale, engine::ThreadPool& pool,
                    const std::function<void(const TensorView&)>& on_replaced) {
   const uint64_t rows = view.rows(), cols = view.cols();
-  const uint32_t group = spec.weights == DType::W4A16 || spec.weights == DType::W4A8 ? spec.group : 0;
+  const uint32_t group = quant::traits(spec.weights).grouped ? spec.group : 0;
   const uint64_t rb = quant::row_bytes(spec.weights, cols, group);
   AlignedBytes buf = alloc_aligned(rows * rb);
   uint8_t* dst = buf.get();
@@ -122,7 +123,7 @@ void check_quantize_spec(const QuantizeSpec& spec) {
                                                  " is not a format quantization at load makes (W8A8, FP8, W4A16 or "
                                                  "W4A8)");
   }
-  if ((t == DType::W4A16 || t == DType::W4A8) && (spec.group == 0 || spec.group % 32 != 0)) {
+  if (quant::traits(t).grouped && (spec.group == 0 || spec.group % 32 != 0)) {
     throw ModelError(ModelErrc::Unsupported, "quantize.group: " + std::to_string(spec.group) +
                                                  " is not a positive multiple of 32 (the " + dtype_name(t) +
                                                  " sub-block)");
@@ -135,7 +136,7 @@ void check_quantizable(const LoadedModel& model, const QuantizeSpec& spec) {
     for_each_layer_tensor(lw, [&](const LayerTensor& slot, const TensorView& view) {
       if (!slot.linear()) return;
       const TensorView* t = &view;
-      if (t->dtype != DType::F32 && t->dtype != DType::F16 && t->dtype != DType::BF16) {
+      if (is_quantized(t->dtype)) {
         throw ModelError(ModelErrc::Unsupported,
                          model.source + ": tensor " + quoted(t->name) + " is " + dtype_name(t->dtype) +
                              "; quantize.weights " + dtype_name(spec.weights) +
