@@ -9,12 +9,6 @@
 
 namespace fineserve::gpu {
 
-namespace {
-
-bool table_type(model::DType t) { return t == model::DType::F32 || t == model::DType::F16 || t == model::DType::BF16; }
-
-}  // namespace
-
 DeviceWeights::DeviceWeights(const model::LoadedModel& model, Stream stream) {
   const model::LlamaWeights& w = model.weights;
   token_embedding = matrix(w.token_embedding, stream, false);
@@ -62,7 +56,7 @@ DeviceMatrix DeviceWeights::matrix(const model::TensorView& t, Stream stream, bo
   DeviceMatrix m;
   m.rows = static_cast<uint32_t>(t.rows());
   m.cols = static_cast<uint32_t>(t.cols());
-  const bool in_place = for_linear ? linear_supports(t.dtype) : table_type(t.dtype);
+  const bool in_place = for_linear ? linear_supports(t.dtype) : !model::is_quantized(t.dtype);
   if (in_place) {
     m.dtype = t.dtype;
     m.group = t.group;

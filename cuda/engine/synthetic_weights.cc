@@ -4,6 +4,7 @@
 
 #include "engine/device_weights.h"
 #include "quant/weight_format.h"
+#include "quant/weight_traits.h"
 
 namespace fineserve::gpu {
 
@@ -13,7 +14,7 @@ DeviceMatrix DeviceWeights::synthetic_matrix(model::DType t, uint32_t rows, uint
   m.dtype = t;
   m.rows = rows;
   m.cols = cols;
-  m.group = (t == model::DType::W4A16 || t == model::DType::W4A8) ? group : 0;
+  m.group = quant::traits(t).grouped ? group : 0;
   m.row_bytes = quant::row_bytes(t, cols, m.group);
   m.data_offset = quant::row_data_offset(t, cols, m.group);
   buffers_.emplace_back(m.row_bytes * rows, "synthetic weights");
