@@ -1,5 +1,10 @@
 // Module entry point. Each binding file registers its own functions; this file only lists them and
 // describes how the binary was built, which the loader reports when it picks a candidate.
+#include <cstdlib>  // defines __GLIBC__ where it applies
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "addon.h"
 #include "simd/dispatch.h"
 #include "wraps.h"
@@ -23,6 +28,16 @@ void AddonData::wait_for_steps() {
 
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
+namespace {
+constexpr int64_t kTrimBytes = int64_t{16} << 20;
+}  // namespace
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 ExternalBytes::ExternalBytes(napi_env env, int64_t bytes)
     : env_(env), bytes_(bytes), counter_(addon_data(Napi::Env(env)).external_bytes) {
   if (bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env), bytes_);
@@ -34,6 +49,8 @@ ExternalBytes::~ExternalBytes() {
   // Status ignored: a destructor must not throw, and a refused report changes only GC pacing.
   int64_t total = 0;
   if (bytes_ != 0) napi_adjust_external_memory(env_, -bytes_, &total);
+  // What was reported has just been freed (the object goes first); give big frees back at once.
+  if (bytes_ >= kTrimBytes) release_free_memory();
 }
 
 namespace {

@@ -210,6 +210,8 @@ class LoadJob : public ProgressJob {
     options.on_progress = on_progress;
     options.quantize = std::move(quantize_);
     model_ = model::load_model(path_, options);
+    // Quantizing at load frees as much in temporaries as the model keeps.
+    release_free_memory();
   }
 
   const char* code_of(const std::exception&) const override { return "ERR_MODEL_LOAD"; }

@@ -59,6 +59,12 @@ Wrap* unwrap_instance(const Napi::Value& value, const Napi::FunctionReference& c
   return Wrap::Unwrap(value.As<Napi::Object>());
 }
 
+// Hands the allocator's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
+// Freeing a model's big buffers raises glibc's dynamic mmap threshold, so the next load's buffers
+// and temporaries come from the heap arenas, which keep their pages after free: without this, RSS
+// after a load/unload cycle stays tens of MB above what the first cycle left. Any thread.
+void release_free_memory();
+
 // `bytes` of native memory reported to V8 (Napi::MemoryManagement::AdjustExternalMemory) and
 // counted in AddonData::external_bytes for as long as this lives, so the GC sees what a small JS
 // object keeps alive. Made on the JS thread.
