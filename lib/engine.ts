@@ -286,7 +286,7 @@ export class Engine {
     }
     // Space sharing on the CPU: a pool of the model's own, so its steps run beside the others'.
     const ownThreads = device.threadPool === undefined && device.memory === 'host' ? createThreadPool(device.threads) : undefined;
-    if (ownThreads !== undefined) undo.push(() => ownThreads.dispose?.());
+    if (ownThreads !== undefined) undo.push(() => ownThreads.dispose());
     const executor = Executor.attach(model, pool, {
       name: id,
       kvFormat: model.precision.kv,

@@ -112,7 +112,7 @@ export class KvPool {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.#pool.dispose?.();
+    this.#pool.dispose();
   }
 
   [Symbol.dispose](): void {

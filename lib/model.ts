@@ -165,7 +165,7 @@ export class Model {
     const native = this.#native;
     if (native === undefined) return;
     this.#native = undefined;
-    native.dispose?.();
+    native.dispose();
   }
 
   /** `using model = await Model.load(...)` disposes it at the end of the scope. */

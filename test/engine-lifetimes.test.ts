@@ -24,25 +24,28 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('50 load/unload cycles of a ~100 MB w8a8 model keep RSS flat without a forced GC', async () => {
+test('50 load/unload cycles of a ~100 MB w8a8 model keep RSS flat without a forced GC', async (t) => {
   const engine = await Engine.create({ threads: 1, slabBytes: 64 * MiB });
   const afterCycle: number[] = [];
-  for (let i = 0; i < 50; i++) {
+  // Two cycles first, not counted: V8 grows its heap to its working size over them (tokenizer and
+  // loader garbage), which is the JS side settling, not the addon keeping memory.
+  for (let i = -2; i < 50; i++) {
     await engine.loadModel({ id: 'm', source: big, precision: 'w8a8' });
-    if (i === 0) {
+    if (i === -2) {
       const r = await engine.generate({ model: 'm', tokens: [1, 2, 3], maxTokens: 2 }).result;
       assert.equal(r.finishReason, 'length');
     }
     await engine.unloadModel('m');
-    afterCycle.push(rssMiB());
+    if (i >= 0) afterCycle.push(rssMiB());
   }
   await engine.close();
-  const first = afterCycle[0]!;
-  const last = afterCycle.at(-1)!;
-  assert.ok(last <= first * 1.1, `RSS after 50 cycles ${last.toFixed(0)} MiB vs ${first.toFixed(0)} MiB after the first (more than 10 % growth): ${afterCycle.map((v) => v.toFixed(0)).join(' ')}`);
+  const cycles = [0, 9, 24, 49];
+  t.diagnostic(`RSS after cycles 1/10/25/50: ${cycles.map((i) => afterCycle[i]!.toFixed(0)).join(' / ')} MiB`);
+  // One leaked model would add ~125 MiB a cycle.
+  assert.ok(afterCycle.at(-1)! <= afterCycle[0]! * 1.1, `RSS grew more than 10 % over 50 cycles: ${afterCycle.map((v) => v.toFixed(0)).join(' ')} MiB`);
 });
 
-test('Engine.close() returns RSS to within 10 % of what it was before loadModel', async () => {
+test('Engine.close() returns RSS to within 10 % of what it was before loadModel', async (t) => {
   const engine = await Engine.create({ threads: 1, slabBytes: 64 * MiB });
   // The addon and this process's one-time allocations settle with a first round.
   await engine.loadModel({ id: 'warm', source: big, precision: 'w8a8' });
@@ -54,6 +57,7 @@ test('Engine.close() returns RSS to within 10 % of what it was before loadModel'
   assert.ok(loaded > base + 100, `two ~100-250 MB models should show in RSS (${base.toFixed(0)} -> ${loaded.toFixed(0)} MiB)`);
   await engine.close();
   const closed = rssMiB();
+  t.diagnostic(`RSS before loadModel ${base.toFixed(0)} MiB, two models loaded ${loaded.toFixed(0)} MiB, after close ${closed.toFixed(0)} MiB`);
   assert.ok(closed <= base * 1.1, `RSS after close ${closed.toFixed(0)} MiB, before loadModel ${base.toFixed(0)} MiB, loaded ${loaded.toFixed(0)} MiB`);
 });
 

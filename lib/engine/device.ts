@@ -107,7 +107,7 @@ export function closeDevice(d: Device): void {
   d.slab?.dispose();
   for (const p of d.partitions.values()) p.dispose();
   d.partitions.clear();
-  d.threadPool?.dispose?.();
+  d.threadPool?.dispose();
 }
 
 export function deviceStats(d: Device): DeviceStats {

@@ -63,7 +63,7 @@ export function typedNativeError(err: unknown): unknown {
   const options = { cause: err };
   if (err instanceof KvError || err instanceof ExecutorError || err instanceof ModelError) return err;
   if (code?.startsWith('ERR_KV_')) return new KvError(code as KvErrorCode, message, options);
-  if (code?.startsWith('ERR_EXECUTOR_') || code === 'ERR_SAMPLING_INVALID') return new ExecutorError(code as ExecutorErrorCode, message, options);
+  if (code?.startsWith('ERR_EXECUTOR_') || code === 'ERR_SAMPLING_INVALID' || code === 'ERR_THREAD_POOL_DISPOSED') return new ExecutorError(code as ExecutorErrorCode, message, options);
   if (code?.startsWith('ERR_MODEL_')) return new ModelError(code as ModelErrorCode, message, options);
   return err;
 }
@@ -222,8 +222,8 @@ export class Executor {
     const native = this.#native;
     if (native === undefined) return;
     this.#native = undefined;
-    native.dispose?.();
-    this.#ownThreads?.dispose?.();
+    native.dispose();
+    this.#ownThreads?.dispose();
     // The pool may already be gone (an engine closing its device): its blocks went with it.
     if (!this.pool.disposed) this.pool.removeModel(this.kvModel);
   }

@@ -64,6 +64,8 @@ export interface NativeBinding {
   readonly kvGeometryFor: NativeKvGeometryFor;
   readonly perplexity: NativePerplexity;
   readonly quantizeGguf: NativeQuantizeGguf;
+  /** Bytes this thread's models and host KV pools report to V8 now (until their last owner lets go). */
+  externalBytes(): number;
 }
 
 interface NativeAlloc {
@@ -101,8 +103,9 @@ export interface NativeKvPool {
   compact(model: number, maxSlabs: number): { released: number; moves: Uint32Array };
   stats(): Omit<KvPoolStats, 'byGeometry'>;
   /** Drops this object's share of the pool memory (executors keep theirs); idempotent. */
-  dispose?(): void;
-  readonly nativeBytes?: number;
+  dispose(): void;
+  /** poolBytes for a host-memory kv-slab, else 0; 0 after dispose. */
+  readonly nativeBytes: number;
 }
 
 export type NativeKvPoolConstructor = new (options: KvPoolOptions) => NativeKvPool;
@@ -128,9 +131,9 @@ export interface NativeModel {
   };
   metadata(key: string): string | undefined;
   /** Drops this object's share of the weights (executors keep theirs); idempotent. */
-  dispose?(): void;
-  /** Native bytes this object holds (0 after dispose). */
-  readonly nativeBytes?: number;
+  dispose(): void;
+  /** Bytes of weights this object reports to V8 (mapped file pages included; 0 after dispose). */
+  readonly nativeBytes: number;
 }
 
 /** The addon's loadModel. */
@@ -172,7 +175,7 @@ export interface NativeExecutor {
     returnLogits: boolean,
   ): Promise<NativeStepResult>;
   /** Drops its shares of the model, pool and threads (deferred to the end of a running step). */
-  dispose?(): void;
+  dispose(): void;
 }
 
 /** @internal The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
@@ -213,7 +216,7 @@ export interface NativeThreadPool {
   /** Threads that run a step, the stepping one included: the requested count, clamped to the usable cores. */
   readonly size: number;
   /** Stops the threads once no executor shares them; idempotent. */
-  dispose?(): void;
+  dispose(): void;
 }
 
 /** @internal `threads`: 0 = every core this process may use; more than that is clamped to it. */
