@@ -6,6 +6,10 @@
 
 #include "simd/variants.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace fineserve::simd {
 
 const char* level_name(Level level) {
@@ -66,6 +70,15 @@ static Kernels resolved_table(Level level) {
   return k;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C straight from CPUID leaf 1: clang before 15 does not know "f16c" in __builtin_cpu_supports
+// (the fuzz targets are built with clang). The AVX state it needs is checked with "avx2" below.
+static bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+#endif
+
 // __builtin_cpu_supports reads CPUID and, in libgcc, also checks XCR0 so that a kernel which hides
 // AVX state from us (a VM, a container with AVX-512 disabled) is not treated as supporting it.
 static bool host_runs(Level level) {
@@ -73,8 +86,7 @@ static bool host_runs(Level level) {
     case Level::Baseline: return true;
 #if defined(__x86_64__) || defined(__i386__)
     case Level::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case Level::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
