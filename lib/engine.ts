@@ -358,6 +358,7 @@ export class Engine {
     const sampling = samplingOf(options);
     checkSampling(sampling);
     checkNumber('priority', options.priority, -1e9, 1e9);
+    checkSlo('slo', options.slo);
     checkNumber('maxTokens', options.maxTokens, 1, 1 << 24, true);
     if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onToken must be a function');
     const stops = stopStrings(options.stop);
@@ -394,6 +395,7 @@ export class Engine {
       decoder: m.tokenizer.createStreamDecoder(),
       stop: new StopMatcher(stops),
       onToken: options.onToken,
+      slo: { ...m.slo, ...definedOnly(options.slo) },
     });
     m.stats.arrived(now);
     m.enqueue(seq);
@@ -529,3 +531,9 @@ function samplingOf(o: GenerateOptions): SamplingOptions {
   return s as SamplingOptions;
 }
 
+function definedOnly(slo: { readonly ttftMs?: number; readonly tpotMs?: number } | undefined): { ttftMs?: number; tpotMs?: number } {
+  const out: { ttftMs?: number; tpotMs?: number } = {};
+  if (slo?.ttftMs !== undefined) out.ttftMs = slo.ttftMs;
+  if (slo?.tpotMs !== undefined) out.tpotMs = slo.tpotMs;
+  return out;
+}

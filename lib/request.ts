@@ -38,6 +38,11 @@ export type GenerateOptions = PromptInput &
     readonly stopTokens?: readonly number[];
     /** Higher runs first when the device is contended; default 0. */
     readonly priority?: number;
+    /**
+     * This request's latency objectives, each field overriding its model's (`loadModel`'s `slo`):
+     * its TTFT deadline in admission, its TPOT in the step guard, and `sloMet`.
+     */
+    readonly slo?: { readonly ttftMs?: number; readonly tpotMs?: number };
     /** Aborting ends the request with finishReason `abort`, keeping what was generated. */
     readonly signal?: AbortSignal;
     /** Called for every generated token, in order. If it throws, the request ends with `error`. */

@@ -343,3 +343,22 @@ test('chat messages go through the model folder\'s chat template', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a request's own SLO overrides its model's, for sloMet and the drop decision", async () => {
+  const engine = await Engine.create({ threads: 1 });
+  await engine.loadModel({ id: 'm', source: GGUF, slo: { ttftMs: 60_000 }, dropLate: true });
+  const tokens = goldenCases()[0]!.prompt_ids;
+  const loose = await engine.generate({ model: 'm', tokens, maxTokens: 4 }).result;
+  assert.equal(loose.sloMet, true);
+  // A TTFT no step can meet: dropped by the scheduler as unreachable (dropLate), whatever the model allows.
+  const tight = await engine.generate({ model: 'm', tokens, maxTokens: 4, slo: { ttftMs: 1e-3 } }).result;
+  assert.equal(tight.finishReason, 'error');
+  assert.equal((tight.error as EngineError).code, 'ERR_ENGINE_SLO_UNREACHABLE');
+  assert.match(tight.error!.message, /TTFT SLO of 0\.001 ms/);
+  // A TPOT no decode meets: served, but not within its SLO.
+  const slowTpot = await engine.generate({ model: 'm', tokens, maxTokens: 8, slo: { tpotMs: 1e-6 } }).result;
+  assert.equal(slowTpot.finishReason, 'length');
+  assert.equal(slowTpot.sloMet, false);
+  assert.throws(() => engine.generate({ model: 'm', tokens, slo: { ttftMs: -1 } }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_INVALID_REQUEST' && /slo\.ttftMs/.test(e.message));
+  await engine.close();
+});

@@ -170,13 +170,13 @@ export class LocalScheduler {
       if (v !== undefined) stepLimitMs = stepLimitMs === undefined ? v : Math.min(stepLimitMs, v);
     }
     let othersMs = 0;
-    let tpotMs = m.slo.tpotMs;
+    let tpotMs = min(m.slo.tpotMs, m.decodingTpotMs);
     // Space sharing: the others run beside it, their load is in its measured step time.
     if (!this.concurrent) {
       for (const o of this.#models) {
         if (o === m) continue;
         if (o.hasWork) othersMs += o.stepEwmaMs;
-        if (o.slo.tpotMs !== undefined && o.decoding) tpotMs = tpotMs === undefined ? o.slo.tpotMs : Math.min(tpotMs, o.slo.tpotMs);
+        tpotMs = min(tpotMs, o.decodingTpotMs);
       }
     }
     return { othersMs, tpotMs, coLocatedDecoding: sharers.some((o) => o !== m && o.decoding), stepLimitMs };
@@ -234,4 +234,8 @@ export class LocalScheduler {
     }
     return false;
   }
+}
+
+function min(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }

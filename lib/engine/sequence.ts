@@ -35,6 +35,8 @@ export class Sequence {
   readonly decoder: StreamDecoder;
   readonly stop: StopMatcher;
   readonly onToken: ((chunk: GenerationChunk) => void) | undefined;
+  /** Its latency objectives: the request's own where it gave them, else its model's. */
+  readonly slo: { readonly ttftMs?: number; readonly tpotMs?: number };
   /** Prompt then generated tokens. */
   readonly #tokens: number[];
   readonly #logprobs: number[] = [];
@@ -64,6 +66,7 @@ export class Sequence {
     decoder: StreamDecoder;
     stop: StopMatcher;
     onToken: Sequence['onToken'];
+    slo: Sequence['slo'];
   }) {
     this.id = init.id;
     this.run = init.run;
@@ -76,6 +79,7 @@ export class Sequence {
     this.decoder = init.decoder;
     this.stop = init.stop;
     this.onToken = init.onToken;
+    this.slo = init.slo;
     this.#tokens = [...init.prompt];
     this.#target = init.prompt.length;
   }

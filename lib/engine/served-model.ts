@@ -27,6 +27,12 @@ const BEST_EFFORT_MS = 1e12;
 /** Share of the TPOT SLO the TPOT guard aims at. */
 const TPOT_TARGET = 0.9;
 
+function meetsSlo(slo: { readonly ttftMs?: number; readonly tpotMs?: number }, ttft: number | undefined, tpot: number | undefined): boolean {
+  if (slo.ttftMs !== undefined && (ttft === undefined || ttft > slo.ttftMs)) return false;
+  if (slo.tpotMs !== undefined && tpot !== undefined && tpot > slo.tpotMs) return false;
+  return true;
+}
+
 /** Per-model serving limits. */
 export interface ServingLimits {
   readonly maxBatch: number;
@@ -110,8 +116,17 @@ export class ServedModel {
   }
 
   deadline(seq: Sequence): number {
-    if (seq.deferred || this.slo.ttftMs === undefined) return seq.arrivalMs + BEST_EFFORT_MS;
-    return seq.arrivalMs + this.slo.ttftMs;
+    if (seq.deferred || seq.slo.ttftMs === undefined) return seq.arrivalMs + BEST_EFFORT_MS;
+    return seq.arrivalMs + seq.slo.ttftMs;
+  }
+
+  /** The tightest TPOT SLO of its decoding sequences (a request's own or the model's). */
+  get decodingTpotMs(): number | undefined {
+    let tpot: number | undefined;
+    for (const s of this.running) {
+      if (s.isDecoding && s.slo.tpotMs !== undefined) tpot = tpot === undefined ? s.slo.tpotMs : Math.min(tpot, s.slo.tpotMs);
+    }
+    return tpot;
   }
 
   /** Whether some sequence of this model is decoding (its TPOT is at stake in every step on the device). */
@@ -145,11 +160,10 @@ export class ServedModel {
    * TPOT SLO or decoding sequences.
    */
   tpotSlackMs(nowMs: number, cycleMs: number): number | undefined {
-    if (this.slo.tpotMs === undefined) return undefined;
-    const target = TPOT_TARGET * this.slo.tpotMs;
     let slack: number | undefined;
     for (const s of this.running) {
-      if (!s.isDecoding) continue;
+      if (!s.isDecoding || s.slo.tpotMs === undefined) continue;
+      const target = TPOT_TARGET * s.slo.tpotMs;
       const remaining = Math.max(1, Math.min(s.maxTokens - s.decoded, Math.max(s.decoded, 16)));
       const allowed = target * (s.decoded + remaining - 1) - (nowMs - (s.firstTokenMs ?? nowMs)) - (remaining - 1) * cycleMs;
       slack = slack === undefined ? allowed : Math.min(slack, allowed);
@@ -216,7 +230,7 @@ export class ServedModel {
       if (seq === undefined || seq.deferred) continue;
       this.stats.sloRejected();
       if (this.dropLate) {
-        this.finish(seq, 'error', nowMs, new EngineError('ERR_ENGINE_SLO_UNREACHABLE', `request ${seq.run.id} to "${this.id}" cannot meet its TTFT SLO of ${this.slo.ttftMs} ms and was dropped`));
+        this.finish(seq, 'error', nowMs, new EngineError('ERR_ENGINE_SLO_UNREACHABLE', `request ${seq.run.id} to "${this.id}" cannot meet its TTFT SLO of ${seq.slo.ttftMs} ms and was dropped`));
       } else {
         seq.defer();
       }
@@ -373,7 +387,7 @@ export class ServedModel {
     let tokens = seq.generated();
     if (reason === 'stop' && tokens.length > 0 && seq.stopTokens.has(tokens.at(-1)!)) tokens = tokens.slice(0, -1);
     const timings = seq.timings(nowMs);
-    const sloMet = reason === 'abort' ? undefined : reason !== 'error' && this.#meetsSlo(timings.ttftMs, timings.tpotMs);
+    const sloMet = reason === 'abort' ? undefined : reason !== 'error' && meetsSlo(seq.slo, timings.ttftMs, timings.tpotMs);
     const result: GenerationResult = {
       text: seq.text,
       tokens,
@@ -386,12 +400,6 @@ export class ServedModel {
     };
     this.stats.finished(result, nowMs);
     seq.run.finish(result);
-  }
-
-  #meetsSlo(ttft: number | undefined, tpot: number | undefined): boolean {
-    if (this.slo.ttftMs !== undefined && (ttft === undefined || ttft > this.slo.ttftMs)) return false;
-    if (this.slo.tpotMs !== undefined && tpot !== undefined && tpot > this.slo.tpotMs) return false;
-    return true;
   }
 
   /** Ends the sequences an abort or a failing callback marked. */
