@@ -14,6 +14,7 @@ import { DEMO_USAGE, demoCommand } from './demo.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
 import { generateModel, MODEL_SHAPES, type ModelShape } from '../generate.js';
 import { PLAN_USAGE, planCommand, profileCommand } from './plan.js';
+import { SERVE_USAGE, serveCommand } from './serve.js';
 
 const USAGE = `usage: fineserve <command> [options]
 
@@ -22,6 +23,7 @@ ${DEMO_USAGE}
   devices [--json]   list the CPU (with the SIMD kernels in use) and the CUDA devices found
   generate --shape S --format gguf|hf --out PATH [--dtype f32|f16|bf16] [--layers N] [--vocab N] [--seed N]
                      write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
+${SERVE_USAGE}
 ${PLAN_USAGE}
 ${QUANTIZE_USAGE}
 
@@ -146,6 +148,15 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === 'profile') return profileCommand(rest);
   if (command === 'quantize') return quantizeCommand(rest);
   if (command === 'demo') return demoCommand(rest);
+  if (command === 'serve') {
+    try {
+      return await serveCommand(rest);
+    } catch (err) {
+      // A bad option or config: one line naming it, exit 2; anything else is a failure (1).
+      if ((err as { code?: string }).code === 'ERR_CLI_USAGE' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usageError(`fineserve serve: ${(err as Error).message}`);
+      throw err;
+    }
+  }
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }
