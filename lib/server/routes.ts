@@ -149,9 +149,23 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    const send = (o: unknown): void => {
-      if (!res.destroyed) res.write(`data: ${JSON.stringify(o)}\n\n`);
+    // Events go out on the next turn of the event loop, after the scheduler has started its next
+    // step: the socket writes then overlap the step instead of delaying it.
+    let pending = '';
+    let flushing = false;
+    const flush = (): void => {
+      flushing = false;
+      if (pending !== '' && !res.destroyed) res.write(pending);
+      pending = '';
     };
+    const write = (event: string): void => {
+      pending += event;
+      if (!flushing) {
+        flushing = true;
+        setImmediate(flush);
+      }
+    };
+    const send = (o: unknown): void => write(`data: ${JSON.stringify(o)}\n\n`);
     const textEvent = textEventWriter(kind, rid);
     let textOffset = 0;
     let first = true;
@@ -159,7 +173,7 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
       if (res.destroyed) return;
       if (c.logprob !== undefined || first) send(streamChunk(kind, rid, { text: c.text, first, chunks: [c], tokenizer, textOffset }));
       // An empty piece (half a UTF-8 character, a possible stop string held back) carries nothing.
-      else if (c.text !== '') res.write(textEvent(c.text));
+      else if (c.text !== '') write(textEvent(c.text));
       first = false;
       textOffset += c.text.length;
     };
@@ -168,6 +182,7 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
     sink = emit;
     const r = await run.result;
     if (r.finishReason === 'abort') {
+      flush();
       res.end();
       return reply;
     }
@@ -180,6 +195,7 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
       const options = (body as { stream_options?: { include_usage?: boolean } | null }).stream_options;
       if (options?.include_usage === true) send(usageChunk(kind, rid, r));
     }
+    flush();
     if (!res.destroyed) res.end('data: [DONE]\n\n');
     return reply;
   };
