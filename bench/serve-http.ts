@@ -64,6 +64,8 @@ interface Phase {
   readonly requests: number;
   readonly seconds: number;
   readonly tokensPerSecond: number;
+  /** Busy time of the main thread (the engine's scheduler, and the server) per generated token. */
+  readonly mainThreadMsPerToken: number;
   readonly ttftMs?: { p50: number; p99: number };
   readonly tpotMs?: { p50: number; p99: number };
   readonly latencyMs?: { p50: number; p99: number };
@@ -76,6 +78,12 @@ function quantiles(xs: number[]): { p50: number; p99: number } {
   return { p50: percentile(sorted, 0.5) ?? Number.NaN, p99: percentile(sorted, 0.99) ?? Number.NaN };
 }
 
+/** Main-thread busy milliseconds since `start` (event-loop utilization times the elapsed time). */
+function mainMs(start: ReturnType<typeof performance.eventLoopUtilization>): number {
+  const d = performance.eventLoopUtilization(start);
+  return d.active;
+}
+
 function generated(engine: Engine): number {
   return engine.stats().models.reduce((a, m) => a + m.generatedTokens, 0);
 }
@@ -83,6 +91,7 @@ function generated(engine: Engine): number {
 /** `concurrency` loops of `one()` for `seconds`; TTFT and TPOT as the caller sees them. */
 async function closedLoop(engine: Engine, one: (prompt: string) => Promise<{ ttftMs: number; tpotMs: number | undefined }>): Promise<Phase> {
   const before = generated(engine);
+  const elu = performance.eventLoopUtilization();
   const ttft: number[] = [];
   const tpot: number[] = [];
   let requests = 0;
@@ -100,7 +109,7 @@ async function closedLoop(engine: Engine, one: (prompt: string) => Promise<{ ttf
   );
   const elapsed = (performance.now() - start) / 1000;
   const tokens = generated(engine) - before;
-  return { tokens, requests, seconds: elapsed, tokensPerSecond: tokens / elapsed, ttftMs: quantiles(ttft), tpotMs: quantiles(tpot) };
+  return { tokens, requests, seconds: elapsed, tokensPerSecond: tokens / elapsed, mainThreadMsPerToken: mainMs(elu) / tokens, ttftMs: quantiles(ttft), tpotMs: quantiles(tpot) };
 }
 
 async function inProcess(engine: Engine): Promise<Phase> {
@@ -173,6 +182,7 @@ async function one(prompt) {
 
 async function overHttp(engine: Engine, url: string): Promise<Phase> {
   const before = generated(engine);
+  const elu = performance.eventLoopUtilization();
   const start = performance.now();
   const worker = new Worker(CLIENT, { eval: true, workerData: { url, prompts: PROMPTS, maxTokens, concurrency, seconds } });
   const [msg] = (await once(worker, 'message')) as [{ ttft: number[]; tpot: number[]; requests: number } | { error: string }];
@@ -180,11 +190,12 @@ async function overHttp(engine: Engine, url: string): Promise<Phase> {
   if ('error' in msg) throw new Error(`HTTP client: ${msg.error}`);
   const elapsed = (performance.now() - start) / 1000;
   const tokens = generated(engine) - before;
-  return { tokens, requests: msg.requests, seconds: elapsed, tokensPerSecond: tokens / elapsed, ttftMs: quantiles(msg.ttft), tpotMs: quantiles(msg.tpot) };
+  return { tokens, requests: msg.requests, seconds: elapsed, tokensPerSecond: tokens / elapsed, mainThreadMsPerToken: mainMs(elu) / tokens, ttftMs: quantiles(msg.ttft), tpotMs: quantiles(msg.tpot) };
 }
 
 async function underLoad(engine: Engine, url: string): Promise<Phase> {
   const before = generated(engine);
+  const elu = performance.eventLoopUtilization();
   const start = performance.now();
   const result = await autocannon({
     url: `${url}/v1/completions`,
@@ -203,6 +214,7 @@ async function underLoad(engine: Engine, url: string): Promise<Phase> {
     requests: result.requests.total,
     seconds: elapsed,
     tokensPerSecond: tokens / elapsed,
+    mainThreadMsPerToken: mainMs(elu) / tokens,
     latencyMs: { p50: result.latency.p50, p99: result.latency.p99 },
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
@@ -235,6 +247,8 @@ async function main(): Promise<number> {
       throughputUnderLoad: 1 - loaded.tokensPerSecond / direct.tokensPerSecond,
       addedTtftP50Ms: http.ttftMs!.p50 - direct.ttftMs!.p50,
       addedTpotP50Ms: http.tpotMs!.p50 - direct.tpotMs!.p50,
+      // The server's own work, free of the client's: main-thread time per token over HTTP less in process.
+      serverMainThreadMsPerToken: http.mainThreadMsPerToken - direct.mainThreadMsPerToken,
     };
     report = {
       bench: 'serve-http',
@@ -252,7 +266,8 @@ async function main(): Promise<number> {
     };
     log(
       `tok/s in process ${direct.tokensPerSecond.toFixed(0)}, HTTP ${http.tokensPerSecond.toFixed(0)} (${(100 * overhead.throughput).toFixed(1)} % overhead), ` +
-        `autocannon ${loaded.tokensPerSecond.toFixed(0)}; TTFT p50 ${direct.ttftMs!.p50.toFixed(2)} -> ${http.ttftMs!.p50.toFixed(2)} ms (+${overhead.addedTtftP50Ms.toFixed(2)})`,
+        `autocannon ${loaded.tokensPerSecond.toFixed(0)}; TTFT p50 ${direct.ttftMs!.p50.toFixed(2)} -> ${http.ttftMs!.p50.toFixed(2)} ms (+${overhead.addedTtftP50Ms.toFixed(2)}); ` +
+        `main thread per token ${(1000 * direct.mainThreadMsPerToken).toFixed(0)} -> ${(1000 * http.mainThreadMsPerToken).toFixed(0)} us`,
     );
   } catch (err) {
     failures.push(String(err instanceof Error ? err.stack ?? err.message : err));

@@ -148,3 +148,15 @@ expectType<string>(tok.applyChatTemplate([{ role: 'user', content: 'hi' }]));
 import * as main from 'fineserve';
 expectError(main.planFineServe);
 expectError(main.simulate);
+
+// The HTTP server (issue #21).
+import { createServer, fineserveRoutes, ServerControl, type FineserveServer } from 'fineserve/server';
+import { Engine as ServedEngine } from 'fineserve';
+declare const engineForServer: ServedEngine;
+const server = createServer(engineForServer, { maxQueue: 16, retryAfterSeconds: 2 });
+expectAssignable<FineserveServer>(server);
+expectType<ServerControl>(server.fineserve);
+expectType<Promise<{ finished: number; aborted: number }>>(server.fineserve.drain(1000));
+expectType<'loading' | 'ready' | 'draining'>(server.fineserve.state);
+expectError(createServer(engineForServer, { maxQueue: '16' }));
+expectType<typeof fineserveRoutes>(fineserveRoutes);
