@@ -258,3 +258,22 @@ test('`fineserve serve` drains on SIGTERM: the request in flight completes, then
     if (child.exitCode === null) child.kill('SIGKILL');
   }
 });
+
+test('while loading, and while draining, generation answers 503 with Retry-After and /health says why', async () => {
+  const s = createServer(engine, { loading: true, retryAfterSeconds: 2 });
+  const url = await s.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await assert.rejects(c.completions.create({ model: 'm', prompt: 'Once', max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.InternalServerError && e.status === 503 && e.headers?.get('retry-after') === '2');
+    const loading = await fetch(`${url}/health`);
+    assert.equal(loading.status, 503);
+    assert.equal(((await loading.json()) as { status: string }).status, 'loading');
+    s.fineserve.ready();
+    assert.equal((await c.completions.create({ model: 'm', prompt: 'Once', max_tokens: 2 })).choices.length, 1);
+    assert.deepEqual(await s.fineserve.drain(1000), { finished: 0, aborted: 0 });
+    await assert.rejects(c.completions.create({ model: 'm', prompt: 'Once', max_tokens: 2 }), (e: unknown) => e instanceof OpenAI.APIError && e.status === 503);
+    assert.equal(((await (await fetch(`${url}/health`)).json()) as { status: string }).status, 'draining');
+  } finally {
+    await s.close();
+  }
+});
