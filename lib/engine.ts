@@ -15,7 +15,7 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { EngineError } from './errors.js';
+import { EngineError, ModelError } from './errors.js';
 import { KvPool, type KvFormat } from './kv-pool.js';
 import { BlockManager } from './engine/block-manager.js';
 import { checkOwnThreads, closeDevice, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
@@ -229,6 +229,9 @@ export class Engine {
     checkNumber('maxBatchTokens', options.maxBatchTokens, 1, 1 << 20, true);
     checkNumber('maxContext', options.maxContext, 2, 1 << 24, true);
     checkNumber('kvReserveTokens', options.kvReserveTokens, 0, 1 << 30, true);
+    if (typeof options.source !== 'string' && !(options.source instanceof Model)) {
+      throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": source must be a path (a .gguf file or an HF folder) or a Model, got ${describe(options.source)}`);
+    }
     if (typeof options.source !== 'string' && (options.precision !== undefined || options.calibration !== undefined)) {
       throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": precision and calibration apply when loading from a path; a Model object is served in the precision it was loaded with`);
     }
@@ -296,7 +299,17 @@ export class Engine {
       ...(device.slab === undefined ? {} : { reserve: { tokens: options.kvReserveTokens ?? maxContext, maxBytes: 0.25 * device.slabBytes } }),
     });
     undo.push(() => executor.dispose());
-    const measured = await warmUp(executor, maxContext, 0);
+    const reserveCap = Math.floor((0.25 * device.slabBytes) / (executor.kvBytesPerToken * executor.tokensPerBlock)) * executor.tokensPerBlock;
+    if (device.slab !== undefined && options.kvReserveTokens !== undefined && options.kvReserveTokens > reserveCap) {
+      throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": kvReserveTokens = ${options.kvReserveTokens}, but at most ${reserveCap} tokens (a quarter of the ${device.id} slab of ${device.slabBytes} bytes) can be reserved for one model; raise slabBytes or lower kvReserveTokens`);
+    }
+    let measured;
+    try {
+      measured = await warmUp(executor, maxContext, 0);
+    } catch (err) {
+      // A model that loads but cannot run a step (a context of 1-2 tokens, broken weights).
+      throw new ModelError('ERR_MODEL_LOAD', `${model.source}: the warm-up step failed, so the model cannot be served: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
     const latency = new MeasuredLatencyModel({ prior: measured });
     const policyName: LocalPolicyName = this.policy === 'static-fcfs' ? 'fcfs' : this.policy === 'saab' ? 'saab' : 'fineserve';
     const served = new ServedModel({
@@ -361,6 +374,7 @@ export class Engine {
     checkSlo('slo', options.slo);
     checkNumber('maxTokens', options.maxTokens, 1, 1 << 24, true);
     if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onToken must be a function');
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `signal must be an AbortSignal, got ${describe(options.signal)}`);
     const stops = stopStrings(options.stop);
     const prompt = this.#promptTokens(m, options);
     const maxContext = m.limits.maxContext;
@@ -536,4 +550,11 @@ function definedOnly(slo: { readonly ttftMs?: number; readonly tpotMs?: number }
   if (slo?.ttftMs !== undefined) out.ttftMs = slo.ttftMs;
   if (slo?.tpotMs !== undefined) out.tpotMs = slo.tpotMs;
   return out;
+}
+
+/** A value as an error message shows it: its type, and the value itself where short. */
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return `an object (${Object.prototype.toString.call(v).slice(8, -1)})`;
+  return `${typeof v} ${String(v).slice(0, 40)}`;
 }

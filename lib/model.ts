@@ -9,7 +9,7 @@ import { runCancellable } from './cancellable.js';
 import { codeOf, ExecutorError, type ExecutorErrorCode, ModelError, type ModelErrorCode } from './errors.js';
 import type { KvFormat } from './kv-pool.js';
 import { loadNative } from './native/loader.js';
-import { autoKvFormat, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
+import { autoKvFormat, KV_FORMATS, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
 import { Tokenizer } from './tokenizer.js';
 import type { LlamaConfig, PerplexityResult } from './data-types.js';
 import type { NativeModel, NativeQuantizeSpec } from './native/addon-types.js';
@@ -123,7 +123,13 @@ export class Model {
     if (!Number.isInteger(window) || window < 2 || window > this.config.maxContext) {
       throw new ExecutorError('ERR_EXECUTOR_INVALID', `perplexity: window = ${window} must be an integer in 2..${this.config.maxContext} (the model's context)`);
     }
-    const native = { kvFormat: options.kvFormat ?? this.precision.kv, threads: options.threads ?? 0, chunk: options.chunk ?? 128 };
+    const chunk = options.chunk ?? 128;
+    if (!Number.isInteger(chunk) || chunk < 1 || chunk > 1 << 20) throw new ExecutorError('ERR_EXECUTOR_INVALID', `perplexity: chunk = ${chunk} must be an integer from 1 to ${1 << 20}`);
+    const kvFormat = options.kvFormat ?? this.precision.kv;
+    if (!KV_FORMATS.includes(kvFormat)) throw new ExecutorError('ERR_EXECUTOR_INVALID', `perplexity: kvFormat = ${JSON.stringify(kvFormat)}: expected one of ${KV_FORMATS.join(', ')}`);
+    const threads = options.threads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0) throw new ExecutorError('ERR_EXECUTOR_INVALID', `perplexity: threads = ${threads} must be an integer >= 0 (0 = every usable core)`);
+    const native = { kvFormat, threads, chunk };
     const starts: number[] = [];
     for (let start = 0; start === 0 || start + 1 < ids.length; start += window - 1) starts.push(start);
     let nllSum = 0;

@@ -70,7 +70,8 @@ const ACTIVATIONS: Readonly<Record<WeightFormat, ActivationFormat>> = {
   w4a8: 'fp8',
 };
 
-const KV_FORMATS: readonly KvFormat[] = ['f32', 'f16', 'bf16', 'fp8', 'int8', 'int4'];
+/** Every KV cache format. */
+export const KV_FORMATS: readonly KvFormat[] = ['f32', 'f16', 'bf16', 'fp8', 'int8', 'int4'];
 
 /** Every shorthand name, for help texts and tests. */
 export const PRECISION_NAMES: readonly PrecisionName[] = [

@@ -78,7 +78,7 @@ export async function openDevices(
       id,
       memory,
       scheduler: new LocalScheduler(id, { concurrent: sharing === 'space' }),
-      slab: o.policy === 'static-fcfs' ? undefined : KvPool.create({ poolBytes: o.slabBytes, memory }),
+      slab: o.policy === 'static-fcfs' ? undefined : slabFor(id, o.slabBytes, memory),
       partitions: new Map(),
       slabBytes: o.slabBytes,
       threads,
@@ -87,6 +87,15 @@ export async function openDevices(
     });
   }
   return devices;
+}
+
+/** The device's KV Slab; a pool the device cannot hold is an EngineError naming the option. */
+function slabFor(id: string, slabBytes: number, memory: 'host' | `cuda:${number}`): KvPool {
+  try {
+    return KvPool.create({ poolBytes: slabBytes, memory });
+  } catch (err) {
+    throw new EngineError('ERR_ENGINE_DEVICE', `slabBytes = ${slabBytes}: the KV Slab of ${id} cannot be allocated: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**

@@ -5,7 +5,10 @@
  */
 import type { FinishReason, GenerationResult } from '../request.js';
 
-/** p50 / p99 of a latency, ms; undefined until something was measured. */
+/**
+ * p50 / p99 of a latency over the last {@link LATENCY_WINDOW} finished requests, and its mean over
+ * all of them, ms; undefined until something was measured.
+ */
 export interface Percentiles {
   readonly p50: number | undefined;
   readonly p99: number | undefined;
@@ -38,17 +41,37 @@ export function percentile(sorted: readonly number[], q: number): number | undef
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-function summary(values: readonly number[]): Percentiles {
-  const s = [...values].sort((a, b) => a - b);
-  return { p50: percentile(s, 0.5), p99: percentile(s, 0.99), mean: s.length === 0 ? undefined : s.reduce((a, b) => a + b, 0) / s.length };
+/** Requests the latency percentiles of `stats()` look back over. */
+export const LATENCY_WINDOW = 2048;
+
+/**
+ * One latency's recent samples in a ring of fixed size, and a running sum for the mean over all:
+ * memory and the cost of `stats()` stay bounded however long the engine serves.
+ */
+class LatencyWindow {
+  readonly #ring = new Float64Array(LATENCY_WINDOW);
+  #count = 0;
+  #sum = 0;
+
+  push(ms: number): void {
+    this.#ring[this.#count % LATENCY_WINDOW] = ms;
+    this.#count++;
+    this.#sum += ms;
+  }
+
+  summary(): Percentiles {
+    const n = Math.min(this.#count, LATENCY_WINDOW);
+    const s = Array.from(this.#ring.subarray(0, n)).sort((a, b) => a - b);
+    return { p50: percentile(s, 0.5), p99: percentile(s, 0.99), mean: this.#count === 0 ? undefined : this.#sum / this.#count };
+  }
 }
 
 /** Accumulates {@link ModelCounters}. */
 export class ModelStatsRecorder {
   readonly #finished: Record<FinishReason, number> = { stop: 0, length: 0, abort: 0, error: 0 };
-  readonly #ttft: number[] = [];
-  readonly #tpot: number[] = [];
-  readonly #e2e: number[] = [];
+  readonly #ttft = new LatencyWindow();
+  readonly #tpot = new LatencyWindow();
+  readonly #e2e = new LatencyWindow();
   #judged = 0;
   #met = 0;
   #generated = 0;
@@ -93,9 +116,9 @@ export class ModelStatsRecorder {
     return {
       finished: { ...this.#finished },
       sloAttainment: this.#judged === 0 ? undefined : this.#met / this.#judged,
-      ttftMs: summary(this.#ttft),
-      tpotMs: summary(this.#tpot),
-      e2eMs: summary(this.#e2e),
+      ttftMs: this.#ttft.summary(),
+      tpotMs: this.#tpot.summary(),
+      e2eMs: this.#e2e.summary(),
       generatedTokens: this.#generated,
       promptTokens: this.#prompt,
       tokensPerSecond: span > 0 ? (this.#generated * 1000) / span : undefined,

@@ -1,0 +1,118 @@
+// Defects found by using the Engine as a careless or hostile caller would (issue #16), each with
+// the test that failed before its fix: callbacks that reject, unloads that skipped requests, loads
+// that failed at warm-up, bad options that got through, unbounded stats.
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { ModelStatsRecorder } from '../lib/engine/model-stats.js';
+import { Engine, EngineError, ExecutorError, type GenerationResult, Model, ModelError } from '../lib/index.js';
+import { fixture, goldenCases, STORIES } from './fixtures.js';
+
+const GGUF = fixture('stories260K.gguf');
+const MiB = 2 ** 20;
+const prompt = goldenCases()[0]!.prompt_ids;
+
+test('#2: an async onToken that rejects ends its request with ERR_CALLBACK, the rejection as cause', async () => {
+  const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+  await engine.loadModel({ id: 'm', source: GGUF });
+  const boom = new Error('async boom');
+  const r = await engine.generate({
+    model: 'm',
+    tokens: prompt,
+    maxTokens: 200,
+    onToken: async ({ index }) => {
+      if (index === 2) throw boom;
+    },
+  }).result;
+  assert.equal(r.finishReason, 'error');
+  assert.ok(r.error instanceof ExecutorError && r.error.code === 'ERR_CALLBACK');
+  assert.equal(r.error.cause, boom);
+  assert.ok(r.tokens.length < 200, 'it ended early');
+  // Others are untouched.
+  const ok = await engine.generate({ model: 'm', tokens: prompt, maxTokens: 4 }).result;
+  assert.equal(ok.finishReason, 'length');
+  await engine.close();
+});
+
+test('#7: unloadModel() and close() abort every running request, and close() during an unload is clean', async () => {
+  const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+  await engine.loadModel({ id: 'm', source: GGUF });
+  const started = new Set<number>();
+  const runs = Array.from({ length: 6 }, (_, i) =>
+    engine.generate({ model: 'm', tokens: prompt, maxTokens: 2000, stopTokens: [], onToken: () => void started.add(i) }),
+  );
+  while (started.size < runs.length) await new Promise((r) => setTimeout(r, 2));
+  await engine.unloadModel('m');
+  const results = await Promise.all(runs.map((r) => r.result));
+  assert.deepEqual(results.map((r) => r.finishReason), Array(6).fill('abort'));
+  assert.ok(results.every((r) => r.tokens.length < 2000));
+
+  await engine.loadModel({ id: 'n', source: GGUF });
+  const more = Array.from({ length: 4 }, () => engine.generate({ model: 'n', tokens: prompt, maxTokens: 2000, stopTokens: [] }));
+  await new Promise((r) => setTimeout(r, 20));
+  const unloading = engine.unloadModel('n', { drain: true });
+  await engine.close();
+  await unloading;
+  assert.ok((await Promise.all(more.map((r) => r.result))).every((r: GenerationResult) => r.finishReason === 'abort' || r.finishReason === 'length'));
+});
+
+test('#8: a model that loads but fails its warm-up is a ModelError naming the file, and leaves nothing behind', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fineserve-warmup-'));
+  try {
+    cpSync(join(STORIES, 'hf'), dir, { recursive: true });
+    const configPath = join(dir, 'config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, max_position_embeddings: 2 }));
+    const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+    await assert.rejects(engine.loadModel({ id: 'm', source: dir }), (e: unknown) => e instanceof ModelError && e.message.includes(dir));
+    assert.deepEqual([...engine.models], []);
+    assert.deepEqual(engine.stats().devices[0]!.kv[0]!.models, []);
+    const info = await engine.loadModel({ id: 'm', source: GGUF });
+    assert.equal(info.id, 'm');
+    await engine.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('#9: bad options are typed errors naming the field, before anything is queued or allocated', async () => {
+  await assert.rejects(Engine.create({ slabBytes: 200 * 2 ** 30 }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /slabBytes/.test(e.message));
+  const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+  for (const source of [undefined, 42, {}]) {
+    await assert.rejects(engine.loadModel({ id: 'x', source: source as unknown as string }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_INVALID_REQUEST' && /source/.test(e.message));
+  }
+  await assert.rejects(engine.loadModel({ id: 'x', source: GGUF, kvReserveTokens: 2 ** 30 }), (e: unknown) => e instanceof EngineError && /kvReserveTokens = 1073741824/.test(e.message));
+  assert.deepEqual([...engine.models], []);
+  await engine.loadModel({ id: 'm', source: GGUF });
+  assert.throws(() => engine.generate({ model: 'm', tokens: prompt, signal: {} as AbortSignal }), (e: unknown) => e instanceof EngineError && /signal must be an AbortSignal/.test(e.message));
+  const m = engine.stats().models[0]!;
+  assert.equal(m.waiting + m.running, 0, 'nothing was queued');
+  await engine.close();
+
+  const model = await Model.load(GGUF);
+  await assert.rejects(model.perplexity([1, 2, 3], { chunk: 0 }), (e: unknown) => e instanceof ExecutorError && /chunk = 0/.test(e.message));
+  await assert.rejects(model.perplexity([1, 2, 3], { kvFormat: 'bogus' as 'f16' }), (e: unknown) => e instanceof ExecutorError && /kvFormat = "bogus"/.test(e.message));
+  model.dispose();
+});
+
+test('#12: stats() keeps bounded latency windows: percentiles over the recent requests, the mean over all', () => {
+  const stats = new ModelStatsRecorder();
+  const result = (ms: number): GenerationResult => ({
+    text: '',
+    tokens: [1, 2],
+    finishReason: 'length',
+    promptTokens: 1,
+    timings: { queueMs: 0, ttftMs: ms, tpotMs: ms, e2eMs: ms },
+    sloMet: true,
+    preemptions: 0,
+  });
+  for (let i = 0; i < 10_000; i++) stats.finished(result(1000), i);
+  for (let i = 0; i < 4096; i++) stats.finished(result(1), 10_000 + i);
+  const c = stats.counters();
+  assert.equal(c.ttftMs.p99, 1, 'the old slow requests have left the window');
+  assert.ok(Math.abs(c.ttftMs.mean! - (10_000 * 1000 + 4096) / 14_096) < 1e-6, 'the mean covers all');
+  assert.equal(c.generatedTokens, 2 * 14_096);
+});
