@@ -8,7 +8,7 @@
 import type { GeneratedModel, LlamaConfig, PerplexityResult, QuantizedGguf, SamplingOptions } from '../data-types.js';
 import type { KvGeometry, KvLayout, KvModelOptions, KvPoolOptions, KvPoolStats } from '../kv-types.js';
 
-/** @internal A native job: it settles `promise`, and stops at its next progress report after `cancel()`. */
+/** A native job: it settles `promise`, and stops at its next progress report after `cancel()`. */
 export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void;
@@ -110,7 +110,7 @@ export interface NativeKvPool {
 
 export type NativeKvPoolConstructor = new (options: KvPoolOptions) => NativeKvPool;
 
-/** @internal The quantization request the addon's loadModel takes. */
+/** The quantization request the addon's loadModel takes. */
 export interface NativeQuantizeSpec {
   weights: string;
   group: number;
@@ -178,7 +178,7 @@ export interface NativeExecutor {
   dispose(): void;
 }
 
-/** @internal The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
+/** The addon's kvGeometryFor: the KV block geometry (with scale bytes) a model needs in a format. */
 export type NativeKvGeometryFor = (model: NativeModel, kvFormat: string, tokensPerBlock: number) => Required<KvGeometry>;
 
 export type NativeExecutorConstructor = new (
@@ -188,7 +188,7 @@ export type NativeExecutorConstructor = new (
   options: { kvFormat: string; threads: number; pool?: unknown },
 ) => NativeExecutor;
 
-/** @internal The addon's generateModel (cpp/addon/generate.cc). */
+/** The addon's generateModel (cpp/addon/generate.cc). */
 export type NativeGenerateModel = (
   options: {
     shape: string;
@@ -203,7 +203,7 @@ export type NativeGenerateModel = (
   onProgress?: (fraction: number) => void,
 ) => NativeJob<GeneratedModel>;
 
-/** @internal The addon's quantizeGguf (cpp/addon/quantize.cc). */
+/** The addon's quantizeGguf (cpp/addon/quantize.cc). */
 export type NativeQuantizeGguf = (
   src: string,
   dst: string,
@@ -219,5 +219,5 @@ export interface NativeThreadPool {
   dispose(): void;
 }
 
-/** @internal `threads`: 0 = every core this process may use; more than that is clamped to it. */
+/** `threads`: 0 = every core this process may use; more than that is clamped to it. */
 export type NativeThreadPoolConstructor = new (threads: number) => NativeThreadPool;

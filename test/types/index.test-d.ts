@@ -160,3 +160,11 @@ expectType<Promise<{ finished: number; aborted: number }>>(server.fineserve.drai
 expectType<'loading' | 'ready' | 'draining'>(server.fineserve.state);
 expectError(createServer(engineForServer, { maxQueue: '16' }));
 expectType<typeof fineserveRoutes>(fineserveRoutes);
+
+// Internals stay out of the published types (#16 item 17): a run is made and fed by the engine only,
+// and a Model's addon handle is not part of its API.
+expectError(run.push({ text: '', tokenId: 1, index: 0 }));
+expectError(run.finish);
+expectError(new GenerationRun(1));
+declare const someModel: import('fineserve').Model;
+expectError(someModel.native);
