@@ -116,3 +116,35 @@ test('#12: stats() keeps bounded latency windows: percentiles over the recent re
   assert.ok(Math.abs(c.ttftMs.mean! - (10_000 * 1000 + 4096) / 14_096) < 1e-6, 'the mean covers all');
   assert.equal(c.generatedTokens, 2 * 14_096);
 });
+
+test('#6: one request decoding to the end of its context leaves the latency model sane, and nothing is locked out', async () => {
+  const engine = await Engine.create({ threads: 1, slabBytes: 64 * MiB });
+  await engine.loadModel({ id: 'm', source: GGUF, slo: { ttftMs: 30, tpotMs: 10 }, dropLate: true });
+  const short = async (): Promise<GenerationResult> => engine.generate({ model: 'm', prompt: 'Once upon a time', maxTokens: 16 }).result;
+  for (let i = 0; i < 3; i++) assert.equal((await short()).finishReason, 'length');
+  const long = await engine.generate({ model: 'm', prompt: 'Once upon a time', stopTokens: [] }).result;
+  assert.equal(long.finishReason, 'length');
+  assert.ok(long.tokens.length > 1000, 'it ran to the context');
+  const fit = engine.stats().models[0]!.latency;
+  // Before the fix: fixed ≈ 129 ms and perDecodeSeq ≈ 100 ms on a model whose steps take ~1 ms.
+  assert.ok(fit.fixed + fit.perDecodeSeq < 10, `decode coefficients stay near the measured step time: ${JSON.stringify(fit)}`);
+  const after = await Promise.all(Array.from({ length: 10 }, short));
+  assert.deepEqual(after.map((r) => r.finishReason), Array(10).fill('length'), 'no later request is dropped');
+  await engine.close();
+});
+
+test('#6: the fit is robust to an outlier step, follows a persistent change, and keeps unexercised terms at the prior', async () => {
+  const { MeasuredLatencyModel } = await import('../lib/scheduler/measured-latency.js');
+  const m = new MeasuredLatencyModel({ prior: { decodeStepMs: 2, prefillTokenMs: 0.1 } });
+  const decode = (ms: number, ctx = 100) => m.observe({ prefillSeqs: 0, prefillTokens: 0, decodeSeqs: 1, decodeContext: ctx, measuredMs: ms });
+  for (let i = 0; i < 200; i++) decode(2);
+  const before = m.decodeMs(1, 100);
+  decode(5000);  // one stall (a page-in, a preempted VM)
+  assert.ok(m.decodeMs(1, 100) < before * 1.5, `one outlier moved the prediction from ${before} to ${m.decodeMs(1, 100)}`);
+  for (let i = 0; i < 200; i++) decode(6);
+  assert.ok(Math.abs(m.decodeMs(1, 100) - 6) < 1, `a persistent change is followed: ${m.decodeMs(1, 100)}`);
+  // 3,000 decode steps of one sequence over growing contexts say nothing about prefill.
+  for (let i = 0; i < 3000; i++) decode(2 + 0.001 * i, 100 + i);
+  assert.ok(Math.abs(m.prefillMs(1, 128) - (0.8 * 2 + 0.1 * 128)) < 0.5 * (0.8 * 2 + 0.1 * 128), `prefill stays near its prior: ${m.prefillMs(1, 128)}`);
+  for (const v of Object.values(m.coefficients)) assert.ok(Number.isFinite(v) && v >= 0);
+});

@@ -229,7 +229,9 @@ export class ServedModel {
       const seq = byId.get(id);
       if (seq === undefined || seq.deferred) continue;
       this.stats.sloRejected();
-      if (this.dropLate) {
+      // A latency model whose recent error is high may be what is wrong: such a request runs best
+      // effort instead, and teaches it, rather than a wrong model locking its own model out.
+      if (this.dropLate && this.latency.trusted) {
         this.finish(seq, 'error', nowMs, new EngineError('ERR_ENGINE_SLO_UNREACHABLE', `request ${seq.run.id} to "${this.id}" cannot meet its TTFT SLO of ${seq.slo.ttftMs} ms and was dropped`));
       } else {
         seq.defer();

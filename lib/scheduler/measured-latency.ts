@@ -6,14 +6,28 @@
  *
  * where P is the step's prefill tokens over `seqs` sequences and D its decode sequences of mean
  * context ctx: weight streaming (fixed), linear layers per token, and attention per (token, cached
- * token). The coefficients are fitted by recursive least squares with forgetting, so they follow
- * co-location slowdown and drift, and they are kept non-negative so an extrapolation never
- * predicts a free step.
+ * token).
+ *
+ * The coefficients are a regularised non-negative least-squares fit over the last `window` steps:
+ * the window follows co-location slowdown and drift; the prior (the warm-up's measurement) holds
+ * every direction the window does not exercise, so a long run of one shape (a request decoding
+ * to the end of its context: thousands of steps with one sequence) cannot move the prefill terms
+ * it says nothing about; non-negativity is a constraint of the fit, not a clamp on its output,
+ * so what it predicts is what it fitted; and a step's time is clipped to within a factor of the
+ * prediction before it enters the window, so one outlier moves the fit by a bounded amount while a
+ * persistent change still moves it within a few steps. {@link MeasuredLatencyModel.trusted} says
+ * when its recent error is too high to refuse requests on.
  * @module
  */
 import type { IterationSample, LatencyModel } from './latency-model.js';
 
 const FEATURES = 5;
+/** Typical size of each feature: the prior's weight is set in these units. */
+const FEATURE_SCALE = [1, 128, 8192, 4, 1024];
+/** The prior counts as this many steps of typical size in each direction. */
+const PRIOR_STEPS = 4;
+/** A step's time enters the fit clipped to [prediction / OUTLIER, prediction · OUTLIER]. */
+const OUTLIER = 4;
 
 function features(prefillSeqs: number, prefillTokens: number, decodeSeqs: number, decodeContext: number): number[] {
   const p = prefillSeqs > 0 ? prefillTokens : 0;
@@ -23,43 +37,56 @@ function features(prefillSeqs: number, prefillTokens: number, decodeSeqs: number
 
 /** Options of {@link MeasuredLatencyModel}. */
 export interface MeasuredLatencyOptions {
-  /** Weight kept by old samples per new one (RLS forgetting factor); default 0.98. */
-  readonly forgetting?: number;
+  /** Steps the fit looks back over; default 256. */
+  readonly window?: number;
   /** A first guess, e.g. from a warm-up step: ms of a 1-sequence decode step and per prefill token. */
   readonly prior?: { readonly decodeStepMs: number; readonly prefillTokenMs: number };
 }
 
 /** See the module comment. */
 export class MeasuredLatencyModel implements LatencyModel {
-  readonly #lambda: number;
+  readonly #window: number;
   /** fixed, perPrefillToken, perPrefillAttention, perDecodeSeq, perDecodeContext (ms). */
   readonly #w: number[];
-  /** Inverse covariance of the RLS estimate, row-major FEATURES × FEATURES. */
-  readonly #p: number[];
+  readonly #prior: number[];
+  readonly #priorWeight: number[];
+  /** Σ x·xᵀ and Σ x·y over the window, kept as steps enter and leave it. */
+  readonly #xx = new Float64Array(FEATURES * FEATURES);
+  readonly #xy = new Float64Array(FEATURES);
+  readonly #ringX: Float64Array;
+  readonly #ringY: Float64Array;
   #samples = 0;
   #relError = 0;
 
   constructor(options: MeasuredLatencyOptions = {}) {
-    this.#lambda = options.forgetting ?? 0.98;
+    this.#window = Math.max(8, Math.floor(options.window ?? 256));
     const decode = options.prior?.decodeStepMs ?? 1;
     const perToken = options.prior?.prefillTokenMs ?? 0.05;
-    this.#w = [0.8 * decode, perToken, 0, 0.2 * decode, 0];
-    this.#p = new Array<number>(FEATURES * FEATURES).fill(0);
-    // Prior spread per coefficient of about three times its expected size: the first few
-    // measured steps dominate it, whatever the model and machine.
-    const scale = [decode, perToken, perToken / 64, decode, decode / 256];
-    for (let i = 0; i < FEATURES; i++) this.#p[i * FEATURES + i] = (3 * scale[i]!) ** 2;
+    this.#prior = [0.8 * decode, perToken, 0, 0.2 * decode, 0];
+    this.#w = [...this.#prior];
+    this.#priorWeight = FEATURE_SCALE.map((s) => PRIOR_STEPS * s * s);
+    this.#ringX = new Float64Array(this.#window * FEATURES);
+    this.#ringY = new Float64Array(this.#window);
   }
 
   /** The fitted coefficients, in ms. */
   get coefficients(): { fixed: number; perPrefillToken: number; perPrefillAttention: number; perDecodeSeq: number; perDecodeContext: number; samples: number; meanRelativeError: number } {
-    const [fixed, perPrefillToken, perPrefillAttention, perDecodeSeq, perDecodeContext] = this.#w.map((v) => Math.max(0, v));
+    const [fixed, perPrefillToken, perPrefillAttention, perDecodeSeq, perDecodeContext] = this.#w;
     return { fixed: fixed!, perPrefillToken: perPrefillToken!, perPrefillAttention: perPrefillAttention!, perDecodeSeq: perDecodeSeq!, perDecodeContext: perDecodeContext!, samples: this.#samples, meanRelativeError: this.#relError };
+  }
+
+  /**
+   * Whether its predictions are good enough to refuse a request on: its recent relative error is
+   * at most 50 %. While it is not, a scheduler should admit and let it re-learn, never let a
+   * wrong model lock its own model out.
+   */
+  get trusted(): boolean {
+    return this.#relError <= 0.5;
   }
 
   #predict(x: readonly number[]): number {
     let t = 0;
-    for (let i = 0; i < FEATURES; i++) t += Math.max(0, this.#w[i]!) * x[i]!;
+    for (let i = 0; i < FEATURES; i++) t += this.#w[i]! * x[i]!;
     return Math.max(t, 1e-3);
   }
 
@@ -74,23 +101,40 @@ export class MeasuredLatencyModel implements LatencyModel {
   observe(s: IterationSample): void {
     if (!(s.measuredMs > 0) || !Number.isFinite(s.measuredMs)) return;
     const x = features(s.prefillSeqs, s.prefillTokens, s.decodeSeqs, s.decodeContext);
-    // How wrong the prediction was before this sample taught it (EWMA of |error| / measured).
-    const rel = Math.abs(this.#predict(x) - s.measuredMs) / s.measuredMs;
+    const predicted = this.#predict(x);
+    // How wrong the prediction was before this step taught it (EWMA of |error| / measured).
+    const rel = Math.abs(predicted - s.measuredMs) / s.measuredMs;
     this.#relError = this.#samples === 0 ? rel : 0.95 * this.#relError + 0.05 * rel;
-    const p = this.#p;
-    const px = new Array<number>(FEATURES).fill(0);
-    for (let i = 0; i < FEATURES; i++) for (let j = 0; j < FEATURES; j++) px[i]! += p[i * FEATURES + j]! * x[j]!;
-    let denom = this.#lambda;
-    for (let i = 0; i < FEATURES; i++) denom += x[i]! * px[i]!;
-    let predicted = 0;
-    for (let i = 0; i < FEATURES; i++) predicted += this.#w[i]! * x[i]!;
-    const err = s.measuredMs - predicted;
-    for (let i = 0; i < FEATURES; i++) this.#w[i]! += (px[i]! / denom) * err;
-    for (let i = 0; i < FEATURES; i++) {
-      for (let j = 0; j < FEATURES; j++) p[i * FEATURES + j] = (p[i * FEATURES + j]! - (px[i]! * px[j]!) / denom) / this.#lambda;
-    }
-    // Bound the covariance so a long run of one shape cannot blow up the other directions.
-    for (let i = 0; i < FEATURES * FEATURES; i++) if (!Number.isFinite(p[i]!) || Math.abs(p[i]!) > 1e6) p[i] = Math.sign(p[i]!) * 1e6 || 0;
+    const y = Math.min(Math.max(s.measuredMs, predicted / OUTLIER), predicted * OUTLIER);
+    const slot = this.#samples % this.#window;
+    if (this.#samples >= this.#window) this.#accumulate(this.#ringX.subarray(slot * FEATURES, (slot + 1) * FEATURES), this.#ringY[slot]!, -1);
+    this.#ringX.set(x, slot * FEATURES);
+    this.#ringY[slot] = y;
+    this.#accumulate(x, y, 1);
     this.#samples++;
+    this.#fit();
+  }
+
+  #accumulate(x: ArrayLike<number>, y: number, sign: 1 | -1): void {
+    for (let i = 0; i < FEATURES; i++) {
+      this.#xy[i]! += sign * x[i]! * y;
+      for (let j = 0; j < FEATURES; j++) this.#xx[i * FEATURES + j]! += sign * x[i]! * x[j]!;
+    }
+  }
+
+  /**
+   * min Σ (x·w − y)² + Σ λᵢ (wᵢ − priorᵢ)² over w ≥ 0, by projected coordinate descent from the
+   * current w (a few sweeps suffice: it moves little per step).
+   */
+  #fit(): void {
+    const w = this.#w;
+    for (let sweep = 0; sweep < 8; sweep++) {
+      for (let i = 0; i < FEATURES; i++) {
+        const a = this.#xx[i * FEATURES + i]! + this.#priorWeight[i]!;
+        let r = this.#xy[i]! + this.#priorWeight[i]! * this.#prior[i]!;
+        for (let j = 0; j < FEATURES; j++) if (j !== i) r -= this.#xx[i * FEATURES + j]! * w[j]!;
+        w[i] = Math.max(0, r / a);
+      }
+    }
   }
 }
