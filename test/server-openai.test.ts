@@ -160,12 +160,14 @@ test('an SLO that cannot be met is a 429 with Retry-After (dropLate), before any
 
 test('a queue over its bound answers 429 with Retry-After; nothing is lost or answered twice', async () => {
   const e = await Engine.create({ threads: 1, slabBytes: 16 * 2 ** 20 });
-  await e.loadModel({ id: 'q', source: GGUF });
+  // Long prompts prefilled 32 tokens a step: no request has a token before all eight have arrived.
+  await e.loadModel({ id: 'q', source: GGUF, maxBatchTokens: 32 });
   const s = createServer(e, { maxQueue: 2 });
   const url = await s.listen({ host: '127.0.0.1', port: 0 });
+  const prompt = e.tokenizer('q').encode('Once upon a time there was a little cat. '.repeat(60)).slice(0, 1000);
   try {
     const post = (): Promise<Response> =>
-      fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'q', prompt: 'Once upon a time', max_tokens: 64 }) });
+      fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'q', prompt, max_tokens: 8 }) });
     const responses = await Promise.all(Array.from({ length: 8 }, post));
     const statuses = responses.map((r) => r.status);
     assert.ok(statuses.includes(429), `some request should be over the bound: ${statuses.join(' ')}`);
