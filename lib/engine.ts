@@ -92,6 +92,11 @@ export interface EngineLoadOptions {
   readonly precision?: PrecisionName | PrecisionSpec;
   /** PTQ calibration data (see {@link Model.load}). */
   readonly calibration?: Calibration;
+  /**
+   * A Jinja chat template for `messages` requests, used instead of the model's own (and needed
+   * when its files bring none); a request's own `chatTemplate` wins over it.
+   */
+  readonly chatTemplate?: string;
   readonly slo?: ServingSlo;
   /** Context length served; default and maximum the model's. */
   readonly maxContext?: number;
@@ -229,6 +234,7 @@ export class Engine {
     checkNumber('maxBatchTokens', options.maxBatchTokens, 1, 1 << 20, true);
     checkNumber('maxContext', options.maxContext, 2, 1 << 24, true);
     checkNumber('kvReserveTokens', options.kvReserveTokens, 0, 1 << 30, true);
+    checkTemplate('chatTemplate', options.chatTemplate);
     if (typeof options.source !== 'string' && !(options.source instanceof Model)) {
       throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": source must be a path (a .gguf file or an HF folder) or a Model, got ${describe(options.source)}`);
     }
@@ -319,6 +325,7 @@ export class Engine {
       slo: options.slo ?? {},
       limits: { maxBatch: options.maxBatch ?? 64, maxBatchTokens: options.maxBatchTokens ?? 256, maxContext },
       dropLate: options.dropLate ?? false,
+      chatTemplate: options.chatTemplate,
       blocks: new BlockManager(pool, executor.kvModel, executor.tokensPerBlock),
       executor,
       latency,
@@ -444,7 +451,12 @@ export class Engine {
         }
       });
       // The template writes BOS itself where the model wants it, as transformers' apply_chat_template.
-      return m.tokenizer.encode(m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+      checkTemplate('chatTemplate', options.chatTemplate);
+      const template = options.chatTemplate ?? m.chatTemplate;
+      if (template === undefined && !m.tokenizer.hasChatTemplate) {
+        throw new ModelError('ERR_MODEL_TOKENIZER', `${m.model.source}: model "${m.id}" has no chat template; pass chatTemplate (a Jinja chat template) to loadModel or to this generate call, or send a prompt instead of messages`);
+      }
+      return m.tokenizer.encode(m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true, ...(template === undefined ? {} : { template }) }), { addSpecialTokens: false });
     }
     const text: unknown = options.prompt;
     if (typeof text !== 'string') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `prompt is a ${typeof text}: must be a string`);
@@ -557,4 +569,10 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'object') return `an object (${Object.prototype.toString.call(v).slice(8, -1)})`;
   return `${typeof v} ${String(v).slice(0, 40)}`;
+}
+
+function checkTemplate(field: string, template: unknown): void {
+  if (template !== undefined && (typeof template !== 'string' || template.trim() === '')) {
+    throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `${field} must be a non-empty Jinja template string, got ${describe(template)}`);
+  }
 }

@@ -36,6 +36,8 @@ export type GenerateOptions = PromptInput &
     readonly stop?: string | readonly string[];
     /** Generation stops after any of these token ids; default the tokenizer's end-of-sequence ids. */
     readonly stopTokens?: readonly number[];
+    /** With `messages`: a Jinja chat template to render them with instead of the model's. */
+    readonly chatTemplate?: string;
     /** Higher runs first when the device is contended; default 0. */
     readonly priority?: number;
     /**

@@ -148,3 +148,20 @@ test('#6: the fit is robust to an outlier step, follows a persistent change, and
   assert.ok(Math.abs(m.prefillMs(1, 128) - (0.8 * 2 + 0.1 * 128)) < 0.5 * (0.8 * 2 + 0.1 * 128), `prefill stays near its prior: ${m.prefillMs(1, 128)}`);
   for (const v of Object.values(m.coefficients)) assert.ok(Number.isFinite(v) && v >= 0);
 });
+
+test('#13: chatTemplate at loadModel and per request; without one, the error says how to give it', async () => {
+  const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+  await engine.loadModel({ id: 'bare', source: GGUF });
+  const messages = [{ role: 'user', content: 'Hi!' }];
+  assert.throws(() => engine.generate({ model: 'bare', messages }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_TOKENIZER' && /pass chatTemplate/.test(e.message));
+  const template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+  const perRequest = await engine.generate({ model: 'bare', messages, chatTemplate: template, maxTokens: 4 }).result;
+  assert.equal(perRequest.promptTokens, engine.tokenizer('bare').encode('user: Hi!\nassistant:', { addSpecialTokens: false }).length);
+  await engine.loadModel({ id: 'chat', source: GGUF, chatTemplate: template });
+  const loaded = await engine.generate({ model: 'chat', messages, maxTokens: 4 }).result;
+  assert.deepEqual(loaded.tokens, perRequest.tokens);
+  const other = await engine.generate({ model: 'chat', messages, chatTemplate: '{{ messages[0].content }}', maxTokens: 4 }).result;
+  assert.equal(other.promptTokens, engine.tokenizer('chat').encode('Hi!', { addSpecialTokens: false }).length);
+  assert.throws(() => engine.generate({ model: 'chat', messages, chatTemplate: '' }), (e: unknown) => e instanceof EngineError && /chatTemplate/.test(e.message));
+  await engine.close();
+});

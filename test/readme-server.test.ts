@@ -24,8 +24,8 @@ let server: FineserveServer;
 let base = '';
 before(async () => {
   engine = await Engine.create({ threads: 1, slabBytes: 16 * 2 ** 20 });
-  await engine.loadModel({ id: 'demo', source: fixture('stories260K.gguf') });
-  server = createServer(engine, { chatTemplates: { demo: CHATML_TEMPLATE } });
+  await engine.loadModel({ id: 'demo', source: fixture('stories260K.gguf'), chatTemplate: CHATML_TEMPLATE });
+  server = createServer(engine);
   base = await server.listen({ host: '127.0.0.1', port: 0 });
 });
 after(async () => {

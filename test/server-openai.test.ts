@@ -23,8 +23,8 @@ let base = '';
 
 before(async () => {
   engine = await Engine.create({ threads: 1, slabBytes: 16 * 2 ** 20 });
-  await engine.loadModel({ id: 'm', source: GGUF, slo: { ttftMs: 30_000 } });
-  server = createServer(engine, { chatTemplates: { m: CHATML_TEMPLATE }, maxQueue: 64 });
+  await engine.loadModel({ id: 'm', source: GGUF, slo: { ttftMs: 30_000 }, chatTemplate: CHATML_TEMPLATE });
+  server = createServer(engine, { maxQueue: 64 });
   base = await server.listen({ host: '127.0.0.1', port: 0 });
   // The client retries 429/5xx by default; these tests look at the first answer.
   client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });

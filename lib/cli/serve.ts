@@ -119,9 +119,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     ...((threads ?? config.threads) === undefined ? {} : { threads: threads ?? config.threads! }),
     ...(slabMiB === undefined ? (config.slabBytes === undefined ? {} : { slabBytes: config.slabBytes }) : { slabBytes: slabMiB * 2 ** 20 }),
   });
-  const chatTemplates: Record<string, string> = {};
-  for (const m of config.models) if (m.chatTemplate !== undefined) chatTemplates[m.id] = m.chatTemplate;
-  const server = createServer(engine, { loading: true, chatTemplates, ...(maxQueue === undefined ? {} : { maxQueue }) });
+  const server = createServer(engine, { loading: true, ...(maxQueue === undefined ? {} : { maxQueue }) });
   let stopping: Promise<void> | undefined;
   const stop = (signal: string): Promise<void> =>
     (stopping ??= (async () => {
@@ -138,8 +136,7 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
   const address = await server.listen({ host: values.host, port });
   log(`listening on ${address} (loading ${config.models.length} model(s))`);
   for (const m of config.models) {
-    const { chatTemplate: _template, ...load } = m;
-    const info = await engine.loadModel(load as EngineLoadOptions);
+    const info = await engine.loadModel(m as EngineLoadOptions);
     log(`model "${info.id}": ${info.precisionName} on ${info.device}, context ${info.maxContext}`);
   }
   server.fineserve.ready();

@@ -69,6 +69,8 @@ export class ServedModel {
   readonly slo: { readonly ttftMs?: number; readonly tpotMs?: number };
   readonly limits: ServingLimits;
   readonly dropLate: boolean;
+  /** The chat template `messages` requests use instead of the model's own, if one was given. */
+  readonly chatTemplate: string | undefined;
   readonly blocks: BlockManager;
   readonly latency: MeasuredLatencyModel;
   readonly policy: LocalPolicy;
@@ -90,6 +92,7 @@ export class ServedModel {
     slo: { readonly ttftMs?: number; readonly tpotMs?: number };
     limits: ServingLimits;
     dropLate: boolean;
+    chatTemplate: string | undefined;
     blocks: BlockManager;
     executor: Executor;
     latency: MeasuredLatencyModel;
@@ -101,6 +104,7 @@ export class ServedModel {
     this.slo = init.slo;
     this.limits = init.limits;
     this.dropLate = init.dropLate;
+    this.chatTemplate = init.chatTemplate;
     this.blocks = init.blocks;
     this.#executor = init.executor;
     this.latency = init.latency;

@@ -19,8 +19,6 @@ export interface ServerControlOptions {
   readonly retryAfterSeconds?: number;
   /** Start in `loading` (health 503, generation refused) until {@link ServerControl.ready}; default false. */
   readonly loading?: boolean;
-  /** Jinja chat templates by model id, for models whose files bring none (as vLLM's `--chat-template`). */
-  readonly chatTemplates?: Readonly<Record<string, string>>;
 }
 
 interface InFlight {
@@ -36,7 +34,6 @@ export class ServerControl {
   readonly metrics: ServerMetrics;
   readonly maxQueue: number;
   readonly retryAfterSeconds: number;
-  readonly chatTemplates: Readonly<Record<string, string>>;
   #state: ServerState;
   readonly #inFlight = new Set<InFlight>();
   readonly #waiting = new Map<string, number>();
@@ -47,7 +44,6 @@ export class ServerControl {
     this.maxQueue = options.maxQueue ?? 256;
     this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
     this.#state = options.loading === true ? 'loading' : 'ready';
-    this.chatTemplates = options.chatTemplates ?? {};
   }
 
   get state(): ServerState {

@@ -47,14 +47,10 @@ export function generationOptions(kind: RouteKind, body: CommonBody & { max_comp
 }
 
 /** The prompt part of the engine options. */
-export function promptOf(kind: RouteKind, body: CompletionBody | ChatBody, chat?: { tokenizer: Tokenizer; template: string }): Pick<GenerateOptions, 'prompt' | 'tokens' | 'messages'> {
+export function promptOf(kind: RouteKind, body: CompletionBody | ChatBody): Pick<GenerateOptions, 'prompt' | 'tokens' | 'messages'> {
   if (kind === 'chat') {
     const messages = (body as ChatBody).messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
-    if (chat === undefined) return { messages } as Pick<GenerateOptions, 'messages'>;
-    // A template the server was given: rendered here, tokenized as the engine does a model's own
-    // (the template writes any BOS itself).
-    const text = chat.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, template: chat.template });
-    return { tokens: chat.tokenizer.encode(text, { addSpecialTokens: false }) } as Pick<GenerateOptions, 'tokens'>;
+    return { messages } as Pick<GenerateOptions, 'messages'>;
   }
   const prompt = (body as CompletionBody).prompt;
   if (typeof prompt === 'string') return { prompt } as Pick<GenerateOptions, 'prompt'>;

@@ -109,7 +109,7 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
     try {
       run = engine.generate({
         ...generationOptions(kind, body, hintsOf(request)),
-        ...promptOf(kind, body, control.chatTemplates[model] === undefined ? undefined : { tokenizer: engine.tokenizer(model), template: control.chatTemplates[model]! }),
+        ...promptOf(kind, body),
         signal: abort.signal,
         onToken: (c: GenerationChunk) => {
           started();
