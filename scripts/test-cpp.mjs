@@ -1,5 +1,6 @@
 // Runs the C++ tests of cpp/core with ctest, from the build folder cmake-js configured (the tests
-// are built there whenever doctest is installed, so the core is compiled once for both).
+// are built there in every source checkout, against the vendored doctest in test/cpp/vendor, so
+// the core is compiled once for both).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -16,8 +17,8 @@ if (!existsSync(join(build, 'CMakeCache.txt'))) {
 }
 if (!existsSync(join(build, 'CTestTestfile.cmake'))) {
   console.error(
-    'test:cpp: the C++ tests were not configured because doctest was not found.\n' +
-      'Install it (Debian: apt-get install doctest-dev), then run `npm run build:native`.',
+    'test:cpp: the C++ tests were not configured in build/ (configured with FINESERVE_TESTS=OFF?).\n' +
+      'Run `npx cmake-js configure --CDFINESERVE_TESTS=AUTO`, then `npm run build:native`.',
   );
   process.exit(1);
 }
