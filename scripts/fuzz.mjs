@@ -1,26 +1,31 @@
-// Builds the libFuzzer targets with clang, ASan and UBSan in build-fuzz/ and runs each for a
-// bounded time: kv_pool_fuzz (the KvPool API, test/fuzz/kv_pool_fuzz.cc) and model_parser_fuzz
-// (the GGUF, safetensors and JSON parsers, test/fuzz/model_parser_fuzz.cc). They share
-// FINESERVE_FUZZ_SECONDS (default 60), split evenly.
-// Exits non-zero when the build fails or a fuzzer finds a crash, leak or timeout; the input that
-// triggered it is left in build-fuzz/artifacts/ (never the repository root).
+// Builds the fuzz targets with ASan and UBSan and runs each for a bounded time: kv_pool_fuzz (the
+// KvPool API, test/fuzz/kv_pool_fuzz.cc) and model_parser_fuzz (the GGUF, safetensors and JSON
+// parsers, test/fuzz/model_parser_fuzz.cc). They share FINESERVE_FUZZ_SECONDS (default 60), split
+// evenly.
 //
-// The committed seeds in test/fuzz/corpus/<target>/ are read only; inputs the fuzzers find go to
+// With clang and its libFuzzer runtime (CI installs them) they are coverage-guided libFuzzer
+// binaries, built in build-fuzz/. Without (a machine with only g++), the same targets are linked
+// to test/fuzz/replay_driver.cc in build-fuzz-replay/: every committed seed replayed, then seeded
+// random mutations of them for the same time, so `npm test` passes on a fresh machine and still
+// runs the parsers under the sanitizers. FINESERVE_FUZZ_CXX picks the compiler (clang++-N for
+// libFuzzer; g++ forces the replay driver); FINESERVE_FUZZ_BUILD_DIR the build folder.
+// Exits non-zero when the build fails or a target finds a crash, leak or timeout; the input that
+// triggered it is left in <build>/artifacts/ (never the repository root).
+//
+// The committed seeds in test/fuzz/corpus/<target>/ are read only; inputs libFuzzer finds go to
 // build-fuzz/corpus/<target>/, so repeated local runs build on each other without touching git.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { arch, availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const build = join(root, 'build-fuzz');
 // Each target with the name of its seed/corpus folder.
 const targets = [
   { name: 'kv_pool_fuzz', corpus: 'kv_pool' },
   { name: 'model_parser_fuzz', corpus: 'model_parser' },
 ];
-const artifacts = join(build, 'artifacts');
 const seconds = Number.parseInt(process.env.FINESERVE_FUZZ_SECONDS ?? '60', 10);
 const packages = 'clang-14 libclang-rt-14-dev';
 
@@ -51,22 +56,29 @@ function fuzzerRuntime(cxx) {
   return null;
 }
 
-const candidates = [process.env.FINESERVE_FUZZ_CXX, 'clang++', ...[19, 18, 17, 16, 15, 14].map((v) => `clang++-${v}`)]
-  .filter(Boolean);
-const found = candidates.filter((cxx) => capture(cxx, ['--version']) !== null);
-if (found.length === 0) {
-  die(
-    'clang++ was not found; the fuzz target needs clang and libFuzzer.\n' +
-      `Install them (Debian: apt-get install ${packages}), or set FINESERVE_FUZZ_CXX.`,
-  );
-}
-const cxx = found.find((c) => fuzzerRuntime(c) !== null);
+// Looked for on every run (never remembered), so installing clang later switches to libFuzzer.
+const wanted = process.env.FINESERVE_FUZZ_CXX;
+const candidates = [wanted, 'clang++', ...[19, 18, 17, 16, 15, 14].map((v) => `clang++-${v}`)].filter(Boolean);
+const present = candidates.filter((cxx) => capture(cxx, ['--version']) !== null);
+if (wanted && !present.includes(wanted)) die(`FINESERVE_FUZZ_CXX = "${wanted}" does not run`);
+// A compiler that was asked for is used as it is: libFuzzer if it has it, else the replay driver.
+const libFuzzerCxx = (wanted ? [wanted] : present).find((c) => fuzzerRuntime(c) !== null);
+let cxx = libFuzzerCxx;
 if (!cxx) {
-  die(
-    `${found.join(', ')} found, but without the libFuzzer runtime (libclang_rt.fuzzer).\n` +
-      `Install it (Debian: apt-get install ${packages}).`,
+  cxx = wanted ?? [process.env.CXX, 'g++', 'c++'].filter(Boolean).find((c) => capture(c, ['--version']) !== null);
+  if (!cxx) die('no C++ compiler found (looked for clang++, g++, c++ and $CXX)');
+  console.log(
+    `test:fuzz: ${present.length ? `${present.join(', ')} without the libFuzzer runtime` : 'no clang++'}; ` +
+      `building the targets with ${cxx} and test/fuzz/replay_driver.cc (the corpus replayed, then seeded random ` +
+      `mutations; no coverage guidance). For libFuzzer: apt-get install ${packages}.`,
   );
 }
+const replay = cxx !== libFuzzerCxx;
+const build = process.env.FINESERVE_FUZZ_BUILD_DIR
+  ? resolve(process.env.FINESERVE_FUZZ_BUILD_DIR)
+  : join(root, replay ? 'build-fuzz-replay' : 'build-fuzz');
+const shown = (p) => (p.startsWith(`${root}/`) ? p.slice(root.length + 1) : p);
+const artifacts = join(build, 'artifacts');
 
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts }).status ?? 1;
 
@@ -82,7 +94,7 @@ if (
     '-DFINESERVE_TESTS=OFF',
   ]) !== 0
 ) {
-  die('cmake configure of build-fuzz/ failed');
+  die(`cmake configure of ${shown(build)}/ failed`);
 }
 if (run('cmake', ['--build', build, '--target', ...targets.map((t) => t.name), '--parallel', jobs]) !== 0) {
   die(`building ${targets.map((t) => t.name).join(' and ')} failed`);
@@ -101,10 +113,11 @@ for (const [i, target] of targets.entries()) {
 
   const started = Date.now();
   console.log(
-    `test:fuzz: ${target.name}: ${cxx}, ${share[i]} s, corpus ${dirs.map((d) => d.slice(root.length + 1)).join(' + ')}`,
+    `test:fuzz: ${target.name}: ${cxx}${replay ? ' (replay driver)' : ''}, ${share[i]} s, corpus ${dirs.map(shown).join(' + ')}`,
   );
   // One process in the foreground (no -jobs/-workers: with those libFuzzer forks a child and sends
-  // its output to fuzz-N.log files). -artifact_prefix keeps crash-*/leak-*/timeout-* in build-fuzz/.
+  // its output to fuzz-N.log files). -artifact_prefix keeps crash-*/leak-*/timeout-* in the build
+  // folder. The replay driver takes the same flags (and ignores the ones it has no use for).
   const status = run(
     join(build, target.name),
     [
@@ -124,7 +137,7 @@ for (const [i, target] of targets.entries()) {
     failures.push(
       `${target.name} failed (exit ${status}). Reproduce with:\n` +
         (found.length
-          ? found.map((f) => `  build-fuzz/${target.name} build-fuzz/artifacts/${f}`).join('\n')
+          ? found.map((f) => `  ${shown(join(build, target.name))} ${shown(join(artifacts, f))}`).join('\n')
           : '  (no artifact was written; see the output above)'),
     );
   }
