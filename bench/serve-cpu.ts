@@ -5,7 +5,10 @@
  * process run on the same arrivals with the same SLOs. Reports SLO attainment and token
  * throughput per policy and their ratio at each rate. Not a test.
  *
- *   node --import tsx bench/serve-cpu.ts [--model FILE] [--rates 1,2,3,4,6] [--seconds 20] [--reps 3] [--threads N] [--out FILE]
+ *   node --import tsx bench/serve-cpu.ts [--model FILE] [--rates 1,2,3,4,6] [--seconds 20] [--reps 3] [--threads N] [--out FILE] [--smoke]
+ *
+ * --smoke: the stories260K fixture, one rate, 2 s, 1 rep, 1 thread, to build/serve-cpu-smoke.json:
+ * checks the benchmark works (npm test). Exits non-zero when a rate served no tokens.
  *
  * Default model: the demo's generated Llama (768 wide, 4 layers, 8k vocabulary, f16), made once
  * into the user cache. Writes bench/results/serve-cpu.json (and -attainment.svg, -throughput.svg
@@ -14,7 +17,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { demoModel, formatComparison } from '../lib/cli/demo.js';
@@ -30,17 +33,20 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     seed: { type: 'string', default: '1' },
     reps: { type: 'string', default: '3' },
-    out: { type: 'string', default: 'bench/results/serve-cpu.json' },
+    out: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
   },
 });
-const rates = values.rates.split(',').map(Number);
-const seconds = Number(values.seconds);
-const reps = Number(values.reps);
-const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
+const smoke = values.smoke;
+const rates = smoke ? [2] : values.rates.split(',').map(Number);
+const seconds = smoke ? 2 : Number(values.seconds);
+const reps = smoke ? 1 : Number(values.reps);
+const threads = values.threads === undefined ? (smoke ? 1 : availableParallelism()) : Number(values.threads);
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const root = new URL('..', import.meta.url).pathname;
+const outFile = resolve(root, values.out ?? (smoke ? 'build/serve-cpu-smoke.json' : 'bench/results/serve-cpu.json'));
 
-const source = values.model ?? (await demoModel(log));
+const source = values.model ?? (smoke ? resolve(root, '../shared/fixtures/stories260K/stories260K.gguf') : await demoModel(log));
 const setup: ComparisonSetup = {
   source,
   models: [
@@ -107,11 +113,16 @@ const out = {
   calibration,
   points,
 };
-mkdirSync(dirname(values.out), { recursive: true });
-writeFileSync(values.out, `${JSON.stringify(out, null, 2)}\n`);
-writeCharts(out, values.out.replace(/\.json$/, ''));
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, `${JSON.stringify(out, null, 2)}\n`);
+writeCharts(out, outFile.replace(/\.json$/, ''));
 const fmt = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
 console.log(
   `serve-cpu: fineserve/static-fcfs attainment ${points.map((p) => `${p.rate}/s ${fmt(p.ratio.attainment)}`).join(', ')}; ` +
-    `throughput ${points.map((p) => fmt(p.ratio.throughput)).join(', ')}; within-SLO throughput ${points.map((p) => fmt(p.ratio.goodput)).join(', ')} -> ${values.out}`,
+    `throughput ${points.map((p) => fmt(p.ratio.throughput)).join(', ')}; within-SLO throughput ${points.map((p) => fmt(p.ratio.goodput)).join(', ')} -> ${outFile}`,
 );
+const idle = points.filter((p) => !(p.fineserve.tokensPerSecond > 0 && p.staticFcfs.tokensPerSecond > 0));
+if (idle.length > 0) {
+  console.error(`serve-cpu: FAILED: no tokens served at ${idle.map((p) => `${p.rate}/s`).join(', ')}`);
+  process.exitCode = 1;
+}

@@ -1,8 +1,8 @@
 // linear() throughput per weight type: GEMV (1 token) and GEMM (8, 32 tokens) on the projection
 // shapes of a ~100M Llama (768x768, 2048x768, 768x2048), one thread. Prints weight GB/s and
 // GFLOP/s (2 * rows * cols * tokens per call).
-// Build: g++ -O2 -std=c++17 -Icpp/core bench/cpp/linear_quant_bench.cc <build>/libfineserve_core.a -lpthread
-// Run:   ./linear_quant_bench [seconds per point, default 0.3]; FINESERVE_SIMD lowers the level.
+// Build: the CMake target fineserve_linear_quant_bench (built with the C++ tests; ctest runs it once).
+// Run:   build/fineserve_linear_quant_bench [seconds per point, default 0.3]; FINESERVE_SIMD lowers the level.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

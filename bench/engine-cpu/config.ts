@@ -32,6 +32,8 @@ export interface BenchConfig {
   /** Concurrent sequences of the aggregate decode measurements. */
   readonly concurrency: readonly number[];
   readonly out: string;
+  /** A toy run of fineserve alone (no peer): stories260K, 1 thread, a few tokens, for npm test. */
+  readonly smoke: boolean;
   /** Before each measurement, wait up to this many seconds for other processes to go quiet. */
   readonly waitQuiet: number;
 }
@@ -44,7 +46,9 @@ const USAGE = `usage: node --import tsx bench/engine-cpu.ts [options]
   --wait-quiet S     before each measurement, wait up to S seconds until other processes leave
                      the benchmark's threads their cores (0.25 core of noise allowed), and redo (twice at most) one they disturbed (default 0:
                      measure at once, once; the other processes' load is recorded either way)
-  --quick            1 rep, 32 decode tokens: a smoke run (results to engine-cpu-quick.json)
+  --quick            1 rep, 32 decode tokens: a short run (results to engine-cpu-quick.json)
+  --smoke            fineserve alone (no node-llama-cpp, nothing installed), stories260K, 1 thread,
+                     1 rep, a few tokens: checks the benchmark runs (results to build/engine-cpu-smoke.json)
   --out FILE         results file (default bench/results/engine-cpu.json at the default thread
                      count, engine-cpu-<N>t.json at another)`;
 
@@ -54,6 +58,7 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
   let kvFormat: 'f32' | 'f16' = 'f16';
   let models: ModelKey[] = [...MODEL_KEYS];
   let quick = false;
+  let smoke = false;
   let out: string | undefined;
   let waitQuiet = 0;
   const positive = (flag: string, value: string | undefined): number => {
@@ -97,6 +102,9 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
       case '--quick':
         quick = true;
         break;
+      case '--smoke':
+        smoke = true;
+        break;
       case '--out':
         if (value === undefined) throw new Error(`--out needs a file\n${USAGE}`);
         out = value;
@@ -111,6 +119,21 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
         throw new Error(`unknown option ${flag}\n${USAGE}`);
     }
   }
+  if (smoke) {
+    return {
+      threads: 1,
+      reps: 1,
+      kvFormat,
+      models: ['stories260K'],
+      prefillTokens: 32,
+      decodePromptTokens: 8,
+      decodeTokens: 8,
+      concurrency: [4],
+      out: out ?? `${ROOT}build/engine-cpu-smoke.json`,
+      smoke,
+      waitQuiet: 0,
+    };
+  }
   return {
     threads,
     reps: quick ? 1 : reps,
@@ -121,6 +144,7 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
     decodeTokens: quick ? 32 : 128,
     concurrency: [8, 32],
     out: out ?? RESULTS.replace(/\.json$/, `${threads === availableParallelism() ? '' : `-${threads}t`}${quick ? '-quick' : ''}.json`),
+    smoke,
     waitQuiet,
   };
 }

@@ -10,9 +10,9 @@ import { dirname, relative } from 'node:path';
 
 import { devices, generateModel, quantizeGguf } from '../../lib/index.js';
 import { LLAMA_100M_GGUF, llama100mQuantGguf, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
-import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
+import { FineserveEngine, PeerEngine } from './engines.js';
 import { addonIdentity, ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
-import { decode, makePrompts, type MetricResult, prefill } from './measure.js';
+import { decode, type Engines, makePrompts, type MetricResult, prefill } from './measure.js';
 
 /**
  * Other processes' CPU use (cores) under which a measurement counts as undisturbed: they must
@@ -49,6 +49,8 @@ async function modelPath(key: ModelKey): Promise<string> {
 
 const METRIC_LABELS: Record<string, string> = { prefill: 'prefill', decode: 'decode' };
 
+const ratioText = (m: MetricResult): string => (m.ratio === null ? 'n/a (fineserve alone)' : `${m.ratio.toFixed(2)}x`);
+
 function label(metric: string): string {
   return METRIC_LABELS[metric] ?? metric.replace(/^decode-(\d+)$/, '$1-seq');
 }
@@ -58,8 +60,9 @@ async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: 
   const quiet = quietCores(config.threads);
   const reps = config.reps ?? (key === 'stories260K' ? 5 : 3);
   const fs = await FineserveEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat });
-  const peer = await PeerEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat }, log);
-  const engines: [Engine, Engine] = [fs, peer];
+  // --smoke runs fineserve alone: npm test never installs the peer (~725 MB).
+  const peer = config.smoke ? undefined : await PeerEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat }, log);
+  const engines: Engines = peer === undefined ? [fs] : [fs, peer];
   const c = fs.model.config;
   const metrics: Record<string, MetricResult> = {};
   // Each measurement: optionally wait for quiet, then record how busy other processes kept the CPU.
@@ -74,12 +77,12 @@ async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: 
       const cores = foreign.cores();
       if (best === undefined || (cores ?? 0) < (best.cores ?? 0)) best = { m, cores };
       if (cores === undefined || cores < quiet) break;
-      log(`  ${key} ${name}: other processes used ${cores.toFixed(2)} cores meanwhile (ratio ${m.ratio.toFixed(2)}x)${config.waitQuiet > 0 ? ': again' : ''}`);
+      log(`  ${key} ${name}: other processes used ${cores.toFixed(2)} cores meanwhile (ratio ${ratioText(m)})${config.waitQuiet > 0 ? ': again' : ''}`);
     }
     const { m, cores } = best!;
     metrics[name] = { ...m, detail: { ...m.detail, foreignCpuCores: cores === undefined ? null : Number(cores.toFixed(2)) } };
     const busy = cores !== undefined && cores >= quiet ? ` (other processes used ${cores.toFixed(2)} cores: noisy)` : '';
-    log(`  ${key} ${name}: fineserve ${m.fineserve.toFixed(1)} tok/s, node-llama-cpp ${m.peer.toFixed(1)} tok/s, ratio ${m.ratio.toFixed(2)}x${busy}`);
+    log(`  ${key} ${name}: fineserve ${m.fineserve.toFixed(1)} tok/s, node-llama-cpp ${m.peer === null ? 'not run' : `${m.peer.toFixed(1)} tok/s`}, ratio ${ratioText(m)}${busy}`);
   };
   try {
     log(`${key}: ${c.layers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, ${(fs.model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights; ${reps} reps`);
@@ -102,12 +105,12 @@ async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: 
         weightBytes: fs.model.weightBytes,
         reps,
         fineserve: fs.describe(),
-        peer: peer.describe(),
+        peer: peer?.describe() ?? 'not run (--smoke)',
       },
       metrics,
     };
   } finally {
-    await peer.close();
+    await peer?.close();
     await fs.close();
   }
 }
@@ -134,7 +137,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     const r = await benchModel(key, config);
     models[key] = r;
     const name = key.replace(/^llama-100m-/, 'llama-100m ');
-    parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio.toFixed(2)}x`).join(', ')}`);
+    parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio === null ? `${v.fineserve.toFixed(0)} tok/s` : `${v.ratio.toFixed(2)}x`}`).join(', ')}`);
   }
   const loadAfter = loadavg();
   const results = {
@@ -164,6 +167,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       concurrency: config.concurrency,
       reps: config.reps ?? { stories260K: 5, 'llama-100m-*': 3 },
       waitQuietSeconds: config.waitQuiet,
+      smoke: config.smoke,
     },
     models,
     summary: `engine-cpu (${config.threads} threads): ${parts.join('; ')}`,

@@ -43,24 +43,28 @@ export async function timeGenerate(
 export interface MetricResult {
   /** tokens/s */
   readonly fineserve: number;
-  readonly peer: number;
-  /** fineserve / peer: above 1, fineserve is faster. */
-  readonly ratio: number;
+  /** tokens/s; null when fineserve ran alone (--smoke). */
+  readonly peer: number | null;
+  /** fineserve / peer: above 1, fineserve is faster; null when fineserve ran alone. */
+  readonly ratio: number | null;
   readonly detail: Record<string, unknown>;
 }
 
+/** fineserve and the peer, or fineserve alone (a smoke run, without the peer's install). */
+export type Engines = readonly [Engine, Engine] | readonly [Engine];
+
 /**
  * Runs `work` for both engines `reps` times after one warm-up each, alternating which goes first,
- * and returns each engine's list of results.
+ * and returns each engine's list of results (the second undefined when fineserve runs alone).
  */
-export async function alternate<T>(engines: readonly [Engine, Engine], reps: number, work: (e: Engine) => Promise<T>): Promise<[T[], T[]]> {
-  const out: [T[], T[]] = [[], []];
+export async function alternate<T>(engines: Engines, reps: number, work: (e: Engine) => Promise<T>): Promise<[T[], T[] | undefined]> {
+  const out: T[][] = engines.map(() => []);
   for (const e of engines) await work(e);
   for (let r = 0; r < reps; r++) {
-    const order = r % 2 === 0 ? [0, 1] : [1, 0];
-    for (const i of order) out[i as 0 | 1].push(await work(engines[i]!));
+    const order = engines.length === 1 ? [0] : r % 2 === 0 ? [0, 1] : [1, 0];
+    for (const i of order) out[i]!.push(await work(engines[i]!));
   }
-  return out;
+  return [out[0]!, out[1]];
 }
 
 /** How far two engines' greedy outputs agree (random-weight models have near-ties). */
@@ -77,14 +81,14 @@ export function agreement(a: readonly (readonly number[])[], b: readonly (readon
   return { identical: identical / a.length, meanCommonPrefix: prefix / a.length };
 }
 
-export async function prefill(engines: readonly [Engine, Engine], reps: number, prompt: readonly number[]): Promise<MetricResult> {
+export async function prefill(engines: Engines, reps: number, prompt: readonly number[]): Promise<MetricResult> {
   const [fs, peer] = await alternate(engines, reps, async (e) => (await timeGenerate(e, [prompt], 1)).seconds);
   const f = prompt.length / median(fs);
-  const p = prompt.length / median(peer);
-  return { fineserve: f, peer: p, ratio: f / p, detail: { promptTokens: prompt.length, seconds: { fineserve: fs, peer } } };
+  const p = peer === undefined ? null : prompt.length / median(peer);
+  return { fineserve: f, peer: p, ratio: p === null ? null : f / p, detail: { promptTokens: prompt.length, seconds: { fineserve: fs, peer: peer ?? null } } };
 }
 
-export async function decode(engines: readonly [Engine, Engine], reps: number, prompts: readonly (readonly number[])[], tokens: number): Promise<MetricResult> {
+export async function decode(engines: Engines, reps: number, prompts: readonly (readonly number[])[], tokens: number): Promise<MetricResult> {
   const outputs: number[][][] = [[], []];
   const [long0, long1] = await alternate(engines, reps, async (e) => {
     const r = await timeGenerate(e, prompts, tokens);
@@ -94,17 +98,17 @@ export async function decode(engines: readonly [Engine, Engine], reps: number, p
   const [short0, short1] = await alternate(engines, reps, async (e) => (await timeGenerate(e, prompts, 1)).seconds);
   const rate = (long: number[], short: number[]) => (prompts.length * (tokens - 1)) / Math.max(1e-9, median(long) - median(short));
   const f = rate(long0, short0);
-  const p = rate(long1, short1);
+  const p = long1 === undefined || short1 === undefined ? null : rate(long1, short1);
   return {
     fineserve: f,
     peer: p,
-    ratio: f / p,
+    ratio: p === null ? null : f / p,
     detail: {
       sequences: prompts.length,
       promptTokens: prompts[0]!.length,
       generatedTokens: tokens,
-      seconds: { fineserve: { generate: long0, first: short0 }, peer: { generate: long1, first: short1 } },
-      greedyAgreement: agreement(outputs[0]!, outputs[1]!),
+      seconds: { fineserve: { generate: long0, first: short0 }, peer: p === null ? null : { generate: long1, first: short1 } },
+      greedyAgreement: p === null ? null : agreement(outputs[0]!, outputs[1]!),
     },
   };
 }

@@ -86,8 +86,17 @@ export interface Config {
   readonly sweepCompactSlabs: readonly number[];
 }
 
-export function makeConfig(seed: number, quick: boolean): Config {
-  return {
+/** --smoke: the whole run at a toy size (a small pool, seconds of trace), for `npm test`. */
+const SMOKE: Partial<Config> = {
+  poolBytes: 2 * GiB,
+  phaseSeconds: 3,
+  warmupSeconds: 1,
+  drainSeconds: 5,
+  microbench: { rounds: 5, repeats: 1 },
+};
+
+export function makeConfig(seed: number, quick: boolean, smoke = false): Config {
+  const base: Config = {
     seed,
     quick,
     poolBytes: 24 * GiB,
@@ -109,18 +118,23 @@ export function makeConfig(seed: number, quick: boolean): Config {
     sweepSlabMiB: quick ? [] : [16, 32, 40],
     sweepCompactSlabs: quick ? [] : [4, 16],
   };
+  return smoke ? { ...base, ...SMOKE, quick: true, sweepLoads: [], sweepSlabMiB: [], sweepCompactSlabs: [] } : base;
 }
 
 export interface Args {
   readonly seed: number;
   readonly quick: boolean;
+  /** A toy-size run that only checks every part works (implies quick); writes kv-slab-smoke.json. */
+  readonly smoke?: boolean;
+  /** The results file, instead of bench/results/kv-slab[-quick|-custom|-smoke].json. */
+  readonly out?: string;
   readonly load?: number;
   readonly slabMiB?: number;
   readonly compactSlabs?: number;
   readonly only?: readonly string[];
 }
 
-export const USAGE = 'usage: kv-slab.ts [--seed N] [--quick] [--load X] [--slab-mib N] [--compact-slabs N] [--only a,b]';
+export const USAGE = 'usage: kv-slab.ts [--seed N] [--quick | --smoke] [--out FILE] [--load X] [--slab-mib N] [--compact-slabs N] [--only a,b]';
 
 function positive(flag: string, value: string | undefined): number {
   const v = Number(value);
@@ -132,13 +146,19 @@ export function parseArgs(argv: readonly string[]): Args {
   let only: string[] | undefined;
   let seed = 1;
   let quick = false;
+  let smoke = false;
+  let out: string | undefined;
   let load: number | undefined;
   let slabMiB: number | undefined;
   let compactSlabs: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') quick = true;
-    else if (a === '--load') load = positive(a, argv[++i]);
+    else if (a === '--smoke') smoke = true;
+    else if (a === '--out') {
+      out = argv[++i];
+      if (!out) throw new Error(`--out wants a file name; ${USAGE}`);
+    } else if (a === '--load') load = positive(a, argv[++i]);
     else if (a === '--slab-mib') slabMiB = positive(a, argv[++i]);
     else if (a === '--compact-slabs') {
       compactSlabs = positive(a, argv[++i]);
@@ -151,7 +171,9 @@ export function parseArgs(argv: readonly string[]): Args {
   }
   return {
     seed,
-    quick,
+    quick: quick || smoke,
+    ...(smoke ? { smoke } : {}),
+    ...(out === undefined ? {} : { out }),
     ...(load === undefined ? {} : { load }),
     ...(slabMiB === undefined ? {} : { slabMiB }),
     ...(compactSlabs === undefined ? {} : { compactSlabs }),
@@ -161,7 +183,7 @@ export function parseArgs(argv: readonly string[]): Args {
 
 /** The run's configuration: the defaults with the command line's changes. */
 export function configFor(args: Args): Config {
-  const base = makeConfig(args.seed, args.quick);
+  const base = makeConfig(args.seed, args.quick, args.smoke);
   return {
     ...base,
     load: args.load ?? base.load,

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTrace, type Trace } from '../kv-trace.js';
 import { configFor, GiB, isCustom, MiB, MODELS, parseArgs, type Config } from './config.js';
@@ -57,7 +57,7 @@ export function main(argv: readonly string[]): void {
   );
   // A discarded replay first, so the first measured policy does not pay the JIT's warm-up in its
   // native time per step.
-  const warm = configFor({ seed, quick: true });
+  const warm = configFor({ seed, quick: true, ...(args.smoke ? { smoke: true } : {}) });
   const warmTrace = traceFor(warm);
   for (const spec of runSpecs(warm, warmTrace).filter((s) => s.label === 'kv-slab')) replay(spec, warmTrace, warm);
   const host = measureHostCopy();
@@ -151,7 +151,10 @@ export function main(argv: readonly string[]): void {
     microbench: micro,
     wallSeconds: round((performance.now() - t0) / 1000, 1),
   };
-  const out = join(root, 'bench', 'results', custom ? 'kv-slab-custom.json' : quick ? 'kv-slab-quick.json' : 'kv-slab.json');
+  const out =
+    args.out === undefined
+      ? join(root, 'bench', 'results', custom ? 'kv-slab-custom.json' : args.smoke ? 'kv-slab-smoke.json' : quick ? 'kv-slab-quick.json' : 'kv-slab.json')
+      : resolve(args.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
 
@@ -163,6 +166,18 @@ export function main(argv: readonly string[]): void {
       ? ''
       : `, compaction ${mib(cc.bytesPerStep.mean)} MiB/step mean (p99 ${mib(cc.bytesPerStep.p99)}) = ` +
         `${copyUs(cc.bytesPerStep.mean, cfg.copyBandwidth.deviceBytesPerSecond).toFixed(1)} us/step at ${cfg.copyBandwidth.deviceBytesPerSecond / 1e12} TB/s`;
+  // Any part that did not run fails the benchmark: its figure would be missing from the results.
+  const failed = [
+    ...('error' in micro ? [`microbenchmark: ${micro.error}`] : []),
+    ...('policies' in micro ? micro.policies.filter((p) => p.error !== undefined).map((p) => `microbenchmark ${p.policy}: ${p.error}`) : []),
+    ...(allocNs === undefined ? ['no kv-slab alloc time from the microbenchmark'] : []),
+    ...(slab === undefined && args.only === undefined ? ['no kv-slab replay result'] : []),
+  ];
+  if (failed.length > 0) {
+    console.error(`kv-slab: FAILED (results in ${out}):\n  ${failed.join('\n  ')}`);
+    process.exitCode = 1;
+    return;
+  }
   console.log(
     `kv-slab: ${slabVsStatic.toFixed(2)}x static tokens, util ${(slabUtil * 100).toFixed(1)}% at saturation, ` +
       `${allocNs === undefined ? 'n/a' : allocNs.toFixed(0)} ns/alloc${copy} ` +

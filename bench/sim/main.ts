@@ -5,12 +5,15 @@
  *
  *   npm run bench:sim            full sweep (2, 4, 8, 16 GPUs)
  *   npm run bench:sim -- --quick 2 and 4 GPUs, fewer rates, shorter runs (< 1 minute)
+ *   npm run bench:sim -- --smoke 2 GPUs, two rates, 5 s runs: checks it works (npm test), to
+ *                                build/sim-smoke/ (--out DIR for another folder)
  * @module
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { SYSTEM_NAMES, SYSTEM_NOTES, type SystemName } from '../../lib/sim/systems.js';
@@ -18,16 +21,18 @@ import { lineChart } from './charts.js';
 import type { RunSummary } from './run-one.js';
 import type { Scenario } from './scenarios.js';
 
-const quick = process.argv.includes('--quick');
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' } } });
+const smoke = args.smoke;
+const quick = args.quick || smoke;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const OUT = join(ROOT, 'bench', 'results');
-const GPUS = quick ? [2, 4] : [2, 4, 8, 16];
+const OUT = resolve(ROOT, args.out ?? (smoke ? 'build/sim-smoke' : 'bench/results'));
+const GPUS = smoke ? [2] : quick ? [2, 4] : [2, 4, 8, 16];
 // Total request rate per GPU; the sweep crosses each system's saturation point.
-const RATES_PER_GPU = quick ? [6, 12, 18, 24, 36] : [4, 8, 12, 16, 20, 24, 30, 40, 60];
-const SLO_SCALES = quick ? [10, 40] : [5, 10, 20, 40];
+const RATES_PER_GPU = smoke ? [6, 24] : quick ? [6, 12, 18, 24, 36] : [4, 8, 12, 16, 20, 24, 30, 40, 60];
+const SLO_SCALES = smoke ? [10, 40] : quick ? [10, 40] : [5, 10, 20, 40];
 const DEFAULT_SCALE = 40;
 const SLO_SWEEP_RATE_PER_GPU = 16;
-const DURATION_MS = quick ? 30_000 : 60_000;
+const DURATION_MS = smoke ? 5_000 : quick ? 30_000 : 60_000;
 const SEED = 1;
 
 type Job = { index: number; scenario: Scenario; system: SystemName };
@@ -95,9 +100,14 @@ function sustainedRate(points: readonly (readonly [number, number])[], target = 
 
 const t0 = performance.now();
 const runs = await runAll();
+const missing = jobs.filter((j) => runs[j.index] === undefined);
+if (missing.length > 0) {
+  console.error(`bench:sim: ${missing.length} of ${jobs.length} simulations returned no result`);
+  process.exit(1);
+}
 const wallS = (performance.now() - t0) / 1000;
 mkdirSync(OUT, { recursive: true });
-const suffix = quick ? '-quick' : '';
+const suffix = smoke ? '-smoke' : quick ? '-quick' : '';
 const series = (gpus: number, metric: 'sloAttainment' | 'tokenThroughput', by: 'rate' | 'sloScale', systems: readonly SystemName[]) =>
   systems.map((name) => ({
     name,
@@ -150,6 +160,7 @@ for (const g of GPUS) {
 const result = {
   benchmark: 'sim',
   quick,
+  smoke,
   generatedAt: new Date().toISOString(),
   wallSeconds: wallS,
   threads: Math.min(availableParallelism(), jobs.length),
@@ -160,4 +171,4 @@ const result = {
 };
 writeFileSync(join(OUT, `sim${suffix}.json`), `${JSON.stringify(result, null, 1)}\n`);
 for (const l of lines) console.log(l);
-console.log(`${runs.length} simulations in ${wallS.toFixed(1)} s; wrote bench/results/sim${suffix}.json and sim${suffix}-*.svg`);
+console.log(`${runs.length} simulations in ${wallS.toFixed(1)} s; wrote ${join(OUT, `sim${suffix}.json`)} and sim${suffix}-*.svg`);
