@@ -110,6 +110,7 @@
       "test/cpp/test_gguf_quantize.cc",
       "test/cpp/test_forward_quant_reference.cc",
       "test/cpp/test_sequence_table.cc",
+      "test/cpp/test_load_validation.cc",
       "cpp/core/engine/make_executor.cc"
     ],
     "fineserve_gpu_kernel_sources": [

@@ -1,6 +1,7 @@
 // Tensor names -> LlamaWeights, with every shape checked against the configuration, so the
 // forward pass can trust what it is given.
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,47 @@ class Assembler {
   const std::string& where_;
 };
 
+// The layer a per-layer tensor name belongs to ("blk.12.attn_q.weight" -> 12), or -1 for a name
+// outside the scheme's per-layer prefix.
+int64_t layer_of(const std::string& name, NameScheme scheme) {
+  const std::string prefix = scheme == NameScheme::Gguf ? "blk." : "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  size_t p = prefix.size();
+  int64_t n = 0;
+  for (; p < name.size() && name[p] >= '0' && name[p] <= '9'; ++p) {
+    if (p - prefix.size() >= 12) return -1;  // no file has a trillion layers
+    n = n * 10 + (name[p] - '0');
+  }
+  return p > prefix.size() && p < name.size() && name[p] == '.' ? n : -1;
+}
+
+// A layer count smaller than the layers the file holds would run a shallower model than the one
+// trained, on the first layers' weights, and ignore the rest: refuse it, naming the key.
+void check_layer_count(const LlamaConfig& c, const TensorIndex& index, NameScheme scheme) {
+  std::set<int64_t> layers;
+  const std::pair<const std::string, FoundTensor>* past = nullptr;  // a tensor of the highest layer
+  int64_t top = -1;
+  for (const auto& entry : index) {
+    const int64_t l = layer_of(entry.first, scheme);
+    if (l < 0) continue;
+    layers.insert(l);
+    if (l >= int64_t{c.num_layers} && (l > top || (l == top && entry.first < past->first))) {
+      top = l;
+      past = &entry;
+    }
+  }
+  if (!past) return;
+  const std::string key =
+      scheme == NameScheme::Gguf ? "metadata key \"" + c.architecture + ".block_count\"" : "num_hidden_layers (config.json)";
+  std::string shown;
+  json::append_quoted(shown, past->first);
+  throw ModelError(ModelErrc::Corrupt,
+                   past->second.file + ": tensor " + shown + " belongs to layer " + std::to_string(top) + ", but " +
+                       key + " declares " + std::to_string(c.num_layers) + " layers; the weights hold tensors of " +
+                       std::to_string(layers.size()) + " layers (" + std::to_string(*layers.begin()) + ".." +
+                       std::to_string(*layers.rbegin()) + ")");
+}
+
 bool same_bytes(const TensorView& a, const TensorView& b) {
   return a.dtype == b.dtype && a.shape == b.shape && a.bytes == b.bytes &&
          (a.data == b.data || std::memcmp(a.data, b.data, a.bytes) == 0);
@@ -93,6 +135,7 @@ bool same_bytes(const TensorView& a, const TensorView& b) {
 
 void assemble_weights(LlamaConfig& c, const TensorIndex& index, NameScheme scheme, const std::string& where,
                       LlamaWeights& w) {
+  check_layer_count(c, index, scheme);
   Assembler a(index, scheme, where);
   const bool gguf = scheme == NameScheme::Gguf;
   const Expect embedding{{c.vocab_size, c.hidden_size}, "[vocab_size, hidden_size]"};

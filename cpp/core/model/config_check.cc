@@ -16,7 +16,25 @@ void positive(const std::string& path, const std::string& key, uint64_t v) {
   if (v == 0) fail(path, key, "must be positive, found 0");
 }
 
+void token_id_in_vocab(const std::string& path, const std::string& key, int32_t id, const LlamaConfig& c,
+                       const std::string& vocab_key) {
+  if (id >= 0 && uint32_t(id) >= c.vocab_size) {
+    fail(path, key, "token id " + std::to_string(id) + " is outside the vocabulary: " + vocab_key + " = " +
+                        std::to_string(c.vocab_size) + " (ids 0.." + std::to_string(c.vocab_size - 1) + ")");
+  }
+}
+
 }  // namespace
+
+uint32_t derived_head_dim(const LlamaConfig& c, const std::string& path, const std::string& hidden_key,
+                          const std::string& heads_key) {
+  positive(path, heads_key, c.num_heads);
+  if (c.hidden_size % c.num_heads != 0) {
+    fail(path, heads_key, std::to_string(c.num_heads) + " heads do not divide " + hidden_key + " = " +
+                              std::to_string(c.hidden_size) + ", and no head dimension is given to say otherwise");
+  }
+  return c.hidden_size / c.num_heads;
+}
 
 void check_config(const LlamaConfig& c, const std::string& path, const ConfigKeys& k) {
   positive(path, k.hidden_size, c.hidden_size);
@@ -31,6 +49,8 @@ void check_config(const LlamaConfig& c, const std::string& path, const ConfigKey
     fail(path, k.num_kv_heads, std::to_string(c.num_kv_heads) + " does not divide " + k.num_heads + " = " +
                                    std::to_string(c.num_heads) + " (each KV head serves a whole group of query heads)");
   }
+  token_id_in_vocab(path, k.bos_token_id, c.bos_token_id, c, k.vocab_size);
+  token_id_in_vocab(path, k.eos_token_id, c.eos_token_id, c, k.vocab_size);
   // RoPE rotates dimensions in pairs.
   if (c.head_dim % 2 != 0) fail(path, k.head_dim, "must be even for RoPE, found " + std::to_string(c.head_dim));
   if (!(std::isfinite(c.rms_norm_eps) && c.rms_norm_eps > 0)) {

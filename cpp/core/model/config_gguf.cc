@@ -174,9 +174,10 @@ LlamaConfig config_from_gguf(const gguf::File& f) {
   c.rms_norm_eps = m.number(m.arch_key("attention.layer_norm_rms_epsilon"));
   c.rope_theta = m.number(m.arch_key("rope.freq_base"), 10000.0f);
 
-  std::optional<uint32_t> default_head_dim;
-  if (c.num_heads != 0 && c.hidden_size % c.num_heads == 0) default_head_dim = c.hidden_size / c.num_heads;
-  c.head_dim = m.u32(m.arch_key("attention.key_length"), default_head_dim);
+  const std::string key_length = m.arch_key("attention.key_length");
+  c.head_dim = f.find(key_length) ? m.u32(key_length)
+                                  : derived_head_dim(c, f.path, m.arch_key("embedding_length"),
+                                                     m.arch_key("attention.head_count"));
   uint32_t value_dim = m.u32(m.arch_key("attention.value_length"), c.head_dim);
   if (value_dim != c.head_dim) {
     m.fail(m.arch_key("attention.value_length"), std::to_string(value_dim) + " differs from key_length " +
@@ -207,6 +208,12 @@ LlamaConfig config_from_gguf(const gguf::File& f) {
   const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
   if (f.find(m.arch_key("vocab_size"))) {
     c.vocab_size = m.u32(m.arch_key("vocab_size"));
+    // llama.cpp sizes the vocabulary by the token list; a key that disagrees with it leaves
+    // tokens without rows, or rows without tokens.
+    if (tokens && tokens->type == gguf::ValueType::Array && tokens->count != c.vocab_size) {
+      m.fail(m.arch_key("vocab_size"), std::to_string(c.vocab_size) + ", but tokenizer.ggml.tokens holds " +
+                                           std::to_string(tokens->count) + " tokens");
+    }
   } else if (tokens && tokens->type == gguf::ValueType::Array) {
     if (tokens->count > std::numeric_limits<uint32_t>::max()) root.fail("tokenizer.ggml.tokens", "too many tokens");
     c.vocab_size = uint32_t(tokens->count);
@@ -225,7 +232,8 @@ LlamaConfig config_from_gguf(const gguf::File& f) {
   check_config(c, f.path,
                {p + "embedding_length", p + "feed_forward_length", p + "block_count", p + "attention.head_count",
                 p + "attention.head_count_kv", p + "attention.key_length", "vocab size (tokenizer.ggml.tokens)",
-                p + "context_length", p + "attention.layer_norm_rms_epsilon", p + "rope.freq_base"});
+                p + "context_length", p + "attention.layer_norm_rms_epsilon", p + "rope.freq_base",
+                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"});
   rope_freqs(f, m, c);
   return c;
 }

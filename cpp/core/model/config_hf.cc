@@ -162,9 +162,8 @@ LlamaConfig config_from_hf(const json::Value& root, const std::string& path) {
   c.num_layers = cfg.u32("num_hidden_layers");
   c.num_heads = cfg.u32("num_attention_heads");
   c.num_kv_heads = cfg.u32("num_key_value_heads", c.num_heads);
-  std::optional<uint32_t> default_head_dim;
-  if (c.num_heads != 0 && c.hidden_size % c.num_heads == 0) default_head_dim = c.hidden_size / c.num_heads;
-  c.head_dim = cfg.u32("head_dim", default_head_dim);
+  c.head_dim = cfg.get("head_dim") ? cfg.u32("head_dim")
+                                    : derived_head_dim(c, path, "hidden_size", "num_attention_heads");
   c.vocab_size = cfg.u32("vocab_size");
   c.max_context = cfg.u32("max_position_embeddings", arch.default_max_position);
   c.rms_norm_eps = cfg.number("rms_norm_eps", 1e-6f);
@@ -196,7 +195,8 @@ LlamaConfig config_from_hf(const json::Value& root, const std::string& path) {
 
   check_config(c, path,
                {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta"});
+                "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta", "bos_token_id",
+                "eos_token_id"});
   return c;
 }
 

@@ -26,11 +26,17 @@ extern const char* const kSupportedHfArchitectures;
 // The field names one source uses, so shared checks speak the file's language.
 struct ConfigKeys {
   std::string hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim,
-      vocab_size, max_context, rms_norm_eps, rope_theta;
+      vocab_size, max_context, rms_norm_eps, rope_theta, bos_token_id, eos_token_id;
 };
 
 // Consistency every reader needs (positive sizes, heads divisible by KV heads, even head_dim,
-// sane eps/theta/RoPE scaling). Throws ModelError(Corrupt) naming `path` and the key.
+// BOS/EOS ids inside the vocabulary, sane eps/theta/RoPE scaling). Throws ModelError(Corrupt)
+// naming `path`, the key and the values.
 void check_config(const LlamaConfig& c, const std::string& path, const ConfigKeys& keys);
+
+// head_dim for a file that does not give it: hidden_size / num_heads. Throws ModelError(Corrupt)
+// naming both keys and values when num_heads is 0 or does not divide hidden_size.
+uint32_t derived_head_dim(const LlamaConfig& c, const std::string& path, const std::string& hidden_key,
+                          const std::string& heads_key);
 
 }  // namespace fineserve::model

@@ -28,6 +28,12 @@ std::string quoted(std::string_view s) {
   return out;
 }
 
+std::string dims(const std::vector<uint64_t>& ne) {
+  std::string s = "[";
+  for (size_t d = 0; d < ne.size(); ++d) s += (d ? ", " : "") + std::to_string(ne[d]);
+  return s + "]";
+}
+
 // A cursor over the span that turns every short read into a Corrupt error naming the file, what
 // is being read (`context`, set by the caller per key or tensor) and where.
 class Reader {
@@ -267,12 +273,6 @@ class Parser {
     r_.context.clear();
   }
 
-  static std::string dims(const std::vector<uint64_t>& ne) {
-    std::string s = "[";
-    for (size_t d = 0; d < ne.size(); ++d) s += (d ? ", " : "") + std::to_string(ne[d]);
-    return s + "]";
-  }
-
   void ggml_type(TensorInfo& t) {
     const GgmlTypeInfo* info = ggml_type_info(t.ggml_type);
     if (info && info->dtype) {
@@ -429,6 +429,42 @@ TensorView File::view(const TensorInfo& t) const {
   v.data = base + data_offset + t.offset;
   v.bytes = t.bytes;
   return v;
+}
+
+// llama.cpp and gguf-py write the tensors back to back from offset 0, each padded to the
+// alignment. A region larger than its tensor's type and shape need means the type or shape is
+// not what the bytes hold (BF16 declared over F32 data, a dimension too small) or something
+// shifted the data; either way the values read would be garbage. Differences smaller than the
+// alignment padding cannot be told from padding.
+void check_data_layout(const File& f) {
+  std::vector<const TensorInfo*> order;
+  for (const TensorInfo& t : f.tensors) order.push_back(&t);
+  if (order.empty()) return;
+  std::sort(order.begin(), order.end(), [](const TensorInfo* x, const TensorInfo* y) { return x->offset < y->offset; });
+  auto fail = [&f](const TensorInfo& t, const std::string& what) {
+    throw ModelError(ModelErrc::Corrupt, f.path + ": tensor " + quoted(t.name) + ": " + what);
+  };
+  const uint64_t a = f.alignment;
+  const uint64_t data_size = f.size - f.data_offset;  // parse() checked every tensor lies inside
+  if (order.front()->offset != 0) {
+    const uint64_t at = order.front()->offset;
+    fail(*order.front(), "the first tensor's data starts at offset " + std::to_string(at) +
+                             " of the data section, not 0: the " + std::to_string(at) +
+                             " bytes before it belong to no tensor");
+  }
+  for (size_t k = 0; k < order.size(); ++k) {
+    const TensorInfo& t = *order[k];
+    const uint64_t padded = (t.offset + t.bytes + a - 1) / a * a;
+    const bool last = k + 1 == order.size();
+    const uint64_t next = last ? data_size : order[k + 1]->offset;
+    if (next <= padded) continue;
+    fail(t, std::string(ggml_type_info(t.ggml_type)->name) + " of ne " + dims(t.ne) + " needs " +
+                std::to_string(t.bytes) + " bytes, but its data region holds " + std::to_string(next - t.offset) +
+                " bytes (offset " + std::to_string(t.offset) + " to " +
+                (last ? std::string("the end of the file") : "tensor " + quoted(order[k + 1]->name)) + " at " +
+                std::to_string(next) + ", alignment " + std::to_string(a) +
+                "): the declared type or shape does not match the data");
+  }
 }
 
 File parse(const uint8_t* data, uint64_t size, const std::string& path) {

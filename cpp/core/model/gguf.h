@@ -91,4 +91,12 @@ struct File {
 // the ggml type (see ggml_type.h).
 File parse(const uint8_t* data, uint64_t size, const std::string& path);
 
+// Checks that the tensors tile the data section as llama.cpp and gguf-py write it: from offset 0,
+// back to back, each padded to the alignment, the last one ending the file. A larger region
+// means a type or shape that does not describe the bytes (BF16 declared over F32 data) or
+// shifted data: ModelError(Corrupt) naming the tensor, its type and shape, and both sizes. The
+// loader runs it after matching shapes to the configuration, whose message is the more telling
+// for a wrong dimension.
+void check_data_layout(const File& file);
+
 }  // namespace fineserve::model::gguf

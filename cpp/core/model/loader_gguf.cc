@@ -9,6 +9,7 @@ void build_from_gguf(const gguf::File& file, LoadedModel& model, TensorIndex& in
   index.clear();
   for (const gguf::TensorInfo& t : file.tensors) index.emplace(t.name, FoundTensor{file.view(t), file.path});
   assemble_weights(model.config, index, NameScheme::Gguf, file.path, model.weights);
+  gguf::check_data_layout(file);
   model.metadata = render_metadata(file);
   model.format = "gguf";
 }

@@ -51,7 +51,7 @@ class Parser {
       if (root.keys()[k] == "__metadata__") continue;  // free-form strings; nothing we need
       tensor(root.keys()[k], root.items()[k]);
     }
-    check_overlaps();
+    check_layout();
     for (size_t k = 0; k < file_.tensors.size(); ++k) file_.index.emplace(file_.tensors[k].name, k);
     return std::move(file_);
   }
@@ -140,9 +140,11 @@ class Parser {
     file_.tensors.push_back(std::move(t));
   }
 
-  // Overlapping tensors would alias each other's bytes; the reference implementation rejects
-  // them too. (Gaps are harmless and allowed.)
-  void check_overlaps() {
+  // Overlapping tensors would alias each other's bytes, and bytes that belong to no tensor mean
+  // the offsets do not describe the data (padding or garbage that shifts every tensor, a dtype
+  // or shape that does not match what was written). Like the reference implementation
+  // (Metadata::validate), the tensors must tile the data section from 0 to its end.
+  void check_layout() {
     auto& ts = file_.tensors;
     std::sort(ts.begin(), ts.end(), [](const TensorInfo& a, const TensorInfo& b) {
       return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
@@ -155,8 +157,27 @@ class Parser {
         fail(ts[k].name, "data_offsets " + list({ts[k].begin, ts[k].end}) + " overlap tensor " +
                              quoted(ts[last].name) + " at " + list({ts[last].begin, ts[last].end}));
       }
+      if (any && ts[last].end < ts[k].begin) {
+        fail(ts[k].name, "data_offsets " + list({ts[k].begin, ts[k].end}) + " leave a gap of " +
+                             std::to_string(ts[k].begin - ts[last].end) + " bytes after tensor " +
+                             quoted(ts[last].name) + ", which ends at " + std::to_string(ts[last].end) +
+                             ": the offsets do not tile the data section");
+      }
+      if (!any && ts[k].begin != 0) {
+        fail(ts[k].name, "data_offsets " + list({ts[k].begin, ts[k].end}) + ": the first tensor starts at byte " +
+                             std::to_string(ts[k].begin) + " of the data section, not 0 (the header is " +
+                             std::to_string(file_.header_size) + " bytes; padding or garbage shifts the data?)");
+      }
       if (!any || ts[k].end > ts[last].end) last = k;
       any = true;
+    }
+    const uint64_t covered = any ? ts[last].end : 0;
+    if (covered != data_size_) {
+      fail("", "the data section holds " + std::to_string(data_size_) + " bytes (file of " +
+                   std::to_string(file_.size) + " bytes, header of " + std::to_string(file_.header_size) +
+                   "), but the tensors' data_offsets end at " + std::to_string(covered) +
+                   (any ? " (tensor " + quoted(ts[last].name) + ")" : std::string()) +
+                   ": the header's offsets do not describe the data");
     }
   }
 
