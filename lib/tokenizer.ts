@@ -43,7 +43,18 @@ export interface TokenizerModelSource extends GgufMetadataSource {
   /** The `.gguf` file, or the Hugging Face folder. */
   readonly source: string;
   readonly format: 'gguf' | 'safetensors';
+  /** The model's vocabulary size (its embedding rows), which the tokenizer's ids must fit. */
+  readonly config?: { readonly vocabSize: number };
 }
+
+/**
+ * Rows a Hugging Face model may have past its tokenizer's vocabulary: checkpoints pad the
+ * embedding (Qwen2 has 151,936 rows for 151,665 tokens, DeepSeek 102,400 for 100,015), by at most
+ * this fraction of the rows, or by up to PAD_ROWS rows in a small vocabulary. A GGUF file lists a
+ * token for every row (llama.cpp's converter pads the list), so it gets no allowance.
+ */
+const PAD_FRACTION = 1 / 16;
+const PAD_ROWS = 64;
 
 /** Text to token ids and back, streaming detokenization, chat templates. */
 export class Tokenizer {
@@ -51,6 +62,7 @@ export class Tokenizer {
   readonly #source: string;
   readonly #cleanUpSpaces: boolean;
   readonly #special: ReadonlySet<number>;
+  readonly #added: ReadonlySet<number>;
   readonly #endsInsideChar: (ids: readonly number[]) => boolean;
   readonly #chatTemplate: string | undefined;
   readonly #bosToken: string;
@@ -89,6 +101,7 @@ export class Tokenizer {
     this.vocabSize = model.vocab.length;
 
     const added = new Set(spec.json.added_tokens.map((t) => t.id));
+    this.#added = added;
     this.#special = new Set([...spec.json.added_tokens.filter((t) => t.special).map((t) => t.id), ...(spec.extraSpecialIds ?? [])]);
     this.#endsInsideChar = utf8TailCheck(spec.json.decoder, (id) => model.vocab[id], (id) => added.has(id));
 
@@ -122,9 +135,41 @@ export class Tokenizer {
     return new Tokenizer(specFromGguf(meta, source));
   }
 
-  /** The tokenizer of a loaded model: its GGUF vocabulary, or its folder's tokenizer files. */
+  /**
+   * The tokenizer of a loaded model: its GGUF vocabulary, or its folder's tokenizer files. With
+   * `model.config`, also checks that the tokenizer fits the model: every id it can produce (added
+   * tokens included) and its BOS/EOS ids inside the model's vocabulary, and a vocabulary no
+   * smaller than the model's (a GGUF file's exactly as large; an HF folder's within the padding
+   * checkpoints add). Throws `ModelError` `ERR_MODEL_TOKENIZER` naming the file and both values.
+   */
   static forModel(model: TokenizerModelSource): Tokenizer {
-    return model.format === 'gguf' ? Tokenizer.fromGguf(model, model.source) : Tokenizer.fromFolder(model.source);
+    const tokenizer = model.format === 'gguf' ? Tokenizer.fromGguf(model, model.source) : Tokenizer.fromFolder(model.source);
+    if (model.config !== undefined) tokenizer.#checkFits(model.format, model.config.vocabSize);
+    return tokenizer;
+  }
+
+  #checkFits(format: 'gguf' | 'safetensors', rows: number): void {
+    const declared = format === 'gguf' ? `the model's vocabulary of ${rows} tokens (token_embd.weight rows)` : `config.json vocab_size = ${rows}`;
+    const fail = (message: string): never => {
+      throw new ModelError('ERR_MODEL_TOKENIZER', `${this.#source}: ${message}`);
+    };
+    const vocab = this.#inner.model!.vocab;
+    const top = this.vocabSize - 1;
+    if (top >= rows) {
+      const added = this.#added.has(top) ? ' (an added token)' : '';
+      fail(`token id ${top} (${JSON.stringify(vocab[top] ?? '')}${added}) is outside the model's vocabulary: ${declared}, and the tokenizer holds ${this.vocabSize} ids (0..${top})`);
+    }
+    const named: [string, number | undefined][] = [['BOS id', this.bosTokenId], ...this.eosTokenIds.map((id): [string, number] => ['EOS id', id])];
+    for (const [what, id] of named) {
+      if (id !== undefined && id >= rows) fail(`${what} ${id} is outside the model's vocabulary: ${declared}`);
+    }
+    const unused = rows - this.vocabSize;
+    const allowed = format === 'gguf' ? 0 : Math.max(PAD_ROWS, Math.floor(rows * PAD_FRACTION));
+    if (unused > allowed) {
+      fail(
+        `the tokenizer holds ${this.vocabSize} ids, but ${declared}: ${unused} rows would have no token${format === 'gguf' ? '' : ` (padding of up to ${allowed} is accepted)`}; the tokenizer is not this model's`,
+      );
+    }
   }
 
   /** Whether the model brings a chat template ({@link applyChatTemplate} needs one or `template`). */

@@ -69,12 +69,18 @@ class MetadataReader {
     return this.fail(`${key} = ${JSON.stringify(text)} is not a boolean`);
   }
 
-  /** A token id, or undefined when absent, -1 (stored as 2^32-1: "none") or outside the vocabulary. */
+  /**
+   * A token id, or undefined when absent or "none" (-1, which llama.cpp stores as 2^32-1; like
+   * the model loader, any value past int32). An id past the vocabulary fails, naming the key.
+   */
   tokenId(key: string, vocabSize: number): number | undefined {
     const text = this.meta.metadata(key);
     if (text === undefined) return undefined;
     const id = Number(text);
-    return Number.isInteger(id) && id >= 0 && id < vocabSize ? id : undefined;
+    if (!Number.isInteger(id)) this.fail(`${key} = ${JSON.stringify(text)} is not a token id`);
+    if (id < 0 || id > 0x7fffffff) return undefined;
+    if (id >= vocabSize) this.fail(`${key} = ${id} is outside the vocabulary: tokenizer.ggml.tokens holds ${vocabSize} tokens (ids 0..${vocabSize - 1})`);
+    return id;
   }
 }
 

@@ -66,15 +66,40 @@ function inVocabulary(json: TokenizerJson, token: string): boolean {
   return vocab !== null && typeof vocab === 'object' && Object.hasOwn(vocab, token);
 }
 
+/** The tokenizer.json model types @huggingface/tokenizers runs (it guesses, wrongly, for others). */
+const MODEL_TYPES: readonly string[] = ['BPE', 'Unigram', 'WordPiece'];
+
+/**
+ * What the tokenizer library would otherwise accept silently: a model type it does not know (it
+ * falls back to a word-level lookup), a vocabulary with no entries, added tokens without an id.
+ */
+function checkTokenizerJson(file: string, json: TokenizerJson): void {
+  if (json.model === null || typeof json.model !== 'object' || Array.isArray(json.model)) fail(file, 'has no "model"');
+  const type = json.model.type;
+  if (typeof type !== 'string') fail(file, `model.type is ${type === undefined ? 'missing' : JSON.stringify(type)}; expected one of ${MODEL_TYPES.join(', ')}`);
+  if (!MODEL_TYPES.includes(type)) fail(file, `model.type = ${JSON.stringify(type)} is not supported (${MODEL_TYPES.join(', ')} are)`);
+  const vocab = json.model.vocab;
+  if (vocab === null || typeof vocab !== 'object') fail(file, `model.vocab of the ${type} model is missing or not ${type === 'Unigram' ? 'an array' : 'an object'}`);
+  const size = Array.isArray(vocab) ? vocab.length : Object.keys(vocab).length;
+  if (size === 0) fail(file, `model.vocab of the ${type} model is empty (0 tokens)`);
+  json.added_tokens ??= [];
+  if (!Array.isArray(json.added_tokens)) fail(file, 'added_tokens is not an array');
+  json.added_tokens.forEach((t, i) => {
+    if (t === null || typeof t !== 'object' || !Number.isSafeInteger(t.id) || t.id < 0 || typeof t.content !== 'string') {
+      fail(file, `added_tokens[${i}] needs a token id (a non-negative integer) and a content string, found ${JSON.stringify(t).slice(0, 120)}`);
+    }
+  });
+}
+
 /**
  * @internal The tokenizer of the folder `dir`. Throws `ModelError` `ERR_MODEL_TOKENIZER` naming
- * the file when tokenizer.json is missing or any of the files is not JSON.
+ * the file when tokenizer.json is missing, any of the files is not JSON, or tokenizer.json's
+ * model type is unknown, its vocabulary empty or an added token has no valid id.
  */
 export function specFromFolder(dir: string): TokenizerSpec {
   const file = join(dir, 'tokenizer.json');
   const json = readObject(file, true) as TokenizerJson;
-  if (json.model === null || typeof json.model !== 'object') fail(file, 'has no "model"');
-  json.added_tokens ??= [];
+  checkTokenizerJson(file, json);
   const config = readObject(join(dir, 'tokenizer_config.json'), false) ?? {};
   const generation = readObject(join(dir, 'generation_config.json'), false) ?? {};
   const modelConfig = readObject(join(dir, 'config.json'), false) ?? {};
