@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
+import { referenceProfilePath } from '../lib/scheduler/profiles.js';
 import { runCli } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fineserve-plan-'));
@@ -36,4 +37,31 @@ test('`fineserve plan` names the file, field and value of bad input', () => {
   assert.equal(run.status, 1);
   assert.match(run.stderr, /models\[0\]: rate: must be a finite number > ?=? ?0, got "lots"/);
   assert.equal(runCli(['plan', modelsPath]).status, 2);
+});
+
+test('#16 item 15: every subcommand answers --help, bad options are one line and exit 2, plan takes --profiles', () => {
+  for (const command of ['plan', 'profile', 'serve', 'quantize', 'generate', 'demo', 'devices']) {
+    const help = runCli([command, '--help']);
+    assert.equal(help.status, 0, `${command} --help: ${help.stderr}`);
+    assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
+  }
+  const bad = runCli(['profile', '--precision', 'x']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^fineserve profile: Unknown option '--precision'/);
+  assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+  const type = runCli(['quantize', 'a.gguf', 'b.gguf', '--type', 'q4_k']);
+  assert.equal(type.status, 2);
+  assert.match(type.stderr, /--type q4_k is not a type it writes/);
+  const vocab = runCli(['generate', '--shape', 'tiny', '--format', 'gguf', '--out', join(dir, 'x.gguf'), '--vocab', '0']);
+  assert.equal(vocab.status, 2);
+  assert.match(vocab.stderr, /--vocab must be at least 1, got 0/);
+  // An installed package has no ../shared: the costs come from a profile CSV given by path.
+  const csv = join(dir, 'profiles.csv');
+  writeFileSync(csv, readFileSync(referenceProfilePath('apex')));
+  const withProfiles = runCli(['plan', modelsPath, devicesPath, '--profiles', csv]);
+  assert.equal(withProfiles.status, 0, withProfiles.stderr);
+  assert.equal(withProfiles.stdout, runCli(['plan', modelsPath, devicesPath]).stdout);
+  const missing = runCli(['plan', modelsPath, devicesPath, '--profiles', join(dir, 'none.csv')]);
+  assert.notEqual(missing.status, 0);
+  assert.match(missing.stderr, /none\.csv/);
 });

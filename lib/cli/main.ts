@@ -105,6 +105,8 @@ async function generate(args: readonly string[]): Promise<number> {
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
       return usageError(`fineserve generate: --${key} must be a non-negative integer, got "${text}"`);
     }
+    // 0 would mean "the shape's own" to the generator: a user who typed it meant something else.
+    if (key !== 'seed' && Number(text) === 0) return usageError(`fineserve generate: --${key} must be at least 1, got 0`);
     integers[key] = Number(text);
   }
   const tty = process.stderr.isTTY;
@@ -123,8 +125,34 @@ async function generate(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+/** Each command's lines of the usage text. */
+const COMMAND_USAGE: Record<string, string> = {
+  demo: DEMO_USAGE,
+  serve: SERVE_USAGE,
+  plan: PLAN_USAGE,
+  profile: PLAN_USAGE,
+  quantize: QUANTIZE_USAGE,
+};
+
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    const lines = COMMAND_USAGE[command] ?? USAGE.split('\n').filter((l, i, all) => l.startsWith(`  ${command} `) || (i > 0 && all[i - 1]!.startsWith(`  ${command} `) && l.startsWith('     '))).join('\n');
+    if (lines === '') return usageError(`fineserve: unknown command "${command}"`);
+    console.log(`usage: fineserve\n${lines}`);
+    return 0;
+  }
+  try {
+    return await dispatch(command, rest);
+  } catch (err) {
+    // A bad option or value: one line naming it and the usage, exit 2; anything else fails with 1.
+    const code = (err as { code?: string }).code ?? '';
+    if (code.startsWith('ERR_PARSE_ARGS') || code === 'ERR_CLI_USAGE') return usageError(`fineserve ${command}: ${(err as Error).message}`);
+    throw err;
+  }
+}
+
+async function dispatch(command: string | undefined, rest: string[]): Promise<number> {
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
@@ -148,15 +176,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === 'profile') return profileCommand(rest);
   if (command === 'quantize') return quantizeCommand(rest);
   if (command === 'demo') return demoCommand(rest);
-  if (command === 'serve') {
-    try {
-      return await serveCommand(rest);
-    } catch (err) {
-      // A bad option or config: one line naming it, exit 2; anything else is a failure (1).
-      if ((err as { code?: string }).code === 'ERR_CLI_USAGE' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usageError(`fineserve serve: ${(err as Error).message}`);
-      throw err;
-    }
-  }
+  if (command === 'serve') return serveCommand(rest);
   console.error(`fineserve: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }

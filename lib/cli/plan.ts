@@ -14,12 +14,17 @@ import { planStaticSplit } from '../scheduler/baselines/static-split.js';
 import { CostModel } from '../scheduler/cost-model.js';
 import { PlanError } from '../scheduler/errors.js';
 import { planFineServe } from '../scheduler/global.js';
-import { formatProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
+import { formatProfileCsv, parseProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
 import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
 
 /** Usage lines the main CLI appends to its own. */
-export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|reference|prism|muxserve|static] [--slo-scale N] [--json]
-                     place models on devices (H100 cost model from ../shared/reference)
+export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|reference|prism|muxserve|static] [--slo-scale N]
+       [--profiles FILE.csv] [--json]
+                     place models on devices; MODELS.json: [{ "id", "family" (e.g. llama-3.1-8b),
+                     "precision" (e.g. w4a16), "rate" (req/s), "slo"?: { "ttftMs", "tpotMs" },
+                     "priority"? }]; DEVICES.json: [{ "id", "memoryBytes", "node"? }]; costs from
+                     --profiles (the CSV schema \`profile\` writes) or the reference H100 profiles in
+                     ../shared/reference beside a checkout
   profile MODEL --out FILE.csv [--batches 1,2,4] [--lengths 16,32] [--output N] [--threads N]
                      measure a model with the engine and write the reference profile CSV schema`;
 
@@ -61,7 +66,7 @@ export function formatPlan(plan: PlacementPlan): string {
 export function planCommand(args: readonly string[]): number {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { policy: { type: 'string' }, 'slo-scale': { type: 'string' }, json: { type: 'boolean' } },
+    options: { policy: { type: 'string' }, 'slo-scale': { type: 'string' }, profiles: { type: 'string' }, json: { type: 'boolean' } },
     allowPositionals: true,
     strict: true,
   });
@@ -76,7 +81,8 @@ export function planCommand(args: readonly string[]): number {
   const sloScale = scaleText === undefined ? undefined : Number(scaleText);
   if (sloScale !== undefined && !(sloScale > 0)) throw new PlanError('ERR_PLAN_INPUT', '--slo-scale', 'value', `must be a number > 0, got "${scaleText}"`);
   const input = { models, devices, ...(sloScale !== undefined && { sloScale }) };
-  const costModel = CostModel.reference();
+  // An installed package has no ../shared beside it: --profiles gives the costs instead.
+  const costModel = values.profiles === undefined ? CostModel.reference() : new CostModel(readProfiles(values.profiles));
   const policy = values.policy ?? 'fineserve';
   const planners: Record<string, () => PlacementPlan> = {
     fineserve: () => planFineServe(costModel, input),
@@ -90,6 +96,16 @@ export function planCommand(args: readonly string[]): number {
   const plan = planner();
   console.log(values.json === true ? JSON.stringify(plan, null, 2) : formatPlan(plan));
   return plan.unplaced.length > 0 ? 1 : 0;
+}
+
+function readProfiles(path: string): ProfileRow[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PlanError('ERR_PROFILE_MISSING', path, 'file', (err as Error).message);
+  }
+  return parseProfileCsv(text, path);
 }
 
 function intList(text: string | undefined, fallback: number[], flag: string): number[] {

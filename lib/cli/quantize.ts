@@ -22,7 +22,11 @@ export async function quantizeCommand(args: readonly string[]): Promise<number> 
   }
   const [src, dst, ...extra] = parsed.positionals;
   const type = parsed.values.type;
-  if (src === undefined || dst === undefined || extra.length > 0 || (type !== 'q8_0' && type !== 'q4_0')) {
+  if (type !== undefined && type !== 'q8_0' && type !== 'q4_0') {
+    console.error(`fineserve quantize: --type ${type} is not a type it writes (expected q8_0 or q4_0)\n\n${QUANTIZE_USAGE}`);
+    return 2;
+  }
+  if (src === undefined || dst === undefined || extra.length > 0 || type === undefined) {
     console.error(`fineserve quantize: expected IN.gguf OUT.gguf --type q8_0|q4_0\n\n${QUANTIZE_USAGE}`);
     return 2;
   }
