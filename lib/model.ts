@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { runCancellable } from './cancellable.js';
 import { codeOf, ExecutorError, type ExecutorErrorCode, ModelError, type ModelErrorCode } from './errors.js';
 import type { KvFormat } from './kv-pool.js';
+import { checkModelFiles } from './model-files.js';
 import { loadNative } from './native/loader.js';
 import { autoKvFormat, KV_FORMATS, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
 import { Tokenizer } from './tokenizer.js';
@@ -193,6 +194,7 @@ export class Model {
    * rejects with that error as the cause.
    */
   static async load(source: string, options: LoadModelOptions = {}): Promise<Model> {
+    await checkModelFiles(source, options.signal);
     const name = options.precision ?? 'auto';
     const precision = parsePrecision(name);
     const checkFinite = options.checkFinite ?? true;

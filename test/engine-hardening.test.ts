@@ -165,3 +165,23 @@ test('#13: chatTemplate at loadModel and per request; without one, the error say
   assert.throws(() => engine.generate({ model: 'chat', messages, chatTemplate: '' }), (e: unknown) => e instanceof EngineError && /chatTemplate/.test(e.message));
   await engine.close();
 });
+
+test('#3: a FIFO as the model, as config.json or as tokenizer.json is refused up front, and the signal is honoured', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'fineserve-fifo-'));
+  try {
+    const fifo = join(dir, 'model.gguf');
+    execFileSync('mkfifo', [fifo]);
+    await assert.rejects(Model.load(fifo), (e: unknown) => e instanceof ModelError && e.message.includes(fifo) && /FIFO/.test(e.message));
+    for (const file of ['config.json', 'tokenizer.json']) {
+      const folder = join(dir, `hf-${file}`);
+      cpSync(join(STORIES, 'hf'), folder, { recursive: true });
+      rmSync(join(folder, file));
+      execFileSync('mkfifo', [join(folder, file)]);
+      await assert.rejects(Model.load(folder), (e: unknown) => e instanceof ModelError && e.message.includes(join(folder, file)) && /FIFO/.test(e.message));
+    }
+    await assert.rejects(Model.load(GGUF, { signal: AbortSignal.abort() }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_CANCELLED');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
