@@ -456,10 +456,14 @@ export class Engine {
       if (template === undefined && !m.tokenizer.hasChatTemplate) {
         throw new ModelError('ERR_MODEL_TOKENIZER', `${m.model.source}: model "${m.id}" has no chat template; pass chatTemplate (a Jinja chat template) to loadModel or to this generate call, or send a prompt instead of messages`);
       }
-      return m.tokenizer.encode(m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true, ...(template === undefined ? {} : { template }) }), { addSpecialTokens: false });
+      checkTextFits(m, options.messages.reduce((a, msg) => a + msg.content.length, 0));
+      const rendered = m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true, ...(template === undefined ? {} : { template }) });
+      checkTextFits(m, rendered.length);
+      return m.tokenizer.encode(rendered, { addSpecialTokens: false });
     }
     const text: unknown = options.prompt;
     if (typeof text !== 'string') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `prompt is a ${typeof text}: must be a string`);
+    checkTextFits(m, text.length);
     return m.tokenizer.encode(text);
   }
 
@@ -574,5 +578,18 @@ function describe(v: unknown): string {
 function checkTemplate(field: string, template: unknown): void {
   if (template !== undefined && (typeof template !== 'string' || template.trim() === '')) {
     throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `${field} must be a non-empty Jinja template string, got ${describe(template)}`);
+  }
+}
+
+/**
+ * Refuses, before tokenizing it, a text that cannot fit the context: `chars` UTF-16 units are at
+ * least `chars` UTF-8 bytes, and each token stands for at most `maxTokenBytes` of them, so such a
+ * text is more than `chars / maxTokenBytes` tokens. The factor 2 leaves room for normalizers that
+ * shorten text (NFKC folding ligatures). Tokenizing a megabyte took ~20 s of the event loop.
+ */
+function checkTextFits(m: ServedModel, chars: number): void {
+  const atLeast = Math.floor(chars / (2 * m.tokenizer.maxTokenBytes));
+  if (atLeast >= m.limits.maxContext) {
+    throw new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', `the prompt is ${chars} characters, at least ${atLeast} tokens; model "${m.id}" serves a context of ${m.limits.maxContext}, leaving no room to generate`);
   }
 }

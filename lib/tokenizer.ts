@@ -67,6 +67,7 @@ export class Tokenizer {
   readonly #chatTemplate: string | undefined;
   readonly #bosToken: string;
   readonly #eosToken: string;
+  #maxTokenBytes: number | undefined;
 
   /** The id of the beginning-of-sequence token, if the tokenizer has one. */
   readonly bosTokenId: number | undefined;
@@ -170,6 +171,21 @@ export class Tokenizer {
         `the tokenizer holds ${this.vocabSize} ids, but ${declared}: ${unused} rows would have no token${format === 'gguf' ? '' : ` (padding of up to ${allowed} is accepted)`}; the tokenizer is not this model's`,
       );
     }
+  }
+
+  /**
+   * An upper bound on the UTF-8 bytes of text one token stands for (the longest piece as the
+   * vocabulary spells it, which only overstates: byte-level and SentencePiece markers take more
+   * bytes than the bytes they mean). A text of more than `maxTokenBytes · n` bytes is more than
+   * `n` tokens, which is known without tokenizing it.
+   */
+  get maxTokenBytes(): number {
+    if (this.#maxTokenBytes === undefined) {
+      let max = 1;
+      for (const piece of this.#inner.model!.vocab) if (piece !== undefined) max = Math.max(max, Buffer.byteLength(piece));
+      this.#maxTokenBytes = max;
+    }
+    return this.#maxTokenBytes;
   }
 
   /** Whether the model brings a chat template ({@link applyChatTemplate} needs one or `template`). */

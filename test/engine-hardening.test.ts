@@ -185,3 +185,21 @@ test('#3: a FIFO as the model, as config.json or as tokenizer.json is refused up
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('#5: a prompt far past the context is refused before it is tokenized', async () => {
+  const engine = await Engine.create({ threads: 1, slabBytes: 16 * MiB });
+  await engine.loadModel({ id: 'm', source: GGUF, chatTemplate: '{{ messages[0].content }}' });
+  const huge = 'Once upon a time there was a cat. '.repeat(30_000);  // ~1 MB
+  const t0 = performance.now();
+  assert.throws(() => engine.generate({ model: 'm', prompt: huge }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_CONTEXT_EXCEEDED');
+  assert.throws(() => engine.generate({ model: 'm', messages: [{ role: 'user', content: huge }] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_CONTEXT_EXCEEDED');
+  const ms = performance.now() - t0;
+  assert.ok(ms < 1000, `refused in ${ms.toFixed(0)} ms, without tokenizing a megabyte`);
+  // The bound never refuses what fits: a prompt just under the context still runs.
+  const context = engine.stats().models[0]!.maxContext;
+  const tokens = engine.tokenizer('m').encode('Once upon a time there was a cat. '.repeat(context));
+  const fitting = engine.tokenizer('m').decode(tokens.slice(1, context - 8));
+  const r = await engine.generate({ model: 'm', prompt: fitting, maxTokens: 2 }).result;
+  assert.equal(r.finishReason, 'length');
+  await engine.close();
+});
