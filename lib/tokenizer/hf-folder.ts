@@ -66,8 +66,11 @@ function inVocabulary(json: TokenizerJson, token: string): boolean {
   return vocab !== null && typeof vocab === 'object' && Object.hasOwn(vocab, token);
 }
 
-/** The tokenizer.json model types @huggingface/tokenizers runs (it guesses, wrongly, for others). */
-const MODEL_TYPES: readonly string[] = ['BPE', 'Unigram', 'WordPiece'];
+/**
+ * The tokenizer.json model types @huggingface/tokenizers runs (WordLevel through its word-level
+ * lookup); for any other name it guesses a model from the vocabulary's shape, silently.
+ */
+const MODEL_TYPES: readonly string[] = ['BPE', 'Unigram', 'WordPiece', 'WordLevel'];
 
 /**
  * What the tokenizer library would otherwise accept silently: a model type it does not know (it
