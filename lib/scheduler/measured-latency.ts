@@ -15,7 +15,7 @@
  * it says nothing about; non-negativity is a constraint of the fit, not a clamp on its output,
  * so what it predicts is what it fitted; and a step's time is clipped to within a factor of the
  * prediction before it enters the window, so one outlier moves the fit by a bounded amount while a
- * persistent change still moves it within a few steps. {@link MeasuredLatencyModel.trusted} says
+ * persistent change still moves it. {@link MeasuredLatencyModel.trusted} says
  * when its recent error is too high to refuse requests on.
  * @module
  */
@@ -24,10 +24,15 @@ import type { IterationSample, LatencyModel } from './latency-model.js';
 const FEATURES = 5;
 /** Typical size of each feature: the prior's weight is set in these units. */
 const FEATURE_SCALE = [1, 128, 8192, 4, 1024];
-/** The prior counts as this many steps of typical size in each direction. */
-const PRIOR_STEPS = 4;
-/** A step's time enters the fit clipped to [prediction / OUTLIER, prediction · OUTLIER]. */
-const OUTLIER = 4;
+/** The prior counts as this many steps of typical size in each direction: enough to hold a direction the window does not exercise, too little to outweigh one it does. */
+const PRIOR_STEPS = 0.02;
+/**
+ * A step's time enters the fit clipped to [prediction / OUTLIER, prediction · OUTLIER]: on a shared
+ * machine one step in twenty can take 10-50 times the usual (a GC pause, a descheduled thread), and
+ * least squares would chase their mean; a persistent change still doubles or halves the prediction
+ * per window.
+ */
+const OUTLIER = 2;
 
 function features(prefillSeqs: number, prefillTokens: number, decodeSeqs: number, decodeContext: number): number[] {
   const p = prefillSeqs > 0 ? prefillTokens : 0;
@@ -76,8 +81,8 @@ export class MeasuredLatencyModel implements LatencyModel {
   }
 
   /**
-   * Whether its predictions are good enough to refuse a request on: its recent relative error is
-   * at most 50 %. While it is not, a scheduler should admit and let it re-learn, never let a
+   * Whether its predictions are good enough to refuse a request on: recently within a factor of 2
+   * of the measured step times. While it is not, a scheduler should admit and let it re-learn, never let a
    * wrong model lock its own model out.
    */
   get trusted(): boolean {
@@ -102,8 +107,9 @@ export class MeasuredLatencyModel implements LatencyModel {
     if (!(s.measuredMs > 0) || !Number.isFinite(s.measuredMs)) return;
     const x = features(s.prefillSeqs, s.prefillTokens, s.decodeSeqs, s.decodeContext);
     const predicted = this.#predict(x);
-    // How wrong the prediction was before this step taught it (EWMA of |error| / measured).
-    const rel = Math.abs(predicted - s.measuredMs) / s.measuredMs;
+    // How wrong the prediction was before this step taught it: |error| over the larger of the two,
+    // in [0, 1), so one stalled step cannot swamp the average (0.5: off by a factor of 2).
+    const rel = Math.abs(predicted - s.measuredMs) / Math.max(predicted, s.measuredMs);
     this.#relError = this.#samples === 0 ? rel : 0.95 * this.#relError + 0.05 * rel;
     const y = Math.min(Math.max(s.measuredMs, predicted / OUTLIER), predicted * OUTLIER);
     const slot = this.#samples % this.#window;
