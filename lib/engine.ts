@@ -24,7 +24,7 @@ import { type ModelCounters } from './engine/model-stats.js';
 import { Sequence } from './engine/sequence.js';
 import { ServedModel } from './engine/served-model.js';
 import { StopMatcher } from './engine/stop.js';
-import { checkNumber, checkSampling, checkSlo, checkTokens, stopStrings } from './engine/validate.js';
+import { checkNumber, checkSampling, checkSlo, checkTemplate, checkTokens, describe, stopStrings } from './engine/validate.js';
 import { warmUp } from './engine/warm-up.js';
 import { type Calibration, Model } from './model.js';
 import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
@@ -305,7 +305,8 @@ export class Engine {
       ...(device.slab === undefined ? {} : { reserve: { tokens: options.kvReserveTokens ?? maxContext, maxBytes: 0.25 * device.slabBytes } }),
     });
     undo.push(() => executor.dispose());
-    const reserveCap = Math.floor((0.25 * device.slabBytes) / (executor.kvBytesPerToken * executor.tokensPerBlock)) * executor.tokensPerBlock;
+    // Attach caps the reserve at a quarter of the slab; a reserve asked for explicitly is not cut silently.
+    const reserveCap = executor.reserveBlocks * executor.tokensPerBlock;
     if (device.slab !== undefined && options.kvReserveTokens !== undefined && options.kvReserveTokens > reserveCap) {
       throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": kvReserveTokens = ${options.kvReserveTokens}, but at most ${reserveCap} tokens (a quarter of the ${device.id} slab of ${device.slabBytes} bytes) can be reserved for one model; raise slabBytes or lower kvReserveTokens`);
     }
@@ -566,19 +567,6 @@ function definedOnly(slo: { readonly ttftMs?: number; readonly tpotMs?: number }
   if (slo?.ttftMs !== undefined) out.ttftMs = slo.ttftMs;
   if (slo?.tpotMs !== undefined) out.tpotMs = slo.tpotMs;
   return out;
-}
-
-/** A value as an error message shows it: its type, and the value itself where short. */
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (typeof v === 'object') return `an object (${Object.prototype.toString.call(v).slice(8, -1)})`;
-  return `${typeof v} ${String(v).slice(0, 40)}`;
-}
-
-function checkTemplate(field: string, template: unknown): void {
-  if (template !== undefined && (typeof template !== 'string' || template.trim() === '')) {
-    throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `${field} must be a non-empty Jinja template string, got ${describe(template)}`);
-  }
 }
 
 /**

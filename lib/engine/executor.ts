@@ -90,11 +90,14 @@ export class Executor {
   readonly kvFormat: KvFormat;
   /** KV bytes per token, scales included. */
   readonly kvBytesPerToken: number;
+  /** Blocks the pool keeps for this model whatever the others hold (the reserve asked for, capped). */
+  readonly reserveBlocks: number;
   readonly vocabSize: number;
   #native: NativeExecutor | undefined;
   readonly #ownThreads: NativeThreadPool | undefined;
 
-  private constructor(pool: KvPool, kvModel: number, geometry: Required<KvGeometry>, kvFormat: KvFormat, vocabSize: number, native: NativeExecutor, ownThreads: NativeThreadPool | undefined) {
+  private constructor(pool: KvPool, kvModel: number, geometry: Required<KvGeometry>, kvFormat: KvFormat, reserveBlocks: number, vocabSize: number, native: NativeExecutor, ownThreads: NativeThreadPool | undefined) {
+    this.reserveBlocks = reserveBlocks;
     this.#ownThreads = ownThreads;
     this.pool = pool;
     this.kvModel = kvModel;
@@ -134,7 +137,7 @@ export class Executor {
             ...(options.threadPool === undefined ? {} : { pool: options.threadPool }),
           }),
       );
-      return new Executor(pool, kvModel, geometry, kvFormat, model.config.vocabSize, native, options.ownsThreadPool === true ? options.threadPool : undefined);
+      return new Executor(pool, kvModel, geometry, kvFormat, reserveBlocks, model.config.vocabSize, native, options.ownsThreadPool === true ? options.threadPool : undefined);
     } catch (err) {
       pool.removeModel(kvModel);
       throw err;

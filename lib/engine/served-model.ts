@@ -222,9 +222,8 @@ export class ServedModel {
     for (const s of [...this.waiting, ...this.running]) this.end(s, end, nowMs);
   }
 
-  /** Applies the policy's decision for this iteration and gives the chunks their blocks. */
+  /** Applies the policy's decision for this iteration and gives the chunks their blocks (after {@link reap}). */
   schedule(nowMs: number, view: DeviceView): StepPlan {
-    this.reap(nowMs);
     const d: IterationDecision = this.policy(this.snapshot(nowMs, view));
     const byId = new Map<number, Sequence>();
     for (const s of this.waiting) byId.set(s.id, s);

@@ -10,10 +10,18 @@ function bad(field: string, value: unknown, want: string): EngineError {
   return new EngineError('ERR_ENGINE_INVALID_REQUEST', `${field} = ${describe(value)}: ${want}`);
 }
 
-function describe(value: unknown): string {
+/** A value as an error message shows it: strings quoted, objects by their kind. */
+export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
   return Object.prototype.toString.call(value);
+}
+
+/** A Jinja template string, not empty; undefined passes. */
+export function checkTemplate(field: string, template: unknown): void {
+  if (template !== undefined && (typeof template !== 'string' || template.trim() === '')) {
+    throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `${field} must be a non-empty Jinja template string, got ${describe(template)}`);
+  }
 }
 
 /** A number field in [min, max] (integer when asked); undefined passes. */

@@ -126,8 +126,8 @@ export function completionResponse(kind: RouteKind, rid: ResponseId, r: Generati
 }
 
 /** One streamed chunk: `text` (and the chunks it came from, for logprobs), or the final one with a finish reason. */
-export function streamChunk(kind: RouteKind, rid: ResponseId, o: { text?: string; first?: boolean; chunks?: readonly GenerationChunk[]; finish?: 'stop' | 'length' | null; tokenizer: Tokenizer; textOffset?: number }): unknown {
-  const logprobs = o.chunks === undefined ? null : logprobsOf(kind, o.chunks, o.tokenizer, o.textOffset);
+export function streamChunk(kind: RouteKind, rid: ResponseId, o: { text?: string; first?: boolean; finish?: 'stop' | 'length' | null; textOffset?: number; logprobsFrom?: { chunks: readonly GenerationChunk[]; tokenizer: Tokenizer } }): unknown {
+  const logprobs = o.logprobsFrom === undefined ? null : logprobsOf(kind, o.logprobsFrom.chunks, o.logprobsFrom.tokenizer, o.textOffset);
   const finish = o.finish ?? null;
   if (kind === 'chat') {
     const delta: Record<string, string> = {};
@@ -145,7 +145,7 @@ export function streamChunk(kind: RouteKind, rid: ResponseId, o: { text?: string
  */
 export function textEventWriter(kind: RouteKind, rid: ResponseId): (text: string) => string {
   const marker = '\u0000TEXT\u0000';
-  const shape = streamChunk(kind, rid, { text: marker, tokenizer: undefined as unknown as Tokenizer });
+  const shape = streamChunk(kind, rid, { text: marker });
   const [before, after] = `data: ${JSON.stringify(shape)}\n\n`.split(JSON.stringify(marker)) as [string, string];
   return (text) => before + JSON.stringify(text) + after;
 }

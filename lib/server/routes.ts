@@ -171,7 +171,7 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
     let first = true;
     const emit = (c: GenerationChunk): void => {
       if (res.destroyed) return;
-      if (c.logprob !== undefined || first) send(streamChunk(kind, rid, { text: c.text, first, chunks: [c], tokenizer, textOffset }));
+      if (c.logprob !== undefined || first) send(streamChunk(kind, rid, { text: c.text, first, textOffset, logprobsFrom: { chunks: [c], tokenizer } }));
       // An empty piece (half a UTF-8 character, a possible stop string held back) carries nothing.
       else if (c.text !== '') write(textEvent(c.text));
       first = false;
@@ -186,12 +186,12 @@ export async function fineserveRoutes(app: FastifyInstance, options: FineserveRo
       res.end();
       return reply;
     }
-    if (first && kind === 'chat') send(streamChunk(kind, rid, { first: true, text: '', tokenizer }));
+    if (first && kind === 'chat') send(streamChunk(kind, rid, { first: true, text: '' }));
     if (r.finishReason === 'error') {
       // Headers are gone: the error travels as an event, as vLLM sends it.
       send(httpErrorOf(r.error, control.retryAfterSeconds).body());
     } else {
-      send(streamChunk(kind, rid, { finish: r.finishReason === 'stop' ? 'stop' : 'length', tokenizer }));
+      send(streamChunk(kind, rid, { finish: r.finishReason === 'stop' ? 'stop' : 'length' }));
       const options = (body as { stream_options?: { include_usage?: boolean } | null }).stream_options;
       if (options?.include_usage === true) send(usageChunk(kind, rid, r));
     }
