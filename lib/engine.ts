@@ -20,6 +20,7 @@ import { KvPool, type KvFormat } from './kv-pool.js';
 import { BlockManager } from './engine/block-manager.js';
 import { checkOwnThreads, closeDevice, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
 import { Executor } from './engine/executor.js';
+import { poolForModel, releasePartition } from './engine/kv-memory.js';
 import { type ModelCounters } from './engine/model-stats.js';
 import { Sequence } from './engine/sequence.js';
 import { ServedModel } from './engine/served-model.js';
@@ -275,24 +276,7 @@ export class Engine {
   }
 
   async #serve(id: string, model: Model, tokenizer: Tokenizer, device: Device, maxContext: number, options: EngineLoadOptions, undo: (() => void)[]): Promise<{ served: ServedModel; info: LoadedModelInfo }> {
-    let pool: KvPool;
-    if (device.slab !== undefined) {
-      pool = device.slab;
-    } else {
-      const share = Math.floor(device.slabBytes / this.#staticPartitions);
-      const used = [...device.partitions.values()].reduce((a, p) => a + p.stats().poolBytes, 0);
-      if (used + share > device.slabBytes) {
-        throw new EngineError('ERR_ENGINE_KV_OUT_OF_MEMORY', `static-fcfs: the ${this.#staticPartitions} KV partitions of ${device.id} are all taken; raise staticPartitions or unload a model`);
-      }
-      // 16+ slabs per partition keep its tail small; a partition holds one geometry, so more buy nothing.
-      const partition = KvPool.create({ poolBytes: share, memory: device.memory, slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(share / 16)))) });
-      device.partitions.set(id, partition);
-      undo.push(() => {
-        device.partitions.delete(id);
-        partition.dispose();
-      });
-      pool = partition;
-    }
+    const pool = poolForModel(device, id, this.#staticPartitions, undo);
     // Space sharing on the CPU: a pool of the model's own, so its steps run beside the others'.
     const ownThreads = device.threadPool === undefined && device.memory === 'host' ? createThreadPool(device.threads) : undefined;
     if (ownThreads !== undefined) undo.push(() => ownThreads.dispose());
@@ -493,11 +477,7 @@ export class Engine {
     if (!this.#models.has(m.id)) return;  // a concurrent unload or close got here first
     sched.remove(m);
     m.close();
-    const partition = e.device.partitions.get(m.id);
-    if (partition !== undefined) {
-      e.device.partitions.delete(m.id);
-      partition.dispose();
-    }
+    releasePartition(e.device, m.id);
     if (e.ownsModel) m.model.dispose();
     this.#models.delete(m.id);
   }

@@ -9,6 +9,7 @@ import { devices as listDevices } from '../devices.js';
 import { EngineError } from '../errors.js';
 import { KvPool, type KvFormat, type KvPoolStats } from '../kv-pool.js';
 import { createThreadPool, type NativeThreadPool } from '../thread-pool.js';
+import { sharedPoolFor } from './kv-memory.js';
 import { LocalScheduler } from './local-scheduler.js';
 
 /** One device's part of the Engine's stats. */
@@ -78,7 +79,7 @@ export async function openDevices(
       id,
       memory,
       scheduler: new LocalScheduler(id, { concurrent: sharing === 'space' }),
-      slab: o.policy === 'static-fcfs' ? undefined : slabFor(id, o.slabBytes, memory),
+      slab: o.policy === 'static-fcfs' ? undefined : sharedPoolFor(id, o.slabBytes, memory),
       partitions: new Map(),
       slabBytes: o.slabBytes,
       threads,
@@ -87,15 +88,6 @@ export async function openDevices(
     });
   }
   return devices;
-}
-
-/** The device's KV Slab; a pool the device cannot hold is an EngineError naming the option. */
-function slabFor(id: string, slabBytes: number, memory: 'host' | `cuda:${number}`): KvPool {
-  try {
-    return KvPool.create({ poolBytes: slabBytes, memory });
-  } catch (err) {
-    throw new EngineError('ERR_ENGINE_DEVICE', `slabBytes = ${slabBytes}: the KV Slab of ${id} cannot be allocated: ${(err as Error).message}`, { cause: err });
-  }
 }
 
 /**
