@@ -79,9 +79,77 @@ test('a model that cannot fit is reported unplaced, not squeezed in', () => {
   const tiny = [{ id: 'g0', memoryBytes: 20e9 }];
   const p = planFineServe(costModel, { models: [{ id: 'big', family: 'llama-3.1-8b', precision: 'fp16', rate: 1 }], devices: tiny });
   assert.equal(p.placements.length, 0);
-  assert.match(p.unplaced[0]!.reason, /GB free/);
+  assert.equal(p.feasible, false);
+  assert.equal(p.unplaced[0]!.constraint, 'memory');
+  assert.match(p.unplaced[0]!.reason, /no KV/);
   const q = planFineServe(costModel, { models: [{ id: 'qwen', family: 'qwen-3-32b', precision: 'fp8-kv8', rate: 1 }], devices: tiny });
   assert.match(q.unplaced[0]!.reason, /no profiled TP degree/);
+  assert.equal(q.unplaced[0]!.constraint, 'profile');
+  const slo = planFineServe(costModel, { models: [{ id: 's', family: 'llama-3.1-8b', precision: 'fp16', rate: 1, slo: { ttftMs: 1 } }], devices: [gpu('g0')] });
+  assert.equal(slo.feasible, false);
+  assert.equal(slo.unplaced[0]!.constraint, 'slo');
+  assert.equal(planFineServe(costModel, input).feasible, true);
+});
+
+// The paper-scale mixes of bench:sim: four 8B precisions, Qwen3-32B and Llama-3.1-70B per 4 GPUs,
+// Zipf(1) popularity over the models.
+function zipfMix(gpus: number, totalRate: number): PlanInput {
+  const kinds: [string, string][] = [
+    ['llama-3.1-8b', 'fp16'],
+    ['llama-3.1-8b', 'w4a16'],
+    ['llama-3.1-8b', 'fp8-kv8'],
+    ['llama-3.1-8b', 'w4a8-kv4'],
+    ['qwen-3-32b', 'fp8-kv8'],
+    ['llama-3.1-70b', 'w4a16'],
+  ];
+  const specs = Array.from({ length: Math.max(1, gpus / 4) }, (_, c) => kinds.map(([family, precision]) => ({ id: `${family}-${precision}#${c}`, family, precision })))
+    .flat()
+    .slice(0, gpus === 2 ? 5 : undefined);
+  const h = specs.reduce((a, _, i) => a + 1 / (i + 1), 0);
+  const ms: ModelSpec[] = specs.map((m, i) => ({ ...m, rate: (totalRate / h) * (1 / (i + 1)) }));
+  return { models: ms, devices: Array.from({ length: gpus }, (_, i) => gpu(`h${i}`, Math.floor(i / 8))) };
+}
+
+test('ours at paper scale and high load: every model placed before extras, replicas on disjoint devices, a KV floor per device, the hottest model not on the most crowded device', () => {
+  for (const [gpus, rate] of [[2, 60], [8, 240], [16, 480], [16, 192]] as const) {
+    const mix = zipfMix(gpus, rate);
+    const p = planFineServe(costModel, mix);
+    const where = `${gpus} GPUs at ${rate} req/s`;
+    assert.equal(p.feasible, true, `${where}: ${JSON.stringify(p.unplaced)}`);
+    assert.deepEqual(new Set(p.placements.map((x) => x.model)), new Set(mix.models.map((m) => m.id)), where);
+    for (const m of mix.models) {
+      const used = p.placements.filter((x) => x.model === m.id).flatMap((x) => x.devices);
+      assert.equal(new Set(used).size, used.length, `${where}: two replicas of ${m.id} share a device: ${used.join(',')}`);
+      const share = p.placements.filter((x) => x.model === m.id).reduce((a, x) => a + x.rate, 0);
+      assert.ok(Math.abs(share - m.rate) < 1e-6, `${where}: ${m.id}'s replicas carry ${share} of ${m.rate} req/s`);
+    }
+    for (const d of p.devices) {
+      const floor = p.placements
+        .filter((x) => x.devices.includes(d.id))
+        .reduce((a, x) => {
+          const m = mix.models.find((mm) => mm.id === x.model)!;
+          return a + (2048 * costModel.entry(m.family, m.precision, x.tp).kvBytesPerToken) / x.tp;
+        }, 0);
+      assert.ok(d.kvBytes >= Math.max(floor, 0.1 * 80e9 * USABLE_MEMORY_FRACTION) - 1, `${where}: ${d.id} keeps ${(d.kvBytes / 1e9).toFixed(1)} GB of KV`);
+    }
+    const hottest = mix.models[0]!.id;
+    const crowd = (id: string) => p.placements.filter((x) => x.devices.includes(id)).length;
+    const counts = p.devices.map((d) => crowd(d.id));
+    const hotDev = p.placements.find((x) => x.model === hottest && x.replica === 0)!.devices[0]!;
+    if (Math.max(...counts) > Math.min(...counts)) assert.ok(crowd(hotDev) < Math.max(...counts), `${where}: the hottest model sits on the most crowded device (${counts.join(',')})`);
+  }
+});
+
+test('extra replicas come after every first replica: a hot model cannot crowd out a cold one', () => {
+  const hot: ModelSpec[] = [
+    { id: 'hot', family: 'llama-3.1-8b', precision: 'fp16', rate: 400 },
+    { id: 'cold70', family: 'llama-3.1-70b', precision: 'w4a16', rate: 0.2 },
+    { id: 'cold', family: 'llama-3.1-8b', precision: 'w4a8-kv4', rate: 0.2 },
+  ];
+  const p = planFineServe(costModel, { models: hot, devices: [gpu('g0'), gpu('g1')] });
+  assert.equal(p.feasible, true, JSON.stringify(p.unplaced));
+  assert.ok(p.placements.some((x) => x.model === 'cold70') && p.placements.some((x) => x.model === 'cold'));
+  assert.ok((p.underProvisioned ?? []).some((u) => u.model === 'hot' && u.constraint === 'compute'), JSON.stringify(p.underProvisioned));
 });
 
 test('reserves fit the KV left on each device; the plan is versioned', () => {

@@ -4,7 +4,8 @@
  * batch sizes and prompt lengths and writes the reference profile CSV schema.
  * @module
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { planMuxServe } from '../scheduler/baselines/muxserve.js';
@@ -15,16 +16,20 @@ import { CostModel } from '../scheduler/cost-model.js';
 import { PlanError } from '../scheduler/errors.js';
 import { planFineServe } from '../scheduler/global.js';
 import { formatProfileCsv, parseProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
-import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
+import type { DeviceSpec, PlacementPlan } from '../scheduler/types.js';
+import { type K8sModelSpec, manifestYaml, planManifests } from './k8s.js';
 
 /** Usage lines the main CLI appends to its own. */
 export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|reference|prism|muxserve|static] [--slo-scale N]
-       [--profiles FILE.csv] [--json]
+       [--profiles FILE.csv] [--json] [--k8s DIR --image IMAGE [--models-claim PVC] [--namespace NS]]
                      place models on devices; MODELS.json: [{ "id", "family" (e.g. llama-3.1-8b),
                      "precision" (e.g. w4a16), "rate" (req/s), "slo"?: { "ttftMs", "tpotMs" },
-                     "priority"? }]; DEVICES.json: [{ "id", "memoryBytes", "node"? }]; costs from
-                     --profiles (the CSV schema \`profile\` writes) or the reference H100 profiles in
-                     ../shared/reference beside a checkout
+                     "priority"?, "source"? }]; DEVICES.json: [{ "id", "memoryBytes", "node"? }]; costs
+                     from --profiles (the CSV schema \`profile\` writes) or the reference H100 profiles
+                     in ../shared/reference beside a checkout; --k8s writes Kubernetes manifests of the
+                     plan to DIR (a Deployment per device group running \`fineserve serve\`, a Service
+                     per model; "source" is the model's path in the pod, default /models/ID on PVC
+                     --models-claim, default fineserve-models)
   profile MODEL --out FILE.csv [--batches 1,2,4] [--lengths 16,32] [--output N] [--threads N]
                      measure a model with the engine and write the reference profile CSV schema`;
 
@@ -66,7 +71,16 @@ export function formatPlan(plan: PlacementPlan): string {
 export function planCommand(args: readonly string[]): number {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { policy: { type: 'string' }, 'slo-scale': { type: 'string' }, profiles: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      policy: { type: 'string' },
+      'slo-scale': { type: 'string' },
+      profiles: { type: 'string' },
+      json: { type: 'boolean' },
+      k8s: { type: 'string' },
+      image: { type: 'string' },
+      'models-claim': { type: 'string', default: 'fineserve-models' },
+      namespace: { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -75,7 +89,8 @@ export function planCommand(args: readonly string[]): number {
     return 2;
   }
   const [modelsPath, devicesPath] = positionals as [string, string];
-  const models = readJson(modelsPath, 'models') as ModelSpec[];
+  const models = readJson(modelsPath, 'models') as K8sModelSpec[];
+  if (values.k8s !== undefined && values.image === undefined) throw new PlanError('ERR_PLAN_INPUT', '--image', 'value', '--k8s needs --image, the container image with fineserve installed');
   const devices = readJson(devicesPath, 'devices') as DeviceSpec[];
   const scaleText = values['slo-scale'];
   const sloScale = scaleText === undefined ? undefined : Number(scaleText);
@@ -95,7 +110,20 @@ export function planCommand(args: readonly string[]): number {
   if (planner === undefined) throw new PlanError('ERR_PLAN_INPUT', '--policy', 'value', `unknown policy "${policy}" (known: ${Object.keys(planners).join(', ')})`);
   const plan = planner();
   console.log(values.json === true ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-  return plan.unplaced.length > 0 ? 1 : 0;
+  if (plan.unplaced.length > 0) {
+    if (values.k8s !== undefined) console.error(`fineserve plan: no manifests written to ${values.k8s}: the plan leaves ${plan.unplaced.length} model(s) unplaced`);
+    return 1;
+  }
+  if (values.k8s !== undefined) writeManifests(values.k8s, plan, models, values.image!, values['models-claim'], values.namespace);
+  return 0;
+}
+
+function writeManifests(dir: string, plan: PlacementPlan, models: readonly K8sModelSpec[], image: string, modelsClaim: string, namespace: string | undefined): void {
+  const files = planManifests(plan, models, { image, modelsClaim, ...(namespace === undefined ? {} : { namespace }) });
+  mkdirSync(dir, { recursive: true });
+  for (const f of files) writeFileSync(join(dir, f.file), manifestYaml(f));
+  // stderr, so that --json stays one JSON document on stdout.
+  console.error(`wrote ${files.length} manifest files to ${dir}: kubectl apply -f ${dir}`);
 }
 
 function readProfiles(path: string): ProfileRow[] {

@@ -12,12 +12,35 @@
  *   spread instead of stacked where memory happens to be free.
  * - TP is chosen for the least device time (t × load), not the smallest batch.
  * - Re-planning keeps a replica where it is unless moving gains more than `stickiness`.
+ * - Placement order and exclusivity: every model's first replica is placed before any model's
+ *   extra replica (an extra replica never takes the last room another model needed); two replicas
+ *   of one model never share a device (they would compete for the same compute and KV); every
+ *   device keeps a KV floor (no plan leaves a device with ~0 KV); and a device whose replicas would
+ *   need more than all of its time is chosen only when every candidate is that crowded, so the
+ *   hottest model does not land on the most crowded device.
+ * - A model with no placement makes the plan infeasible (`feasible: false`) with the failed
+ *   constraint named; an extra replica that finds no device leaves the model under-provisioned.
+ * - TP is judged on throughput at batches near the profiled range (at most twice its largest
+ *   batch), and the smallest TP within 10 % of the cheapest wins: throughput extrapolated to batch
+ *   256 had made TP 4 look cheapest for an 8B AWQ model.
  * @module
  */
 import type { CostEntry, CostModel } from './cost-model.js';
 import { costModelEstimator, MAX_BATCH_CAP, modelDemand, PLAN_INPUT_TOKENS, PLAN_OUTPUT_TOKENS, throughputAt } from './demand.js';
-import { byNode, combinations, finishPlan, initDevices, place, staticBytesPerDevice, USABLE_MEMORY_FRACTION, validatePlanInput, type DeviceState } from './placement-state.js';
-import type { ModelDemand, Placement, PlacementPlan, PlanInput } from './types.js';
+import {
+  byNode,
+  combinations,
+  finishPlan,
+  initDevices,
+  keepsKvFloor,
+  kvFloorBytes,
+  place,
+  staticBytesPerDevice,
+  USABLE_MEMORY_FRACTION,
+  validatePlanInput,
+  type DeviceState,
+} from './placement-state.js';
+import type { ModelDemand, Placement, PlacementPlan, PlanInput, Unplaced } from './types.js';
 
 /** Options of {@link planFineServe}. */
 export interface FineServePlanOptions {
@@ -29,8 +52,14 @@ export interface FineServePlanOptions {
   readonly maxReservedFraction?: number;
 }
 
-/** Prompt tokens of one full prefill chunk: every replica keeps at least this much KV. */
-const MIN_KV_TOKENS = 2048;
+/** Relative device-time cost within which the smaller TP degree is preferred. */
+const TP_COST_TOLERANCE = 0.1;
+
+/** Largest batch TP choice trusts: twice the largest profiled batch (bounded extrapolation). */
+function trustedBatch(entry: CostEntry, sloMaxBatch: number): number {
+  const profiled = entry.latency.batches.at(-1) ?? MAX_BATCH_CAP;
+  return Math.max(1, Math.min(sloMaxBatch, MAX_BATCH_CAP, 2 * profiled));
+}
 
 interface Replica {
   readonly model: string;
@@ -56,9 +85,10 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
   const gpusPerNode = Math.max(...nodes.map((n) => n.length));
   const stickiness = options.stickiness ?? 0.05;
   const replicas: Replica[] = [];
-  const unplaced: { model: string; reason: string }[] = [];
+  const unplaced: Unplaced[] = [];
+  const underProvisioned: Unplaced[] = [];
   for (const spec of input.models) {
-    let best: { d: ModelDemand; cost: number } | undefined;
+    const choices: { d: ModelDemand; cost: number }[] = [];
     for (const tp of costModel.tpOptions(spec.family, spec.precision).filter((t) => t <= gpusPerNode)) {
       const d = modelDemand(costModel, spec, input.devices[0]!, costModelEstimator, {
         ...(input.sloScale !== undefined && { sloScale: input.sloScale }),
@@ -67,16 +97,29 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
         onlyTp: tp,
       });
       const entry = costModel.entry(spec.family, spec.precision, tp, spec.id);
-      const thr = throughputAt(costModelEstimator(entry), Math.max(1, Math.min(d.sloMaxBatch, MAX_BATCH_CAP)));
-      // Device time this choice costs in total, infeasible choices last.
-      const cost = tp * (spec.rate / thr) + (d.feasible ? 0 : 1e6) + (d.cacheMaxBatch > 0 ? 0 : 1e9);
-      if (best === undefined || cost < best.cost) best = { d, cost };
+      const thr = throughputAt(costModelEstimator(entry), trustedBatch(entry, d.sloMaxBatch));
+      // Device time this choice costs in total; choices that miss the SLO or memory come last.
+      const cost = tp * (spec.rate / thr) + (d.feasible ? 0 : 1e6) + (d.sloMaxBatch > 0 ? 0 : 1e9) + (d.cacheMaxBatch > 0 ? 0 : 1e12);
+      choices.push({ d, cost });
     }
-    if (best === undefined) {
-      unplaced.push({ model: spec.id, reason: `no profiled TP degree of ${spec.family} ${spec.precision} fits ${gpusPerNode} device(s) per node` });
+    if (choices.length === 0) {
+      unplaced.push({ model: spec.id, constraint: 'profile', reason: `no profiled TP degree of ${spec.family} ${spec.precision} fits ${gpusPerNode} device(s) per node` });
       continue;
     }
-    const d = best.d;
+    const cheapest = Math.min(...choices.map((c) => c.cost));
+    // Smallest TP within the tolerance of the cheapest (choices are in ascending TP order).
+    const d = choices.find((c) => c.cost <= cheapest * (1 + TP_COST_TOLERANCE) + 1e-12)!.d;
+    if (d.cacheMaxBatch <= 0) {
+      unplaced.push({ model: spec.id, constraint: 'memory', reason: `weights and activations of ${spec.family} ${spec.precision} leave no KV on any profiled TP group of ${gpusPerNode} device(s)` });
+      continue;
+    }
+    if (d.sloMaxBatch <= 0) {
+      unplaced.push({ model: spec.id, constraint: 'slo', reason: `TTFT SLO ${d.sloMs.toFixed(0)} ms is below the predicted batch-1 TTFT at ${PLAN_INPUT_TOKENS.toFixed(0)} prompt tokens on every profiled TP` });
+      continue;
+    }
+    if (!d.feasible) {
+      underProvisioned.push({ model: spec.id, constraint: 'compute', reason: `rate ${spec.rate} req/s needs more replicas than ${input.devices.length} device(s) hold within the SLO` });
+    }
     const entry = costModel.entry(spec.family, spec.precision, d.tp, spec.id);
     const est = costModelEstimator(entry);
     const maxBatch = Math.max(1, Math.min(d.sloMaxBatch, MAX_BATCH_CAP));
@@ -99,28 +142,29 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
         rate,
         maxBatch,
         minBatch,
-        load: rate / throughputAt(est, maxBatch),
+        load: rate / throughputAt(est, trustedBatch(entry, maxBatch)),
         kvPerSeq: ((PLAN_INPUT_TOKENS + PLAN_OUTPUT_TOKENS) * entry.kvBytesPerToken) / d.tp,
         marginals,
       });
     }
   }
-  // Hardest to fit first: TP groups (they need several devices with room at once), then the
-  // largest of memory share and device-time share.
+  // Every model's first replica before any extra one; within each round the hardest to fit first:
+  // TP groups (they need several devices with room at once), then the largest of memory share and
+  // device-time share (so the hottest model picks its device while devices are still empty).
   const size = (r: Replica): number => Math.max(staticBytesPerDevice(r.entry) / (input.devices[0]!.memoryBytes * USABLE_MEMORY_FRACTION), r.load);
-  replicas.sort((a, b) => b.entry.tp - a.entry.tp || size(b) - size(a) || a.model.localeCompare(b.model));
+  replicas.sort((a, b) => Number(a.replica > 0) - Number(b.replica > 0) || b.entry.tp - a.entry.tp || size(b) - size(a) || a.model.localeCompare(b.model) || a.replica - b.replica);
 
   const residents = new Map<DeviceState, Replica[]>(devices.map((d) => [d, []]));
   const previous = new Map<string, readonly string[]>((options.previous?.placements ?? []).map((p) => [`${p.model}#${p.replica}`, p.devices]));
-  const placements: Placement[] = [];
   const groupOf = new Map<Replica, DeviceState[]>();
+  const placedCount = new Map<string, number>();
   for (const r of replicas) {
     const t = r.entry.tp;
-    const need = staticBytesPerDevice(r.entry) + (MIN_KV_TOKENS * r.entry.kvBytesPerToken) / t;
     type Cand = { group: DeviceState[]; gain: number; load: number; room: number };
     const cands: Cand[] = [];
     for (const node of nodes) {
-      for (const group of combinations(node.filter((d) => d.free >= need), t)) {
+      const open = node.filter((d) => keepsKvFloor(d, r.entry) && !residents.get(d)!.some((x) => x.model === r.model));
+      for (const group of combinations(open, t)) {
         let gain = 0;
         let load = 0;
         let room = Infinity;
@@ -135,10 +179,14 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
       }
     }
     if (cands.length === 0) {
-      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) of one node with ${(need / 1e9).toFixed(1)} GB free for weights, activations and one prefill chunk of KV` });
+      const why = `no ${t} device(s) of one node without a replica of it and with room for ${((staticBytesPerDevice(r.entry) + kvFloorBytes(r.entry)) / 1e9).toFixed(1)} GB (weights, activations, one prefill chunk of KV) above every resident's KV floor`;
+      if (r.replica === 0) unplaced.push({ model: r.model, constraint: 'memory', reason: why });
+      else underProvisioned.push({ model: r.model, constraint: 'compute', reason: `replica ${r.replica}: ${why}` });
       continue;
     }
     const better = (a: Cand, b: Cand): boolean => {
+      // Overcommitted compute loses to any group that still has time left.
+      if (a.load > 1 !== b.load > 1) return a.load <= 1;
       const tol = 0.01 * Math.max(Math.abs(a.gain), Math.abs(b.gain), 1e-9);
       if (Math.abs(a.gain - b.gain) > tol) return a.gain > b.gain;
       if (Math.abs(a.load - b.load) > 1e-9) return a.load < b.load;
@@ -149,11 +197,12 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
     const was = previous.get(`${r.model}#${r.replica}`);
     if (was !== undefined) {
       const stay = cands.find((c) => c.group.length === was.length && c.group.every((d, i) => d.spec.id === was[i]));
-      if (stay !== undefined && stay.gain >= best.gain * (1 - stickiness) - 1e-9 && stay.load <= best.load + stickiness) best = stay;
+      if (stay !== undefined && (stay.load <= 1 || best.load > 1) && stay.gain >= best.gain * (1 - stickiness) - 1e-9 && stay.load <= best.load + stickiness) best = stay;
     }
     for (const d of best.group) residents.get(d)!.push(r);
     place(best.group, { model: r.model, entry: r.entry, tp: t, rate: r.rate, sloMs: r.demand.sloMs, maxBatch: r.maxBatch, minBatch: r.minBatch });
     groupOf.set(r, best.group);
+    placedCount.set(r.model, (placedCount.get(r.model) ?? 0) + 1);
   }
 
   // Reserves: the sequences water-filling gives each replica, within a cap per device, so a burst
@@ -163,13 +212,15 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
   for (const d of devices) {
     const list = residents.get(d)!;
     const fill = waterFill(kvBudget(d), list);
-    const want = list.map((r, i) => Math.max(fill[i]!, 1) * r.kvPerSeq + (MIN_KV_TOKENS * r.entry.kvBytesPerToken) / r.entry.tp);
+    const want = list.map((r, i) => Math.max(fill[i]!, 1) * r.kvPerSeq + kvFloorBytes(r.entry));
     const total = want.reduce((a, b) => a + b, 0);
     const scale = Math.min(1, (reservedFraction * kvBudget(d)) / Math.max(total, 1));
     list.forEach((r, i) => reserveOf.set(r, Math.min(reserveOf.get(r) ?? Infinity, Math.floor(want[i]! * scale))));
   }
   let score = 0;
   for (const d of devices) score += deviceValue(kvBudget(d), residents.get(d)!);
+  const placements: Placement[] = [];
+  const specRate = new Map(input.models.map((m) => [m.id, m.rate]));
   for (const r of replicas) {
     const group = groupOf.get(r);
     if (group === undefined) continue;
@@ -178,7 +229,8 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
       replica: r.replica,
       devices: group.map((d) => d.spec.id),
       tp: r.entry.tp,
-      rate: r.rate,
+      // The model's traffic splits over the replicas that found a device.
+      rate: specRate.get(r.model)! / placedCount.get(r.model)!,
       maxBatch: r.maxBatch,
       minBatch: r.minBatch,
       reserveBytes: reserveOf.get(r) ?? 0,
@@ -186,7 +238,7 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
     });
   }
   placements.sort((a, b) => a.model.localeCompare(b.model) || a.replica - b.replica);
-  return finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1);
+  return finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1, underProvisioned);
 }
 
 function kvBudget(d: DeviceState): number {

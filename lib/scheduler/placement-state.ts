@@ -5,10 +5,38 @@
  */
 import type { CostEntry } from './cost-model.js';
 import { PlanError, requirePositive } from './errors.js';
-import type { DevicePlan, DeviceSpec, ModelSpec, Placement, PlacementPlan, PlanInput } from './types.js';
+import type { DevicePlan, DeviceSpec, ModelSpec, Placement, PlacementPlan, PlanInput, Unplaced } from './types.js';
 
 /** Share of device memory an engine may use (vLLM's default `gpu_memory_utilization`). */
 export const USABLE_MEMORY_FRACTION = 0.9;
+
+/**
+ * KV every replica keeps at the least, in tokens: one full chunked-prefill batch (the reference
+ * engine's 2048-token minimum reservation), so a replica can always run a step.
+ */
+export const MIN_KV_TOKENS = 2048;
+
+/**
+ * Share of a device's usable memory that stays KV whatever is placed on it: a plan that fills a
+ * device with weights down to ~0 KV serves nothing there, so such a device takes no more replicas.
+ */
+export const DEVICE_KV_FLOOR_FRACTION = 0.1;
+
+/** KV bytes per device a replica needs at the least ({@link MIN_KV_TOKENS} tokens). */
+export function kvFloorBytes(entry: CostEntry): number {
+  return (MIN_KV_TOKENS * entry.kvBytesPerToken) / entry.tp;
+}
+
+/**
+ * Whether a device can take one more replica of `entry` and still keep every resident's KV floor
+ * and the device's own ({@link DEVICE_KV_FLOOR_FRACTION}).
+ */
+export function keepsKvFloor(d: DeviceState, entry: CostEntry): boolean {
+  const usable = d.spec.memoryBytes * USABLE_MEMORY_FRACTION;
+  const kvLeft = d.free - staticBytesPerDevice(entry);
+  const floors = d.residents.reduce((a, r) => a + kvFloorBytes(r.entry), kvFloorBytes(entry));
+  return kvLeft >= Math.max(floors, DEVICE_KV_FLOOR_FRACTION * usable);
+}
 
 /** A replica placed so far, as a device sees it. */
 export interface Resident {
@@ -119,10 +147,11 @@ export function finishPlan(
   models: readonly ModelSpec[],
   devices: readonly DeviceState[],
   placements: readonly Placement[],
-  unplaced: readonly { model: string; reason: string }[],
+  unplaced: readonly Unplaced[],
   score: number,
   kvLayout: PlacementPlan['kvLayout'],
   version = 1,
+  underProvisioned: readonly Unplaced[] = [],
 ): PlacementPlan {
   const deviceTable: DevicePlan[] = devices.map((d) => ({
     id: d.spec.id,
@@ -138,6 +167,8 @@ export function finishPlan(
     placements,
     devices: deviceTable,
     unplaced,
+    feasible: unplaced.length === 0,
+    ...(underProvisioned.length > 0 && { underProvisioned }),
     score,
     kvLayout,
   };

@@ -82,6 +82,17 @@ export interface DevicePlan {
   readonly kvBytes: number;
 }
 
+/** Which constraint kept a model (or one of its replicas) off every device. */
+export type PlanConstraint = 'memory' | 'slo' | 'compute' | 'profile';
+
+/** A model a plan could not place, and why. */
+export interface Unplaced {
+  readonly model: string;
+  readonly reason: string;
+  /** The constraint that failed; absent only in plans made before it was recorded. */
+  readonly constraint?: PlanConstraint;
+}
+
 /** A placement plan. Plans are values: a re-plan returns a new one with a higher version. */
 export interface PlacementPlan {
   /** Policy that made it, e.g. `fineserve`, `reference`, `prism`. */
@@ -92,7 +103,14 @@ export interface PlacementPlan {
   readonly placements: readonly Placement[];
   readonly devices: readonly DevicePlan[];
   /** Models that could not be placed, with why. */
-  readonly unplaced: readonly { readonly model: string; readonly reason: string }[];
+  readonly unplaced: readonly Unplaced[];
+  /** False when any model is unplaced: such a plan is a failed plan, not a plan that drops a model. */
+  readonly feasible: boolean;
+  /**
+   * Placed models with fewer replicas than their rate needs (an extra replica found no device of
+   * its own): they are served, but over their SLO-limited capacity at the planned rate.
+   */
+  readonly underProvisioned?: readonly Unplaced[];
   /** Policy-specific score (higher is better); for ours, predicted SLO goodput tokens/s. */
   readonly score: number;
   /** How the device's KV is split into pools: one shared pool, or the policy's static split. */
