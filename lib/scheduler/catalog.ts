@@ -19,16 +19,19 @@ export interface PrecisionInfo {
   readonly weightBits: number;
   readonly activationBits: number;
   readonly kv: KvElementFormat;
-  /** Tokens per KV block in the engine that serves it (OmniServe hard-codes 64 for QoQ). */
+  /**
+   * Tokens per KV block in the engine that serves it: the reference launches vLLM with
+   * `--block-size 32` (notes §5), OmniServe hard-codes 64 for QoQ.
+   */
   readonly tokensPerBlock: number;
 }
 
 /** Precisions with reference profiles, by our shorthand. */
 export const PRECISIONS: Readonly<Record<string, PrecisionInfo>> = {
-  fp16: { name: 'fp16', qformat: 'org', weightBits: 16, activationBits: 16, kv: 'fp16', tokensPerBlock: 16 },
-  fp8: { name: 'fp8', qformat: 'fp8', weightBits: 8, activationBits: 8, kv: 'fp16', tokensPerBlock: 16 },
-  'fp8-kv8': { name: 'fp8-kv8', qformat: 'fp8_kv8', weightBits: 8, activationBits: 8, kv: 'fp8', tokensPerBlock: 16 },
-  w4a16: { name: 'w4a16', qformat: 'awq', weightBits: 4.25, activationBits: 16, kv: 'fp16', tokensPerBlock: 16 },
+  fp16: { name: 'fp16', qformat: 'org', weightBits: 16, activationBits: 16, kv: 'fp16', tokensPerBlock: 32 },
+  fp8: { name: 'fp8', qformat: 'fp8', weightBits: 8, activationBits: 8, kv: 'fp16', tokensPerBlock: 32 },
+  'fp8-kv8': { name: 'fp8-kv8', qformat: 'fp8_kv8', weightBits: 8, activationBits: 8, kv: 'fp8', tokensPerBlock: 32 },
+  w4a16: { name: 'w4a16', qformat: 'awq', weightBits: 4.25, activationBits: 16, kv: 'fp16', tokensPerBlock: 32 },
   'w4a8-kv4': { name: 'w4a8-kv4', qformat: 'qoq', weightBits: 4.25, activationBits: 8, kv: 'int4', tokensPerBlock: 64 },
 };
 
@@ -42,13 +45,15 @@ export interface ModelShapeInfo {
   readonly layers: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /** Model width (d_model), for attention FLOPs in the interference model. */
+  readonly hidden: number;
 }
 
 /** The shapes in the reference profiles (HF configs). */
 export const MODEL_FAMILIES: Readonly<Record<string, ModelShapeInfo>> = {
-  'llama-3.1-8b': { family: 'llama-3.1-8b', params: 8.03e9, embedParams: 1.05e9, layers: 32, kvHeads: 8, headDim: 128 },
-  'qwen-3-32b': { family: 'qwen-3-32b', params: 32.8e9, embedParams: 1.56e9, layers: 64, kvHeads: 8, headDim: 128 },
-  'llama-3.1-70b': { family: 'llama-3.1-70b', params: 70.6e9, embedParams: 2.1e9, layers: 80, kvHeads: 8, headDim: 128 },
+  'llama-3.1-8b': { family: 'llama-3.1-8b', params: 8.03e9, embedParams: 1.05e9, layers: 32, kvHeads: 8, headDim: 128, hidden: 4096 },
+  'qwen-3-32b': { family: 'qwen-3-32b', params: 32.8e9, embedParams: 1.56e9, layers: 64, kvHeads: 8, headDim: 128, hidden: 5120 },
+  'llama-3.1-70b': { family: 'llama-3.1-70b', params: 70.6e9, embedParams: 2.1e9, layers: 80, kvHeads: 8, headDim: 128, hidden: 8192 },
 };
 
 /** Looks up a precision; `source`/`field` name the input in the error. */

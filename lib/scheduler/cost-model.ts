@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  PRECISIONS,
   activationBytes,
   familyInfo,
   kvBytesPerToken,
@@ -16,7 +17,8 @@ import {
   type PrecisionInfo,
 } from './catalog.js';
 import { PlanError } from './errors.js';
-import { interpolate, ProfileLatencyModel } from './latency-model.js';
+import { contendedSlowdown, DEVICE_PEAKS, stepDemand, type StepDemand } from './interference.js';
+import { interpolate, iterationMs, ProfileLatencyModel, type IterationShape } from './latency-model.js';
 import { loadReferenceProfiles, type ProfileRow, type ReferenceProfileSet } from './profiles.js';
 
 /** Everything the planner and simulator need about one model at one precision and TP degree. */
@@ -53,6 +55,8 @@ export class CostModel {
   readonly #mpsShares: number[];
   readonly #mpsSlowdown: number[];
   readonly #decodeShare: number;
+  readonly #computeScale = new Map<string, number>();
+  #computeScaleAll: number | undefined;
 
   constructor(rows: readonly ProfileRow[], options: CostModelOptions = {}) {
     this.rows = rows;
@@ -129,6 +133,73 @@ export class CostModel {
     const decode = Math.max(1, k * this.#decodeShare);
     return prefillFraction * prefill + (1 - prefillFraction) * decode;
   }
+
+  /**
+   * A step's demand on the device (see lib/scheduler/interference.ts), its compute share scaled
+   * by how much of the device the profiles show this configuration's prefill occupies: under MPS
+   * share s a prefill that needs c of the SMs slows by c / s, so each profiled TTFT(s)/TTFT(100)
+   * above 1.05 gives c = s × ratio; the median of c over the FLOP-derived share is the scale
+   * (kernels hold SMs they do not keep busy). Configurations without MPS rows use the median scale.
+   */
+  stepDemand(entry: CostEntry, shape: IterationShape, soloMs = iterationMs(entry.latency, shape)): StepDemand {
+    const d = stepDemand(entry, shape, soloMs, DEVICE_PEAKS['h100']);
+    return { compute: Math.min(1, d.compute * this.#occupancyScale(entry)), memory: d.memory };
+  }
+
+  /** Slowdown of a step with demand `self` while `others` run beside it on a device. */
+  contendedSlowdown(self: StepDemand, others: readonly StepDemand[]): number {
+    return contendedSlowdown(self, others);
+  }
+
+  #occupancyScale(entry: CostEntry): number {
+    const key = `${profileModelName(entry.family, entry.precision.qformat)}|${entry.precision.qformat}|${entry.tp}`;
+    const cached = this.#computeScale.get(key);
+    if (cached !== undefined) return cached;
+    const own = this.#scalesOf(key, entry);
+    if (own.length === 0) {
+      this.#computeScaleAll ??= median(this.#allScales());
+      return this.#computeScaleAll;
+    }
+    const scale = median(own);
+    this.#computeScale.set(key, scale);
+    return scale;
+  }
+
+  #scalesOf(key: string, entry: CostEntry): number[] {
+    const solo = new Map<string, number>();
+    const rowKey = (r: ProfileRow): string => `${r.model}|${r.qformat}|${r.tp}`;
+    for (const r of this.rows) if (r.mpsPercentage === 100 && rowKey(r) === key) solo.set(`${r.batchSize}|${r.inputLen}`, r.ttft);
+    const out: number[] = [];
+    for (const r of this.rows) {
+      if (r.mpsPercentage === 100 || rowKey(r) !== key) continue;
+      const base = solo.get(`${r.batchSize}|${r.inputLen}`);
+      if (base === undefined || r.ttft / base < 1.05) continue;
+      const shape = { prefillSeqs: r.batchSize, prefillTokens: r.batchSize * r.inputLen, decodeSeqs: 0, decodeContext: 0 };
+      const flopShare = stepDemand(entry, shape, base * 1000, DEVICE_PEAKS['h100']).compute;
+      if (flopShare > 0) out.push(((r.mpsPercentage / 100) * (r.ttft / base)) / flopShare);
+    }
+    return out;
+  }
+
+  #allScales(): number[] {
+    const out: number[] = [];
+    const seen = new Set<string>();
+    for (const r of this.rows) {
+      const key = `${r.model}|${r.qformat}|${r.tp}`;
+      if (seen.has(key) || r.mpsPercentage === 100) continue;
+      seen.add(key);
+      const family = r.model === 'llama-3-8b' ? 'llama-3.1-8b' : r.model;
+      const precision = Object.values(PRECISIONS).find((p) => p.qformat === r.qformat)?.name;
+      if (precision === undefined || this.profile(r.model, r.qformat, r.tp) === undefined) continue;
+      out.push(...this.#scalesOf(key, this.entry(family, precision, r.tp)));
+    }
+    return out.length > 0 ? out : [1];
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 1;
 }
 
 // Median TTFT(mps) / TTFT(100) over every configuration profiled at both, per MPS share.

@@ -12,7 +12,8 @@
 import { profileModelName } from '../scheduler/catalog.js';
 import type { CostEntry, CostModel } from '../scheduler/cost-model.js';
 import { PlanError } from '../scheduler/errors.js';
-import { iterationMs, OnlineLatencyModel, type IterationShape, type LatencyModel } from '../scheduler/latency-model.js';
+import type { StepDemand } from '../scheduler/interference.js';
+import { iterationMs, OnlineLatencyModel, type IterationShape, type LatencyModel, type ProfileLatencyModel } from '../scheduler/latency-model.js';
 import { blocksFor, type LocalPolicy, type ModelSnapshot, type RunningSequence, type WaitingRequest } from '../scheduler/local/types.js';
 import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
 import { EventHeap } from './heap.js';
@@ -44,6 +45,12 @@ export interface SimConfig {
   readonly maxFastForward?: number;
   /** Waiting requests a snapshot carries (the head of the queue); default 256. */
   readonly snapshotWindow?: number;
+  /**
+   * Co-location interference: `work` (default) shares compute and bandwidth by what each running
+   * step demands (lib/scheduler/interference.ts); `count` is the older precision-blind rule
+   * (slowdown by the number of active replicas, {@link CostModel.colocationSlowdown}).
+   */
+  readonly interference?: 'work' | 'count';
 }
 
 /** What happened to one request. */
@@ -77,6 +84,12 @@ export interface SimResult {
   readonly tpotP99Ms: number;
   readonly preemptions: number;
   readonly iterations: number;
+  /**
+   * Share of iterations whose shape lies outside the profiled grid (batch above its largest
+   * profiled batch, prompt per sequence or decode context above its longest profiled length),
+   * so their time is a linear extrapolation of the profile.
+   */
+  readonly extrapolatedShare: number;
   readonly perModel: Readonly<Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }>>;
   readonly outcomes: readonly RequestOutcome[];
 }
@@ -100,6 +113,8 @@ interface Seq {
 interface Device {
   readonly account: KvAccount;
   active: number;
+  /** Demand of the step each replica is running on it now. */
+  readonly steps: Map<number, StepDemand>;
 }
 
 interface Replica {
@@ -150,7 +165,7 @@ export function simulate(config: SimConfig): SimResult {
         const e = costModel.entry(m.family, m.precision, p.tp, m.id);
         return (e.tokensPerBlock * e.kvBytesPerToken) / p.tp;
       });
-    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks), active: 0 });
+    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks), active: 0, steps: new Map() });
   }
 
   // Replicas.
@@ -196,6 +211,8 @@ export function simulate(config: SimConfig): SimResult {
   const heap = new EventHeap<SimEvent>();
   let preemptions = 0;
   let iterations = 0;
+  let extrapolated = 0;
+  const workInterference = (config.interference ?? 'work') === 'work';
   const lastArrival = config.arrivals.at(-1)?.arrivalMs ?? 0;
   const stopMs = lastArrival + (config.drainMs ?? 60_000);
 
@@ -336,8 +353,20 @@ export function simulate(config: SimConfig): SimResult {
     setActive(r, true);
     const solo = iterationMs(r.entry.latency, work.shape);
     const prefillMs = work.shape.prefillSeqs > 0 ? r.entry.latency.prefillMs(work.shape.prefillSeqs, work.shape.prefillTokens) : 0;
-    const k = Math.max(...r.devices.map((d) => d.active));
-    const slow = costModel.colocationSlowdown(k, solo > 0 ? Math.min(1, prefillMs / solo) : 0);
+    let slow: number;
+    if (workInterference) {
+      const demand = costModel.stepDemand(r.entry, work.shape, solo);
+      slow = 1;
+      for (const d of r.devices) {
+        const others = [...d.steps].filter(([i]) => i !== r.index).map(([, x]) => x);
+        slow = Math.max(slow, costModel.contendedSlowdown(demand, others));
+        d.steps.set(r.index, demand);
+      }
+    } else {
+      const k = Math.max(...r.devices.map((d) => d.active));
+      slow = costModel.colocationSlowdown(k, solo > 0 ? Math.min(1, prefillMs / solo) : 0);
+    }
+    if (outsideProfile(r.entry.latency, work.shape)) extrapolated += work.steps;
     let overhead = 0;
     for (let i = 0; i < r.devices.length; i++) overhead += r.devices[i]!.account.takeOverheadMs(r.slots[i]!);
     work.ms = solo * slow * work.steps + overhead;
@@ -368,6 +397,7 @@ export function simulate(config: SimConfig): SimResult {
     const w = r.work!;
     r.work = undefined;
     r.busy = false;
+    for (const d of r.devices) d.steps.delete(r.index);
     r.latency.observe({ ...w.shape, measuredMs: w.ms / w.steps });
     const done: Seq[] = [];
     for (const { seq, tokens } of w.prefill) {
@@ -448,7 +478,17 @@ export function simulate(config: SimConfig): SimResult {
       }
     }
   }
-  return summarize(system.name, outcomes, preemptions, iterations);
+  return summarize(system.name, outcomes, preemptions, iterations, extrapolated);
+}
+
+/** Whether an iteration's shape lies outside the profiled grid of `m` (see SimResult.extrapolatedShare). */
+export function outsideProfile(m: ProfileLatencyModel, s: IterationShape): boolean {
+  const maxBatch = m.batches.at(-1) ?? Infinity;
+  const maxLen = m.lengths.at(-1) ?? Infinity;
+  const maxCtx = m.contexts.at(-1) ?? Infinity;
+  if (s.prefillSeqs > maxBatch || s.decodeSeqs > maxBatch) return true;
+  if (s.prefillSeqs > 0 && s.prefillTokens / s.prefillSeqs > maxLen) return true;
+  return s.decodeSeqs > 0 && s.decodeContext > maxCtx;
 }
 
 /** The reference's static figure: batch-1 profiled prefill ms per prompt token, averaged over lengths. */
@@ -459,7 +499,13 @@ export function ttftPerTokenMs(costModel: CostModel, entry: CostEntry): number {
   return (rows.reduce((a, r) => a + r.prefillTime / r.inputLen, 0) / rows.length) * 1000;
 }
 
-function summarize(system: string, outcomes: Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>, preemptions: number, iterations: number): SimResult {
+function summarize(
+  system: string,
+  outcomes: Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>,
+  preemptions: number,
+  iterations: number,
+  extrapolated: number,
+): SimResult {
   const list: RequestOutcome[] = [];
   const perModel: Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }> = {};
   let attained = 0;
@@ -518,6 +564,7 @@ function summarize(system: string, outcomes: Map<number, { seq: Seq; model: stri
     tpotP99Ms: quantile(tpots, 0.99),
     preemptions,
     iterations,
+    extrapolatedShare: iterations > 0 ? extrapolated / iterations : 0,
     perModel,
     outcomes: list,
   };
