@@ -47,9 +47,16 @@ for (const [name, plan] of planners) {
       assert.ok(Math.abs(bytes - d.weightBytes - d.activationBytes) < 1e3, `${d.id}: plan memory table disagrees with its placements`);
       if (name !== 'reference') assert.ok(bytes <= 80e9 * USABLE_MEMORY_FRACTION, `${d.id}: ${bytes} B promised`);
     }
+    assert.equal(p.feasible, true);
     for (const x of p.placements) {
       assert.equal(x.devices.length, x.tp);
       const m = models.find((mm) => mm.id === x.model)!;
+      if (['prism', 'muxserve', 'static'].includes(name)) {
+        // Baselines deploy one engine per model with vLLM's max_num_seqs, no SLO-derived cap.
+        assert.equal(x.maxBatch, 256);
+        assert.equal(p.placements.filter((y) => y.model === x.model).length, 1);
+        continue;
+      }
       const ttft = costModelEstimator(costModel.entry(m.family, m.precision, x.tp)).ttftMs(x.maxBatch, PLAN_INPUT_TOKENS);
       // The reference's estimator differs from ours; within 25 % of the SLO for everyone.
       assert.ok(ttft <= x.sloMs * 1.25, `${x.model}: batch ${x.maxBatch} predicts TTFT ${ttft} over SLO ${x.sloMs}`);
@@ -138,6 +145,37 @@ test('ours at paper scale and high load: every model placed before extras, repli
     const hotDev = p.placements.find((x) => x.model === hottest && x.replica === 0)!.devices[0]!;
     if (Math.max(...counts) > Math.min(...counts)) assert.ok(crowd(hotDev) < Math.max(...counts), `${where}: the hottest model sits on the most crowded device (${counts.join(',')})`);
   }
+});
+
+test('baselines place by their own rules: one engine per model, the smallest TP that fits (MuxServe: the mesh its rate needs), KV floor kept, every model placed at paper scale', () => {
+  for (const [name, plan] of planners.filter(([n]) => ['prism', 'muxserve', 'static'].includes(n))) {
+    for (const [gpus, rate] of [[2, 60], [8, 240], [16, 480]] as const) {
+      const mix = zipfMix(gpus, rate);
+      const p = plan(mix);
+      assert.equal(p.feasible, true, `${name} ${gpus} GPUs: ${JSON.stringify(p.unplaced)}`);
+      assert.equal(p.placements.length, mix.models.length, `${name}: one engine per model`);
+      for (const x of p.placements) {
+        const m = mix.models.find((mm) => mm.id === x.model)!;
+        if (name !== 'muxserve') assert.equal(x.tp, costModel.tpOptions(m.family, m.precision)[0], `${name}: ${m.id} at TP ${x.tp}`);
+      }
+      for (const d of p.devices) assert.ok(d.kvBytes >= 0.1 * 80e9 * USABLE_MEMORY_FRACTION - 1, `${name}: ${d.id} keeps ${d.kvBytes} B of KV`);
+    }
+  }
+});
+
+test('the reference sizes KV as its resource manager does (memory - 1.8 x weights) and a device short of the reservations rejects the plan', () => {
+  const p = planReference(costModel, input);
+  for (const d of p.devices) assert.equal(d.kvBytes, Math.floor(80e9 - 1.8 * d.weightBytes));
+  const crowded = planReference(costModel, { models: [{ id: 'a', family: 'llama-3.1-70b', precision: 'fp16', rate: 1 }], devices: [gpu('g0'), gpu('g1'), gpu('g2'), gpu('g3')] });
+  // 70B FP16 at TP 4: 35 GB of weights per device, 1.8 x leaves 17 GB: it starts.
+  assert.equal(crowded.feasible, true, JSON.stringify(crowded.unplaced));
+  // Three 8B FP16 engines on one device: 48 GB of weights, 1.8 x is more than the device.
+  const three = ['a', 'b', 'c'].map((id) => ({ id, family: 'llama-3.1-8b', precision: 'fp16', rate: 0.5 }));
+  const rejected = planReference(costModel, { models: three, devices: [gpu('g0')] });
+  assert.equal(rejected.placements.length, 3);
+  assert.equal(rejected.feasible, false);
+  assert.equal(rejected.unplaced[0]!.constraint, 'memory');
+  assert.match(rejected.unplaced[0]!.reason, /1\.8 x weights/);
 });
 
 test('extra replicas come after every first replica: a hot model cannot crowd out a cold one', () => {

@@ -17,7 +17,7 @@ import { iterationMs, OnlineLatencyModel, type IterationShape, type LatencyModel
 import { blocksFor, type LocalPolicy, type ModelSnapshot, type RunningSequence, type WaitingRequest } from '../scheduler/local/types.js';
 import type { DeviceSpec, ModelSpec, PlacementPlan } from '../scheduler/types.js';
 import { EventHeap } from './heap.js';
-import { makeAccount, type KvAccount, type KvPolicyName } from './kv/index.js';
+import { makeAccount, type KvAccount, type KvAccountOptions, type KvPolicyName } from './kv/index.js';
 import type { Arrival } from './workload.js';
 
 /** A system under test: a plan, a KV policy and a local policy. */
@@ -51,6 +51,8 @@ export interface SimConfig {
    * (slowdown by the number of active replicas, {@link CostModel.colocationSlowdown}).
    */
   readonly interference?: 'work' | 'count';
+  /** KV policy knobs (the kvcached-style pool's map cost). */
+  readonly kvOptions?: KvAccountOptions;
 }
 
 /** What happened to one request. */
@@ -165,7 +167,7 @@ export function simulate(config: SimConfig): SimResult {
         const e = costModel.entry(m.family, m.precision, p.tp, m.id);
         return (e.tokensPerBlock * e.kvBytesPerToken) / p.tp;
       });
-    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks), active: 0, steps: new Map() });
+    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks, config.kvOptions), active: 0, steps: new Map() });
   }
 
   // Replicas.

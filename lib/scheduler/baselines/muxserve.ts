@@ -1,12 +1,15 @@
 /**
- * MuxServe-style placement (notes §8.3): replicas in decreasing compute need, each onto the device
- * group with the least compute load that has memory for it; KV in one unified pool of equal,
- * padded blocks. MuxServe's prefill/decode split under MPS is not modelled.
+ * MuxServe-style placement (notes §8.3): one engine per model on a mesh sized by its popularity
+ * (the smallest TP whose throughput carries its rate), models in decreasing compute need, each
+ * onto the device group with the least compute load that keeps its KV floor; KV in one unified
+ * pool of equal, padded blocks. Its local side is FCFS with chunked prefill; MuxServe's separate
+ * prefill/decode MPS jobs are approximated by the work-aware interference model, not simulated
+ * as two processes.
  * @module
  */
 import type { CostModel } from '../cost-model.js';
-import { byNode, combinations, finishPlan, initDevices, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
-import type { Placement, PlacementPlan, PlanInput } from '../types.js';
+import { byNode, combinations, finishPlan, initDevices, keepsKvFloor, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
+import type { Placement, PlacementPlan, PlanInput, Unplaced } from '../types.js';
 import { baselineReplicas } from './common.js';
 
 /** Places replicas by compute load, unified KV blocks. */
@@ -14,21 +17,21 @@ export function planMuxServe(costModel: CostModel, input: PlanInput): PlacementP
   validatePlanInput(input);
   const devices = initDevices(input.devices);
   const nodes = byNode(devices);
-  const replicas = baselineReplicas(costModel, input).sort((a, b) => b.load - a.load);
+  const replicas = baselineReplicas(costModel, input, 'compute').sort((a, b) => b.load - a.load);
   const placements: Placement[] = [];
-  const unplaced: { model: string; reason: string }[] = [];
+  const unplaced: Unplaced[] = [];
   for (const r of replicas) {
     const t = r.entry.tp;
     const need = staticBytesPerDevice(r.entry);
     let best: { group: DeviceState[]; load: number } | undefined;
     for (const node of nodes) {
-      for (const group of combinations(node.filter((d) => d.free >= need), t)) {
+      for (const group of combinations(node.filter((d) => keepsKvFloor(d, r.entry)), t)) {
         const load = Math.max(...group.map((d) => d.pressure));
         if (best === undefined || load < best.load) best = { group, load };
       }
     }
     if (best === undefined) {
-      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) with ${(need / 1e9).toFixed(1)} GB free` });
+      unplaced.push({ model: r.model, constraint: 'memory', reason: `no ${t} device(s) with ${(need / 1e9).toFixed(1)} GB free above the KV floor` });
       continue;
     }
     for (const d of best.group) d.pressure += r.load;

@@ -1,13 +1,16 @@
 /**
- * Prism-style placement (notes §3.4, §8.2): models in order of rate / (SLO × TP); each goes to the
- * devices with the lowest KV pressure ratio, (summed rate/SLO) / (free KV memory), i.e. where the
- * most KV memory per unit of deadline-weighted demand is left. The scoring/update TP mismatch of
- * the reference's copy is not reproduced: Prism's own heuristic is the baseline here.
+ * Prism-style placement (notes §3.4, §8.2): one engine per model at the smallest TP that fits
+ * (Prism places models, it does not replicate them); models in order of rate / (SLO × TP); each
+ * goes to the devices with the lowest KV pressure ratio, (summed rate/SLO) / (free KV memory),
+ * i.e. where the most KV memory per unit of deadline-weighted demand is left, among devices that
+ * keep their KV floor. The scoring/update TP mismatch of the reference's copy is not reproduced:
+ * Prism's own heuristic is the baseline here. Its migration threshold τ acts on re-placement only
+ * (a static run places once).
  * @module
  */
 import type { CostModel } from '../cost-model.js';
-import { byNode, finishPlan, initDevices, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
-import type { Placement, PlacementPlan, PlanInput } from '../types.js';
+import { byNode, finishPlan, initDevices, keepsKvFloor, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
+import type { Placement, PlacementPlan, PlanInput, Unplaced } from '../types.js';
 import { baselineReplicas } from './common.js';
 
 /** Places models by KV pressure ratio. */
@@ -17,7 +20,7 @@ export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan
   const nodes = byNode(devices);
   const replicas = baselineReplicas(costModel, input).sort((a, b) => b.rate / (b.sloMs * b.entry.tp) - a.rate / (a.sloMs * a.entry.tp));
   const placements: Placement[] = [];
-  const unplaced: { model: string; reason: string }[] = [];
+  const unplaced: Unplaced[] = [];
   for (const r of replicas) {
     const t = r.entry.tp;
     const need = staticBytesPerDevice(r.entry);
@@ -26,7 +29,7 @@ export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan
     for (const node of nodes) {
       // The t devices of the node with the lowest KVPR after adding this model.
       const scored = node
-        .filter((d) => d.free > need)
+        .filter((d) => keepsKvFloor(d, r.entry))
         .map((d) => ({ d, kvpr: (d.pressure + demand) / (d.free - need) }))
         .sort((a, b) => a.kvpr - b.kvpr);
       if (scored.length < t) continue;
@@ -35,7 +38,7 @@ export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan
       if (best === undefined || kvpr < best.kvpr) best = { group: group.map((g) => g.d), kvpr };
     }
     if (best === undefined) {
-      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) with ${(need / 1e9).toFixed(1)} GB free` });
+      unplaced.push({ model: r.model, constraint: 'memory', reason: `no ${t} device(s) with ${(need / 1e9).toFixed(1)} GB free above the KV floor` });
       continue;
     }
     for (const d of best.group) d.pressure += demand;

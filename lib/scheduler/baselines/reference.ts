@@ -4,12 +4,15 @@
  * every TP-subset of a node scored by how many "average co-located tokens" of KV its devices keep.
  * Its quirks are kept on purpose (rates split with integer division, 1.3 × weights in the memory
  * estimate, the free-memory check on the whole device), so comparisons are against what it does.
+ * Its KV is sized as its resource manager does: device memory − 1.8 × the weights on it. A device
+ * whose KV cannot hold every engine's minimum reservation (2048 tokens) would not start, so those
+ * engines' models are listed unplaced and the plan is infeasible: rejected, not served badly.
  * @module
  */
 import type { CostEntry, CostModel } from '../cost-model.js';
 import { modelDemand, PLAN_INPUT_TOKENS, PLAN_OUTPUT_TOKENS, MAX_BATCH_CAP, referenceEstimator } from '../demand.js';
-import { byNode, combinations, finishPlan, initDevices, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
-import type { Placement, PlacementPlan, PlanInput } from '../types.js';
+import { byNode, combinations, finishPlan, initDevices, kvFloorBytes, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
+import type { Placement, PlacementPlan, PlanInput, Unplaced } from '../types.js';
 
 /** The reference's KV block size in GB for the mesh score: 2 × (head + 1, or + 2 for QoQ) × kv heads × kv bytes × 16 tokens. */
 function blockGb(entry: CostEntry): number {
@@ -28,7 +31,7 @@ export function planReference(costModel: CostModel, input: PlanInput): Placement
   const gpusPerNode = Math.max(...nodes.map((n) => n.length));
   type Replica = { model: string; replica: number; entry: CostEntry; rate: number; required: number; slo: number; maxBatch: number; minBatch: number };
   const replicas: Replica[] = [];
-  const unplaced: { model: string; reason: string }[] = [];
+  const unplaced: Unplaced[] = [];
   for (const spec of input.models) {
     const d = modelDemand(costModel, spec, devices[0]!.spec, referenceEstimator, {
       ...(input.sloScale !== undefined && { sloScale: input.sloScale }),
@@ -64,7 +67,7 @@ export function planReference(costModel: CostModel, input: PlanInput): Placement
       }
     }
     if (best === undefined) {
-      unplaced.push({ model: r.model, reason: `replica ${r.replica}: no ${t} device(s) of one node with ${(staticBytesPerDevice(r.entry) / 1e9).toFixed(1)} GB free` });
+      unplaced.push({ model: r.model, constraint: 'memory', reason: `replica ${r.replica}: no ${t} device(s) of one node with ${(staticBytesPerDevice(r.entry) / 1e9).toFixed(1)} GB free` });
       continue;
     }
     for (const d of best.group) refFree.set(d, refFree.get(d)! - staticBytesPerDevice(r.entry));
@@ -83,5 +86,17 @@ export function planReference(costModel: CostModel, input: PlanInput): Placement
       sloMs: r.slo,
     });
   }
-  return finishPlan('reference', input.models, devices, placements, unplaced, total, 'per-layer-count');
+  // The resource manager's KV: total memory − 1.8 × Σ weights / TP; engines whose device cannot
+  // give them their minimum reservation fail to start.
+  const kvOf = new Map(devices.map((d) => [d.spec.id, Math.max(0, Math.floor(d.spec.memoryBytes - 1.8 * d.weightBytes))]));
+  for (const d of devices) {
+    const floors = d.residents.reduce((a, x) => a + kvFloorBytes(x.entry), 0);
+    if (kvOf.get(d.spec.id)! >= floors) continue;
+    for (const x of d.residents) {
+      if (unplaced.some((u) => u.model === x.model)) continue;
+      unplaced.push({ model: x.model, constraint: 'memory', reason: `${d.spec.id}: ${(kvOf.get(d.spec.id)! / 1e9).toFixed(1)} GB of KV after 1.8 x weights cannot hold the engines' 2048-token reservations (${(floors / 1e9).toFixed(1)} GB)` });
+    }
+  }
+  const plan = finishPlan('reference', input.models, devices, placements, unplaced, total, 'per-layer-count');
+  return { ...plan, devices: plan.devices.map((d) => ({ ...d, kvBytes: kvOf.get(d.id)! })) };
 }

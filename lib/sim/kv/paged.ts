@@ -7,12 +7,21 @@
  */
 import type { KvAccount, KvAccountStats, KvModelSpec } from './types.js';
 
+/**
+ * Map cost per 2 MiB page of one layer's K or V: 8 µs. kvcached's own map benchmark
+ * (github.com/ovg-project/kvcached, benchmarks/bench_map_parallelism/README.md, L40S) maps 100
+ * logical pages (each one 2 MiB page per layer for K and V) in 52 ms mean, 16 ms at best, with its
+ * contiguous layout (20x slower without): 0.52 ms per logical page, 8 µs per physical page at 32
+ * layers (64 maps). The non-contiguous layout's 165 µs per map is the pessimistic end of a sweep.
+ */
+export const KVCACHED_MAP_COST_MS = 0.52 / 64;
+
 /** Options of {@link PagedAccount}. */
 export interface PagedAccountOptions {
   readonly poolBytes: number;
   /** Default 2 MiB. */
   readonly pageBytes?: number;
-  /** Driver time of one map or unmap; default 10 µs (the KvPool's `paged` default). */
+  /** Driver time of one map or unmap of one 2 MiB page of one layer's K or V; default {@link KVCACHED_MAP_COST_MS}. */
   readonly mapCostMs?: number;
 }
 
@@ -28,7 +37,7 @@ export class PagedAccount implements KvAccount {
   constructor(o: PagedAccountOptions) {
     this.#page = o.pageBytes ?? 2 * 1024 * 1024;
     this.#pages = Math.floor(o.poolBytes / this.#page);
-    this.#mapCost = o.mapCostMs ?? 0.01;
+    this.#mapCost = o.mapCostMs ?? KVCACHED_MAP_COST_MS;
   }
 
   addModel(spec: KvModelSpec): number {
