@@ -15,25 +15,25 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { EngineError, ModelError } from './errors.js';
-import { KvPool, type KvFormat } from './kv-pool.js';
-import { BlockManager } from './engine/block-manager.js';
-import { checkOwnThreads, closeDevice, type Device, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
-import { Executor } from './engine/executor.js';
-import { poolForModel, releasePartition } from './engine/kv-memory.js';
+import { EngineError, KvError, ModelError } from './errors.js';
+import type { KvFormat } from './kv-pool.js';
+import { checkOwnThreads, closeDevice, type Device, type DeviceOptions, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
+import { KV_POOL_KINDS, type KvMemoryOptions, type KvPoolKind, type KvPoolTuning } from './engine/kv-memory.js';
+import { ModelGroup, type Replica } from './engine/model-group.js';
 import { type ModelCounters } from './engine/model-stats.js';
+import { evaluatePlacement, type DeviceLoad, improvePlacement, placeModel, PlacementFailure, type PlacementDevice, type PlacementModel, type PlacementMove, type ReplicaDecision } from './engine/placement.js';
+import type { ArrivalRate } from './engine/rate-meter.js';
+import { attachReplica, freeReplica, type ReplicaFactory } from './engine/replica.js';
 import { Sequence } from './engine/sequence.js';
-import { ServedModel } from './engine/served-model.js';
+import type { ServedModel } from './engine/served-model.js';
 import { StopMatcher } from './engine/stop.js';
 import { checkNumber, checkSampling, checkSlo, checkTemplate, checkTokens, describe, stopStrings } from './engine/validate.js';
-import { warmUp } from './engine/warm-up.js';
 import { type Calibration, Model } from './model.js';
 import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
 import { type GenerateOptions, GenerationRun } from './request.js';
 import type { SamplingOptions } from './runner.js';
 import { fineserveLocalWith, LOCAL_POLICIES, type LocalPolicyName } from './scheduler/local/index.js';
-import { MeasuredLatencyModel } from './scheduler/measured-latency.js';
-import { createThreadPool } from './thread-pool.js';
+import type { MeasuredLatencyModel } from './scheduler/measured-latency.js';
 import { Tokenizer } from './tokenizer.js';
 
 /**
@@ -54,7 +54,7 @@ export interface EngineOptions {
    * `devices()`). `'auto'` keeps to the CPU until the CUDA backend has been verified on hardware
    * (issue #8): choose a GPU by its id.
    */
-  readonly devices?: 'auto' | 'cpu' | readonly string[];
+  readonly devices?: 'auto' | 'cpu' | readonly (string | DeviceOptions)[];
   /** Bytes of the KV Slab of each device (its one allocation, made up front); default 1 GiB. */
   readonly slabBytes?: number;
   /**
@@ -73,7 +73,65 @@ export interface EngineOptions {
   readonly policy?: EnginePolicy;
   /** `static-fcfs`: the number of equal partitions the KV memory is cut into; default 4. */
   readonly staticPartitions?: number;
+  /**
+   * The KV pool alone, the scheduler policy kept (for comparing pools): `kv-slab` (default, and
+   * for `static-fcfs` `static`), `static` (`staticPartitions` equal partitions), `unified`
+   * (blocks padded to the largest model's, MuxServe-style) or `paged` (pages mapped on demand at
+   * a modelled cost, kvcached-style). Each holds at most `slabBytes` of KV per device.
+   */
+  readonly kvPool?: KvPoolKind;
+  /** Sizes of the `unified` and `paged` pools; see {@link KvPoolTuning}. */
+  readonly kvPoolOptions?: KvPoolTuning;
+  /**
+   * With several devices: how often the global scheduler re-plans at the arrival rates measured
+   * (and moves replicas live where that pays); default 10,000 ms with several devices, 0 (never)
+   * with one. {@link Engine.replan} re-plans on demand.
+   */
+  readonly replanIntervalMs?: number;
+  /** Called after each change of placement (a load, an unload, a re-plan's moves). */
+  readonly onPlacement?: (event: PlacementEvent) => void;
 }
+
+/** What {@link EngineOptions.onPlacement} receives. */
+export interface PlacementEvent {
+  /** `migrate`: {@link Engine.migrate} was called; `replan`: the global scheduler moved replicas. */
+  readonly cause: 'load' | 'unload' | 'replan' | 'migrate';
+  /** The model loaded or unloaded. */
+  readonly model?: string;
+  /** What changed: replicas added (a load), moved, added or removed (a re-plan). */
+  readonly moves: readonly PlacementMove[];
+  readonly placement: EnginePlacement;
+}
+
+/** What {@link Engine.placement} returns. */
+export interface EnginePlacement {
+  /** Counts the changes of placement since the engine was made. */
+  readonly version: number;
+  /** Predicted SLO goodput of the plan, output tokens per second (the planner's objective). */
+  readonly score: number;
+  readonly models: readonly {
+    readonly id: string;
+    /** Arrival rate the plan is scored at (the measured EWMA), requests per second. */
+    readonly rate: number;
+    /** Typical lengths of its requests (measured once requests finished). */
+    readonly promptTokens: number;
+    readonly outputTokens: number;
+    /** Each replica with its predicted load and attainment and the reason for its place. */
+    readonly replicas: readonly ReplicaDecision[];
+  }[];
+  readonly devices: readonly DeviceLoad[];
+}
+
+/** What {@link Engine.replan} resolves with. */
+export interface ReplanResult {
+  /** The moves made, in order. */
+  readonly moves: readonly PlacementMove[];
+  /** The plan's score (predicted SLO goodput, tokens/s) before and after them. */
+  readonly scoreBefore: number;
+  readonly scoreAfter: number;
+}
+
+export type { DeviceLoad, DeviceOptions, PlacementMove, ReplicaDecision };
 
 /** Latency objectives of a served model, ms. */
 export interface ServingSlo {
@@ -113,6 +171,12 @@ export interface EngineLoadOptions {
    * `false` (default) defers it to run best effort behind the requests that can still make it.
    */
   readonly dropLate?: boolean;
+  /** Serve it on this device only (one of the engine's); default: the global scheduler chooses. */
+  readonly device?: string;
+  /** Exactly this many replicas, each on its own device; default: the global scheduler chooses (at least 1). */
+  readonly replicas?: number;
+  /** Requests per second expected, what placement uses until rates are measured; default 1. */
+  readonly expectedRate?: number;
   readonly onProgress?: (fraction: number) => void;
   readonly signal?: AbortSignal;
 }
@@ -120,8 +184,10 @@ export interface EngineLoadOptions {
 /** What {@link Engine.loadModel} resolves with. */
 export interface LoadedModelInfo {
   readonly id: string;
-  /** The device it runs on (`cpu`). */
+  /** The device of its first replica (e.g. `cpu`, `cpu:1`). */
   readonly device: string;
+  /** The devices of its replicas. */
+  readonly devices: readonly string[];
   readonly precision: PrecisionSpec;
   /** Its precision's shorthand, e.g. `w4a16-kv8`. */
   readonly precisionName: string;
@@ -143,7 +209,23 @@ export interface ModelStats extends ModelCounters, LoadedModelInfo {
   readonly liveBlocks: number;
   readonly liveTokens: number;
   readonly kvHeldBytes: number;
-  /** The online latency model's current coefficients, ms. */
+  /** The online latency model's current coefficients (of its first replica), ms. */
+  readonly latency: MeasuredLatencyModel['coefficients'];
+  /** Requests per second arriving: in the last 10 s, and an exponentially decayed estimate. */
+  readonly rate: ArrivalRate;
+  readonly replicas: readonly ReplicaStats[];
+}
+
+/** One replica's part of {@link ModelStats}. */
+export interface ReplicaStats {
+  readonly device: string;
+  /** 'draining' during a migration away from its device. */
+  readonly state: 'serving' | 'draining';
+  readonly waiting: number;
+  readonly running: number;
+  readonly liveBlocks: number;
+  readonly liveTokens: number;
+  readonly kvHeldBytes: number;
   readonly latency: MeasuredLatencyModel['coefficients'];
 }
 
@@ -160,15 +242,6 @@ export interface EngineStats {
 
 const MiB = 2 ** 20;
 
-/** A loaded model, where it runs, and whether the engine loaded its weights (and so frees them). */
-interface ModelEntry {
-  readonly served: ServedModel;
-  readonly device: Device;
-  readonly info: LoadedModelInfo;
-  readonly ownsModel: boolean;
-}
-
-
 // A CPU prefills a few hundred tokens a second, so the TPOT guard must be free to cut a chunk
 // far below the GPU-sized default of 64 tokens to keep co-located decodes on time.
 const FINESERVE_ON_CPU = fineserveLocalWith({ minChunkTokens: 8 });
@@ -178,18 +251,33 @@ export class Engine {
   /** How every device of this engine shares KV memory and schedules (see {@link EnginePolicy}). */
   readonly policy: EnginePolicy;
   readonly #devices: Device[];
-  readonly #models = new Map<string, ModelEntry>();
+  readonly #models = new Map<string, ModelGroup>();
   readonly #loading = new Set<string>();
   /** Loads in flight: close() lets them fail and release what they took before freeing the devices. */
   readonly #loads = new Set<Promise<unknown>>();
-  readonly #staticPartitions: number;
+  /** Migrations in flight: close() waits for them to give back what they took. */
+  readonly #migrations = new Set<Promise<unknown>>();
+  readonly #factory: ReplicaFactory;
+  readonly #onPlacement: ((event: PlacementEvent) => void) | undefined;
+  readonly #replanTimer: NodeJS.Timeout | undefined;
+  #replanning: Promise<ReplanResult> | undefined;
+  #placementVersion = 0;
   #nextId = 1;
   #closed = false;
 
-  private constructor(policy: EnginePolicy, devices: Device[], staticPartitions: number) {
+  private constructor(policy: EnginePolicy, devices: Device[], kv: KvMemoryOptions, options: EngineOptions) {
     this.policy = policy;
     this.#devices = devices;
-    this.#staticPartitions = staticPartitions;
+    const policyName: LocalPolicyName = policy === 'static-fcfs' ? 'fcfs' : policy === 'saab' ? 'saab' : 'fineserve';
+    this.#factory = { kv, policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName] };
+    this.#onPlacement = options.onPlacement;
+    const every = options.replanIntervalMs ?? (devices.length > 1 ? 10_000 : 0);
+    if (every > 0) {
+      this.#replanTimer = setInterval(() => {
+        if (this.#replanning === undefined && this.#loads.size === 0 && this.#migrations.size === 0) this.replan().catch(() => undefined);
+      }, every);
+      this.#replanTimer.unref();
+    }
   }
 
   /** Makes an engine; throws {@link EngineError} for a bad option or an unusable device. */
@@ -202,8 +290,15 @@ export class Engine {
     checkNumber('threads', options.threads, 1, cores, true);
     checkNumber('slabBytes', options.slabBytes, 4 * MiB, 256 * 2 ** 30, true);
     checkNumber('staticPartitions', options.staticPartitions, 1, 1024, true);
-    const devices = await openDevices(options.devices ?? 'auto', { policy, slabBytes: options.slabBytes ?? 2 ** 30, threads: options.threads, sharing: options.sharing ?? 'time' });
-    return new Engine(policy, devices, options.staticPartitions ?? 4);
+    checkNumber('replanIntervalMs', options.replanIntervalMs, 0, 2 ** 31 - 1);
+    if (options.onPlacement !== undefined && typeof options.onPlacement !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onPlacement must be a function');
+    const kvPool = options.kvPool ?? (policy === 'static-fcfs' ? 'static' : 'kv-slab');
+    if (!KV_POOL_KINDS.includes(kvPool)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `kvPool = ${JSON.stringify(kvPool)}: expected one of ${KV_POOL_KINDS.join(', ')}`);
+    checkNumber('kvPoolOptions.blockBytes', options.kvPoolOptions?.blockBytes, 64, 2 ** 36, true);
+    checkNumber('kvPoolOptions.pageBytes', options.kvPoolOptions?.pageBytes, 4096, 2 ** 36, true);
+    checkNumber('kvPoolOptions.mapCostNs', options.kvPoolOptions?.mapCostNs, 0, 1e9, true);
+    const devices = await openDevices(options.devices ?? 'auto', { policy, kvPool, slabBytes: options.slabBytes ?? 2 ** 30, threads: options.threads, sharing: options.sharing ?? 'time' });
+    return new Engine(policy, devices, { ...options.kvPoolOptions, kind: kvPool, partitions: options.staticPartitions ?? 4 }, options);
   }
 
   #open(what: string): void {
@@ -211,9 +306,11 @@ export class Engine {
   }
 
   /**
-   * Loads a model onto a device and starts serving it. Rejects with {@link ModelError} for a file
-   * that cannot be used or an unknown precision, {@link EngineError} for a duplicate id or bad
-   * option, {@link KvError} when its KV geometry or reserve does not fit the device's slab.
+   * Loads a model and starts serving it on the device(s) placement chooses (or the one given).
+   * Rejects with {@link ModelError} for a file that cannot be used or an unknown precision,
+   * {@link EngineError} for a duplicate id or bad option, or (`ERR_ENGINE_PLACEMENT`) when no
+   * device can hold it, naming each device's failed constraint; {@link KvError} when its KV
+   * geometry or reserve does not fit the slab.
    */
   async loadModel(options: EngineLoadOptions): Promise<LoadedModelInfo> {
     const job = this.#load(options);
@@ -235,7 +332,13 @@ export class Engine {
     checkNumber('maxBatchTokens', options.maxBatchTokens, 1, 1 << 20, true);
     checkNumber('maxContext', options.maxContext, 2, 1 << 24, true);
     checkNumber('kvReserveTokens', options.kvReserveTokens, 0, 1 << 30, true);
+    checkNumber('replicas', options.replicas, 1, this.#devices.length, true);
+    checkNumber('expectedRate', options.expectedRate, 0, 1e9);
     checkTemplate('chatTemplate', options.chatTemplate);
+    if (options.device !== undefined && !this.#devices.some((d) => d.id === options.device)) {
+      throw new EngineError('ERR_ENGINE_DEVICE', `model "${id}": device = ${JSON.stringify(options.device)} is not one of this engine's devices (${this.#devices.map((d) => d.id).join(', ')})`);
+    }
+    if (options.device !== undefined && (options.replicas ?? 1) > 1) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": device pins a model to one device, so replicas must be 1 (got ${options.replicas})`);
     if (typeof options.source !== 'string' && !(options.source instanceof Model)) {
       throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": source must be a path (a .gguf file or an HF folder) or a Model, got ${describe(options.source)}`);
     }
@@ -259,14 +362,33 @@ export class Engine {
       if (typeof options.source === 'string') undo.push(() => model.dispose());
       this.#open('loadModel');
       const tokenizer = Tokenizer.forModel(model);
-      const device = this.#devices[0]!;
-      checkOwnThreads(device, id);
       const maxContext = Math.min(options.maxContext ?? model.config.maxContext, model.config.maxContext);
-      const served = await this.#serve(id, model, tokenizer, device, maxContext, options, undo);
+      const group = new ModelGroup({
+        id,
+        model,
+        tokenizer,
+        ownsModel: typeof options.source === 'string',
+        settings: {
+          slo: options.slo ?? {},
+          limits: { maxBatch: options.maxBatch ?? 64, maxBatchTokens: options.maxBatchTokens ?? 256, maxContext },
+          dropLate: options.dropLate ?? false,
+          chatTemplate: options.chatTemplate,
+          kvReserveTokens: options.kvReserveTokens,
+        },
+        expectedRate: options.expectedRate ?? 1,
+        pinned: options.device,
+        fixedReplicas: options.replicas,
+        nowMs: performance.now(),
+      });
+      const replicas = await this.#place(group, undo);
       this.#open('loadModel');
-      device.scheduler.add(served.served);
-      this.#models.set(id, { served: served.served, device, info: served.info, ownsModel: typeof options.source === 'string' });
-      return served.info;
+      for (const r of replicas) {
+        r.device.scheduler.add(r.served);
+        group.replicas.push(r);
+      }
+      this.#models.set(id, group);
+      this.#placed('load', id, replicas.map((r) => ({ kind: 'add', model: id, to: r.device.id })));
+      return this.#info(group);
     } catch (err) {
       for (const release of undo.reverse()) release();
       throw err;
@@ -275,59 +397,226 @@ export class Engine {
     }
   }
 
-  async #serve(id: string, model: Model, tokenizer: Tokenizer, device: Device, maxContext: number, options: EngineLoadOptions, undo: (() => void)[]): Promise<{ served: ServedModel; info: LoadedModelInfo }> {
-    const pool = poolForModel(device, id, this.#staticPartitions, undo);
-    // Space sharing on the CPU: a pool of the model's own, so its steps run beside the others'.
-    const ownThreads = device.threadPool === undefined && device.memory === 'host' ? createThreadPool(device.threads) : undefined;
-    if (ownThreads !== undefined) undo.push(() => ownThreads.dispose());
-    const executor = Executor.attach(model, pool, {
-      name: id,
-      kvFormat: model.precision.kv,
-      threads: device.threads,
-      threadPool: device.threadPool ?? ownThreads,
-      ownsThreadPool: ownThreads !== undefined,
-      ...(device.slab === undefined ? {} : { reserve: { tokens: options.kvReserveTokens ?? maxContext, maxBytes: 0.25 * device.slabBytes } }),
+  /**
+   * Measures the model on each kind of device it may go to (a warm-up replica on one of each),
+   * asks the placement where its replicas go, and attaches them there (keeping the measured
+   * replicas that were chosen). The replicas are not serving yet; `undo` frees them.
+   */
+  async #place(group: ModelGroup, undo: (() => void)[]): Promise<Replica[]> {
+    const candidates = group.pinned === undefined ? this.#devices : this.#devices.filter((d) => d.id === group.pinned);
+    const attached = new Map<string, Replica>();
+    undo.push(() => {
+      for (const r of attached.values()) freeReplica(r);
     });
-    undo.push(() => executor.dispose());
-    // Attach caps the reserve at a quarter of the slab; a reserve asked for explicitly is not cut silently.
-    const reserveCap = executor.reserveBlocks * executor.tokensPerBlock;
-    if (device.slab !== undefined && options.kvReserveTokens !== undefined && options.kvReserveTokens > reserveCap) {
-      throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `model "${id}": kvReserveTokens = ${options.kvReserveTokens}, but at most ${reserveCap} tokens (a quarter of the ${device.id} slab of ${device.slabBytes} bytes) can be reserved for one model; raise slabBytes or lower kvReserveTokens`);
-    }
-    let measured;
-    try {
-      measured = await warmUp(executor, maxContext, 0);
-    } catch (err) {
-      // A model that loads but cannot run a step (a context of 1-2 tokens, broken weights).
-      throw new ModelError('ERR_MODEL_LOAD', `${model.source}: the warm-up step failed, so the model cannot be served: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-    }
-    const latency = new MeasuredLatencyModel({ prior: measured });
-    const policyName: LocalPolicyName = this.policy === 'static-fcfs' ? 'fcfs' : this.policy === 'saab' ? 'saab' : 'fineserve';
-    const served = new ServedModel({
-      id,
-      model,
-      tokenizer,
-      slo: options.slo ?? {},
-      limits: { maxBatch: options.maxBatch ?? 64, maxBatchTokens: options.maxBatchTokens ?? 256, maxContext },
-      dropLate: options.dropLate ?? false,
-      chatTemplate: options.chatTemplate,
-      blocks: new BlockManager(pool, executor.kvModel, executor.tokensPerBlock),
-      executor,
-      latency,
-      policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName],
-    });
-    const info: LoadedModelInfo = {
-      id,
-      device: device.id,
-      precision: model.precision,
-      precisionName: precisionName(model.precision),
-      kvFormat: executor.kvFormat,
-      maxContext,
-      weightBytes: model.weightBytes,
-      kvBytesPerToken: executor.kvBytesPerToken,
-      tokensPerBlock: executor.tokensPerBlock,
+    const attach = async (d: Device): Promise<Replica> => {
+      checkOwnThreads(d, group.id);
+      const a = await attachReplica(group, d, this.#factory);
+      attached.set(d.id, a.replica);
+      group.footprint = a.footprint;
+      group.loadMs = a.ms;
+      group.costs.set(d.kind, a.replica.served.latency);
+      return a.replica;
     };
-    return { served, info };
+    let lastError: unknown;
+    for (const kind of new Set(candidates.map((d) => d.kind))) {
+      // The least crowded device of the kind: its slab is likeliest to take the model's reserve.
+      const ofKind = candidates.filter((d) => d.kind === kind).sort((a, b) => a.scheduler.models.length - b.scheduler.models.length);
+      for (const d of ofKind) {
+        try {
+          await attach(d);
+          break;
+        } catch (err) {
+          if (!(err instanceof KvError) && !(err instanceof EngineError && err.code === 'ERR_ENGINE_KV_OUT_OF_MEMORY')) throw err;
+          lastError = err;
+        }
+      }
+      this.#open('loadModel');
+    }
+    if (attached.size === 0) throw lastError;
+    const placed = placeModel(this.#placementModels(group), this.#placementDevices(), this.#assignment(), group.id);
+    if (placed instanceof PlacementFailure) throw new EngineError('ERR_ENGINE_PLACEMENT', placed.message);
+    const chosen = placed.assignment.get(group.id)!;
+    const replicas: Replica[] = [];
+    for (const id of chosen) {
+      const d = this.#devices.find((x) => x.id === id)!;
+      replicas.push(attached.get(id) ?? (await attach(d)));
+      this.#open('loadModel');
+    }
+    for (const [id, r] of [...attached]) {
+      if (chosen.includes(id)) continue;
+      attached.delete(id);
+      freeReplica(r);
+    }
+    return replicas;
+  }
+
+  /** The planner's view of every loaded model (and `adding`, being loaded). */
+  #placementModels(adding?: ModelGroup): PlacementModel[] {
+    const groups = [...this.#models.values()].filter((g) => g.state !== 'closed');
+    if (adding !== undefined) groups.push(adding);
+    const now = performance.now();
+    return groups.map((g) => placementModel(g, now));
+  }
+
+  #placementDevices(): PlacementDevice[] {
+    return this.#devices.map((d) => ({ id: d.id, kind: d.kind, memoryBytes: d.memoryBytes, kvBytes: d.slabBytes }));
+  }
+
+  /** Where each model's serving replicas are now. */
+  #assignment(): Map<string, readonly string[]> {
+    const a = new Map<string, readonly string[]>();
+    for (const g of this.#models.values()) if (g.state !== 'closed') a.set(g.id, g.serving.map((r) => r.device.id));
+    return a;
+  }
+
+  #placed(cause: PlacementEvent['cause'], model: string | undefined, moves: readonly PlacementMove[]): void {
+    this.#placementVersion++;
+    if (this.#onPlacement === undefined) return;
+    try {
+      this.#onPlacement({ cause, ...(model === undefined ? {} : { model }), moves, placement: this.placement() });
+    } catch {
+      // A listener that throws must not undo a placement that happened.
+    }
+  }
+
+  #info(g: ModelGroup): LoadedModelInfo {
+    const fp = g.footprint!;
+    const devices = g.serving.map((r) => r.device.id);
+    return {
+      id: g.id,
+      device: devices[0] ?? g.replicas[0]?.device.id ?? '',
+      devices,
+      precision: g.model.precision,
+      precisionName: precisionName(g.model.precision),
+      kvFormat: fp.kvFormat,
+      maxContext: g.settings.limits.maxContext,
+      weightBytes: g.model.weightBytes,
+      kvBytesPerToken: fp.kvBytesPerToken,
+      tokensPerBlock: fp.tokensPerBlock,
+    };
+  }
+
+  /**
+   * The current placement: each model's replicas with their predicted load, TTFT, attainment and
+   * the reason for where they are, each device's memory and load, and the plan's score
+   * (predicted SLO goodput, output tokens per second), at the arrival rates measured now.
+   */
+  placement(): EnginePlacement {
+    this.#open('placement');
+    const models = this.#placementModels();
+    const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
+    return {
+      version: this.#placementVersion,
+      score: e.score,
+      models: models.map((m) => ({ id: m.id, rate: m.rate, promptTokens: m.promptTokens, outputTokens: m.outputTokens, replicas: e.replicas.filter((r) => r.model === m.id) })),
+      devices: e.devices,
+    };
+  }
+
+  /**
+   * Re-plans at the arrival rates measured now and applies the moves it finds worth their cost:
+   * a replica moved, added or removed, each live (the new replica serves before the old one
+   * drains; nothing is lost or run twice). Resolves when the moves are done. Also runs every
+   * `replanIntervalMs`.
+   */
+  async replan(): Promise<ReplanResult> {
+    this.#open('replan');
+    if (this.#replanning !== undefined) return this.#replanning;
+    const job = this.#replan();
+    this.#replanning = job;
+    try {
+      return await job;
+    } finally {
+      this.#replanning = undefined;
+    }
+  }
+
+  /**
+   * Moves a model's replica to device `to` live (see {@link replan}): from `from` (default its
+   * only replica). Resolves when the old replica has drained and is freed. Throws EngineError for
+   * an unknown model or device, a pinned model, or a move the placement's constraints forbid.
+   */
+  async migrate(model: string, to: string, options: { from?: string } = {}): Promise<void> {
+    this.#open('migrate');
+    const g = this.#entry(model, 'migrate');
+    const on = g.serving.map((r) => r.device.id);
+    const from = options.from ?? (on.length === 1 ? on[0]! : undefined);
+    if (from === undefined || !on.includes(from)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `migrate: from = ${JSON.stringify(options.from)}: model "${model}" is served on ${on.join(', ')}; name one of them`);
+    if (!this.#devices.some((d) => d.id === to)) throw new EngineError('ERR_ENGINE_DEVICE', `migrate: to = ${JSON.stringify(to)} is not one of this engine's devices (${this.#devices.map((d) => d.id).join(', ')})`);
+    if (g.pinned !== undefined) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `migrate: model "${model}" was loaded with device ${g.pinned}`);
+    if (on.includes(to)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `migrate: model "${model}" already has a replica on ${to}`);
+    const move: PlacementMove = { kind: 'move', model, from, to };
+    const models = this.#placementModels();
+    const without = new Map(this.#assignment()).set(model, on.filter((d) => d !== from));
+    const placed = placeModel(models.map((m) => (m.id === model ? { ...m, device: to, replicas: 1 } : m)), this.#placementDevices(), without, model);
+    if (placed instanceof PlacementFailure) throw new EngineError('ERR_ENGINE_PLACEMENT', placed.message);
+    const job = this.#migrate(g, move);
+    this.#migrations.add(job);
+    try {
+      if (await job) this.#placed('migrate', model, [move]);
+    } finally {
+      this.#migrations.delete(job);
+    }
+  }
+
+  async #replan(): Promise<ReplanResult> {
+    const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
+    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment());
+    const applied: PlacementMove[] = [];
+    for (const move of moves) {
+      if (this.#closed) break;
+      const g = this.#models.get(move.model);
+      if (g === undefined || g.state !== 'ready') continue;
+      const job = this.#migrate(g, move);
+      this.#migrations.add(job);
+      try {
+        if (await job) applied.push(move);
+      } finally {
+        this.#migrations.delete(job);
+      }
+    }
+    if (applied.length > 0) this.#placed('replan', undefined, applied);
+    return { moves: applied, scoreBefore: before.score, scoreAfter: after.score };
+  }
+
+  /**
+   * One move, live: a new replica is attached from the host weights (no file read) and serves;
+   * requests queued at the old one that have not started move to it in arrival order; the old one
+   * stops taking requests, finishes the ones it runs, and is freed. Returns whether it happened.
+   */
+  async #migrate(g: ModelGroup, move: PlacementMove): Promise<boolean> {
+    let fresh: Replica | undefined;
+    if (move.kind !== 'remove') {
+      const d = this.#devices.find((x) => x.id === move.to)!;
+      const a = await attachReplica(g, d, this.#factory);
+      if (this.#closed || g.state !== 'ready') {
+        freeReplica(a.replica);
+        return false;
+      }
+      fresh = a.replica;
+      g.costs.set(d.kind, fresh.served.latency);
+      d.scheduler.add(fresh.served);
+      g.replicas.push(fresh);
+    }
+    if (move.kind === 'add') return true;
+    const old = g.replicas.find((r) => r.device.id === move.from && r.state === 'serving');
+    if (old === undefined) return fresh !== undefined;
+    old.state = 'draining';
+    const to = fresh ?? g.route(1);
+    for (const seq of [...old.served.waiting]) {
+      if (!seq.movable) continue;
+      old.served.waiting.splice(old.served.waiting.indexOf(seq), 1);
+      to.served.enqueue(seq);
+    }
+    to.device.scheduler.notify();
+    while (old.served.hasWork) await Promise.all([...old.served.waiting, ...old.served.running].map((s) => s.run.result));
+    await old.device.scheduler.quiesce(old.served);
+    const at = g.replicas.indexOf(old);
+    // An unload during the drain has freed it already.
+    if (at < 0) return false;
+    g.replicas.splice(at, 1);
+    freeReplica(old);
+    return true;
   }
 
   /** Ids of the loaded models. */
@@ -337,12 +626,12 @@ export class Engine {
 
   /** The tokenizer of a loaded model (to count tokens or render chat templates yourself). */
   tokenizer(model: string): Tokenizer {
-    return this.#entry(model, 'tokenizer').served.tokenizer;
+    return this.#entry(model, 'tokenizer').tokenizer;
   }
 
-  #entry(model: string, what: string): ModelEntry {
+  #entry(model: string, what: string): ModelGroup {
     const e = this.#models.get(model);
-    if (e !== undefined && e.served.state !== 'ready') throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: model "${model}" is being unloaded`);
+    if (e !== undefined && e.state !== 'ready') throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: model "${model}" is being unloaded`);
     if (e === undefined) {
       const known = [...this.#models.keys()].map((k) => JSON.stringify(k)).join(', ') || 'none';
       throw new EngineError('ERR_ENGINE_UNKNOWN_MODEL', `${what}: no model "${model}" is loaded (loaded: ${known})`);
@@ -359,7 +648,9 @@ export class Engine {
   generate(options: GenerateOptions): GenerationRun {
     this.#open('generate');
     if (typeof options !== 'object' || options === null) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'generate() takes an options object');
-    const { served: m, device } = this.#entry(options.model, 'generate');
+    const group = this.#entry(options.model, 'generate');
+    // Replicas share the tokenizer, the weights and the limits: any one checks the request.
+    const lead = group.serving[0]!.served;
     const sampling = samplingOf(options);
     checkSampling(sampling);
     checkNumber('priority', options.priority, -1e9, 1e9);
@@ -368,7 +659,10 @@ export class Engine {
     if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onToken must be a function');
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `signal must be an AbortSignal, got ${describe(options.signal)}`);
     const stops = stopStrings(options.stop);
-    const prompt = this.#promptTokens(m, options);
+    const prompt = this.#promptTokens(lead, options);
+    if (!Array.isArray(prompt)) return this.#whenTokenized(options, prompt);
+    const replica = group.route(prompt.length);
+    const m = replica.served;
     const maxContext = m.limits.maxContext;
     if (prompt.length === 0) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'the prompt is empty (no tokens after tokenization)');
     if (prompt.length >= maxContext) {
@@ -404,24 +698,23 @@ export class Engine {
       slo: { ...m.slo, ...definedOnly(options.slo) },
     });
     m.stats.arrived(now);
+    group.rate.arrived(now);
     m.enqueue(seq);
     if (signal?.aborted) {
       m.end(seq, { reason: 'abort' }, now);
       return run;
     }
     if (signal !== undefined) {
-      const onAbort = (): void => {
-        m.end(seq, { reason: 'abort' }, performance.now());
-        device.scheduler.notify();
-      };
+      // Wherever the request is by then: a migration may have moved it to another replica.
+      const onAbort = (): void => group.end(seq, { reason: 'abort' }, performance.now());
       signal.addEventListener('abort', onAbort, { once: true });
       void run.result.then(() => signal.removeEventListener('abort', onAbort));
     }
-    device.scheduler.notify();
+    replica.device.scheduler.notify();
     return run;
   }
 
-  #promptTokens(m: ServedModel, options: GenerateOptions): number[] {
+  #promptTokens(m: ServedModel, options: GenerateOptions): number[] | Promise<number[]> {
     const given = [options.prompt !== undefined, options.tokens !== undefined, options.messages !== undefined].filter(Boolean).length;
     if (given !== 1) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'give exactly one of prompt, tokens or messages');
     if (options.tokens !== undefined) {
@@ -442,14 +735,56 @@ export class Engine {
         throw new ModelError('ERR_MODEL_TOKENIZER', `${m.model.source}: model "${m.id}" has no chat template; pass chatTemplate (a Jinja chat template) to loadModel or to this generate call, or send a prompt instead of messages`);
       }
       checkTextFits(m, options.messages.reduce((a, msg) => a + msg.content.length, 0));
-      const rendered = m.tokenizer.applyChatTemplate(options.messages, { addGenerationPrompt: true, ...(template === undefined ? {} : { template }) });
-      checkTextFits(m, rendered.length);
-      return m.tokenizer.encode(rendered, { addSpecialTokens: false });
+      // Templates and tokenizer regexes are programs from the model's files: they run on the
+      // tokenizer's thread under a deadline, never on the event loop (issue #16 items 4 and 5).
+      const { tokenizer } = m;
+      const signal = options.signal;
+      return tokenizer.applyChatTemplateAsync(options.messages, { addGenerationPrompt: true, ...(template === undefined ? {} : { template }), signal }).then((rendered) => {
+        checkTextFits(m, rendered.length);
+        return tokenizer.encodeInline(rendered, { addSpecialTokens: false }) ?? tokenizer.encodeAsync(rendered, { addSpecialTokens: false, signal });
+      });
     }
     const text: unknown = options.prompt;
     if (typeof text !== 'string') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `prompt is a ${typeof text}: must be a string`);
     checkTextFits(m, text.length);
-    return m.tokenizer.encode(text);
+    return m.tokenizer.encodeInline(text) ?? m.tokenizer.encodeAsync(text, { signal: options.signal });
+  }
+
+  /**
+   * A request whose prompt is tokenized off the event loop: its run is returned at once, and it is
+   * checked and queued when its tokens arrive, as if they had been given as `tokens`. What fails
+   * by then (a tokenizer or chat template past its budget, a prompt past the context, the model
+   * unloaded) ends the run with finishReason `error` instead of throwing.
+   */
+  #whenTokenized(options: GenerateOptions, tokens: Promise<number[]>): GenerationRun {
+    const run = new GenerationRun(this.#nextId++);
+    const arrivalMs = performance.now();
+    const end = (finishReason: 'error' | 'abort', error?: Error): void => {
+      const timings = { queueMs: 0, ttftMs: undefined, tpotMs: undefined, e2eMs: performance.now() - arrivalMs };
+      run.finish({ text: '', tokens: [], finishReason, promptTokens: 0, timings, sloMet: undefined, preemptions: 0, ...(error === undefined ? {} : { error }) });
+    };
+    const { prompt: _prompt, messages: _messages, chatTemplate: _template, ...rest } = options as GenerateOptions & { prompt?: string; messages?: unknown };
+    tokens.then(
+      (ids) => {
+        let inner: GenerationRun;
+        try {
+          inner = this.generate({ ...rest, tokens: ids } as GenerateOptions);
+        } catch (err) {
+          end('error', err as Error);
+          return;
+        }
+        void (async () => {
+          try {
+            for await (const chunk of inner) run.push(chunk);
+          } catch {
+            // The error is the result's, passed on below.
+          }
+          run.finish(await inner.result);
+        })();
+      },
+      (err: unknown) => (options.signal?.aborted === true ? end('abort') : end('error', err as Error)),
+    );
+    return run;
   }
 
   /**
@@ -459,44 +794,64 @@ export class Engine {
    */
   async unloadModel(id: string, options: { drain?: boolean } = {}): Promise<void> {
     await this.#unload(this.#entry(id, 'unloadModel'), options.drain === true);
+    this.#placed('unload', id, []);
   }
 
-  async #unload(e: ModelEntry, drain: boolean): Promise<void> {
-    const m = e.served;
-    if (m.state === 'closed') return;
-    m.state = 'draining';
-    const sched = e.device.scheduler;
+  async #unload(g: ModelGroup, drain: boolean): Promise<void> {
+    if (g.state === 'closed') return;
+    g.state = 'draining';
     if (drain) {
-      while (m.hasWork) await Promise.all([...m.waiting, ...m.running].map((s) => s.run.result));
+      while (g.hasWork) await Promise.all(g.pending());
     } else {
-      m.endAll({ reason: 'abort' }, performance.now());
-      sched.notify();
-      await Promise.all([...m.running].map((s) => s.run.result));
+      for (const r of g.replicas) {
+        r.served.endAll({ reason: 'abort' }, performance.now());
+        r.device.scheduler.notify();
+      }
+      await Promise.all(g.replicas.flatMap((r) => r.served.running.map((s) => s.run.result)));
     }
-    await sched.quiesce(m);
-    if (!this.#models.has(m.id)) return;  // a concurrent unload or close got here first
-    sched.remove(m);
-    m.close();
-    releasePartition(e.device, m.id);
-    if (e.ownsModel) m.model.dispose();
-    this.#models.delete(m.id);
+    for (const r of g.replicas) await r.device.scheduler.quiesce(r.served);
+    if (!this.#models.has(g.id)) return;  // a concurrent unload or close got here first
+    this.#models.delete(g.id);
+    g.state = 'closed';
+    for (const r of g.replicas.splice(0)) freeReplica(r);
+    if (g.ownsModel) g.model.dispose();
   }
 
-  /** Per model: queue, running, outcomes, SLO attainment, latency percentiles; per device: slab use by format. */
+  /**
+   * Per model: queue, running, outcomes, SLO attainment, latency percentiles, arrival rate, and
+   * each replica; per device: slab use by format.
+   */
   stats(): EngineStats {
     this.#open('stats');
     const models: ModelStats[] = [];
-    for (const { served: m, info } of this.#models.values()) {
-      const kv = m.blocks.pool.stats().models.find((s) => s.id === m.blocks.kvModel);
+    const now = performance.now();
+    for (const g of this.#models.values()) {
+      const replicas: ReplicaStats[] = g.replicas.map((r) => {
+        const m = r.served;
+        const kv = m.blocks.pool.stats().models.find((s) => s.id === m.blocks.kvModel);
+        return {
+          device: r.device.id,
+          state: r.state,
+          waiting: m.waiting.length,
+          running: m.running.length,
+          liveBlocks: kv?.liveBlocks ?? 0,
+          liveTokens: m.liveTokens,
+          kvHeldBytes: kv?.heldBytes ?? 0,
+          latency: m.latency.coefficients,
+        };
+      });
+      const sum = (k: 'waiting' | 'running' | 'liveBlocks' | 'liveTokens' | 'kvHeldBytes'): number => replicas.reduce((a, r) => a + r[k], 0);
       models.push({
-        ...info,
-        ...m.stats.counters(),
-        waiting: m.waiting.length,
-        running: m.running.length,
-        liveBlocks: kv?.liveBlocks ?? 0,
-        liveTokens: m.liveTokens,
-        kvHeldBytes: kv?.heldBytes ?? 0,
-        latency: m.latency.coefficients,
+        ...this.#info(g),
+        ...g.stats.counters(),
+        waiting: sum('waiting'),
+        running: sum('running'),
+        liveBlocks: sum('liveBlocks'),
+        liveTokens: sum('liveTokens'),
+        kvHeldBytes: sum('kvHeldBytes'),
+        latency: replicas[0]?.latency ?? g.costs.values().next().value!.coefficients,
+        rate: g.rate.rate(now),
+        replicas,
       });
     }
     const devices = this.#devices.map(deviceStats);
@@ -505,8 +860,7 @@ export class Engine {
 
   /** Resolves when every queued and running request has ended. */
   async idle(): Promise<void> {
-    const pending = [...this.#models.values()].flatMap(({ served }) => [...served.waiting, ...served.running].map((s) => s.run.result));
-    await Promise.all(pending);
+    await Promise.all([...this.#models.values()].flatMap((g) => g.pending()));
   }
 
   /**
@@ -517,12 +871,16 @@ export class Engine {
     if (this.#closed) return;
     // Refuse new work from here on; what is queued drains or is aborted below.
     this.#closed = true;
+    if (this.#replanTimer !== undefined) clearInterval(this.#replanTimer);
     if (options.drain === true) {
-      for (const { served } of this.#models.values()) served.state = 'draining';
+      for (const g of this.#models.values()) g.state = 'draining';
       await this.idle();
     }
-    await Promise.allSettled([...this.#loads]);
-    for (const e of [...this.#models.values()]) await this.#unload(e, false);
+    // A migration waits for its old replica to drain: the aborts below let it end.
+    for (const g of this.#models.values()) for (const r of g.replicas) r.served.endAll({ reason: 'abort' }, performance.now());
+    for (const d of this.#devices) d.scheduler.notify();
+    await Promise.allSettled([...this.#loads, ...this.#migrations]);
+    for (const g of [...this.#models.values()]) await this.#unload(g, false);
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
     for (const d of this.#devices) closeDevice(d);
   }
@@ -531,6 +889,35 @@ export class Engine {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The planner's view of a model: its measured rate, lengths and costs. */
+function placementModel(g: ModelGroup, nowMs: number): PlacementModel {
+  const limits = g.settings.limits;
+  const seen = g.stats.typicalLengths();
+  // Before any request finished: a quarter of the context each way, at most 64 tokens.
+  const guess = Math.max(1, Math.min(64, Math.floor(limits.maxContext / 4)));
+  const promptTokens = seen?.promptTokens ?? guess;
+  const outputTokens = Math.max(1, seen?.outputTokens ?? guess);
+  const fp = g.footprint!;
+  const anyCost = g.costs.values().next().value!;
+  const latency = (kind: string): MeasuredLatencyModel => g.costs.get(kind) ?? anyCost;
+  return {
+    id: g.id,
+    rate: g.rate.rate(nowMs).ewmaPerSecond,
+    promptTokens,
+    outputTokens,
+    ...(g.settings.slo.ttftMs === undefined ? {} : { ttftMs: g.settings.slo.ttftMs }),
+    weightBytes: g.model.weightBytes,
+    kvBytesPerToken: fp.kvBytesPerToken,
+    kvFloorBytes: fp.reserveBytes,
+    maxBatch: limits.maxBatch,
+    ...(g.pinned === undefined ? {} : { device: g.pinned }),
+    ...(g.fixedReplicas === undefined ? {} : { replicas: g.fixedReplicas }),
+    latency,
+    // Loading a replica, then draining the old one's requests (one typical request's decode).
+    moveCostS: (g.loadMs + outputTokens * anyCost.decodeMs(1, promptTokens + outputTokens / 2)) / 1000,
+  };
 }
 
 function samplingOf(o: GenerateOptions): SamplingOptions {

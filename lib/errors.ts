@@ -143,7 +143,9 @@ export type EngineErrorCode =
   /** The local scheduler dropped the request: it cannot meet its TTFT SLO (`dropLate` models only). */
   | 'ERR_ENGINE_SLO_UNREACHABLE'
   /** The model was unloaded without draining while the request was queued or running. */
-  | 'ERR_ENGINE_UNLOADED';
+  | 'ERR_ENGINE_UNLOADED'
+  /** No device can hold a model being loaded; the message names each device's failed constraint (memory, KV). */
+  | 'ERR_ENGINE_PLACEMENT';
 
 /** The serving engine rejected or ended a request; `code` says why. */
 export class EngineError extends FineserveError {

@@ -36,7 +36,8 @@ export type {
   KvStep,
 } from './kv-pool.js';
 export { Engine } from './engine.js';
-export type { DeviceStats, EngineLoadOptions, EngineOptions, EnginePolicy, EngineStats, LoadedModelInfo, ModelStats, ServingSlo } from './engine.js';
+export type { DeviceLoad, DeviceOptions, DeviceStats, EngineLoadOptions, EngineOptions, EnginePlacement, EnginePolicy, EngineStats, LoadedModelInfo, ModelStats, PlacementEvent, PlacementMove, ReplanResult, ReplicaDecision, ReplicaStats, ServingSlo } from './engine.js';
+export type { ArrivalRate } from './engine/rate-meter.js';
 export type { ModelCounters, Percentiles } from './engine/model-stats.js';
 export { GenerationRun } from './request.js';
 export type { FinishReason, GenerateOptions, GenerationChunk, GenerationResult, PromptInput, RequestTimings } from './request.js';

@@ -211,7 +211,7 @@ test('bad requests are rejected with typed errors before any work is queued', as
   assert.throws(() => engine.generate({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_TOKENIZER');
   await assert.rejects(engine.loadModel({ id: 'm', source: GGUF }), code('ERR_ENGINE_DUPLICATE_MODEL'));
   await assert.rejects(engine.loadModel({ id: 'q', source: GGUF, precision: 'int3' as never }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_PRECISION');
-  await assert.rejects(Engine.create({ devices: ['gpu0'] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /expected 'cpu' or 'cuda:N'/.test(e.message));
+  await assert.rejects(Engine.create({ devices: ['gpu0'] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /expected 'cpu', 'cpu:N' or 'cuda:N'/.test(e.message));
   if ((await devices()).cuda.length === 0) {
     // No GPU here: the refusal says why (no driver, or an addon built without CUDA).
     await assert.rejects(Engine.create({ devices: ['cuda:0'] }), (e: unknown) => e instanceof EngineError && e.code === 'ERR_ENGINE_DEVICE' && /no CUDA device is usable: /.test(e.message));

@@ -111,6 +111,12 @@ export class ModelStatsRecorder {
     }
   }
 
+  /** Mean prompt and generated tokens of the requests that finished (not aborted); undefined before any. */
+  typicalLengths(): { promptTokens: number; outputTokens: number } | undefined {
+    const n = this.#finished.stop + this.#finished.length + this.#finished.error;
+    return n === 0 ? undefined : { promptTokens: this.#prompt / n, outputTokens: this.#generated / n };
+  }
+
   counters(): ModelCounters {
     const span = this.#firstArrivalMs === undefined || this.#lastEndMs === undefined ? 0 : this.#lastEndMs - this.#firstArrivalMs;
     return {

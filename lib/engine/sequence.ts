@@ -102,6 +102,13 @@ export class Sequence {
   get inExecutor(): boolean {
     return this.#inExecutor;
   }
+  /**
+   * Nothing of it has run: no executor state (sampler, KV), no output, no pending end. Such a
+   * request can move to another replica of its model and start there as if it had been sent there.
+   */
+  get movable(): boolean {
+    return this.#status === 'waiting' && !this.#inExecutor && this.decoded === 0 && this.#preemptions === 0 && this.#pendingEnd === undefined;
+  }
   /** The scheduler said it cannot meet its TTFT deadline; it now runs best effort. */
   get deferred(): boolean {
     return this.#deferred;

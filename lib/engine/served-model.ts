@@ -74,7 +74,8 @@ export class ServedModel {
   readonly blocks: BlockManager;
   readonly latency: MeasuredLatencyModel;
   readonly policy: LocalPolicy;
-  readonly stats = new ModelStatsRecorder();
+  /** Shared by the replicas of one model, so its counters and attainment span all of them. */
+  readonly stats: ModelStatsRecorder;
   readonly waiting: Sequence[] = [];
   readonly running: Sequence[] = [];
   /** EWMA of this model's step wall time, what it costs the models it shares the device with. */
@@ -97,7 +98,9 @@ export class ServedModel {
     executor: Executor;
     latency: MeasuredLatencyModel;
     policy: LocalPolicy;
+    stats?: ModelStatsRecorder;
   }) {
+    this.stats = init.stats ?? new ModelStatsRecorder();
     this.id = init.id;
     this.model = init.model;
     this.tokenizer = init.tokenizer;
