@@ -17,7 +17,7 @@
       "cpp/core/model/tensor.cc",
       "cpp/core/model/model_error.cc",
       "cpp/core/model/json.cc",
-      "cpp/core/model/mapped_file.cc",
+      "cpp/core/model/file_bytes.cc",
       "cpp/core/model/gguf.cc",
       "cpp/core/model/safetensors.cc",
       "cpp/core/model/config_gguf.cc",
@@ -54,13 +54,15 @@
       "cpp/core/engine/sequence_table.cc",
       "cpp/core/engine/backend_choice.cc",
       "cpp/core/ops/linear.cc",
+      "cpp/core/gemm/gemm.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
       "cpp/core/ops/attention.cc"
     ],
     "fineserve_avx2_sources": [
       "cpp/core/simd/kernels_avx2.cc",
-      "cpp/core/quant/qdot_avx2.cc"
+      "cpp/core/quant/qdot_avx2.cc",
+      "cpp/core/gemm/gemm_avx2.cc"
     ],
     "fineserve_avx512_sources": [
       "cpp/core/simd/kernels_avx512.cc",
@@ -104,6 +106,7 @@
       "test/cpp/test_quant_formats.cc",
       "test/cpp/test_weight_traits.cc",
       "test/cpp/test_linear_quant.cc",
+      "test/cpp/test_gemm.cc",
       "test/cpp/test_attention_formats.cc",
       "test/cpp/test_perplexity.cc",
       "test/cpp/test_quantize_model.cc",

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "gemm/gemm.h"
 #include "ops/rows.h"
 #include "quant/qdot.h"
 #include "quant/weight_format.h"
@@ -55,6 +56,48 @@ void linear_qdot(engine::ThreadPool& pool, const float* x, size_t tokens, const 
   });
 }
 
+// Weight bytes of one GEMM block: it stays in L2 while every token tile streams past it.
+constexpr uint64_t kGemmBlockBytes = 192 * 1024;
+// Block rows are a multiple of every tile width (3 and 4), so only the last block has edge tiles.
+constexpr size_t kGemmRowQuantum = 12;
+
+size_t gemm_block_rows(uint64_t row_bytes, size_t out, unsigned threads) {
+  size_t rows = std::clamp<size_t>(kGemmBlockBytes / std::max<uint64_t>(row_bytes, 1), kGemmRowQuantum, 240);
+  // At least four blocks per thread, so a late thread does not hold the others up.
+  rows = std::min(rows, std::max(kGemmRowQuantum, (out + 4 * threads - 1) / (4 * threads)));
+  return (rows + kGemmRowQuantum - 1) / kGemmRowQuantum * kGemmRowQuantum;
+}
+
+// The register-blocked GEMM (gemm/gemm.h) for every token count, decode included, so that a
+// token's outputs do not depend on how many others share the call.
+void linear_gemm(engine::ThreadPool& pool, gemm::BlockFn kernel, const float* x, size_t tokens,
+                 const model::TensorView& w, const float* bias, float* y) {
+  const size_t out = w.rows(), in = w.cols();
+  gemm::Operands op;
+  op.w = w.data;
+  op.w_stride = quant::row_bytes(w.dtype, in, w.group);
+  op.k = in;
+  op.bias = bias;
+  op.y = y;
+  op.y_stride = out;
+  thread_local quant::Activations acts;
+  thread_local std::vector<float> scaled;
+  if (quant::traits(w.dtype).act != quant::ActPrep::None) {
+    quant::prepare_activations(w.dtype, w.group, x, tokens, in, w.input_scale, acts);
+    op.acts = &acts;
+  } else if (w.input_scale != nullptr) {
+    scaled.resize(tokens * in);
+    for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
+    op.x = scaled.data();
+  } else {
+    op.x = x;
+  }
+  const size_t rows = gemm_block_rows(op.w_stride, out, pool.size());
+  pool.parallel_for((out + rows - 1) / rows, [&](size_t begin, size_t end) {
+    for (size_t b = begin; b < end; ++b) kernel(op, tokens, b * rows, std::min(out, (b + 1) * rows));
+  });
+}
+
 }  // namespace
 
 void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model::TensorView& w,
@@ -71,6 +114,11 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
   if (bias != nullptr && bias->data != nullptr) {
     bias_f32.resize(out);
     load_f32(*bias, 0, out, bias_f32.data());
+  }
+  const gemm::BlockFn gemm_kernel = gemm::enabled() ? gemm::block_kernel(w.dtype, level) : nullptr;
+  if (gemm_kernel != nullptr) {
+    linear_gemm(pool, gemm_kernel, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y);
+    return;
   }
   const quant::WeightTypeTraits& type = quant::traits(w.dtype);
   if (type.act != quant::ActPrep::None) {

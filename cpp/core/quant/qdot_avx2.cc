@@ -46,9 +46,10 @@ __m256i nibbles32(const uint8_t* p) {
   return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
 }
 
-// Two accumulators per token keep two FMA chains in flight; with one token there is room for more.
+// Two accumulators per token keep two FMA chains in flight. The same two for every tile width, so
+// a token's sum does not depend on how many tokens share the call (batch invariance).
 template <size_t NT>
-constexpr size_t kChains = NT == 1 ? 4 : 2;
+constexpr size_t kChains = 2;
 
 template <size_t NT>
 void q8_0_tile(const uint8_t* row, const Activations& a, size_t t0, float* out) {

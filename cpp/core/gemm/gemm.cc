@@ -1,0 +1,47 @@
+#include "gemm/gemm.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+namespace fineserve::gemm {
+
+#if defined(FINESERVE_HAVE_AVX2)
+extern const Kernels kAvx2Gemm;  // gemm_avx2.cc
+#endif
+
+const Kernels* kernels_for(simd::Level level) {
+#if defined(FINESERVE_HAVE_AVX2)
+  if (level >= simd::Level::Avx2 && simd::kernels_for(level) != nullptr) return &kAvx2Gemm;
+#endif
+  (void)level;
+  return nullptr;
+}
+
+BlockFn block_kernel(model::DType t, simd::Level level) {
+  const Kernels* k = gemm::kernels_for(level);
+  if (k == nullptr) return nullptr;
+  switch (t) {
+    case model::DType::F32: return k->f32;
+    case model::DType::F16: return k->f16;
+    case model::DType::BF16: return k->bf16;
+    case model::DType::Q8_0: return k->q8_0;
+    case model::DType::Q4_0: return k->q4_0;
+    default: return nullptr;
+  }
+}
+
+namespace {
+std::atomic<bool>& flag() {
+  static std::atomic<bool> on{[] {
+    const char* v = std::getenv("FINESERVE_GEMM");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+bool enabled() { return flag().load(std::memory_order_relaxed); }
+void set_enabled(bool on) { flag().store(on, std::memory_order_relaxed); }
+
+}  // namespace fineserve::gemm

@@ -1,0 +1,59 @@
+// The register-blocked GEMM behind linear() on AVX2: y[t][r] = sum_k x[t][k] * w[r][k] for a tile
+// of tokens x weight rows at a time, so that each activation vector loaded feeds several weight
+// rows and each weight vector several tokens (tinyBLAS's idea: an RT x RW tile of 8-lane
+// accumulators sized to the 16 YMM registers, reduced horizontally once at the end).
+//
+// Batch invariance: every output element owns one 8-lane accumulator that takes the products of
+// its row and token in increasing k (one block of 8 or 32 elements per step, in one fixed order),
+// and is reduced by one fixed horizontal sum. How many tokens the call has, which tile a token
+// lands in and which tile shape serves it (4 x 3 for prefill, 1 x 4 for decode) change only which
+// accumulators run side by side, never the arithmetic of any one: a sequence's logits are
+// bit-identical alone and in a batch. test_gemm.cc checks it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "model/tensor.h"
+#include "quant/qdot.h"
+#include "simd/dispatch.h"
+
+namespace fineserve::gemm {
+
+// How weight rows are stored for the float kernel: F32 read in place, F16/BF16 widened in registers.
+enum class FloatWeights : uint8_t { F32, F16, BF16 };
+
+// One call's operands; a block kernel computes every token against weight rows [r0, r1).
+struct Operands {
+  const uint8_t* w = nullptr;  // row 0 of the weights
+  uint64_t w_stride = 0;       // bytes between weight rows
+  size_t k = 0;                // elements per row (the reduction length)
+  const float* x = nullptr;    // float kernels: tokens x k, row stride k
+  const quant::Activations* acts = nullptr;  // Q8_0 / Q4_0: the call's quantized activations
+  const float* bias = nullptr;  // [out] or null
+  float* y = nullptr;          // tokens x y_stride
+  size_t y_stride = 0;
+};
+
+using BlockFn = void (*)(const Operands& op, size_t tokens, size_t r0, size_t r1);
+
+// The AVX2 block kernels (gemm_avx2.cc, compiled with -mavx2 -mfma -mf16c).
+struct Kernels {
+  BlockFn f32, f16, bf16;  // float activations
+  BlockFn q8_0, q4_0;      // Q8_0-block activations (quant::ActPrep::Q8Blocks / Q8BlocksQ4)
+};
+
+// The kernels a SIMD level runs (AVX2's serve AVX-512 too, by simd::resolve_kernel's rule), or
+// nullptr at Baseline, where linear() keeps its portable per-row path.
+const Kernels* kernels_for(simd::Level level);
+
+// The block kernel of a weight type, or nullptr when the GEMM does not cover it.
+BlockFn block_kernel(model::DType t, simd::Level level);
+
+// The GEMM is on unless FINESERVE_GEMM=0 (read once): the per-row kernels it replaced stay
+// selectable, so benchmarks compare both in one run (set_enabled) and a suspected kernel bug can be
+// bisected from the command line.
+bool enabled();
+void set_enabled(bool on);
+
+}  // namespace fineserve::gemm

@@ -1,0 +1,202 @@
+// AVX2 + FMA + F16C micro-kernels of the GEMM (gemm.h). Compiled with -mavx2 -mfma -mf16c and
+// reached only through gemm::kernels_for() after the host was checked.
+//
+// A tile is RT tokens x RW weight rows, one 8-lane accumulator per output element. Per step the
+// kernel loads RW weight vectors once and RT activation vectors once and issues RT * RW FMAs (4 x 3:
+// 12 FMAs for 7 loads; the per-row dot it replaces issued one FMA per two loads). Decode (one
+// token) runs 1 x 4 tiles: four independent accumulator chains hide the FMA latency, and the
+// arithmetic of each element is the same as in a prefill tile.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gemm/gemm.h"
+
+namespace fineserve::gemm {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Tile widths by token count: 4 tokens x 3 rows = 12 accumulators + 3 weights + 1 activation.
+constexpr size_t kMaxTokens = 4;
+constexpr size_t rows_for(size_t tokens) { return tokens >= 3 ? 3 : 4; }
+
+// Lane mask for the last n < 8 elements of a row: the tail is read with masked loads (zeros
+// past the end, no read beyond it), so it is one more step of the same accumulation.
+inline __m256i tail_mask(size_t n) {
+  alignas(32) static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - n));
+}
+
+template <FloatWeights W>
+inline __m256 load_w(const uint8_t* row, size_t k) {
+  if constexpr (W == FloatWeights::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
+    if constexpr (W == FloatWeights::F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <FloatWeights W>
+inline __m256 load_w_tail(const uint8_t* row, size_t k, size_t n) {
+  if constexpr (W == FloatWeights::F32) {
+    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + k, tail_mask(n));
+  } else {
+    alignas(16) uint16_t buf[8] = {};
+    std::memcpy(buf, row + 2 * k, 2 * n);
+    return load_w<W>(reinterpret_cast<const uint8_t*>(buf), 0);
+  }
+}
+
+template <FloatWeights W, size_t RT, size_t RW>
+void float_tile(const Operands& op, size_t t0, size_t r0) {
+  __m256 acc[RT][RW];
+  for (auto& t : acc)
+    for (auto& a : t) a = _mm256_setzero_ps();
+  const uint8_t* w = op.w + r0 * op.w_stride;
+  const float* x = op.x + t0 * op.k;
+  size_t k = 0;
+  for (; k + 8 <= op.k; k += 8) {
+    __m256 wv[RW];
+    for (size_t r = 0; r < RW; ++r) wv[r] = load_w<W>(w + r * op.w_stride, k);
+    for (size_t t = 0; t < RT; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * op.k + k);
+      for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  if (k < op.k) {
+    const size_t n = op.k - k;
+    const __m256i mask = tail_mask(n);
+    __m256 wv[RW];
+    for (size_t r = 0; r < RW; ++r) wv[r] = load_w_tail<W>(w + r * op.w_stride, k, n);
+    for (size_t t = 0; t < RT; ++t) {
+      const __m256 xv = _mm256_maskload_ps(x + t * op.k + k, mask);
+      for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (size_t t = 0; t < RT; ++t) {
+    for (size_t r = 0; r < RW; ++r) {
+      const float v = hsum(acc[t][r]);
+      op.y[(t0 + t) * op.y_stride + r0 + r] = op.bias ? v + op.bias[r0 + r] : v;
+    }
+  }
+}
+
+inline float f16_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 16 bytes of a Q4_0 block -> its 32 nibbles 0..15 in element order (low nibbles first).
+inline __m256i nibbles32(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
+}
+
+// Q8_0 / Q4_0 weights against Q8_0-block activations, llama.cpp's x86 recipe per 32-block
+// (maddubs of unsigned x signed bytes into int16 pairs, madd into int32, one FMA by the two f16
+// scales' product), one float accumulator per element over the blocks in order. Q4_0's "- 8" is
+// Activations::q4_offset, subtracted in the same int16 lanes (see qdot_avx2.cc).
+template <bool Q4, size_t RT, size_t RW>
+void quant_tile(const Operands& op, size_t t0, size_t r0) {
+  constexpr size_t kBlockBytes = Q4 ? 18 : 34;
+  const quant::Activations& a = *op.acts;
+  const size_t nb = op.k / 32, xb = a.stride / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[RT][RW];
+  for (auto& t : acc)
+    for (auto& v : t) v = _mm256_setzero_ps();
+  const uint8_t* w = op.w + r0 * op.w_stride;
+  for (size_t b = 0; b < nb; ++b) {
+    __m256i wu[RW], ws[RW];  // unsigned operand; Q8_0: the signs it moves onto x
+    float dw[RW];
+    for (size_t r = 0; r < RW; ++r) {
+      const uint8_t* blk = w + r * op.w_stride + kBlockBytes * b;
+      dw[r] = f16_at(blk);
+      if constexpr (Q4) {
+        wu[r] = nibbles32(blk + 2);
+      } else {
+        ws[r] = load256(blk + 2);
+        wu[r] = _mm256_sign_epi8(ws[r], ws[r]);  // |w| (|-128| = 128 as unsigned)
+      }
+    }
+    for (size_t t = 0; t < RT; ++t) {
+      const size_t tok = t0 + t;
+      const __m256i xq = load256(a.q.data() + tok * a.stride + 32 * b);
+      const float dx = a.block_scale[tok * xb + b];
+      __m256i off;
+      if constexpr (Q4) off = load256(a.q4_offset.data() + (tok * xb + b) * 16);
+      for (size_t r = 0; r < RW; ++r) {
+        __m256i p;
+        if constexpr (Q4) {
+          p = _mm256_sub_epi16(_mm256_maddubs_epi16(wu[r], xq), off);
+        } else {
+          p = _mm256_maddubs_epi16(wu[r], _mm256_sign_epi8(xq, ws[r]));
+        }
+        const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+        acc[t][r] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw[r] * dx), acc[t][r]);
+      }
+    }
+  }
+  for (size_t t = 0; t < RT; ++t) {
+    for (size_t r = 0; r < RW; ++r) {
+      const float v = hsum(acc[t][r]);
+      op.y[(t0 + t) * op.y_stride + r0 + r] = op.bias ? v + op.bias[r0 + r] : v;
+    }
+  }
+}
+
+// Tile<RT, RW>::run for the edge tiles as well as the full ones.
+template <template <size_t, size_t> class Tile, size_t RT>
+void rows_switch(size_t nr, const Operands& op, size_t t0, size_t r0) {
+  switch (nr) {
+    case 1: return Tile<RT, 1>::run(op, t0, r0);
+    case 2: return Tile<RT, 2>::run(op, t0, r0);
+    case 3: return Tile<RT, 3>::run(op, t0, r0);
+    default: return Tile<RT, 4>::run(op, t0, r0);
+  }
+}
+
+template <template <size_t, size_t> class Tile>
+void tile_switch(size_t nt, size_t nr, const Operands& op, size_t t0, size_t r0) {
+  switch (nt) {
+    case 1: return rows_switch<Tile, 1>(nr, op, t0, r0);
+    case 2: return rows_switch<Tile, 2>(nr, op, t0, r0);
+    case 3: return rows_switch<Tile, 3>(nr, op, t0, r0);
+    default: return rows_switch<Tile, 4>(nr, op, t0, r0);
+  }
+}
+
+// Token tiles outside, row tiles inside: a tile's activations stay in L1 while the block's weight
+// rows (sized by the caller to sit in L2) stream past them.
+template <template <size_t, size_t> class Tile>
+void block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
+  for (size_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
+    const size_t nt = std::min(kMaxTokens, tokens - t0), rw = rows_for(nt);
+    for (size_t r = r0; r < r1; r += rw) tile_switch<Tile>(nt, std::min(rw, r1 - r), op, t0, r);
+  }
+}
+
+template <size_t RT, size_t RW> struct TileF32 { static void run(const Operands& o, size_t t, size_t r) { float_tile<FloatWeights::F32, RT, RW>(o, t, r); } };
+template <size_t RT, size_t RW> struct TileF16 { static void run(const Operands& o, size_t t, size_t r) { float_tile<FloatWeights::F16, RT, RW>(o, t, r); } };
+template <size_t RT, size_t RW> struct TileBF16 { static void run(const Operands& o, size_t t, size_t r) { float_tile<FloatWeights::BF16, RT, RW>(o, t, r); } };
+template <size_t RT, size_t RW> struct TileQ8 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<false, RT, RW>(o, t, r); } };
+template <size_t RT, size_t RW> struct TileQ4 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<true, RT, RW>(o, t, r); } };
+
+}  // namespace
+
+extern const Kernels kAvx2Gemm;
+const Kernels kAvx2Gemm = {block<TileF32>, block<TileF16>, block<TileBF16>, block<TileQ8>, block<TileQ4>};
+
+}  // namespace fineserve::gemm

@@ -1,0 +1,166 @@
+// The register-blocked GEMM of linear() (gemm/gemm.h): each token's outputs are bit-identical
+// whether it runs alone or among others (batch invariance, for token counts and row counts that
+// are not multiples of the tile, on one thread or two), and every output is within f32
+// accumulation error of a float64 product of the decoded weights with the activations as the
+// format quantizes them, written out here independently of the kernels.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/thread_pool.h"
+#include "gemm/gemm.h"
+#include "ops/linear.h"
+#include "quant/quantize.h"
+#include "quant/weight_format.h"
+#include "simd/dispatch.h"
+#include "simd/half.h"
+
+using fineserve::model::DType;
+using fineserve::model::TensorView;
+namespace quant = fineserve::quant;
+namespace simd = fineserve::simd;
+
+namespace {
+
+// The block types the GEMM covers; they quantize the activations to Q8_0 blocks.
+bool model_is_block(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+
+Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  Matrix m;
+  const uint64_t rb = quant::row_bytes(t, in, 0);
+  m.bytes.assign(rb * out, 0);
+  std::vector<float> row(in);
+  for (size_t r = 0; r < out; ++r) {
+    for (float& v : row) v = dist(rng);
+    uint8_t* dst = m.bytes.data() + r * rb;
+    for (size_t i = 0; i < in; ++i) {
+      if (t == DType::F32) {
+        std::memcpy(dst + 4 * i, &row[i], 4);
+      } else if (t == DType::F16 || t == DType::BF16) {
+        const uint16_t h = t == DType::F16 ? simd::f32_to_f16_scalar(row[i]) : simd::f32_to_bf16_scalar(row[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+    }
+    if (model_is_block(t)) quant::quantize_row(t, row.data(), in, 0, dst);
+  }
+  m.view.name = "w";
+  m.view.dtype = t;
+  m.view.shape = {out, in};
+  m.view.data = m.bytes.data();
+  m.view.bytes = m.bytes.size();
+  return m;
+}
+
+// Q8_0 activations as weight_format.h defines them: d = amax / 127 rounded to f16,
+// q = round-half-even(x * 127 / amax); returns d * q.
+std::vector<float> q8_blocks(const float* x, size_t n) {
+  std::vector<float> out(n);
+  for (size_t b = 0; b < n / 32; ++b) {
+    float amax = 0.0f;
+    for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * b + j]));
+    const float d = simd::f16_to_f32_scalar(simd::f32_to_f16_scalar(amax / 127.0f));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t j = 0; j < 32; ++j) out[32 * b + j] = std::nearbyint(x[32 * b + j] * id) * d;
+  }
+  return out;
+}
+
+struct Shape {
+  DType t;
+  size_t in;
+};
+const Shape kShapes[] = {{DType::F32, 172}, {DType::F32, 64}, {DType::F16, 172}, {DType::BF16, 100},
+                         {DType::Q8_0, 96}, {DType::Q4_0, 160}};
+
+bool gemm_here() {
+  if (fineserve::gemm::kernels_for(simd::active().level) != nullptr) return true;
+  MESSAGE("no GEMM kernels at SIMD level ", simd::level_name(simd::active().level), ": skipped");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("GEMM: a token's outputs are bit-identical alone and in a batch of any size") {
+  if (!gemm_here()) return;
+  for (const Shape& s : kShapes) {
+    for (size_t out : {13u, 50u}) {
+      CAPTURE(fineserve::model::dtype_name(s.t));
+      CAPTURE(out);
+      Matrix m = make_matrix(s.t, out, s.in, uint32_t(s.in + out));
+      std::mt19937 rng(7);
+      std::normal_distribution<float> dist(0.0f, 1.0f);
+      std::vector<float> scale(s.in), bias(out);
+      for (float& v : scale) v = 0.5f + std::fabs(dist(rng));
+      for (float& v : bias) v = dist(rng);
+      m.view.input_scale = scale.data();
+      TensorView b;
+      b.name = "b";
+      b.shape = {out};
+      b.data = reinterpret_cast<const uint8_t*>(bias.data());
+      b.bytes = 4 * out;
+      const size_t max_tokens = 13;
+      std::vector<float> x(max_tokens * s.in);
+      for (float& v : x) v = dist(rng);
+      fineserve::engine::ThreadPool one(1), two(2);
+      // Each token alone, on one thread.
+      std::vector<float> alone(max_tokens * out);
+      for (size_t t = 0; t < max_tokens; ++t) {
+        fineserve::ops::linear(one, x.data() + t * s.in, 1, m.view, &b, alone.data() + t * out);
+      }
+      for (size_t tokens : {2u, 3u, 5u, 7u, 13u}) {
+        for (fineserve::engine::ThreadPool* pool : {&one, &two}) {
+          CAPTURE(tokens);
+          CAPTURE(pool->size());
+          std::vector<float> y(tokens * out);
+          fineserve::ops::linear(*pool, x.data(), tokens, m.view, &b, y.data());
+          CHECK(std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("GEMM: every output within f32 accumulation error of the float64 product") {
+  if (!gemm_here()) return;
+  for (const Shape& s : kShapes) {
+    const size_t out = 37, tokens = 11;
+    CAPTURE(fineserve::model::dtype_name(s.t));
+    Matrix m = make_matrix(s.t, out, s.in, 3);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> x(tokens * s.in), y(tokens * out), old(tokens * out), wrow(s.in);
+    for (float& v : x) v = dist(rng);
+    fineserve::engine::ThreadPool pool(1);
+    fineserve::ops::linear(pool, x.data(), tokens, m.view, nullptr, y.data());
+    fineserve::gemm::set_enabled(false);
+    fineserve::ops::linear(pool, x.data(), tokens, m.view, nullptr, old.data());
+    fineserve::gemm::set_enabled(true);
+    for (size_t t = 0; t < tokens; ++t) {
+      const float* xt = x.data() + t * s.in;
+      const std::vector<float> xq = model_is_block(s.t) ? q8_blocks(xt, s.in) : std::vector<float>(xt, xt + s.in);
+      for (size_t r = 0; r < out; ++r) {
+        quant::dequantize_row(s.t, m.view.data + r * quant::row_bytes(s.t, s.in, 0), s.in, 0, wrow.data());
+        long double ref = 0, mag = 0;
+        for (size_t i = 0; i < s.in; ++i) {
+          ref += (long double)wrow[i] * xq[i];
+          mag += std::fabs((long double)wrow[i] * xq[i]);
+        }
+        CAPTURE(t);
+        CAPTURE(r);
+        CHECK(std::fabs(y[t * out + r] - (double)ref) <= 1e-5 * (double)mag + 1e-30);
+        // The per-row kernels it replaced (FINESERVE_GEMM=0) agree within the same bound.
+        CHECK(std::fabs(old[t * out + r] - (double)ref) <= 1e-5 * (double)mag + 1e-30);
+      }
+    }
+  }
+}
