@@ -127,3 +127,42 @@ test('KV accounts: slab reclaims empty slabs for any model, reserves hold, stati
   assert.ok(ref.grow(r64, 9, ref.available(r64)));
   assert.equal(ref.available(r32), cap32, 'pools split by layer count do not share');
 });
+
+test('the kvcached-style pool charges its map cost per page (a knob): more cost, later first tokens; none, none', () => {
+  const s = scenario(30, 8, 10_000);
+  const sys = buildSystem('prism', costModel, s.input);
+  const run = (mapCostMs: number) => simulate({ costModel, models: s.models, devices, system: sys, arrivals: s.arrivals, drainMs: 5_000, kvOptions: { mapCostMs } });
+  const free = run(0);
+  const cheap = run(0.008);
+  const dear = run(0.165);
+  assert.ok(cheap.ttftP50Ms >= free.ttftP50Ms && dear.ttftP50Ms > cheap.ttftP50Ms, `TTFT p50 ${free.ttftP50Ms} / ${cheap.ttftP50Ms} / ${dear.ttftP50Ms}`);
+  // Only the paged policy pays it.
+  const slab = buildSystem('fineserve', costModel, s.input);
+  const a = simulate({ costModel, models: s.models, devices, system: slab, arrivals: s.arrivals, drainMs: 5_000, kvOptions: { mapCostMs: 0 } });
+  const b = simulate({ costModel, models: s.models, devices, system: slab, arrivals: s.arrivals, drainMs: 5_000, kvOptions: { mapCostMs: 1 } });
+  assert.deepEqual(a, b);
+});
+
+test('extrapolation is counted: prompts and batches inside the profiled grid are not, longer ones are', () => {
+  const one = (promptTokens: number, n: number) => {
+    const arrivals = Array.from({ length: n }, (_, id) => ({ id, model: 'fp16', arrivalMs: 0, promptTokens, outputTokens: 8 }));
+    const models = base.map((m) => ({ ...m, rate: m.id === 'fp16' ? 1 : 0.01 }));
+    return simulate({ costModel, models, devices, system: buildSystem('prism', costModel, { models, devices }), arrivals, drainMs: 5_000 });
+  };
+  assert.equal(one(256, 4).extrapolatedShare, 0);
+  assert.ok(one(1500, 1).extrapolatedShare > 0, 'a 1,500-token prompt is past the profiled 512');
+  assert.ok(one(64, 100).extrapolatedShare > 0.5, 'a decode batch of 100 is past the profiled 32');
+});
+
+test('interference by work: a model beside a busy one runs slower than alone, and the precision-blind rule stays available', () => {
+  const s = scenario(40, 9, 10_000);
+  const sys = buildSystem('prism', costModel, s.input);
+  const work = simulate({ costModel, models: s.models, devices, system: sys, arrivals: s.arrivals, drainMs: 5_000 });
+  const count = simulate({ costModel, models: s.models, devices, system: sys, arrivals: s.arrivals, drainMs: 5_000, interference: 'count' });
+  assert.notDeepEqual(work.outcomes, count.outcomes);
+  const solo = generateWorkload({ models: ['fp16'], totalRate: 2, durationMs: 10_000, seed: 9 });
+  const models = base.map((m) => ({ ...m, rate: m.id === 'fp16' ? 2 : 0.01 }));
+  const alone = simulate({ costModel, models, devices, system: buildSystem('prism', costModel, { models, devices }), arrivals: solo, drainMs: 5_000 });
+  // Solo 8B FP16 decode: the profile's 8–10 ms per token, no co-location slowdown.
+  assert.ok(alone.tpotP50Ms > 7 && alone.tpotP50Ms < 12, `TPOT p50 ${alone.tpotP50Ms}`);
+});

@@ -63,3 +63,25 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
 }
+
+/**
+ * The same chart as a Vega-Lite spec (data inline), so any Vega tool (vega-cli's vl2svg, the
+ * online editor) renders it with a real plotting library; the SVG above needs none to view.
+ */
+export function vegaLiteSpec(title: string, xLabel: string, yLabel: string, series: readonly Series[], yMax?: number): string {
+  const values = series.flatMap((s) => s.points.map(([x, y]) => ({ system: s.name, x, y })));
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: 480,
+    height: 320,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: xLabel },
+      y: { field: 'y', type: 'quantitative', title: yLabel, ...(yMax !== undefined && { scale: { domain: [0, yMax] } }) },
+      color: { field: 'system', type: 'nominal' },
+    },
+  };
+  return `${JSON.stringify(spec, null, 1)}\n`;
+}

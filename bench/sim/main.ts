@@ -1,12 +1,14 @@
 /**
- * Reproduction benchmark: FineServe (ours) against the reference FineServe rules, Prism-style,
- * MuxServe-style and static partitions, plus ablations, in the simulator at the paper's scale.
- * Writes bench/results/sim[-quick].json and SVG charts, and prints ratios measured in this run.
+ * Reproduction benchmark: FineServe (ours) against the reference FineServe rules (strict, and with
+ * the KV floor), Prism-style, MuxServe-style and static partitions, plus ablations, in the
+ * simulator on the paper's mixes (bench/sim/scenarios.ts). Every system is placed by its own rules
+ * and measured in the same run; numbers are mean ± sd over seeds. Writes bench/results/sim[-quick].json,
+ * SVG charts and Vega-Lite specs, and prints per-rate ratios against every baseline.
  *
- *   npm run bench:sim            full sweep (2, 4, 8, 16 GPUs)
- *   npm run bench:sim -- --quick 2 and 4 GPUs, fewer rates, shorter runs (< 1 minute)
- *   npm run bench:sim -- --smoke 2 GPUs, two rates, 5 s runs: checks it works (npm test), to
- *                                build/sim-smoke/ (--out DIR for another folder)
+ *   npm run bench:sim            full sweep (2, 4, 8, 16 GPUs; 5 seeds at 2–4 GPUs, 3 at 8, 2 at 16)
+ *   npm run bench:sim -- --quick 2 and 4 GPUs, 2 seeds, shorter runs
+ *   npm run bench:sim -- --smoke 2 GPUs, two rates, one seed, 5 s runs: checks it works (npm test),
+ *                                to build/sim-smoke/ (--out DIR for another folder)
  * @module
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,33 +19,18 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { SYSTEM_NAMES, SYSTEM_NOTES, type SystemName } from '../../lib/sim/systems.js';
-import { lineChart } from './charts.js';
+import { lineChart, vegaLiteSpec, type Series } from './charts.js';
+import { buildJobs, DEFAULT_SLO_SCALE, MAIN_SYSTEMS, sweepSize, type Job } from './jobs.js';
+import { curve, ratios, sustained, type CurvePoint } from './report.js';
 import type { RunSummary } from './run-one.js';
-import type { Scenario } from './scenarios.js';
+import { LENGTHS, MIX_GPUS, scenarioModels } from './scenarios.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' } } });
-const smoke = args.smoke;
-const quick = args.quick || smoke;
+const mode = args.smoke ? 'smoke' : args.quick ? 'quick' : 'full';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const OUT = resolve(ROOT, args.out ?? (smoke ? 'build/sim-smoke' : 'bench/results'));
-const GPUS = smoke ? [2] : quick ? [2, 4] : [2, 4, 8, 16];
-// Total request rate per GPU; the sweep crosses each system's saturation point.
-const RATES_PER_GPU = smoke ? [6, 24] : quick ? [6, 12, 18, 24, 36] : [4, 8, 12, 16, 20, 24, 30, 40, 60];
-const SLO_SCALES = smoke ? [10, 40] : quick ? [10, 40] : [5, 10, 20, 40];
-const DEFAULT_SCALE = 40;
-const SLO_SWEEP_RATE_PER_GPU = 16;
-const DURATION_MS = smoke ? 5_000 : quick ? 30_000 : 60_000;
-const SEED = 1;
-
-type Job = { index: number; scenario: Scenario; system: SystemName };
-const jobs: Job[] = [];
-const add = (gpus: number, rate: number, sloScale: number): void => {
-  for (const system of SYSTEM_NAMES) jobs.push({ index: jobs.length, scenario: { gpus, rate, sloScale, durationMs: DURATION_MS, seed: SEED }, system });
-};
-for (const g of GPUS) {
-  for (const r of RATES_PER_GPU) add(g, r * g, DEFAULT_SCALE);
-  for (const s of SLO_SCALES) if (s !== DEFAULT_SCALE) add(g, SLO_SWEEP_RATE_PER_GPU * g, s);
-}
+const OUT = resolve(ROOT, args.out ?? (mode === 'smoke' ? 'build/sim-smoke' : 'bench/results'));
+const size = sweepSize(mode);
+const jobs = buildJobs(size);
 
 async function runAll(): Promise<RunSummary[]> {
   const results: RunSummary[] = new Array(jobs.length);
@@ -53,15 +40,11 @@ async function runAll(): Promise<RunSummary[]> {
   let done = 0;
   await Promise.all(
     Array.from({ length: threads }, () =>
-      new Promise<void>((resolve, reject) => {
+      new Promise<void>((resolveRun, reject) => {
         const w = new Worker(new URL('./worker-entry.mjs', import.meta.url));
         const next = (): void => {
           const job = queue.shift();
-          if (job === undefined) {
-            w.postMessage(null);
-            return;
-          }
-          w.postMessage(job);
+          w.postMessage(job === undefined ? null : { index: job.index, scenario: job.scenario, system: job.system });
         };
         w.on('message', (m: { index: number; summary: RunSummary }) => {
           results[m.index] = m.summary;
@@ -70,32 +53,13 @@ async function runAll(): Promise<RunSummary[]> {
           next();
         });
         w.on('error', reject);
-        w.on('exit', () => resolve());
+        w.on('exit', () => resolveRun());
         next();
       }),
     ),
   );
   if (process.stderr.isTTY) process.stderr.write('\n');
   return results;
-}
-
-/** Highest rate at which attainment stays ≥ target at it and every lower swept rate, interpolated. */
-function sustainedRate(points: readonly (readonly [number, number])[], target = 0.99): number {
-  const pts = [...points].sort((a, b) => a[0] - b[0]);
-  let last = 0;
-  for (let i = 0; i < pts.length; i++) {
-    const [x, y] = pts[i]!;
-    if (y >= target) {
-      last = x;
-      continue;
-    }
-    if (i > 0) {
-      const [xp, yp] = pts[i - 1]!;
-      if (yp >= target) last = xp + ((x - xp) * (yp - target)) / (yp - y);
-    }
-    break;
-  }
-  return last;
 }
 
 const t0 = performance.now();
@@ -107,68 +71,94 @@ if (missing.length > 0) {
 }
 const wallS = (performance.now() - t0) / 1000;
 mkdirSync(OUT, { recursive: true });
-const suffix = smoke ? '-smoke' : quick ? '-quick' : '';
-const series = (gpus: number, metric: 'sloAttainment' | 'tokenThroughput', by: 'rate' | 'sloScale', systems: readonly SystemName[]) =>
-  systems.map((name) => ({
-    name,
-    points: runs
-      .filter((r) => r.gpus === gpus && r.system === name && (by === 'rate' ? r.sloScale === DEFAULT_SCALE : r.rate === SLO_SWEEP_RATE_PER_GPU * gpus))
-      .map((r) => [by === 'rate' ? r.rate : r.sloScale, r[metric]] as const),
-  }));
+const suffix = mode === 'smoke' ? '-smoke' : mode === 'quick' ? '-quick' : '';
+const part = (p: Job['part']): RunSummary[] => jobs.filter((j) => j.part === p).map((j) => runs[j.index]!);
+const BASELINES: SystemName[] = MAIN_SYSTEMS.filter((s) => s !== 'fineserve');
+const ABLATIONS: SystemName[] = ['fineserve', 'prism', 'ablation-kvslab', 'ablation-global', 'ablation-local'];
+const pct = (x: number): string => `${(100 * x).toFixed(1)}`;
+const fmtStat = (p: CurvePoint, k: 'attainment' | 'throughput'): string => (k === 'attainment' ? `${pct(p.attainment.mean)}±${pct(p.attainment.sd)}` : `${p.throughput.mean.toFixed(0)}±${p.throughput.sd.toFixed(0)}`);
 
-const MAIN: SystemName[] = ['fineserve', 'reference', 'prism', 'muxserve', 'static'];
-const ABL: SystemName[] = ['fineserve', 'prism', 'ablation-kvslab', 'ablation-global', 'ablation-local'];
-const headline: Record<string, unknown>[] = [];
+const chart = (file: string, title: string, x: string, y: string, series: Series[], yMax?: number): void => {
+  writeFileSync(join(OUT, `${file}.svg`), lineChart(title, x, y, series, yMax));
+  writeFileSync(join(OUT, `${file}.vl.json`), vegaLiteSpec(title, x, y, series, yMax));
+};
+
+const mixes: Record<string, unknown>[] = [];
 const lines: string[] = [];
-for (const g of GPUS) {
-  const att = series(g, 'sloAttainment', 'rate', SYSTEM_NAMES);
-  const thr = series(g, 'tokenThroughput', 'rate', SYSTEM_NAMES);
-  writeFileSync(join(OUT, `sim${suffix}-attainment-${g}gpu.svg`), lineChart(`SLO attainment, ${g} H100s (SLO scale ${DEFAULT_SCALE})`, 'total request rate (req/s)', 'SLO attainment', att.filter((s) => MAIN.includes(s.name)), 1));
-  writeFileSync(join(OUT, `sim${suffix}-throughput-${g}gpu.svg`), lineChart(`Token throughput, ${g} H100s`, 'total request rate (req/s)', 'output tokens/s', thr.filter((s) => MAIN.includes(s.name))));
-  writeFileSync(join(OUT, `sim${suffix}-ablation-${g}gpu.svg`), lineChart(`Ablation: one component on top of Prism-style, ${g} H100s`, 'total request rate (req/s)', 'SLO attainment', att.filter((s) => ABL.includes(s.name)), 1));
-  writeFileSync(join(OUT, `sim${suffix}-sloscale-${g}gpu.svg`), lineChart(`SLO attainment vs SLO scale, ${g} H100s at ${SLO_SWEEP_RATE_PER_GPU * g} req/s`, 'SLO scale', 'SLO attainment', series(g, 'sloAttainment', 'sloScale', MAIN), 1));
-  const get = (list: typeof att, name: SystemName) => list.find((s) => s.name === name)!.points;
-  const ratioMax = (a: readonly (readonly [number, number])[], b: readonly (readonly [number, number])[]) => {
-    let best = { rate: 0, ratio: 0 };
-    for (const [x, y] of a) {
-      const yb = b.find((p) => p[0] === x)?.[1] ?? 0;
-      if (yb > 0 && y / yb > best.ratio) best = { rate: x, ratio: y / yb };
-    }
-    return best;
-  };
-  const attVsPrism = ratioMax(get(att, 'fineserve'), get(att, 'prism'));
-  const thrVsPrism = ratioMax(get(thr, 'fineserve'), get(thr, 'prism'));
-  const sustained = Object.fromEntries(SYSTEM_NAMES.map((n) => [n, sustainedRate(get(att, n))]));
-  const refRate = sustained['reference']!;
-  const row = {
+for (const mix of size.mixes) {
+  const g = MIX_GPUS[mix];
+  const curveRuns = part('curves').filter((r) => r.mix === mix);
+  const curves = Object.fromEntries(SYSTEM_NAMES.map((s) => [s, curve(curveRuns, s, (r) => r.rate)])) as Record<SystemName, CurvePoint[]>;
+  const sust = (t: number) => Object.fromEntries(SYSTEM_NAMES.map((s) => [s, sustained(curveRuns, s, t)]));
+  const at99 = sust(0.99);
+  const at90 = sust(0.9);
+  const vs = Object.fromEntries(BASELINES.map((b) => [b, ratios(curves.fineserve, curves[b])]));
+  const sustainedRatio = (t: Record<string, { median: number }>) =>
+    Object.fromEntries(BASELINES.map((b) => [b, t[b]!.median > 0 ? t['fineserve']!.median / t[b]!.median : null]));
+  const sloRuns = part('sloScales').filter((r) => r.mix === mix);
+  const sloScales = [...new Set(sloRuns.map((r) => r.rate))].map((rate) => ({
+    rate,
+    curves: Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve([...sloRuns, ...curveRuns].filter((r) => r.rate === rate), s, (r) => r.sloScale)])),
+  }));
+  const skewRuns = part('skew').filter((r) => r.mix === mix);
+  const skew = Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(skewRuns, s, (r) => r.zipf)]));
+  const longRuns = part('long').filter((r) => r.mix === mix);
+  const long = longRuns.length > 0 ? Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(longRuns, s, (r) => r.rate)])) : undefined;
+  const mapRuns = part('mapCost').filter((r) => r.mix === mix);
+  const mapCost = mapRuns.length > 0 ? curve(mapRuns, 'prism', (r) => r.mapCostMs ?? 0) : undefined;
+  mixes.push({
+    mix,
     gpus: g,
-    attainmentVsPrismMax: attVsPrism,
-    throughputVsPrismMax: thrVsPrism,
-    sustainedRateAt99: sustained,
-    sustainedVsReference: refRate > 0 ? sustained['fineserve']! / refRate : null,
-    sustainedVsPrism: sustained['prism']! > 0 ? sustained['fineserve']! / sustained['prism']! : null,
-  };
-  headline.push(row);
-  lines.push(
-    `${String(g).padStart(2)} GPUs: attainment vs prism up to ${attVsPrism.ratio.toFixed(2)}x (at ${attVsPrism.rate} req/s), ` +
-      `throughput vs prism up to ${thrVsPrism.ratio.toFixed(2)}x (at ${thrVsPrism.rate} req/s); ` +
-      `rate at 99% attainment: ours ${sustained['fineserve']!.toFixed(1)}, reference ${refRate.toFixed(1)}` +
-      (row.sustainedVsReference === null ? '' : ` (${row.sustainedVsReference.toFixed(2)}x)`) +
-      `, prism ${sustained['prism']!.toFixed(1)}, muxserve ${sustained['muxserve']!.toFixed(1)}, static ${sustained['static']!.toFixed(1)}`,
-  );
+    models: scenarioModels(mix).map((m) => `${m.family} ${m.precision}`),
+    curves,
+    sustainedRateAt99: Object.fromEntries(Object.entries(at99).map(([k, v]) => [k, v.median])),
+    sustainedAt99: at99,
+    sustainedAt90: at90,
+    oursOverBaselineSustained99: sustainedRatio(at99),
+    oursOverBaselineSustained90: sustainedRatio(at90),
+    oursOverBaselinePerRate: vs,
+    sloScales,
+    skew,
+    ...(long !== undefined && { long }),
+    ...(mapCost !== undefined && { prismMapCost: mapCost }),
+  });
+
+  const ser = (systems: readonly SystemName[], k: 'attainment' | 'throughput'): Series[] =>
+    systems.map((s) => ({ name: s, points: curves[s].map((p) => [p.x, p[k].mean] as const) }));
+  chart(`sim${suffix}-${mix}-attainment`, `SLO attainment, ${mix} on ${g} H100s (SLO scale ${DEFAULT_SLO_SCALE}; rejected plans count 0)`, 'total request rate (req/s)', 'SLO attainment', ser(MAIN_SYSTEMS, 'attainment'), 1);
+  chart(`sim${suffix}-${mix}-throughput`, `Token throughput, ${mix} on ${g} H100s`, 'total request rate (req/s)', 'output tokens/s', ser(MAIN_SYSTEMS, 'throughput'));
+  chart(`sim${suffix}-${mix}-ablation`, `Ablation: one component on top of Prism-style, ${mix}`, 'total request rate (req/s)', 'SLO attainment', ser(ABLATIONS, 'attainment'), 1);
+
+  lines.push(`== ${mix} (${g} GPUs): attainment % and tokens/s, mean ± sd over ${size.seeds(mix).length} seed(s); 'R' = plan rejected in some seed`);
+  lines.push(['rate'.padStart(6), ...MAIN_SYSTEMS.map((s) => s.padStart(22))].join(' '));
+  for (const p of curves.fineserve) {
+    const cell = (s: SystemName): string => {
+      const q = curves[s].find((c) => c.x === p.x)!;
+      return `${fmtStat(q, 'attainment')} ${fmtStat(q, 'throughput')}${q.rejected > 0 ? 'R' : ''}`.padStart(22);
+    };
+    lines.push([String(p.x).padStart(6), ...MAIN_SYSTEMS.map(cell)].join(' '));
+  }
+  const sr = (t: typeof at99) => MAIN_SYSTEMS.map((s) => `${s} ${t[s]!.median.toFixed(1)} [${t[s]!.min.toFixed(1)}–${t[s]!.max.toFixed(1)}]`).join(', ');
+  lines.push(`sustained rate at 99 %: ${sr(at99)}`);
+  lines.push(`sustained rate at 90 %: ${sr(at90)}`);
+  lines.push(`extrapolated share of iterations (ours, by rate): ${curves.fineserve.map((p) => `${p.x}: ${pct(p.extrapolatedShare)} %`).join(', ')}`);
 }
+
 const result = {
   benchmark: 'sim',
-  quick,
-  smoke,
+  mode,
+  quick: mode !== 'full',
+  smoke: mode === 'smoke',
   generatedAt: new Date().toISOString(),
   wallSeconds: wallS,
   threads: Math.min(availableParallelism(), jobs.length),
-  config: { gpus: GPUS, ratesPerGpu: RATES_PER_GPU, sloScales: SLO_SCALES, defaultSloScale: DEFAULT_SCALE, sloSweepRatePerGpu: SLO_SWEEP_RATE_PER_GPU, durationMs: DURATION_MS, seed: SEED, zipf: 1, cv: 1 },
+  config: { ...size, seeds: Object.fromEntries(size.mixes.map((m) => [m, size.seeds(m)])), durationMs: Object.fromEntries(size.mixes.map((m) => [m, size.durationMs(m)])), defaultSloScale: DEFAULT_SLO_SCALE, lengths: LENGTHS, cv: 1, interference: 'work', kvcachedMapCostMs: 'default 0.52/64 (kvcached map benchmark), swept in prismMapCost' },
   systems: SYSTEM_NOTES,
-  headline,
+  // Kept for tools that read the old layout: per mix, each system's median sustained rate at 99 %.
+  headline: mixes.map((m) => ({ mix: m['mix'], gpus: m['gpus'], sustainedRateAt99: m['sustainedRateAt99'], oursOverBaselineSustained99: m['oursOverBaselineSustained99'] })),
+  mixes,
   runs,
 };
 writeFileSync(join(OUT, `sim${suffix}.json`), `${JSON.stringify(result, null, 1)}\n`);
 for (const l of lines) console.log(l);
-console.log(`${runs.length} simulations in ${wallS.toFixed(1)} s; wrote ${join(OUT, `sim${suffix}.json`)} and sim${suffix}-*.svg`);
+console.log(`${runs.length} simulations in ${wallS.toFixed(1)} s; wrote ${join(OUT, `sim${suffix}.json`)} and sim${suffix}-*.svg / *.vl.json`);

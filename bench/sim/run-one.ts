@@ -11,6 +11,8 @@ import { materialize, type Scenario } from './scenarios.js';
 /** What a run reports. */
 export interface RunSummary extends Scenario {
   readonly system: SystemName;
+  /** False when the system's planner could not place every model: the run counts as rejected. */
+  readonly feasible: boolean;
   readonly sloAttainment: number;
   readonly tokenThroughput: number;
   readonly arrivals: number;
@@ -21,6 +23,8 @@ export interface RunSummary extends Scenario {
   readonly tpotP99Ms: number;
   readonly preemptions: number;
   readonly unplaced: number;
+  /** Share of iterations timed by extrapolating the profiles. */
+  readonly extrapolatedShare: number;
   readonly wallMs: number;
 }
 
@@ -32,10 +36,11 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
   cached ??= CostModel.reference();
   const { models, devices, arrivals } = materialize(s);
   const sys = buildSystem(system, cached, { models, devices, sloScale: s.sloScale });
-  const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000 });
+  const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000, ...(s.mapCostMs !== undefined && { kvOptions: { mapCostMs: s.mapCostMs } }) });
   return {
     ...s,
     system,
+    feasible: sys.plan.feasible,
     sloAttainment: r.sloAttainment,
     tokenThroughput: r.tokenThroughput,
     arrivals: r.arrivals,
@@ -46,6 +51,7 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
     tpotP99Ms: r.tpotP99Ms,
     preemptions: r.preemptions,
     unplaced: sys.plan.unplaced.length,
+    extrapolatedShare: r.extrapolatedShare,
     wallMs: performance.now() - t0,
   };
 }

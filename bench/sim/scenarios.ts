@@ -1,32 +1,60 @@
 /**
- * The reproduction's scenarios: the paper's model mix (Llama-3.1-8B in FP16, W4A16, FP8-KV8 and
- * W4A8-KV4, a 32B and a 70B) on 2, 4, 8 and 16 simulated H100s, Zipf popularity, Poisson arrivals.
+ * The reproduction's scenarios: the paper's model mixes on 2–16 simulated H100s, Poisson arrivals,
+ * Zipf popularity over a seeded ranking, ShareGPT-like or long lengths.
+ * - `fig1` (2 GPUs): the paper's Figure 1, Llama-3.1-8B AWQ, FP8-KV8 and QoQ and Qwen3-32B FP16 (TP 2).
+ * - `mix4` (4 GPUs): Figure 1 plus 8B FP16 and Qwen3-32B FP8-KV8.
+ * - `big8` (8 GPUs): Llama-3.1-70B FP16 and FP8-KV8 (TP 4, the big-KV models that make a memory
+ *   wall), Qwen3-32B FP16 and FP8-KV8, and the four 8B precisions.
+ * - `big16` (16 GPUs): two distinct copies of `big8` (each its own models and popularity).
  * @module
  */
 import type { DeviceSpec, ModelSpec } from '../../lib/scheduler/types.js';
-import { generateWorkload, type Arrival } from '../../lib/sim/workload.js';
+import { generateWorkload, SHAREGPT_INPUT, SHAREGPT_OUTPUT, type Arrival, type LengthFit } from '../../lib/sim/workload.js';
+
+/** Model mixes by name. */
+export type MixName = 'fig1' | 'mix4' | 'big8' | 'big16';
+
+/** Length distributions by name. */
+export type LengthsName = 'sharegpt' | 'long';
 
 /** One point of the sweep. */
 export interface Scenario {
+  readonly mix: MixName;
   readonly gpus: number;
   /** Total requests per second over all models. */
   readonly rate: number;
   readonly sloScale: number;
+  readonly zipf: number;
+  readonly lengths: LengthsName;
   readonly durationMs: number;
   readonly seed: number;
+  /** kvcached-style pool's map cost per page, ms; absent: the default (8 µs). */
+  readonly mapCostMs?: number;
 }
 
-const EIGHT_B = ['fp16', 'w4a16', 'fp8-kv8', 'w4a8-kv4'].map((precision) => ({ family: 'llama-3.1-8b', precision }));
-const QWEN = { family: 'qwen-3-32b', precision: 'fp8-kv8' };
-const LLAMA_70B = { family: 'llama-3.1-70b', precision: 'w4a16' };
-
 /**
- * Models for a GPU count: on 2 GPUs the four 8B variants and Qwen3-32B (the paper's Fig. 1 mix
- * plus FP16); from 4 GPUs on, one copy of {four 8B, 32B, 70B} per 4 GPUs (each copy is a distinct
- * set of models with its own popularity).
+ * Lengths. `sharegpt`: the simulator's ShareGPT-like log-normal fit, p95 903 in / 631 out (the
+ * LMSYS-Chat p95s the reference code plans with, notes §3.3); the medians (250 / 200) are an
+ * assumption of that fit, not a published figure. `long`: a long-context, memory-bound mix,
+ * prompts median 1,536 (p95 3,000, at most 3,584) and outputs median 384 (p95 1,000); an
+ * assumption chosen to make KV, not compute, the limit.
  */
-export function scenarioModels(gpus: number): ModelSpec[] {
-  const sets = gpus === 2 ? [[...EIGHT_B, QWEN]] : Array.from({ length: gpus / 4 }, () => [...EIGHT_B, QWEN, LLAMA_70B]);
+export const LENGTHS: Readonly<Record<LengthsName, { input: LengthFit; output: LengthFit }>> = {
+  sharegpt: { input: SHAREGPT_INPUT, output: SHAREGPT_OUTPUT },
+  long: { input: { median: 1536, p95: 3000, min: 256, max: 3584 }, output: { median: 384, p95: 1000, min: 16, max: 2048 } },
+};
+
+const m8 = (precision: string) => ({ family: 'llama-3.1-8b', precision });
+const FIG1 = [m8('w4a16'), m8('fp8-kv8'), m8('w4a8-kv4'), { family: 'qwen-3-32b', precision: 'fp16' }];
+const MIX4 = [...FIG1, m8('fp16'), { family: 'qwen-3-32b', precision: 'fp8-kv8' }];
+const BIG8 = [{ family: 'llama-3.1-70b', precision: 'fp16' }, { family: 'llama-3.1-70b', precision: 'fp8-kv8' }, ...MIX4];
+
+/** GPU count of each mix. */
+export const MIX_GPUS: Readonly<Record<MixName, number>> = { fig1: 2, mix4: 4, big8: 8, big16: 16 };
+
+/** The models of a mix, rates unset. */
+export function scenarioModels(mix: MixName): ModelSpec[] {
+  const sets = mix === 'fig1' ? [FIG1] : mix === 'mix4' ? [MIX4] : mix === 'big8' ? [BIG8] : [BIG8, BIG8];
   return sets.flatMap((set, copy) => set.map((m) => ({ id: `${m.family}-${m.precision}#${copy}`, ...m, rate: 0 })));
 }
 
@@ -37,11 +65,13 @@ export function scenarioDevices(gpus: number): DeviceSpec[] {
 
 /** Arrivals and the models with their expected rates set to what the workload generates. */
 export function materialize(s: Scenario): { models: ModelSpec[]; devices: DeviceSpec[]; arrivals: Arrival[] } {
-  const base = scenarioModels(s.gpus);
-  const arrivals = generateWorkload({ models: base.map((m) => m.id), totalRate: s.rate, zipf: 1, durationMs: s.durationMs, seed: s.seed });
+  const base = scenarioModels(s.mix);
+  const lengths = LENGTHS[s.lengths];
+  const arrivals = generateWorkload({ models: base.map((m) => m.id), totalRate: s.rate, zipf: s.zipf, durationMs: s.durationMs, seed: s.seed, input: lengths.input, output: lengths.output });
   const counts = new Map<string, number>();
   for (const a of arrivals) counts.set(a.model, (counts.get(a.model) ?? 0) + 1);
-  // Planners get the rates the workload actually has (as an operator would configure them).
-  const models = base.map((m) => ({ ...m, rate: (counts.get(m.id) ?? 0) / (s.durationMs / 1000) }));
+  // Planners get the rates the workload actually has (as an operator would configure them); a
+  // model that drew no request keeps a token rate so it is still placed.
+  const models = base.map((m) => ({ ...m, rate: Math.max(0.01, (counts.get(m.id) ?? 0) / (s.durationMs / 1000)) }));
   return { models, devices: scenarioDevices(s.gpus), arrivals };
 }

@@ -20,6 +20,7 @@ import type { SimSystem } from './simulator.js';
 export const SYSTEM_NAMES = [
   'fineserve',
   'reference',
+  'reference-floor',
   'prism',
   'muxserve',
   'static',
@@ -34,10 +35,11 @@ export type SystemName = (typeof SYSTEM_NAMES)[number];
 /** One-line description of each system, for reports. */
 export const SYSTEM_NOTES: Readonly<Record<SystemName, string>> = {
   fineserve: 'ours: MME+compute placement, KV Slab (one pool, fullest-first, reserves), EDF local policy with online latency model',
-  reference: 'reference FineServe rules: slab-aware placement once, slab pools split statically by layer count, saab with static batch-1 profile',
-  prism: 'Prism-style: KV-pressure placement, kvcached-style paged KV (map cost), deadline policy with static profile',
-  muxserve: 'MuxServe-style: compute-load placement, unified padded KV blocks, FCFS',
-  static: 'static even split: round-robin placement, equal static KV partitions, FCFS (vLLM per model)',
+  reference: 'reference FineServe rules: slab-aware placement once, KV = memory - 1.8 x weights (a device short of its engines\' 2048-token reservations rejects the plan), slab pools split statically by layer count, saab with static batch-1 profile',
+  'reference-floor': 'reference FineServe rules with the KV floor (10 % of usable memory) instead of rejection',
+  prism: 'Prism-style: one engine per model at the smallest TP that fits, KV-pressure placement, kvcached-style paged KV (8 us per page map), deadline policy with static profile',
+  muxserve: 'MuxServe-style: one engine per model on the mesh its rate needs, compute-load placement, unified padded KV blocks, FCFS',
+  static: 'static partitioning (spart): one vLLM engine per model at the smallest TP that fits, round-robin, KV partitions of its placement share normalised to 0.9, FCFS',
   'ablation-kvslab': 'Prism-style with our KV Slab instead of paged KV',
   'ablation-global': 'Prism-style with our placement instead of KV pressure',
   'ablation-local': 'Prism-style with our local policy instead of its deadline policy',
@@ -52,6 +54,8 @@ export function buildSystem(name: SystemName, costModel: CostModel, input: PlanI
       return { name, plan: ours(), kv: 'slab', policy: fineserveLocal, latency: 'online' };
     case 'reference':
       return { name, plan: planReference(costModel, input), kv: 'reference-slab', policy: saab, latency: 'static' };
+    case 'reference-floor':
+      return { name, plan: planReference(costModel, input, { kvFloor: true }), kv: 'reference-slab', policy: saab, latency: 'static' };
     case 'prism':
       return { name, plan: prism(), kv: 'paged', policy: prismLocal, latency: 'static' };
     case 'muxserve':

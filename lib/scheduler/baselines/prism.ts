@@ -11,14 +11,25 @@
 import type { CostModel } from '../cost-model.js';
 import { byNode, finishPlan, initDevices, keepsKvFloor, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
 import type { Placement, PlacementPlan, PlanInput, Unplaced } from '../types.js';
-import { baselineReplicas } from './common.js';
+import { baselineReplicas, type BaselineReplica } from './common.js';
 
 /** Places models by KV pressure ratio. */
 export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan {
   validatePlanInput(input);
+  let order = baselineReplicas(costModel, input).sort((a, b) => b.rate / (b.sloMs * b.entry.tp) - a.rate / (a.sloMs * a.entry.tp));
+  // Every model placed: a model the greedy pass left out moves to the front and the pass reruns
+  // (at most once per model), so memory-hungry TP groups claim devices before small models scatter.
+  for (let tries = 0; ; tries++) {
+    const attempt = placeByKvpr(input, order);
+    if (attempt.unplaced.length === 0 || tries >= order.length) return attempt.plan;
+    const missing = new Set(attempt.unplaced.map((u) => u.model));
+    order = [...order.filter((r) => missing.has(r.model)), ...order.filter((r) => !missing.has(r.model))];
+  }
+}
+
+function placeByKvpr(input: PlanInput, replicas: readonly BaselineReplica[]): { plan: PlacementPlan; unplaced: Unplaced[] } {
   const devices = initDevices(input.devices);
   const nodes = byNode(devices);
-  const replicas = baselineReplicas(costModel, input).sort((a, b) => b.rate / (b.sloMs * b.entry.tp) - a.rate / (a.sloMs * a.entry.tp));
   const placements: Placement[] = [];
   const unplaced: Unplaced[] = [];
   for (const r of replicas) {
@@ -46,6 +57,5 @@ export function planPrism(costModel: CostModel, input: PlanInput): PlacementPlan
     placements.push({ model: r.model, replica: r.replica, devices: best.group.map((d) => d.spec.id), tp: t, rate: r.rate, maxBatch: r.maxBatch, minBatch: r.minBatch, reserveBytes: 0, sloMs: r.sloMs });
   }
   const score = -devices.reduce((a, d) => Math.max(a, d.pressure / Math.max(d.free, 1)), 0);
-  return finishPlan('prism', input.models, devices, placements, unplaced, score, 'paged');
+  return { plan: finishPlan('prism', input.models, devices, placements, unplaced, score, 'paged'), unplaced };
 }
-

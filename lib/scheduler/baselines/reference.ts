@@ -7,11 +7,26 @@
  * Its KV is sized as its resource manager does: device memory − 1.8 × the weights on it. A device
  * whose KV cannot hold every engine's minimum reservation (2048 tokens) would not start, so those
  * engines' models are listed unplaced and the plan is infeasible: rejected, not served badly.
+ * With `kvFloor`, the same placement instead gets at least the per-device KV floor (10 % of usable
+ * memory), which that memory physically has: the rules as they would run with the floor the
+ * other planners keep.
  * @module
  */
 import type { CostEntry, CostModel } from '../cost-model.js';
 import { modelDemand, PLAN_INPUT_TOKENS, PLAN_OUTPUT_TOKENS, MAX_BATCH_CAP, referenceEstimator } from '../demand.js';
-import { byNode, combinations, finishPlan, initDevices, kvFloorBytes, place, staticBytesPerDevice, validatePlanInput, type DeviceState } from '../placement-state.js';
+import {
+  byNode,
+  combinations,
+  DEVICE_KV_FLOOR_FRACTION,
+  finishPlan,
+  initDevices,
+  kvFloorBytes,
+  place,
+  staticBytesPerDevice,
+  USABLE_MEMORY_FRACTION,
+  validatePlanInput,
+  type DeviceState,
+} from '../placement-state.js';
 import type { Placement, PlacementPlan, PlanInput, Unplaced } from '../types.js';
 
 /** The reference's KV block size in GB for the mesh score: 2 × (head + 1, or + 2 for QoQ) × kv heads × kv bytes × 16 tokens. */
@@ -21,8 +36,14 @@ function blockGb(entry: CostEntry): number {
   return (2 * (entry.shape.headDim + extra) * entry.shape.kvHeads * kvBytes * 16) / 2 ** 30;
 }
 
+/** Options of {@link planReference}. */
+export interface ReferencePlanOptions {
+  /** Give each device at least the KV floor instead of rejecting the plan; default false. */
+  readonly kvFloor?: boolean;
+}
+
 /** Places models the reference FineServe way. */
-export function planReference(costModel: CostModel, input: PlanInput): PlacementPlan {
+export function planReference(costModel: CostModel, input: PlanInput, options: ReferencePlanOptions = {}): PlacementPlan {
   validatePlanInput(input);
   const devices = initDevices(input.devices);
   // The reference tracks free memory against the whole device, not a utilisation fraction.
@@ -88,7 +109,8 @@ export function planReference(costModel: CostModel, input: PlanInput): Placement
   }
   // The resource manager's KV: total memory − 1.8 × Σ weights / TP; engines whose device cannot
   // give them their minimum reservation fail to start.
-  const kvOf = new Map(devices.map((d) => [d.spec.id, Math.max(0, Math.floor(d.spec.memoryBytes - 1.8 * d.weightBytes))]));
+  const floor = (d: DeviceState): number => (options.kvFloor === true ? DEVICE_KV_FLOOR_FRACTION * USABLE_MEMORY_FRACTION * d.spec.memoryBytes : 0);
+  const kvOf = new Map(devices.map((d) => [d.spec.id, Math.floor(Math.max(floor(d), d.spec.memoryBytes - 1.8 * d.weightBytes))]));
   for (const d of devices) {
     const floors = d.residents.reduce((a, x) => a + kvFloorBytes(x.entry), 0);
     if (kvOf.get(d.spec.id)! >= floors) continue;
@@ -97,6 +119,11 @@ export function planReference(costModel: CostModel, input: PlanInput): Placement
       unplaced.push({ model: x.model, constraint: 'memory', reason: `${d.spec.id}: ${(kvOf.get(d.spec.id)! / 1e9).toFixed(1)} GB of KV after 1.8 x weights cannot hold the engines' 2048-token reservations (${(floors / 1e9).toFixed(1)} GB)` });
     }
   }
-  const plan = finishPlan('reference', input.models, devices, placements, unplaced, total, 'per-layer-count');
+  // A replica that found no device leaves its model under-provisioned when another replica of it
+  // was placed; only a model with no replica at all is unplaced.
+  const placedModels = new Set(placements.map((p) => p.model));
+  const short = unplaced.filter((u) => placedModels.has(u.model) && u.reason.startsWith('replica '));
+  const missing = unplaced.filter((u) => !short.includes(u));
+  const plan = finishPlan(options.kvFloor === true ? 'reference-floor' : 'reference', input.models, devices, placements, missing, total, 'per-layer-count', 1, short);
   return { ...plan, devices: plan.devices.map((d) => ({ ...d, kvBytes: kvOf.get(d.id)! })) };
 }

@@ -1,0 +1,87 @@
+/**
+ * The sweep of bench:sim: which (scenario, system) pairs each size runs.
+ * - curves: every system over total rates on each mix at SLO scale 40, Zipf 1, several seeds;
+ * - sloScales: SLO scales 5–20 at three rates (main systems, on fig1 and big8);
+ * - skew: uniform and Zipf 2 popularity at one rate;
+ * - long: long prompts (memory-bound) over low rates;
+ * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system.
+ * @module
+ */
+import { SYSTEM_NAMES, type SystemName } from '../../lib/sim/systems.js';
+import { MIX_GPUS, type MixName, type Scenario } from './scenarios.js';
+
+/** The systems every table reports; ablations come on top in the curves only. */
+export const MAIN_SYSTEMS: readonly SystemName[] = ['fineserve', 'reference', 'reference-floor', 'prism', 'muxserve', 'static'];
+
+/** One simulation to run, and which part of the report it feeds. */
+export interface Job {
+  readonly index: number;
+  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'mapCost';
+  readonly scenario: Scenario;
+  readonly system: SystemName;
+}
+
+/** Sizes of the sweep. */
+export interface SweepSize {
+  readonly mixes: readonly MixName[];
+  readonly ratesPerGpu: readonly number[];
+  readonly seeds: (mix: MixName) => readonly number[];
+  readonly durationMs: (mix: MixName) => number;
+  /** Seeds of the side sweeps (SLO scales, skew, long, map cost): the curves' first three at most. */
+  readonly sloScales: readonly number[];
+  readonly sloRatesPerGpu: readonly number[];
+  readonly skews: readonly number[];
+  readonly skewRatePerGpu: number;
+  readonly longRatesPerGpu: readonly number[];
+  readonly mapCostsMs: readonly number[];
+}
+
+export const DEFAULT_SLO_SCALE = 40;
+
+/** Full, quick and smoke sweeps. */
+export function sweepSize(mode: 'full' | 'quick' | 'smoke'): SweepSize {
+  if (mode === 'smoke') {
+    return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165] };
+  }
+  if (mode === 'quick') {
+    return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165] };
+  }
+  return {
+    mixes: ['fig1', 'mix4', 'big8', 'big16'],
+    ratesPerGpu: [5, 10, 15, 20, 30, 45],
+    seeds: (mix) => (MIX_GPUS[mix] <= 4 ? [1, 2, 3, 4, 5] : MIX_GPUS[mix] <= 8 ? [1, 2, 3] : [1, 2]),
+    // Shorter runs where a run holds tens of thousands of requests (the 2-core budget).
+    durationMs: (mix) => (MIX_GPUS[mix] <= 4 ? 30_000 : 20_000),
+    sloScales: [5, 10, 20],
+    sloRatesPerGpu: [10, 20, 30],
+    skews: [0, 2],
+    skewRatePerGpu: 20,
+    longRatesPerGpu: [2, 4, 6, 8],
+    mapCostsMs: [0, 0.032, 0.165],
+  };
+}
+
+/** Every job of a sweep. */
+export function buildJobs(size: SweepSize): Job[] {
+  const jobs: Job[] = [];
+  const add = (part: Job['part'], s: Omit<Scenario, 'durationMs' | 'seed' | 'gpus'>, systems: readonly SystemName[]): void => {
+    const seeds = part === 'curves' ? size.seeds(s.mix) : size.seeds(s.mix).slice(0, 3);
+    for (const seed of seeds) {
+      for (const system of systems) jobs.push({ index: jobs.length, part, system, scenario: { ...s, gpus: MIX_GPUS[s.mix], durationMs: size.durationMs(s.mix), seed } });
+    }
+  };
+  for (const mix of size.mixes) {
+    const g = MIX_GPUS[mix];
+    const base = { mix, sloScale: DEFAULT_SLO_SCALE, zipf: 1, lengths: 'sharegpt' as const };
+    for (const r of size.ratesPerGpu) add('curves', { ...base, rate: r * g }, SYSTEM_NAMES);
+    if (mix === 'fig1' || mix === 'big8' || size.mixes.length === 1) {
+      for (const scale of size.sloScales) for (const r of size.sloRatesPerGpu) add('sloScales', { ...base, sloScale: scale, rate: r * g }, MAIN_SYSTEMS);
+    }
+    for (const z of size.skews) add('skew', { ...base, zipf: z, rate: size.skewRatePerGpu * g }, MAIN_SYSTEMS);
+    if (mix === 'fig1' || mix === 'big8') {
+      for (const r of size.longRatesPerGpu) add('long', { ...base, lengths: 'long', rate: r * g }, MAIN_SYSTEMS);
+      for (const c of size.mapCostsMs) add('mapCost', { ...base, rate: size.skewRatePerGpu * g, mapCostMs: c }, ['prism']);
+    }
+  }
+  return jobs;
+}
