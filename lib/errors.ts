@@ -79,6 +79,10 @@ export type ModelErrorCode =
   | 'ERR_MODEL_CONTEXT_TOO_LONG'
   | 'ERR_MODEL_PRECISION'
   | 'ERR_MODEL_TOKENIZER'
+  /** Tokenizing one text ran past its time or memory budget (e.g. a tokenizer.json regex that backtracks): only that request fails. */
+  | 'ERR_MODEL_TOKENIZER_BUDGET'
+  /** Rendering one chat template ran past its time or memory budget (e.g. a template that loops 1e8 times): only that request fails. */
+  | 'ERR_MODEL_TEMPLATE_BUDGET'
   | 'ERR_MODEL_WRITE'
   | 'ERR_MODEL_LOAD'
   /** The model was disposed (`dispose()`, or unloaded by the engine that loaded it). */

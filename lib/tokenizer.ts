@@ -10,6 +10,8 @@ import { ModelError } from './errors.js';
 import { type ChatMessage, renderChatTemplate } from './tokenizer/chat-template.js';
 import { type GgufMetadataSource, specFromGguf } from './tokenizer/gguf-vocab.js';
 import { specFromFolder } from './tokenizer/hf-folder.js';
+import { TokenizerThread } from './tokenizer/isolated.js';
+import { runsOnlyVettedRegexes } from './tokenizer/vetted-regex.js';
 import type { TokenizerSpec } from './tokenizer/spec.js';
 import { StreamDecoder } from './tokenizer/stream-decoder.js';
 import { utf8TailCheck } from './tokenizer/token-bytes.js';
@@ -37,6 +39,27 @@ export interface ChatTemplateOptions {
   /** A Jinja chat template to use instead of the model's own. */
   readonly template?: string;
 }
+
+/**
+ * Options of {@link Tokenizer.encodeAsync} and {@link Tokenizer.applyChatTemplateAsync}: the
+ * work runs on the tokenizer's worker thread under a deadline.
+ */
+export interface TokenizerBudgetOptions {
+  /**
+   * How long the job may run once started. Default: 1 s plus 0.05 ms per character of the text
+   * to tokenize (about 4x what a megabyte takes), or 1 s plus 0.01 ms per character of the
+   * messages to render.
+   */
+  readonly timeoutMs?: number | undefined;
+  /** Drops the job (stops it, if running); the promise rejects with the signal's reason. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Texts up to this many characters are tokenized inline when every regex of the tokenizer is vetted (at most a few ms). */
+const INLINE_CHARS = 2048;
+const BUDGET_MS = 1000;
+const ENCODE_MS_PER_CHAR = 0.05;
+const RENDER_MS_PER_CHAR = 0.01;
 
 /** A model as {@link Tokenizer.forModel} needs it: where it came from and its GGUF metadata. */
 export interface TokenizerModelSource extends GgufMetadataSource {
@@ -67,6 +90,9 @@ export class Tokenizer {
   readonly #chatTemplate: string | undefined;
   readonly #bosToken: string;
   readonly #eosToken: string;
+  readonly #spec: TokenizerSpec;
+  readonly #vetted: boolean;
+  #thread: TokenizerThread | undefined;
   #maxTokenBytes: number | undefined;
 
   /** The id of the beginning-of-sequence token, if the tokenizer has one. */
@@ -95,6 +121,8 @@ export class Tokenizer {
       model.vocab[id] ??= piece;
     });
     this.#inner = inner;
+    this.#spec = spec;
+    this.#vetted = runsOnlyVettedRegexes(spec.json);
     this.#source = spec.source;
     this.#cleanUpSpaces = spec.cleanUpSpaces;
     // An empty template (some converters write one) renders nothing useful: treat it as none.
@@ -113,6 +141,11 @@ export class Tokenizer {
     this.eosTokenIds = Object.freeze([...new Set([...(eos === undefined ? [] : [eos]), ...spec.eosTokenIds])]);
     const firstEos = this.eosTokenIds[0];
     this.#eosToken = spec.eosToken ?? (firstEos === undefined ? '' : (model.vocab[firstEos] ?? ''));
+  }
+
+  /** @internal The tokenizer of a spec (the worker thread rebuilds its tokenizer from the main thread's). */
+  static fromSpec(spec: TokenizerSpec): Tokenizer {
+    return new Tokenizer(spec);
   }
 
   /**
@@ -199,6 +232,44 @@ export class Tokenizer {
   }
 
   /**
+   * {@link encode} on the tokenizer's worker thread, so the event loop goes on meanwhile, under a
+   * deadline: a tokenizer.json whose regexes backtrack without end (or a text too costly) rejects
+   * with `ModelError` `ERR_MODEL_TOKENIZER_BUDGET` when the deadline passes or the thread runs out
+   * of memory, and the jobs queued behind it go on in a fresh thread.
+   */
+  async encodeAsync(text: string, options: TokenizerEncodeOptions & TokenizerBudgetOptions = {}): Promise<number[]> {
+    const timeoutMs = options.timeoutMs ?? BUDGET_MS + ENCODE_MS_PER_CHAR * text.length;
+    const request = { kind: 'encode', text, addSpecialTokens: options.addSpecialTokens ?? true } as const;
+    return (await this.#isolated().run(request, { timeoutMs, signal: options.signal })) as number[];
+  }
+
+  /**
+   * @internal {@link encode} at once when that is known to be cheap (a short text, and every regex
+   * the tokenizer runs is one of the vetted pre-tokenizer patterns), else undefined: use
+   * {@link encodeAsync}.
+   */
+  encodeInline(text: string, options: TokenizerEncodeOptions = {}): number[] | undefined {
+    return this.#vetted && text.length <= INLINE_CHARS ? this.encode(text, options) : undefined;
+  }
+
+  /**
+   * {@link applyChatTemplate} on the tokenizer's worker thread under a deadline: a template that
+   * loops without end (or builds a huge string) rejects with `ModelError`
+   * `ERR_MODEL_TEMPLATE_BUDGET`; only this call fails.
+   */
+  async applyChatTemplateAsync(messages: readonly ChatMessage[], options: ChatTemplateOptions & TokenizerBudgetOptions = {}): Promise<string> {
+    this.#templateOf(options);
+    const chars = messages.reduce((n, m) => n + (typeof m?.content === 'string' ? m.content.length : 0), 0);
+    const timeoutMs = options.timeoutMs ?? BUDGET_MS + RENDER_MS_PER_CHAR * chars;
+    const request = { kind: 'render', messages, template: options.template, addGenerationPrompt: options.addGenerationPrompt ?? true } as const;
+    return (await this.#isolated().run(request, { timeoutMs, signal: options.signal })) as string;
+  }
+
+  #isolated(): TokenizerThread {
+    return (this.#thread ??= new TokenizerThread(this.#spec));
+  }
+
+  /**
    * The text of `ids`; special tokens are left out unless `skipSpecialTokens` is false. Ids with
    * no token (past the vocabulary, as a model's padded embedding rows are) give no text. Throws
    * `ModelError` `ERR_MODEL_TOKENIZER` for an id that is not a non-negative integer.
@@ -237,6 +308,15 @@ export class Tokenizer {
    * there is no template, or it fails to parse or render (Jinja's message included).
    */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+    const template = this.#templateOf(options);
+    return renderChatTemplate(options.template === undefined ? this.#source : 'options.template', template, messages, {
+      bosToken: this.#bosToken,
+      eosToken: this.#eosToken,
+      addGenerationPrompt: options.addGenerationPrompt ?? true,
+    });
+  }
+
+  #templateOf(options: ChatTemplateOptions): string {
     const template = options.template ?? this.#chatTemplate;
     if (template === undefined) {
       throw new ModelError(
@@ -244,11 +324,7 @@ export class Tokenizer {
         `${this.#source}: the model has no chat template; pass options.template (a Jinja chat template) or send a prompt instead of messages`,
       );
     }
-    return renderChatTemplate(options.template === undefined ? this.#source : 'options.template', template, messages, {
-      bosToken: this.#bosToken,
-      eosToken: this.#eosToken,
-      addGenerationPrompt: options.addGenerationPrompt ?? true,
-    });
+    return template;
   }
 
   #dropped(id: number, skipSpecial: boolean): boolean {

@@ -17,6 +17,9 @@ const LLAMA3_NAMES: ReadonlySet<string> = new Set(['llama3', 'llama-bpe', 'llama
 const LLAMA3_SPLIT_NAMES: ReadonlySet<string> = new Set([...LLAMA3_NAMES, 'smaug-bpe', 'dbrx']);
 const QWEN2_NAMES: ReadonlySet<string> = new Set(['qwen2', 'deepseek-r1-qwen']);
 
+/** @internal The split regexes this module writes (the families' own, as their tokenizer.json files spell them). */
+export const KNOWN_SPLITS: readonly string[] = [LLAMA3_SPLIT, QWEN2_SPLIT];
+
 /** @internal The text handling before byte-level BPE merges, for one `tokenizer.ggml.pre`. */
 export interface BytePreTokenization {
   readonly normalizer: Record<string, unknown> | null;

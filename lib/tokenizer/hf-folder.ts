@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ModelError } from '../errors.js';
 import { bosEosPostProcessor, endOfGenerationIds } from './special-tokens.js';
 import type { TokenizerJson, TokenizerSpec } from './spec.js';
+import { regexes } from './vetted-regex.js';
 
 type Json = Record<string, unknown>;
 
@@ -85,6 +86,10 @@ function checkTokenizerJson(file: string, json: TokenizerJson): void {
   if (vocab === null || typeof vocab !== 'object') fail(file, `model.vocab of the ${type} model is missing or not ${type === 'Unigram' ? 'an array' : 'an object'}`);
   const size = Array.isArray(vocab) ? vocab.length : Object.keys(vocab).length;
   if (size === 0) fail(file, `model.vocab of the ${type} model is empty (0 tokens)`);
+  // Decoding runs on the serving thread for every generated token, where a regex cannot be
+  // stopped; decoders replace fixed strings (SentencePiece's ▁), never need one.
+  const decoderRegex = regexes(json.decoder)[0];
+  if (decoderRegex !== undefined) fail(file, `decoder has a Regex pattern ${JSON.stringify(decoderRegex).slice(0, 120)}; only String patterns are supported in decoders`);
   json.added_tokens ??= [];
   if (!Array.isArray(json.added_tokens)) fail(file, 'added_tokens is not an array');
   json.added_tokens.forEach((t, i) => {
