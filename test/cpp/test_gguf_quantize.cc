@@ -20,7 +20,7 @@
 #include "model/gguf_quantize.h"
 #include "model/json.h"
 #include "model/loader.h"
-#include "model/mapped_file.h"
+#include "model/file_bytes.h"
 #include "golden_cases.h"
 #include "model_test_files.h"
 
@@ -152,7 +152,7 @@ std::vector<uint8_t> ref_encode(const std::vector<float>& x, DType type) {
 // ---- reading files back -------------------------------------------------------------------------
 
 struct Parsed {
-  model::MappedFile file;
+  model::FileBytes file;
   model::gguf::File gguf;
   explicit Parsed(const std::string& path)
       : file(path), gguf(model::gguf::parse(file.data(), file.size(), path)) {}

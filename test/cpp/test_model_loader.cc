@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "model/gguf.h"
+#include "model/file_bytes.h"
 #include "model/json.h"
+#include "model/loader_internal.h"
 #include "model/loader.h"
 #include "model/model_error.h"
 #include "model/safetensors.h"
@@ -192,9 +194,12 @@ TEST_CASE("loader: progress is by bytes, ends at 1, and returning false cancels"
     return true;
   };
   auto m = load_model(fixture_gguf().string(), o);
-  REQUIRE(seen.size() == 1 + 5 * 9 + 1);  // embedding, 9 per layer, output norm (output is tied)
+  // Reading the file (one chunk), then the scan: embedding, 9 per layer, output norm (output is
+  // tied). Reading and the NaN scan each weigh the file's bytes: half the fraction each.
+  REQUIRE(seen.size() == 1 + 1 + 5 * 9 + 1);
   for (size_t k = 1; k < seen.size(); ++k) CHECK(seen[k] > seen[k - 1]);
-  CHECK(seen.front() == doctest::Approx(131072.0 / 1040128));
+  CHECK(seen[0] == doctest::Approx(0.5));
+  CHECK(seen[1] == doctest::Approx(0.5 + 0.5 * 131072.0 / 1040128));
   CHECK(seen.back() == 1.0);
 
   for (bool finite : {true, false}) {
@@ -206,7 +211,7 @@ TEST_CASE("loader: progress is by bytes, ends at 1, and returning false cancels"
     CHECK(calls == 3);
   }
 #ifdef __linux__
-  // Cancelled loads unmap what they mapped.
+  // Nothing of the model's files stays mapped (they are read, never mapped).
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) CHECK(line.find("stories260K/hf/model.safetensors") == std::string::npos);
@@ -377,4 +382,54 @@ TEST_CASE("loader: paths that are not a model") {
   expect_error([&] { load_model(file); }, ModelErrc::Unsupported, {file, "pass the folder"});
   write_bytes(dir / "empty.gguf", {});
   expect_error([&] { load_model((dir / "empty.gguf").string()); }, ModelErrc::Corrupt, {"empty.gguf", "too short"});
+}
+
+// Issue #16 item 1: a served model's file truncated in place (a user copying a new model over
+// it) faulted the process with SIGBUS while the weights were read from a mapping of it.
+TEST_CASE("loader: a loaded model does not depend on its files: truncating them changes nothing") {
+  TempDir dir;
+  fs::copy_file(fixture_gguf(), dir / "m.gguf");
+  fs::create_directories(dir / "hf");
+  for (const auto& e : fs::directory_iterator(fixture_hf())) fs::copy_file(e.path(), dir / "hf" / e.path().filename());
+  for (const fs::path& p : {dir / "m.gguf", dir / "hf" / "model.safetensors"}) {
+    const fs::path source = p.extension() == ".gguf" ? p : p.parent_path();
+    auto m = load_model(source.string());
+    std::vector<Bytes> before;
+    for (const TensorView* t : fineserve::model::detail::distinct_tensors(m->weights)) before.emplace_back(t->data, t->data + t->bytes);
+    const uint64_t size = fs::file_size(p);
+    for (uint64_t cut : {size / 2, uint64_t{0}}) {
+      fs::resize_file(p, cut);
+      size_t k = 0;
+      for (const TensorView* t : fineserve::model::detail::distinct_tensors(m->weights)) {
+        INFO(source.string() << " cut to " << cut << ": " << t->name);
+        CHECK(Bytes(t->data, t->data + t->bytes) == before[k++]);
+      }
+    }
+  }
+}
+
+TEST_CASE("loader: a file that shrinks while it is read is a ModelError naming it, not a fault") {
+  TempDir dir;
+  const fs::path p = dir / "m.gguf";
+  fs::copy_file(fixture_gguf(), p);
+  int calls = 0;
+  auto shrink = [&](uint64_t done, uint64_t total) {
+    CHECK(total == fs::file_size(fixture_gguf()));
+    if (++calls == 1) fs::resize_file(p, done + 100);
+    return true;
+  };
+  expect_error([&] { FileBytes(p.string(), shrink, 4096); }, ModelErrc::Corrupt,
+               {p.string(), "ended at byte 4196", "while being read"});
+  CHECK(calls == 1);
+  // Cut to nothing between chunks: the same typed error, at the first byte not read.
+  fs::copy_file(fixture_gguf(), p, fs::copy_options::overwrite_existing);
+  expect_error([&] { FileBytes(p.string(), [&](uint64_t, uint64_t) {
+                   fs::resize_file(p, 0);
+                   return true;
+                 }, 1 << 16); },
+               ModelErrc::Corrupt, {p.string(), "ended at byte 65536"});
+  int cancel_calls = 0;
+  expect_error([&] { FileBytes(fixture_gguf().string(), [&](uint64_t, uint64_t) { return ++cancel_calls < 2; }, 4096); },
+               ModelErrc::Cancelled, {fixture_gguf().string(), "cancelled"});
+  CHECK(cancel_calls == 2);
 }

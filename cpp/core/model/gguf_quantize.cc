@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "model/gguf_writer.h"
-#include "model/mapped_file.h"
+#include "model/file_bytes.h"
 #include "model/model_error.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
@@ -122,7 +122,7 @@ QuantizeGgufResult write_quantized_gguf(const std::string& src_gguf, const std::
   if (target != DType::Q8_0 && target != DType::Q4_0) {
     throw std::invalid_argument(dst + ": GGUF files are written as Q8_0 or Q4_0, not " + dtype_name(target));
   }
-  MappedFile file(src_gguf);
+  FileBytes file(src_gguf);
   const gguf::File in = gguf::parse(file.data(), file.size(), src_gguf);
   if (in.alignment > std::numeric_limits<uint32_t>::max()) {
     throw ModelError(ModelErrc::Unsupported,

@@ -2,9 +2,7 @@
 // quantizes it when asked.
 #include "model/loader.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <new>
@@ -18,19 +16,23 @@ namespace fineserve::model {
 
 namespace {
 
-// Tells the kernel the pages wholly inside a replaced tensor's bytes are not needed any more, so
-// the process's resident memory drops to the quantized size. The mapping is private and
-// read-only: a later read would fault the file's bytes back in, never zeros.
-void release_pages(const std::vector<MappedFile>& files, const TensorView& t) {
-  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data), end = begin + t.bytes;
-  for (const MappedFile& f : files) {
-    const uintptr_t fb = reinterpret_cast<uintptr_t>(f.data());
-    if (f.data() == nullptr || begin < fb || end > fb + f.size()) continue;
-    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
-    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-    return;
+// Gives the kernel back the pages wholly inside a replaced tensor's bytes, so the process's
+// resident memory drops to the quantized size.
+void release_pages(std::vector<FileBytes>& files, const TensorView& t) {
+  for (FileBytes& f : files) f.discard(t.data, t.bytes);
+}
+
+// Bytes the load will read: the .gguf file, or the folder's safetensors files. Only for
+// splitting the progress fraction between reading and the later phases.
+uint64_t bytes_to_read(const std::string& path, bool folder) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!folder) return fs::file_size(path, ec);
+  uint64_t total = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
+    if (e.path().extension() == ".safetensors" && e.is_regular_file(ec)) total += e.file_size(ec);
   }
+  return total;
 }
 
 }  // namespace
@@ -56,32 +58,51 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
     throw ModelError(ModelErrc::Unsupported, path + ": a Hugging Face model is loaded from its folder (config.json "
                                                     "plus weights), not from one of its files; pass the folder");
   }
+  // Progress is split between the phases by their estimated cost (reading the files, the scan,
+  // quantize_model.h), so the fraction moves at a steady pace across them.
+  const bool folder = fs::is_directory(st);
+  const double read_cost = static_cast<double>(bytes_to_read(path, folder));
+  double read_share = 1.0, scan_share = 0.0;  // fixed once the weights' bytes are known
+  uint64_t files_read = 0;                    // bytes of the files read to the end
+  FileBytes::OnRead on_read;
+  if (options.on_progress) {
+    on_read = [&](uint64_t done, uint64_t total) {
+      const double f = read_cost > 0 ? std::min(1.0, static_cast<double>(files_read + done) / read_cost) : 1.0;
+      if (done == total) files_read += total;
+      return options.on_progress(f * read_share);
+    };
+    // The read's share is fixed before the configuration is known: the scan costs what the
+    // files weigh, quantizing about 15 per byte (30 per element of 16-bit weights, see
+    // quantize_model.cc). The later phases split the rest exactly.
+    const double later = read_cost * ((options.check_finite ? 1.0 : 0.01) + (options.quantize ? 15.0 : 0.0));
+    read_share = read_cost > 0 ? read_cost / (read_cost + later) : 0.0;
+  }
   detail::TensorIndex index;
   std::unique_ptr<detail::MappedModel> model =
-      fs::is_directory(st) ? detail::load_hf(path, index) : detail::load_gguf(path, index);
+      folder ? detail::load_hf(path, index, on_read) : detail::load_gguf(path, index, on_read);
   model->source = path;
   model->weight_bytes = 0;
   for (const TensorView* t : detail::distinct_tensors(model->weights)) model->weight_bytes += t->bytes;
   if (options.quantize) check_quantizable(*model, *options.quantize);
 
-  // Progress is split between the phases by their estimated cost (quantize_model.h), so the
-  // fraction moves at a steady pace across both.
   const double scan_cost = static_cast<double>(model->weight_bytes) * (options.check_finite ? 1.0 : 0.01);
   const double quant_cost = options.quantize ? quantize_cost(model->config, *options.quantize) : 0.0;
-  const double scan_share = scan_cost + quant_cost > 0 ? scan_cost / (scan_cost + quant_cost) : 1.0;
+  const double rest = 1.0 - read_share;
+  scan_share = scan_cost + quant_cost > 0 ? rest * scan_cost / (scan_cost + quant_cost) : rest;
   LoadOptions scan = options;
-  if (options.on_progress && options.quantize) {
-    scan.on_progress = [&](double f) { return options.on_progress(f * scan_share); };
+  if (options.on_progress) {
+    scan.on_progress = [&](double f) { return options.on_progress(read_share + f * scan_share); };
   }
-  // On a throw (bad weights, cancel) `model` unwinds here and unmaps every file.
+  // On a throw (bad weights, cancel) `model` unwinds here and frees every file's bytes.
   detail::scan_weights(model->weights, index, scan, path);
   if (options.quantize) {
     engine::ThreadPool pool;  // every core this process may use, no more
     std::function<bool(double)> progress;
     if (options.on_progress) {
-      progress = [&](double f) { return options.on_progress(scan_share + f * (1.0 - scan_share)); };
+      const double start = read_share + scan_share;
+      progress = [&, start](double f) { return options.on_progress(start + f * (1.0 - start)); };
     }
-    const std::vector<MappedFile>& files = model->files;
+    std::vector<FileBytes>& files = model->files;
     quantize_model(*model, *options.quantize, pool, progress,
                    [&files](const TensorView& replaced) { release_pages(files, replaced); });
   }

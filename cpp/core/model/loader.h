@@ -1,6 +1,7 @@
 // Loading a Llama-family model from a GGUF file or a Hugging Face folder (config.json plus one
-// model.safetensors or shards listed in model.safetensors.index.json). Files are memory-mapped;
-// F32/F16/BF16 tensors are used in place, so a model costs page cache, not heap.
+// model.safetensors or shards listed in model.safetensors.index.json). Files are read into memory
+// the model owns (file_bytes.h: never mapped, so a file truncated under a served model cannot
+// fault it) and F32/F16/BF16 tensors are used in place there.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,12 @@ namespace fineserve::model {
 // as loaded, as AWQ and llm-compressor leave them by default. With calibration sequences,
 // activation statistics pick per-channel scales (AWQ for W4A16, SmoothQuant/FireQ smoothing for
 // W8A8/W4A8/FP8, see quantize_model.h); without, it is round-to-nearest.
+//
+// The plain types F32, F16 and BF16 are conversions instead (precisions fp32/fp16/bf16): every
+// matrix, the token embedding and output projection included, re-stored in that type, rounded
+// to nearest even; the norms and biases stay F32. No calibration, no smoothing.
 struct QuantizeSpec {
-  DType weights = DType::W4A16;   // W8A8, FP8, W4A16 or W4A8
+  DType weights = DType::W4A16;   // W8A8, FP8, W4A16, W4A8, or F32/F16/BF16 (a conversion)
   uint32_t group = 128;           // W4A16 / W4A8 group size (a positive multiple of 32)
   // The KV format the model will be served with: Int4 asks for FireQ's pre-RoPE K smoothing.
   kv::KvFormat kv = kv::KvFormat::F16;
@@ -34,7 +39,7 @@ struct QuantizeSpec {
 
 struct LoadOptions {
   // Called with the fraction done (0..1) as tensors are checked; return false to cancel, which
-  // makes load_model throw ModelError(Cancelled) and release everything it mapped.
+  // makes load_model throw ModelError(Cancelled) and release everything it read.
   std::function<bool(double fraction)> on_progress;
   // Scan every weight for NaN/Inf (reads the whole file once; the progress callback follows it).
   bool check_finite = true;
@@ -52,7 +57,7 @@ struct AlignedFree {
 using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
 AlignedBytes alloc_aligned(uint64_t bytes);
 
-// A loaded model: configuration, weight views, and the mappings that keep them alive.
+// A loaded model: configuration, weight views, and the file bytes that keep them alive.
 class LoadedModel {
  public:
   virtual ~LoadedModel() = default;

@@ -14,10 +14,10 @@ void build_from_gguf(const gguf::File& file, LoadedModel& model, TensorIndex& in
   model.format = "gguf";
 }
 
-std::unique_ptr<MappedModel> load_gguf(const std::string& path, TensorIndex& index) {
+std::unique_ptr<MappedModel> load_gguf(const std::string& path, TensorIndex& index, const FileBytes::OnRead& on_read) {
   auto model = std::make_unique<MappedModel>();
-  const MappedFile& mapped = model->files.emplace_back(path);
-  gguf::File file = gguf::parse(mapped.data(), mapped.size(), path);
+  const FileBytes& bytes = model->files.emplace_back(path, on_read);
+  gguf::File file = gguf::parse(bytes.data(), bytes.size(), path);
   build_from_gguf(file, *model, index);
   return model;
 }

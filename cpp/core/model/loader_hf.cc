@@ -22,7 +22,7 @@ bool is_file(const fs::path& p) {
 }
 
 json::Value read_json(const fs::path& p) {
-  MappedFile f(p.string());
+  FileBytes f(p.string());
   std::string_view text(reinterpret_cast<const char*>(f.data()), f.size());
   return json::parse(text, p.string());
 }
@@ -33,18 +33,18 @@ std::string in_quotes(std::string_view s) {
   return out;
 }
 
-// Adds one mapped safetensors file's tensors to the index: all of them, or only those the
-// shard index assigns to it.
+// Adds one safetensors file's tensors to the index: all of them, or only those the shard index
+// assigns to it.
 void index_shard(MappedModel& model, const fs::path& path, const std::vector<std::string>* wanted,
-                 const std::string& listed_in, TensorIndex& index) {
-  const MappedFile* mapped = nullptr;
+                 const std::string& listed_in, TensorIndex& index, const FileBytes::OnRead& on_read) {
+  const FileBytes* bytes = nullptr;
   try {
-    mapped = &model.files.emplace_back(path.string());
+    bytes = &model.files.emplace_back(path.string(), on_read);
   } catch (const ModelError& e) {
     if (e.code() != ModelErrc::NotFound || listed_in.empty()) throw;
     throw ModelError(ModelErrc::NotFound, path.string() + ": shard listed in " + listed_in + " is missing");
   }
-  safetensors::File file = safetensors::parse(mapped->data(), mapped->size(), path.string());
+  safetensors::File file = safetensors::parse(bytes->data(), bytes->size(), path.string());
   auto add = [&](const safetensors::TensorInfo& t) {
     index.emplace(t.name, FoundTensor{file.view(t), path.string()});
   };
@@ -63,7 +63,8 @@ void index_shard(MappedModel& model, const fs::path& path, const std::vector<std
 }
 
 // weight_map: tensor name -> shard file name, grouped by shard in order of first mention.
-void load_shards(MappedModel& model, const fs::path& dir, const fs::path& index_path, TensorIndex& index) {
+void load_shards(MappedModel& model, const fs::path& dir, const fs::path& index_path, TensorIndex& index,
+                 const FileBytes::OnRead& on_read) {
   const std::string where = index_path.string();
   json::Value root = read_json(index_path);
   const json::Value* map = root.find("weight_map");
@@ -88,13 +89,13 @@ void load_shards(MappedModel& model, const fs::path& dir, const fs::path& index_
     it->second.push_back(name);
   }
   for (const std::string& shard : order) {
-    index_shard(model, dir / shard, &by_shard[shard], index_path.filename().string(), index);
+    index_shard(model, dir / shard, &by_shard[shard], index_path.filename().string(), index, on_read);
   }
 }
 
 }  // namespace
 
-std::unique_ptr<MappedModel> load_hf(const std::string& dir_name, TensorIndex& index) {
+std::unique_ptr<MappedModel> load_hf(const std::string& dir_name, TensorIndex& index, const FileBytes::OnRead& on_read) {
   const fs::path dir(dir_name);
   const fs::path config_path = dir / "config.json";
   if (!is_file(config_path)) {
@@ -110,10 +111,10 @@ std::unique_ptr<MappedModel> load_hf(const std::string& dir_name, TensorIndex& i
   std::string where;
   index.clear();
   if (is_file(index_path)) {
-    load_shards(*model, dir, index_path, index);
+    load_shards(*model, dir, index_path, index, on_read);
     where = index_path.string();
   } else if (is_file(single)) {
-    index_shard(*model, single, nullptr, "", index);
+    index_shard(*model, single, nullptr, "", index, on_read);
     where = single.string();
   } else {
     std::string hint =

@@ -10,14 +10,15 @@
 
 #include "model/gguf.h"
 #include "model/loader.h"
-#include "model/mapped_file.h"
+#include "model/file_bytes.h"
 
 namespace fineserve::model::detail {
 
-// The loaded model proper: the mappings that the weight views point into live as long as it.
+// The loaded model proper: the file bytes that the weight views point into live as long as it.
+// They are the process's own memory (file_bytes.h), so nothing the files undergo later reaches it.
 class MappedModel : public LoadedModel {
  public:
-  std::vector<MappedFile> files;
+  std::vector<FileBytes> files;
 };
 
 // A tensor found in one of the model's files, and which file, for messages.
@@ -52,11 +53,14 @@ void scan_weights(const LlamaWeights& weights, const TensorIndex& index, const L
 constexpr uint64_t kMetadataValueCap = 64ull << 20;
 std::map<std::string, std::string> render_metadata(const gguf::File& file, uint64_t cap = kMetadataValueCap);
 
-// Everything load_model does with a parsed GGUF file except mapping it and scanning weights:
+// Everything load_model does with a parsed GGUF file except reading it and scanning weights:
 // config, weights, metadata, format. Also the fuzz target's entry point.
 void build_from_gguf(const gguf::File& file, LoadedModel& model, TensorIndex& index);
 
-std::unique_ptr<MappedModel> load_gguf(const std::string& path, TensorIndex& index);
-std::unique_ptr<MappedModel> load_hf(const std::string& dir, TensorIndex& index);
+// `on_read` follows the reading of each weight file (FileBytes::OnRead, per file).
+std::unique_ptr<MappedModel> load_gguf(const std::string& path, TensorIndex& index,
+                                       const FileBytes::OnRead& on_read = {});
+std::unique_ptr<MappedModel> load_hf(const std::string& dir, TensorIndex& index,
+                                     const FileBytes::OnRead& on_read = {});
 
 }  // namespace fineserve::model::detail

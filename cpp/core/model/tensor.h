@@ -1,4 +1,4 @@
-// A tensor as the model files hold it: a typed, row-major view into mapped file bytes (or into a
+// A tensor as the model files hold it: a typed, row-major view into a file's bytes (or into a
 // buffer the loader owns). Matrices are [rows][cols] with cols contiguous, the layout of both
 // GGUF (ne[0] is the fastest dimension) and safetensors/PyTorch: a linear layer y = W x has
 // W of shape {out, in}.
