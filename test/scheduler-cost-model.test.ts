@@ -85,3 +85,28 @@ test('profile CSVs round-trip and bad ones fail naming the file, line and field'
   assert.throws(() => new ProfileLatencyModel(holes, 'grid'), (e: unknown) => e instanceof PlanError && /batch 8 at input 512/.test(e.message));
   assert.throws(() => costModel.entry('llama-3.1-70b', 'fp16', 1), (e: unknown) => e instanceof PlanError && /profiled TP: 4/.test(e.message));
 });
+
+test('extrapolation past the profiled grid, measured by holding out: batch 16 -> 32 and prompt 256 -> 512', () => {
+  const cm = CostModel.reference();
+  const groups = new Map<string, typeof cm.rows[number][]>();
+  for (const r of cm.rows) if (r.mpsPercentage === 100) { const k = `${r.model}|${r.qformat}|${r.tp}`; (groups.get(k) ?? groups.set(k, []).get(k)!).push(r); }
+  const eb: number[] = [], ed: number[] = [], el: number[] = [];
+  for (const [k, rows] of groups) {
+    const m = new ProfileLatencyModel(rows.filter((r) => r.batchSize <= 16), k);
+    for (const r of rows.filter((r) => r.batchSize === 32)) {
+      eb.push(Math.abs(m.prefillMs(32, 32 * r.inputLen) - r.ttft * 1000) / (r.ttft * 1000));
+      ed.push(Math.abs(m.decodeMs(32, r.inputLen + r.outputLen / 2) - r.tpot * 1000) / (r.tpot * 1000));
+    }
+    const lens = [...new Set(rows.map((r) => r.inputLen))];
+    if (lens.length > 1) {
+      const m2 = new ProfileLatencyModel(rows.filter((r) => r.inputLen === 256), k);
+      for (const r of rows.filter((r) => r.inputLen === 512)) el.push(Math.abs(m2.prefillMs(r.batchSize, r.batchSize * 512) - r.ttft * 1000) / (r.ttft * 1000));
+    }
+  }
+  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+  for (const [n, xs] of [['TTFT batch 16->32', eb], ['TPOT batch 16->32', ed], ['TTFT prompt 256->512', el]] as const) {
+    console.log(`${n}: ${xs.length} rows, |error| median ${(100 * q(xs, 0.5)).toFixed(1)} %, p90 ${(100 * q(xs, 0.9)).toFixed(1)} %, max ${(100 * Math.max(...xs)).toFixed(1)} %`);
+  }
+  // What the README states as the error to expect past the grid.
+  assert.ok(q(ed, 1) < 0.15 && q(eb, 0.5) < 0.1 && q(el, 0.5) < 0.25);
+});

@@ -1,10 +1,10 @@
 /**
  * The sweep of bench:sim: which (scenario, system) pairs each size runs.
  * - curves: every system over total rates on each mix at SLO scale 40, Zipf 1, several seeds;
- * - sloScales: SLO scales 5–20 at three rates (main systems, on fig1 and big8);
- * - skew: uniform and Zipf 2 popularity at one rate;
- * - long: long prompts (memory-bound) over low rates;
- * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system.
+ * - sloScales: SLO scales 5 and 10 (and 40 from the curves) at two rates (main systems, fig1);
+ * - skew: uniform and Zipf 2 popularity at one rate (fig1, big8, big16);
+ * - long: long prompts (memory-bound) over low rates (fig1);
+ * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system (fig1).
  * @module
  */
 import { SYSTEM_NAMES, type SystemName } from '../../lib/sim/systems.js';
@@ -39,26 +39,32 @@ export interface SweepSize {
 export const DEFAULT_SLO_SCALE = 40;
 
 /** Full, quick and smoke sweeps. */
-export function sweepSize(mode: 'full' | 'quick' | 'smoke'): SweepSize {
+export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gpus16?: boolean; readonly seeds?: number } = {}): SweepSize {
   if (mode === 'smoke') {
     return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165] };
   }
   if (mode === 'quick') {
     return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165] };
   }
+  // Sized for a shared 2-core machine (about 470k simulated requests): 16 GPUs (two copies of
+  // big8) and a fifth seed are left to a bigger machine (`--gpus16`, `--seeds N`).
   return {
-    mixes: ['fig1', 'mix4', 'big8', 'big16'],
-    ratesPerGpu: [5, 10, 15, 20, 30, 45],
-    seeds: (mix) => (MIX_GPUS[mix] <= 4 ? [1, 2, 3, 4, 5] : MIX_GPUS[mix] <= 8 ? [1, 2, 3] : [1, 2]),
-    // Shorter runs where a run holds tens of thousands of requests (the 2-core budget).
-    durationMs: (mix) => (MIX_GPUS[mix] <= 4 ? 30_000 : 20_000),
-    sloScales: [5, 10, 20],
-    sloRatesPerGpu: [10, 20, 30],
+    mixes: ['fig1', 'mix4', 'big8', ...(extra.gpus16 === true ? (['big16'] as const) : [])],
+    ratesPerGpu: [5, 10, 20, 30, 45],
+    seeds: (mix) => seedList(extra.seeds ?? (MIX_GPUS[mix] <= 4 ? 3 : 2)),
+    // Shorter runs where a run holds tens of thousands of requests.
+    durationMs: (mix) => (MIX_GPUS[mix] <= 4 ? 15_000 : 10_000),
+    sloScales: [5, 10],
+    sloRatesPerGpu: [10, 30],
     skews: [0, 2],
     skewRatePerGpu: 20,
-    longRatesPerGpu: [2, 4, 6, 8],
+    longRatesPerGpu: [2, 4, 8],
     mapCostsMs: [0, 0.032, 0.165],
   };
+}
+
+function seedList(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1);
 }
 
 /** Every job of a sweep. */
@@ -74,11 +80,11 @@ export function buildJobs(size: SweepSize): Job[] {
     const g = MIX_GPUS[mix];
     const base = { mix, sloScale: DEFAULT_SLO_SCALE, zipf: 1, lengths: 'sharegpt' as const };
     for (const r of size.ratesPerGpu) add('curves', { ...base, rate: r * g }, SYSTEM_NAMES);
-    if (mix === 'fig1' || mix === 'big8' || size.mixes.length === 1) {
+    if (mix === 'fig1') {
       for (const scale of size.sloScales) for (const r of size.sloRatesPerGpu) add('sloScales', { ...base, sloScale: scale, rate: r * g }, MAIN_SYSTEMS);
     }
-    for (const z of size.skews) add('skew', { ...base, zipf: z, rate: size.skewRatePerGpu * g }, MAIN_SYSTEMS);
-    if (mix === 'fig1' || mix === 'big8') {
+    if (mix !== 'mix4') for (const z of size.skews) add('skew', { ...base, zipf: z, rate: size.skewRatePerGpu * g }, MAIN_SYSTEMS);
+    if (mix === 'fig1') {
       for (const r of size.longRatesPerGpu) add('long', { ...base, lengths: 'long', rate: r * g }, MAIN_SYSTEMS);
       for (const c of size.mapCostsMs) add('mapCost', { ...base, rate: size.skewRatePerGpu * g, mapCostMs: c }, ['prism']);
     }

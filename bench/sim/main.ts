@@ -5,7 +5,8 @@
  * and measured in the same run; numbers are mean ± sd over seeds. Writes bench/results/sim[-quick].json,
  * SVG charts and Vega-Lite specs, and prints per-rate ratios against every baseline.
  *
- *   npm run bench:sim            full sweep (2, 4, 8, 16 GPUs; 5 seeds at 2–4 GPUs, 3 at 8, 2 at 16)
+ *   npm run bench:sim            the sweep (2, 4, 8 GPUs; 3 seeds at 2–4 GPUs, 2 at 8; ~470k requests)
+ *   npm run bench:sim -- --gpus16 --seeds 5   adds 16 GPUs and seeds (a bigger machine)
  *   npm run bench:sim -- --quick 2 and 4 GPUs, 2 seeds, shorter runs
  *   npm run bench:sim -- --smoke 2 GPUs, two rates, one seed, 5 s runs: checks it works (npm test),
  *                                to build/sim-smoke/ (--out DIR for another folder)
@@ -25,11 +26,13 @@ import { curve, ratios, sustained, type CurvePoint } from './report.js';
 import type { RunSummary } from './run-one.js';
 import { LENGTHS, MIX_GPUS, scenarioModels } from './scenarios.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' }, gpus16: { type: 'boolean', default: false }, seeds: { type: 'string' } },
+});
 const mode = args.smoke ? 'smoke' : args.quick ? 'quick' : 'full';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OUT = resolve(ROOT, args.out ?? (mode === 'smoke' ? 'build/sim-smoke' : 'bench/results'));
-const size = sweepSize(mode);
+const size = sweepSize(mode, { gpus16: args.gpus16, ...(args.seeds !== undefined && { seeds: Number(args.seeds) }) });
 const jobs = buildJobs(size);
 
 async function runAll(): Promise<RunSummary[]> {
