@@ -53,6 +53,17 @@ Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
     }
     if (model_is_block(t)) quant::quantize_row(t, row.data(), in, 0, dst);
   }
+  if (t == DType::Q4_K || t == DType::Q6_K) {  // nothing quantizes to them: random blocks
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (uint8_t& v : m.bytes) v = uint8_t(byte(rng));
+    const size_t blk = t == DType::Q4_K ? 144 : 210;
+    for (size_t at = 0; at < m.bytes.size(); at += blk) {  // finite super-block scales
+      for (size_t off : t == DType::Q4_K ? std::vector<size_t>{0, 2} : std::vector<size_t>{208}) {
+        const uint16_t h = simd::f32_to_f16_scalar(std::fabs(dist(rng)) * 0.05f);
+        std::memcpy(&m.bytes[at + off], &h, 2);
+      }
+    }
+  }
   m.view.name = "w";
   m.view.dtype = t;
   m.view.shape = {out, in};
@@ -80,7 +91,8 @@ struct Shape {
   size_t in;
 };
 const Shape kShapes[] = {{DType::F32, 172}, {DType::F32, 64}, {DType::F16, 172}, {DType::BF16, 100},
-                         {DType::Q8_0, 96}, {DType::Q4_0, 160}};
+                         {DType::Q8_0, 96}, {DType::Q4_0, 160}, {DType::Q4_K, 256},
+                         {DType::Q6_K, 512}};
 
 bool gemm_here() {
   if (fineserve::gemm::kernels_for(simd::active().level) != nullptr) return true;

@@ -27,6 +27,8 @@ BlockFn block_kernel(model::DType t, simd::Level level) {
     case model::DType::BF16: return k->bf16;
     case model::DType::Q8_0: return k->q8_0;
     case model::DType::Q4_0: return k->q4_0;
+    case model::DType::Q4_K: return k->q4_k;
+    case model::DType::Q6_K: return k->q6_k;
     default: return nullptr;
   }
 }

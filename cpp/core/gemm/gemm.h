@@ -41,6 +41,7 @@ using BlockFn = void (*)(const Operands& op, size_t tokens, size_t r0, size_t r1
 struct Kernels {
   BlockFn f32, f16, bf16;  // float activations
   BlockFn q8_0, q4_0;      // Q8_0-block activations (quant::ActPrep::Q8Blocks / Q8BlocksQ4)
+  BlockFn q4_k, q6_k;      // float activations; rows decoded to f32 in registers a few at a time
 };
 
 // The kernels a SIMD level runs (AVX2's serve AVX-512 too, by simd::resolve_kernel's rule), or

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "gemm/gemm.h"
 
@@ -194,9 +195,102 @@ template <size_t RT, size_t RW> struct TileBF16 { static void run(const Operands
 template <size_t RT, size_t RW> struct TileQ8 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<false, RT, RW>(o, t, r); } };
 template <size_t RT, size_t RW> struct TileQ4 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<true, RT, RW>(o, t, r); } };
 
+// ---- K-quants: rows decoded to f32 a few at a time, then the F32 tiles -----------------------
+// Decoding a row once per call and reusing it for every token costs little beside the FMAs; the
+// products are those of the F32 kernel on the decoded weights, in the same order for every tile.
+
+// Eight bytes (unsigned, or signed when Signed) at p as floats.
+template <bool Signed>
+inline __m256 bytes8_to_ps(__m128i v) {
+  return _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+// 32 bytes -> 32 floats scale * q - offset, in four stores of eight (as decode::q4_k computes).
+inline void store_scaled32(__m256i q, float scale, float offset, float* y) {
+  const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int j = 0; j < 4; ++j) _mm256_storeu_ps(y + 8 * j, _mm256_sub_ps(_mm256_mul_ps(vs, bytes8_to_ps<false>(parts[j])), vo));
+}
+
+void decode_q4_k(const uint8_t* p, size_t cols, float* y) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (size_t b = 0; b < cols / 256; ++b, p += 144) {
+    const float d = f16_at(p), dmin = f16_at(p + 2);
+    const uint8_t* s = p + 4;
+    int sc[8], m[8];
+    for (int i = 0; i < 4; ++i) {
+      sc[i] = s[i] & 63;
+      m[i] = s[i + 4] & 63;
+      sc[i + 4] = (s[i + 8] & 15) | ((s[i] >> 6) << 4);
+      m[i + 4] = (s[i + 8] >> 4) | ((s[i + 4] >> 6) << 4);
+    }
+    for (int k = 0; k < 4; ++k, y += 64) {
+      const __m256i q = load256(p + 16 + 32 * k);
+      store_scaled32(_mm256_and_si256(q, low4), d * sc[2 * k], dmin * m[2 * k], y);
+      store_scaled32(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), d * sc[2 * k + 1], dmin * m[2 * k + 1], y + 32);
+    }
+  }
+}
+
+// 32 signed q values (-32..31) -> floats d * sc * q, scales sc[0] for the first 16, sc[1] after.
+inline void store_q6(__m256i q, float d, const int8_t* sc, float* y) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m256 s0 = _mm256_set1_ps(d * sc[0]), s1 = _mm256_set1_ps(d * sc[1]);
+  _mm256_storeu_ps(y, _mm256_mul_ps(s0, bytes8_to_ps<true>(lo)));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(s0, bytes8_to_ps<true>(_mm_srli_si128(lo, 8))));
+  _mm256_storeu_ps(y + 16, _mm256_mul_ps(s1, bytes8_to_ps<true>(hi)));
+  _mm256_storeu_ps(y + 24, _mm256_mul_ps(s1, bytes8_to_ps<true>(_mm_srli_si128(hi, 8))));
+}
+
+void decode_q6_k(const uint8_t* p, size_t cols, float* y) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+  for (size_t b = 0; b < cols / 256; ++b, p += 210) {
+    const float d = f16_at(p + 208);
+    for (int h = 0; h < 2; ++h, y += 128) {
+      const __m256i ql0 = load256(p + 64 * h), ql1 = load256(p + 64 * h + 32), qh = load256(p + 128 + 32 * h);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * h);
+      // Byte-wise shifts through 16-bit lanes: the masks drop what crosses from the neighbour byte.
+      auto high2 = [&](int shift) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), two), 4); };
+      const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), high2(0));
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), high2(2));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high2(4));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high2(6));
+      store_q6(_mm256_sub_epi8(q0, bias), d, sc, y);
+      store_q6(_mm256_sub_epi8(q1, bias), d, sc + 2, y + 32);
+      store_q6(_mm256_sub_epi8(q2, bias), d, sc + 4, y + 64);
+      store_q6(_mm256_sub_epi8(q3, bias), d, sc + 6, y + 96);
+    }
+  }
+}
+
+// Rows decoded per chunk: for decode a chunk stays in L1; for prefill it is larger, so the
+// activations stream past fewer chunks.
+constexpr size_t kDecodeRowsFew = 12;
+constexpr size_t kDecodeChunkBytes = 160 * 1024;
+
+template <void (*Decode)(const uint8_t*, size_t, float*)>
+void kquant_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
+  size_t chunk = kDecodeRowsFew;
+  if (tokens > kMaxTokens) chunk = std::max(chunk, kDecodeChunkBytes / (4 * op.k) / 12 * 12);
+  thread_local std::vector<float> rows;
+  rows.resize(chunk * op.k);
+  for (size_t c0 = r0; c0 < r1; c0 += chunk) {
+    const size_t n = std::min(chunk, r1 - c0);
+    for (size_t r = 0; r < n; ++r) Decode(op.w + (c0 + r) * op.w_stride, op.k, rows.data() + r * op.k);
+    Operands sub = op;
+    sub.w = reinterpret_cast<const uint8_t*>(rows.data());
+    sub.w_stride = 4 * op.k;
+    sub.y = op.y + c0;
+    sub.bias = op.bias ? op.bias + c0 : nullptr;
+    block<TileF32>(sub, tokens, 0, n);
+  }
+}
+
 }  // namespace
 
 extern const Kernels kAvx2Gemm;
-const Kernels kAvx2Gemm = {block<TileF32>, block<TileF16>, block<TileBF16>, block<TileQ8>, block<TileQ4>};
+const Kernels kAvx2Gemm = {block<TileF32>,        block<TileF16>,        block<TileBF16>, block<TileQ8>,
+                           block<TileQ4>,         kquant_block<decode_q4_k>, kquant_block<decode_q6_k>};
 
 }  // namespace fineserve::gemm
