@@ -100,6 +100,8 @@ export interface PlacementEvent {
   readonly model?: string;
   /** What changed: replicas added (a load), moved, added or removed (a re-plan). */
   readonly moves: readonly PlacementMove[];
+  /** replan, migrate: how long the moves took, ms (attaching the new replicas, draining the old). */
+  readonly durationMs?: number;
   readonly placement: EnginePlacement;
 }
 
@@ -469,11 +471,11 @@ export class Engine {
     return a;
   }
 
-  #placed(cause: PlacementEvent['cause'], model: string | undefined, moves: readonly PlacementMove[]): void {
+  #placed(cause: PlacementEvent['cause'], model: string | undefined, moves: readonly PlacementMove[], durationMs?: number): void {
     this.#placementVersion++;
     if (this.#onPlacement === undefined) return;
     try {
-      this.#onPlacement({ cause, ...(model === undefined ? {} : { model }), moves, placement: this.placement() });
+      this.#onPlacement({ cause, ...(model === undefined ? {} : { model }), moves, ...(durationMs === undefined ? {} : { durationMs }), placement: this.placement() });
     } catch {
       // A listener that throws must not undo a placement that happened.
     }
@@ -550,10 +552,11 @@ export class Engine {
     const without = new Map(this.#assignment()).set(model, on.filter((d) => d !== from));
     const placed = placeModel(models.map((m) => (m.id === model ? { ...m, device: to, replicas: 1 } : m)), this.#placementDevices(), without, model);
     if (placed instanceof PlacementFailure) throw new EngineError('ERR_ENGINE_PLACEMENT', placed.message);
+    const start = performance.now();
     const job = this.#migrate(g, move);
     this.#migrations.add(job);
     try {
-      if (await job) this.#placed('migrate', model, [move]);
+      if (await job) this.#placed('migrate', model, [move], performance.now() - start);
     } finally {
       this.#migrations.delete(job);
     }
@@ -563,6 +566,7 @@ export class Engine {
     const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
     const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment());
     const applied: PlacementMove[] = [];
+    const start = performance.now();
     for (const move of moves) {
       if (this.#closed) break;
       const g = this.#models.get(move.model);
@@ -575,7 +579,7 @@ export class Engine {
         this.#migrations.delete(job);
       }
     }
-    if (applied.length > 0) this.#placed('replan', undefined, applied);
+    if (applied.length > 0) this.#placed('replan', undefined, applied, performance.now() - start);
     return { moves: applied, scoreBefore: before.score, scoreAfter: after.score };
   }
 

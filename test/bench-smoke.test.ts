@@ -45,6 +45,7 @@ const COVERED: Record<string, string> = {
   'bench:cuda-report': 'bench:cuda-report on the SIMT sample',
   'bench:serve-cpu': 'bench:serve-cpu --smoke',
   'bench:serve-http': 'test/bench-serve-http.test.ts',
+  'bench:serve-multi': 'test/bench-serve-multi.test.ts',
 };
 
 test('every bench:* script has a smoke run', () => {

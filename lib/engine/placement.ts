@@ -6,11 +6,13 @@
  * model instead of H100 profiles, and the request lengths its traffic actually has.
  *
  * A plan is scored by its predicted SLO goodput: output tokens per second of requests that meet
- * their TTFT SLO. Each device is a queue (its models' steps share it): a replica of rate λ whose
- * request takes S ms of device time loads it by λ·S; a device at load u delays a request beyond
- * its own prefill with the M/M/1 tail P(W > t) = u·exp(−(1−u)·t / S̄). So co-location has a
- * cost that grows with the neighbours' load, a hot model and a crowded device repel, and a
- * tight SLO counts for more than a loose one. KV memory scales a device's goodput down when the
+ * their TTFT SLO. Its models' steps share a device: a replica of rate λ whose request takes S ms
+ * of device time (its prefill, and its share of batched decode steps at the batch its load
+ * settles at) loads it by λ·S. A new request waits for the prefills queued ahead of it, which run
+ * in the time decoding leaves free: an M/M/1 queue whose tail P(W > t) = ρ·exp(−(1−ρ)·t / S)
+ * gives the share of requests within the SLO. So co-location costs more the busier the
+ * neighbours, a hot model and a crowded device repel, and a tight SLO counts for more than a
+ * loose one. KV memory scales a device's goodput down when the
  * sequences its load keeps in flight need more than its slab (the marginal memory efficiency of
  * the paper: low-precision KV carries more goodput per byte). Weights and KV reserves are hard
  * limits; a model that fits no device is a failed placement naming each device's constraint.
@@ -119,16 +121,39 @@ export class PlacementFailure {
 
 const MiB = 2 ** 20;
 
-/** Device ms one request of `m` takes on `kind` with `rate` routed there, and its batch-1 prefill. */
-function serviceMs(m: PlacementModel, kind: string, rate: number): { service: number; prefill: number; inFlightMs: number } {
+/** Device ms one request of `m` takes on `kind` when its decodes run `batch` at a time, and its batch-1 prefill. */
+function serviceMs(m: PlacementModel, kind: string, batch: number): { service: number; prefill: number } {
   const lat = m.latency(kind);
   const prefill = lat.prefillMs(1, m.promptTokens);
   const ctx = m.promptTokens + m.outputTokens / 2;
-  const alone = lat.decodeMs(1, ctx);
-  // Little's law: sequences decoding at once are the arrivals during one request's decode.
-  const batch = Math.max(1, Math.min(m.maxBatch, (rate * m.outputTokens * alone) / 1000));
-  const decode = (m.outputTokens * lat.decodeMs(batch, ctx)) / batch;
-  return { service: prefill + decode, prefill, inFlightMs: prefill + m.outputTokens * lat.decodeMs(batch, ctx) };
+  return { service: prefill + (m.outputTokens * lat.decodeMs(batch, ctx)) / batch, prefill };
+}
+
+/** Most of a device's time the planner counts on: the rest absorbs bursts and what it cannot see. */
+const TARGET_UTILIZATION = 0.9;
+
+/**
+ * The decode batch each replica on one device settles at. Little's law gives the sequences
+ * decoding at once at light load (the arrivals during one request's decode); continuous batching
+ * lets a queue build until the batch is large enough for the device to keep up, so while the
+ * device would be busier than {@link TARGET_UTILIZATION}, every batch grows (to its maxBatch).
+ */
+function settledBatches(parts: readonly { m: PlacementModel; rate: number }[], kind: string): number[] {
+  const batches = parts.map(({ m, rate }) => {
+    const alone = m.latency(kind).decodeMs(1, m.promptTokens + m.outputTokens / 2);
+    return Math.max(1, Math.min(m.maxBatch, (rate * m.outputTokens * alone) / 1000));
+  });
+  const load = (): number => parts.reduce((a, { m, rate }, i) => a + (rate * serviceMs(m, kind, batches[i]!).service) / 1000, 0);
+  for (let k = 0; k < 64 && load() > TARGET_UTILIZATION; k++) {
+    let grew = false;
+    parts.forEach(({ m }, i) => {
+      const next = Math.min(m.maxBatch, batches[i]! * 1.25);
+      if (next > batches[i]!) grew = true;
+      batches[i] = next;
+    });
+    if (!grew) break;
+  }
+  return batches;
 }
 
 /** Scores an assignment; see the module comment. */
@@ -142,29 +167,39 @@ export function evaluatePlacement(models: readonly PlacementModel[], devices: re
   for (const m of models) offered += m.rate * m.outputTokens;
   for (const d of devices) {
     const here = [...assignment].filter(([, ds]) => ds.includes(d.id)).map(([id, ds]) => ({ m: byId.get(id)!, share: 1 / ds.length }));
-    const parts = here.map(({ m, share }) => {
-      const rate = m.rate * share;
-      return { m, rate, ...serviceMs(m, d.kind, rate) };
-    });
+    const rated = here.map(({ m, share }) => ({ m, rate: m.rate * share }));
+    const batches = settledBatches(rated, d.kind);
+    const parts = rated.map((p, i) => ({ ...p, batch: batches[i]!, ...serviceMs(p.m, d.kind, batches[i]!) }));
     const u = parts.reduce((a, p) => a + (p.rate * p.service) / 1000, 0);
+    // Continuous batching: a new request waits for the prefills queued ahead of it, which get
+    // the device between decode steps. So prefill is a queue served at the share of the device
+    // decoding leaves free: load rho = prefill load / that share, service stretched by it.
+    const uPrefill = parts.reduce((a, p) => a + (p.rate * p.prefill) / 1000, 0);
+    const free = Math.max(1e-6, 1 - (u - uPrefill));
+    const rho = uPrefill / free;
     const rateSum = parts.reduce((a, p) => a + p.rate, 0);
-    const meanService = rateSum > 0 ? parts.reduce((a, p) => a + p.rate * p.service, 0) / rateSum : 0;
-    const kvDemand = parts.reduce((a, p) => a + ((p.rate * p.inFlightMs) / 1000 / Math.max(1e-3, 1 - Math.min(u, 0.999))) * (p.m.promptTokens + p.m.outputTokens) * p.m.kvBytesPerToken, 0);
+    const meanPrefill = rateSum > 0 ? parts.reduce((a, p) => a + p.rate * p.prefill, 0) / rateSum / free : 0;
+    // The sequences decoding at once hold their prompt and half their output on average.
+    const kvOf = (p: (typeof parts)[number]): number => p.batch * (p.m.promptTokens + p.m.outputTokens / 2) * p.m.kvBytesPerToken;
+    const kvDemand = parts.reduce((a, p) => a + kvOf(p), 0);
     const kvFactor = kvDemand > d.kvBytes ? d.kvBytes / kvDemand : 1;
-    const served = u >= 1 ? 1 / u : 1;
+    const served = u > 1 ? 1 / u : 1;
     for (const p of parts) {
-      const slack = p.m.ttftMs === undefined ? Infinity : p.m.ttftMs - p.prefill;
-      const meet = slack === Infinity ? 1 : slack <= 0 || u >= 1 ? 0 : 1 - u * Math.exp((-(1 - u) * slack) / Math.max(meanService, 1e-6));
-      const ttft = u >= 1 ? Infinity : p.prefill + (u * meanService) / (1 - u);
-      const goodput = p.rate * p.m.outputTokens * meet * served * kvFactor;
-      const kvInFlight = ((p.rate * p.inFlightMs) / 1000) * (p.m.promptTokens + p.m.outputTokens) * p.m.kvBytesPerToken;
+      const overloaded = u >= 1 || rho >= 1;
+      const own = p.prefill / free;
+      const slack = p.m.ttftMs === undefined ? Infinity : p.m.ttftMs - own;
+      // M/M/1 waiting time: P(W > t) = rho·exp(−(1−rho)·t / service).
+      const meet = slack === Infinity ? (overloaded ? 0 : 1) : slack <= 0 || overloaded ? 0 : 1 - rho * Math.exp((-(1 - rho) * slack) / Math.max(meanPrefill, 1e-6));
+      const ttft = overloaded ? Infinity : own + (rho * meanPrefill) / (1 - rho);
+      const goodput = p.rate * p.m.outputTokens * (p.m.ttftMs === undefined ? served : meet) * kvFactor;
+      const kvInFlight = kvOf(p);
       score += goodput;
       replicas.push({
         model: p.m.id,
         device: d.id,
         rate: p.rate,
         ttftMs: ttft,
-        attainment: meet * served * kvFactor,
+        attainment: (p.m.ttftMs === undefined ? served : meet) * kvFactor,
         goodput,
         goodputPerKvMiB: goodput / Math.max(kvInFlight / MiB, 1e-9),
         reason:
