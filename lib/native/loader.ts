@@ -8,9 +8,9 @@
  * When none loads, one {@link NativeLoadError} lists every candidate and why it failed.
  * @module
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from '../errors.js';
@@ -46,8 +46,25 @@ interface Candidate {
   readonly skip?: string;
 }
 
-const PACKAGE_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const require = createRequire(import.meta.url);
+/**
+ * The folder of fineserve's package.json, above this module wherever it was built to: lib/native/
+ * (sources), dist/native/ (ES modules) or dist/cjs/native/ (CommonJS, whose folder has a
+ * package.json of its own without a name).
+ */
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'fineserve') return dir;
+    } catch {
+      // No package.json here (or not JSON): keep going up.
+    }
+    if (dirname(dir) === dir) return join(from, '..', '..');
+  }
+}
+
+const PACKAGE_ROOT = packageRoot(dirname(fileURLToPath(import.meta.url)));
+// Not named `require`: in the CommonJS build that name is the module wrapper's own.
+const requireAddon = createRequire(import.meta.url);
 
 /** True when an NVIDIA kernel driver is loaded on this host. */
 export function nvidiaDriverPresent(): boolean {
@@ -114,7 +131,7 @@ export function loadNativeFrom(opts: LoaderOptions): LoadedAddon {
       continue;
     }
     try {
-      const binding: unknown = require(c.path);
+      const binding: unknown = requireAddon(c.path);
       if (!isBinding(binding)) {
         skipped.push({ variant: c.variant, path: c.path, reason: 'loaded, but it is not a fineserve addon' });
         continue;
