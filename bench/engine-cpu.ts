@@ -1,12 +1,15 @@
 /**
  * CPU engine benchmark: fineserve's ModelRunner against node-llama-cpp 3.22.1 (llama.cpp's CPU
- * prebuilt, the speed anchor) in one process, on the same GGUF with the same thread count:
- * prefill tok/s (256-token prompt), single-stream decode tok/s (128 greedy tokens) and aggregate
- * decode tok/s with 8 and 32 concurrent sequences. Models: the stories260K fixture and a ~100M
- * random-weight Llama with F16 matrices (generated once into .cache/models/). Not a test.
- * See bench/README-engine-cpu.md.
+ * prebuilt, the speed anchor) in one process, on the same GGUF with the same thread count, or
+ * (--against kernels) against fineserve's own per-row kernels of before the GEMM
+ * (FINESERVE_GEMM=0): prefill tok/s at 32, 256 and 1024 prompt tokens, decode tok/s (128 greedy
+ * tokens) at 1, 8 and 32 concurrent sequences, each with its GFLOP/s and weight GB/s, and the
+ * roofline of this CPU (a STREAM-like copy and an FMA loop) measured in the same run. Models: the
+ * stories260K fixture and a ~100M random-weight Llama with F16 matrices (generated once into
+ * .cache/models/), and its Q8_0 / Q4_0 conversions. Not a test.
  *
- *   node --import tsx bench/engine-cpu.ts [--threads N] [--reps N] [--kv f16|f32] [--models a,b] [--quick]
+ *   node --import tsx bench/engine-cpu.ts [--threads N] [--reps N] [--kv f16|f32] [--models a,b]
+ *       [--prompts 32,256,1024] [--batch 1,8,32] [--against peer|kernels] [--quick]
  *
  * Installs the peer on first use (scripts/peer.mjs, into .cache/peers). Writes
  * bench/results/engine-cpu.json and prints one summary line (ratios fineserve / node-llama-cpp).
@@ -14,6 +17,8 @@
  *   config.ts    command line, paths, sizes
  *   engines.ts   fineserve and node-llama-cpp behind one generate() (shared with the peer test)
  *   measure.ts   prefill and differential decode timing, medians, greedy agreement
+ *   roofline.ts  the copy and FMA roofline (roofline.cc, built with g++)
+ *   rates.ts     GFLOP/s, GB/s and roofline shares of each figure
  *   main.ts      the run, the results file, the summary line
  * @module
  */

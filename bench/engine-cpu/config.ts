@@ -17,20 +17,27 @@ export const llama100mQuantGguf = (type: 'q8_0' | 'q4_0'): string => `${ROOT}.ca
 export type ModelKey = 'stories260K' | 'llama-100m-f16' | 'llama-100m-q8_0' | 'llama-100m-q4_0';
 export const MODEL_KEYS: readonly ModelKey[] = ['stories260K', 'llama-100m-f16', 'llama-100m-q8_0', 'llama-100m-q4_0'];
 
+export type Against = 'peer' | 'kernels' | 'none';
+
 export interface BenchConfig {
   readonly threads: number;
   /** Timed repetitions per measurement (median taken); undefined: per model default. */
   readonly reps: number | undefined;
   readonly kvFormat: 'f32' | 'f16';
   readonly models: readonly ModelKey[];
-  /** Prompt tokens of the prefill measurement (capped by the model's context). */
-  readonly prefillTokens: number;
+  /** Prompt tokens of the prefill measurements (each capped by the model's context). */
+  readonly prefillTokens: readonly number[];
   /** Prompt tokens of each sequence in the decode measurements. */
   readonly decodePromptTokens: number;
   /** Generated tokens per sequence in the decode measurements. */
   readonly decodeTokens: number;
-  /** Concurrent sequences of the aggregate decode measurements. */
+  /** Concurrent sequences of the decode measurements (1: single-stream). */
   readonly concurrency: readonly number[];
+  /**
+   * What fineserve is compared with: node-llama-cpp, or fineserve's own per-row kernels that the
+   * GEMM replaced (FINESERVE_GEMM=0, same process), or nothing (--smoke).
+   */
+  readonly against: Against;
   readonly out: string;
   /** A toy run of fineserve alone (no peer): stories260K, 1 thread, a few tokens, for npm test. */
   readonly smoke: boolean;
@@ -43,6 +50,11 @@ const USAGE = `usage: node --import tsx bench/engine-cpu.ts [options]
   --reps N           timed repetitions per measurement, median taken (default: 5 for stories260K, 3 for llama-100m)
   --kv f16|f32       KV cache format for both engines (default f16, node-llama-cpp's default)
   --models a,b       ${MODEL_KEYS.join(',')} (default all)
+  --prompts a,b      prefill prompt lengths (default 32,256,1024; capped by the model's context)
+  --batch a,b        concurrent sequences of the decode measurements (default 1,8,32)
+  --against peer|kernels
+                     compare with node-llama-cpp (default), or with fineserve's per-row kernels
+                     of before the GEMM (FINESERVE_GEMM=0) in the same process
   --wait-quiet S     before each measurement, wait up to S seconds until other processes leave
                      the benchmark's threads their cores (0.25 core of noise allowed), and redo (twice at most) one they disturbed (default 0:
                      measure at once, once; the other processes' load is recorded either way)
@@ -61,6 +73,9 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
   let smoke = false;
   let out: string | undefined;
   let waitQuiet = 0;
+  let prompts = [32, 256, 1024];
+  let batch = [1, 8, 32];
+  let against: Against = 'peer';
   const positive = (flag: string, value: string | undefined): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer, got ${value}\n${USAGE}`);
@@ -92,6 +107,19 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
         i++;
         break;
       }
+      case '--prompts':
+      case '--batch': {
+        const list = (value ?? '').split(',').map((v) => positive(flag, v));
+        if (flag === '--prompts') prompts = list;
+        else batch = list;
+        i++;
+        break;
+      }
+      case '--against':
+        if (value !== 'peer' && value !== 'kernels') throw new Error(`--against takes peer or kernels\n${USAGE}`);
+        against = value;
+        i++;
+        break;
       case '--wait-quiet': {
         const n = Number(value);
         if (!Number.isFinite(n) || n < 0) throw new Error(`--wait-quiet needs seconds, got ${value}\n${USAGE}`);
@@ -125,10 +153,11 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
       reps: 1,
       kvFormat,
       models: ['stories260K'],
-      prefillTokens: 32,
+      prefillTokens: [32],
       decodePromptTokens: 8,
       decodeTokens: 8,
-      concurrency: [4],
+      concurrency: [1, 4],
+      against: 'none',
       out: out ?? `${ROOT}build/engine-cpu-smoke.json`,
       smoke,
       waitQuiet: 0,
@@ -139,11 +168,12 @@ export function parseArgs(argv: readonly string[]): BenchConfig {
     reps: quick ? 1 : reps,
     kvFormat,
     models,
-    prefillTokens: 256,
+    prefillTokens: prompts,
     decodePromptTokens: 16,
     decodeTokens: quick ? 32 : 128,
-    concurrency: [8, 32],
-    out: out ?? RESULTS.replace(/\.json$/, `${threads === availableParallelism() ? '' : `-${threads}t`}${quick ? '-quick' : ''}.json`),
+    concurrency: batch,
+    against,
+    out: out ?? RESULTS.replace(/\.json$/, `${threads === availableParallelism() ? '' : `-${threads}t`}${against === 'kernels' ? '-kernels' : ''}${quick ? '-quick' : ''}.json`),
     smoke,
     waitQuiet,
   };

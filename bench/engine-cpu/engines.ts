@@ -12,7 +12,7 @@ import { Model, ModelRunner } from '../../lib/index.js';
 
 /** Greedy generation for a batch of prompts, all of them concurrently. */
 export interface Engine {
-  readonly name: 'fineserve' | 'node-llama-cpp';
+  readonly name: 'fineserve' | 'fineserve-per-row' | 'node-llama-cpp';
   /**
    * Generates for every prompt at once; each output stops after `maxTokens` tokens or after the
    * first token in `stop` (which is included). `stop` empty: exactly `maxTokens` tokens each.
@@ -77,6 +77,53 @@ export class FineserveEngine implements Engine {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * fineserve with the per-row kernels the GEMM replaced (gemm/gemm.h): FINESERVE_GEMM=0 while it
+ * generates. The native side reads the variable at each linear() call, so the two fineserve
+ * engines of one process alternate paths; calls never overlap (the benchmark awaits each).
+ */
+export class PerRowKernelsEngine implements Engine {
+  readonly name = 'fineserve-per-row' as const;
+  readonly #inner: FineserveEngine;
+
+  private constructor(inner: FineserveEngine) {
+    this.#inner = inner;
+  }
+
+  static async open(path: string, options: FineserveEngineOptions): Promise<PerRowKernelsEngine> {
+    return new PerRowKernelsEngine(await FineserveEngine.open(path, options));
+  }
+
+  async #withPerRow<T>(work: () => Promise<T>): Promise<T> {
+    const before = process.env.FINESERVE_GEMM;
+    process.env.FINESERVE_GEMM = '0';
+    try {
+      return await work();
+    } finally {
+      if (before === undefined) delete process.env.FINESERVE_GEMM;
+      else process.env.FINESERVE_GEMM = before;
+    }
+  }
+
+  async prepare(): Promise<void> {}
+
+  perplexity(tokens: readonly number[], window: number, vocab: number): Promise<{ perplexity: number; nllSum: number; scored: number }> {
+    return this.#withPerRow(() => this.#inner.perplexity(tokens, window));
+  }
+
+  generate(prompts: readonly (readonly number[])[], maxTokens: number, stop: readonly number[]): Promise<number[][]> {
+    return this.#withPerRow(() => this.#inner.generate(prompts, maxTokens, stop));
+  }
+
+  describe(): Record<string, unknown> {
+    return { ...this.#inner.describe(), kernels: 'per-row (FINESERVE_GEMM=0)' };
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
 }
 
 // ---- node-llama-cpp ----------------------------------------------------------------------------

@@ -10,7 +10,9 @@ import { dirname, relative } from 'node:path';
 
 import { devices, generateModel, quantizeGguf } from '../../lib/index.js';
 import { LLAMA_100M_GGUF, llama100mQuantGguf, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
-import { FineserveEngine, PeerEngine } from './engines.js';
+import { FineserveEngine, PeerEngine, PerRowKernelsEngine, type Engine } from './engines.js';
+import { measureRoofline, type Roofline } from './roofline.js';
+import { type ModelShape, rates } from './rates.js';
 import { addonIdentity, ForeignLoad, foreignLoadNow, waitQuiet } from './machine.js';
 import { decode, type Engines, makePrompts, type MetricResult, prefill } from './measure.js';
 
@@ -55,15 +57,32 @@ function label(metric: string): string {
   return METRIC_LABELS[metric] ?? metric.replace(/^decode-(\d+)$/, '$1-seq');
 }
 
-async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: Record<string, unknown>; metrics: Record<string, MetricResult> }> {
+async function openComparison(path: string, config: BenchConfig): Promise<Engine | undefined> {
+  const options = { threads: config.threads, kvFormat: config.kvFormat };
+  if (config.against === 'peer') return PeerEngine.open(path, options, log);
+  if (config.against === 'kernels') return PerRowKernelsEngine.open(path, options);
+  return undefined;  // --smoke: npm test never installs the peer (~725 MB)
+}
+
+/** The headline prefill is named "prefill" (256 tokens, or the only length); the others prefill-N. */
+function prefillName(tokens: number, config: BenchConfig): string {
+  const headline = config.prefillTokens.includes(256) ? 256 : config.prefillTokens[0];
+  return tokens === headline ? 'prefill' : `prefill-${tokens}`;
+}
+
+async function benchModel(
+  key: ModelKey,
+  config: BenchConfig,
+  roofline: Roofline,
+): Promise<{ model: Record<string, unknown>; metrics: Record<string, MetricResult> }> {
   const path = await modelPath(key);
   const quiet = quietCores(config.threads);
   const reps = config.reps ?? (key === 'stories260K' ? 5 : 3);
   const fs = await FineserveEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat });
-  // --smoke runs fineserve alone: npm test never installs the peer (~725 MB).
-  const peer = config.smoke ? undefined : await PeerEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat }, log);
+  const peer = await openComparison(path, config);
   const engines: Engines = peer === undefined ? [fs] : [fs, peer];
   const c = fs.model.config;
+  const shape: ModelShape = { ...c, weightBytes: fs.model.weightBytes, maxBatchTokens: 512 };
   const metrics: Record<string, MetricResult> = {};
   // Each measurement: optionally wait for quiet, then record how busy other processes kept the CPU.
   // With --wait-quiet, a measurement disturbed by other processes is redone (at most twice more)
@@ -80,17 +99,20 @@ async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: 
       log(`  ${key} ${name}: other processes used ${cores.toFixed(2)} cores meanwhile (ratio ${ratioText(m)})${config.waitQuiet > 0 ? ': again' : ''}`);
     }
     const { m, cores } = best!;
-    metrics[name] = { ...m, detail: { ...m.detail, foreignCpuCores: cores === undefined ? null : Number(cores.toFixed(2)) } };
+    const r = rates(shape, m, roofline, config.threads);
+    metrics[name] = { ...m, ...r, detail: { ...m.detail, foreignCpuCores: cores === undefined ? null : Number(cores.toFixed(2)) } };
+    const perf = `${r.gflops.fineserve.toFixed(1)} GFLOP/s ${r.gbps.fineserve.toFixed(1)} GB/s`;
     const busy = cores !== undefined && cores >= quiet ? ` (other processes used ${cores.toFixed(2)} cores: noisy)` : '';
-    log(`  ${key} ${name}: fineserve ${m.fineserve.toFixed(1)} tok/s, node-llama-cpp ${m.peer === null ? 'not run' : `${m.peer.toFixed(1)} tok/s`}, ratio ${ratioText(m)}${busy}`);
+    log(`  ${key} ${name}: fineserve ${m.fineserve.toFixed(1)} tok/s (${perf}), ${peer?.name ?? 'no comparison'} ${m.peer === null ? 'not run' : `${m.peer.toFixed(1)} tok/s`}, ratio ${ratioText(m)}${busy}`);
   };
   try {
     log(`${key}: ${c.layers} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, ${(fs.model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights; ${reps} reps`);
-    const prefillTokens = Math.min(config.prefillTokens, c.maxContext - 1);
-    await measure('prefill', () => prefill(engines, reps, makePrompts(1, prefillTokens, c.vocabSize, 1)[0]!));
-    await measure('decode', () => decode(engines, reps, makePrompts(1, config.decodePromptTokens, c.vocabSize, 2), config.decodeTokens));
+    const lengths = [...new Set(config.prefillTokens.map((n) => Math.min(n, c.maxContext - 1)))];
+    for (const n of lengths) {
+      await measure(prefillName(n, config), () => prefill(engines, reps, makePrompts(1, n, c.vocabSize, 1)[0]!));
+    }
     for (const n of config.concurrency) {
-      await measure(`decode-${n}`, () => decode(engines, reps, makePrompts(n, config.decodePromptTokens, c.vocabSize, 3), config.decodeTokens));
+      await measure(n === 1 ? 'decode' : `decode-${n}`, () => decode(engines, reps, makePrompts(n, config.decodePromptTokens, c.vocabSize, n === 1 ? 2 : 3), config.decodeTokens));
     }
     return {
       model: {
@@ -105,6 +127,7 @@ async function benchModel(key: ModelKey, config: BenchConfig): Promise<{ model: 
         weightBytes: fs.model.weightBytes,
         reps,
         fineserve: fs.describe(),
+        against: peer?.name ?? 'none (--smoke)',
         peer: peer?.describe() ?? 'not run (--smoke)',
       },
       metrics,
@@ -131,10 +154,12 @@ export async function main(argv: readonly string[]): Promise<void> {
         '(its thread pool spin-waits); try --wait-quiet 600, or --threads 1',
     );
   }
+  const roofline = measureRoofline(config.smoke);
+  log(`  roofline (1 thread): copy ${roofline.copyGBps.toFixed(1)} GB/s, FMA ${roofline.fmaGflops.toFixed(1)} GFLOP/s`);
   const models: Record<string, unknown> = {};
   const parts: string[] = [];
   for (const key of config.models) {
-    const r = await benchModel(key, config);
+    const r = await benchModel(key, config, roofline);
     models[key] = r;
     const name = key.replace(/^llama-100m-/, 'llama-100m ');
     parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio === null ? `${v.fineserve.toFixed(0)} tok/s` : `${v.ratio.toFixed(2)}x`}`).join(', ')}`);
@@ -143,9 +168,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   const results = {
     benchmark: 'engine-cpu',
     description:
-      'fineserve ModelRunner vs node-llama-cpp (llama.cpp CPU prebuilt) on the same GGUF, same threads, in one process. ' +
-      'tokens/s, median of reps after a warm-up; ratio = fineserve / node-llama-cpp (above 1: fineserve faster). ' +
-      'prefill: one prompt, time to its first token. decode: differential, N*(G-1)/(T(G)-T(1)), greedy, no stop tokens.',
+      'fineserve ModelRunner vs node-llama-cpp (llama.cpp CPU prebuilt), or vs fineserve with its per-row kernels of before ' +
+      'the GEMM (--against kernels), on the same GGUF, same threads, in one process. ' +
+      'tokens/s, median of reps after a warm-up; ratio = fineserve / the other (above 1: fineserve faster). ' +
+      'prefill: one prompt, time to its first token. decode: differential, N*(G-1)/(T(G)-T(1)), greedy, no stop tokens. ' +
+      'gflops: matrix-product flops only (2 per weight per token; the LM head once per prefill, per token in decode); ' +
+      'gbps: weight bytes read per second (all weights once per step; prefill steps of maxBatchTokens); ' +
+      'fmaPeakFraction: gflops over the FMA roofline times the threads.',
     date: started.toISOString(),
     machine: {
       cpu: cpus()[0]?.model ?? 'unknown',
@@ -157,6 +186,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       fineserveAddon: addonIdentity(ROOT),
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadAfter,
+      roofline: { ...roofline, threads: 1, measuredBy: 'bench/engine-cpu/roofline.cc (STREAM-like copy of 256 MiB arrays, 12 chains of AVX2 FMAs)' },
     },
     config: {
       threads: config.threads,
@@ -165,12 +195,13 @@ export async function main(argv: readonly string[]): Promise<void> {
       decodePromptTokens: config.decodePromptTokens,
       decodeTokens: config.decodeTokens,
       concurrency: config.concurrency,
+      against: config.against,
       reps: config.reps ?? { stories260K: 5, 'llama-100m-*': 3 },
       waitQuietSeconds: config.waitQuiet,
       smoke: config.smoke,
     },
     models,
-    summary: `engine-cpu (${config.threads} threads): ${parts.join('; ')}`,
+    summary: `engine-cpu (${config.threads} threads, vs ${config.against}): ${parts.join('; ')}`,
   };
   mkdirSync(dirname(config.out), { recursive: true });
   writeFileSync(config.out, `${JSON.stringify(results, null, 2)}\n`);

@@ -34,16 +34,17 @@ BlockFn block_kernel(model::DType t, simd::Level level) {
 }
 
 namespace {
-std::atomic<bool>& flag() {
-  static std::atomic<bool> on{[] {
-    const char* v = std::getenv("FINESERVE_GEMM");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }()};
-  return on;
-}
+// -1: follow FINESERVE_GEMM, read at every call (a few hundred ns beside a matrix product), so a
+// benchmark in Node can switch paths between runs by setting process.env; 0 / 1: set_enabled.
+std::atomic<int> forced{-1};
 }  // namespace
 
-bool enabled() { return flag().load(std::memory_order_relaxed); }
-void set_enabled(bool on) { flag().store(on, std::memory_order_relaxed); }
+bool enabled() {
+  const int f = forced.load(std::memory_order_relaxed);
+  if (f >= 0) return f == 1;
+  const char* v = std::getenv("FINESERVE_GEMM");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+void set_enabled(bool on) { forced.store(on ? 1 : 0, std::memory_order_relaxed); }
 
 }  // namespace fineserve::gemm

@@ -51,9 +51,9 @@ const Kernels* kernels_for(simd::Level level);
 // The block kernel of a weight type, or nullptr when the GEMM does not cover it.
 BlockFn block_kernel(model::DType t, simd::Level level);
 
-// The GEMM is on unless FINESERVE_GEMM=0 (read once): the per-row kernels it replaced stay
-// selectable, so benchmarks compare both in one run (set_enabled) and a suspected kernel bug can be
-// bisected from the command line.
+// The GEMM is on unless FINESERVE_GEMM=0 (read at each call until set_enabled): the per-row
+// kernels it replaced stay selectable, so benchmarks compare both in one run (bench:engine-cpu
+// flips the variable between runs) and a suspected kernel bug can be bisected from the command line.
 bool enabled();
 void set_enabled(bool on);
 
