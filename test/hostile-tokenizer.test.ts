@@ -44,6 +44,13 @@ async function longestStall<T>(work: () => Promise<T>): Promise<{ value: T; stal
   }
 }
 
+/**
+ * The longest the event loop may go without a tick. The hostile work takes 20 s and more when it
+ * runs on the event loop; on an idle machine the ticks come every ~10 ms, and this bound leaves
+ * room for a loaded shared one (load average 14 on 2 cores when this was written).
+ */
+const MAX_STALL_MS = 1500;
+
 const isBudget = (code: string) => (e: unknown) => e instanceof ModelError && e.code === code && /budget/.test(e.message);
 
 test('Tokenizer.encodeAsync: a backtracking Split regex is stopped at its deadline, off the event loop; the jobs behind it are served', async () => {
@@ -56,14 +63,14 @@ test('Tokenizer.encodeAsync: a backtracking Split regex is stopped at its deadli
     return next;
   });
   assert.deepEqual(value, tokenizer.encode('hello world'));
-  assert.ok(stallMs < 250, `the event loop stalled ${stallMs.toFixed(0)} ms`);
+  assert.ok(stallMs < MAX_STALL_MS, `the event loop stalled ${stallMs.toFixed(0)} ms`);
 });
 
 test('Tokenizer.applyChatTemplateAsync: a template looping 1e8 times ends with ERR_MODEL_TEMPLATE_BUDGET; the next render works', async () => {
   const tokenizer = Tokenizer.fromFolder(HF);
   const messages = [{ role: 'user', content: 'hi' }];
   const { stallMs } = await longestStall(() => assert.rejects(tokenizer.applyChatTemplateAsync(messages, { template: LOOPING_TEMPLATE, timeoutMs: 300 }), isBudget('ERR_MODEL_TEMPLATE_BUDGET')));
-  assert.ok(stallMs < 250, `the event loop stalled ${stallMs.toFixed(0)} ms`);
+  assert.ok(stallMs < MAX_STALL_MS, `the event loop stalled ${stallMs.toFixed(0)} ms`);
   assert.equal(await tokenizer.applyChatTemplateAsync(messages, { template: '{{ messages[0].content }}!' }), 'hi!');
   // A template's own errors keep their code and message across the thread.
   await assert.rejects(tokenizer.applyChatTemplateAsync(messages, { template: "{{ raise_exception('no') }}" }), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_TOKENIZER' && /no/.test(e.message));
@@ -101,7 +108,7 @@ test('Engine: a hostile tokenizer.json or chat template ends only its own reques
   assert.ok(isBudget('ERR_MODEL_TEMPLATE_BUDGET')(looping!.error), String(looping!.error));
   assert.equal(ok!.text, alone.text, 'the other request is served, and as it is alone');
   assert.equal(hostileOk!.finishReason, 'length');
-  assert.ok(stallMs < 500, `the event loop stalled ${stallMs.toFixed(0)} ms`);
+  assert.ok(stallMs < MAX_STALL_MS, `the event loop stalled ${stallMs.toFixed(0)} ms`);
 });
 
 test('a tokenizer.json decoder with a Regex pattern is refused at load, naming the file (decoding cannot leave the serving thread)', () => {
