@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 
 import { Engine } from '../lib/engine.js';
-import { ModelError } from '../lib/errors.js';
+import { EngineError, ModelError } from '../lib/errors.js';
 import { Tokenizer } from '../lib/tokenizer.js';
 import { fixture } from './fixtures.js';
 
@@ -117,4 +117,29 @@ test('a tokenizer.json decoder with a Regex pattern is refused at load, naming t
   const withDecoder = { ...json, pre_tokenizer: null, decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { Regex: EVIL_REGEX }, content: '' }] } };
   writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify(withDecoder));
   assert.throws(() => Tokenizer.fromFolder(folder), (e: unknown) => e instanceof ModelError && e.code === 'ERR_MODEL_TOKENIZER' && e.message.includes(join(folder, 'tokenizer.json')) && e.message.includes('Regex'));
+});
+
+test('Engine: a long prompt is tokenized on the thread (item 5); what tokenizing finds, and an abort meanwhile, end the run instead of throwing', async () => {
+  const engine = await Engine.create({ devices: 'cpu', threads: 1 });
+  after(() => engine.close());
+  const info = await engine.loadModel({ id: 'ok', source: HF });
+  await engine.loadModel({ id: 'hostile', source: hostile });
+  // Past the inline size, but within the character bound, and more tokens than the context.
+  const long = 'Lily went to the park. '.repeat(Math.ceil(3000 / 23));
+  assert.ok(long.length > 2048);
+  const tokens = Tokenizer.fromFolder(HF).encode(long).length;
+  assert.ok(tokens >= info.maxContext, `${tokens} tokens against a context of ${info.maxContext}`);
+  const { value: past, stallMs } = await longestStall(() => engine.generate({ model: 'ok', prompt: long, maxTokens: 4 }).result);
+  assert.equal(past.finishReason, 'error');
+  assert.ok(past.error instanceof EngineError && past.error.code === 'ERR_ENGINE_CONTEXT_EXCEEDED', String(past.error));
+  assert.ok(stallMs < MAX_STALL_MS, `the event loop stalled ${stallMs.toFixed(0)} ms`);
+  // Aborted while its tokenizer backtracks: it ends at once as an abort, well before the deadline.
+  const abort = new AbortController();
+  const t0 = performance.now();
+  const run = engine.generate({ model: 'hostile', prompt: EVIL_TEXT, maxTokens: 4, signal: abort.signal });
+  setTimeout(() => abort.abort(), 100);
+  const aborted = await run.result;
+  assert.equal(aborted.finishReason, 'abort');
+  assert.ok(performance.now() - t0 < 900, `aborted after ${(performance.now() - t0).toFixed(0)} ms`);
+  assert.equal((await engine.generate({ model: 'hostile', prompt: 'hello', maxTokens: 2 }).result).finishReason, 'length');
 });
