@@ -8,7 +8,7 @@ export { EngineError, ExecutorError, FineserveError, KvError, ModelError, Native
 export type { AddonVariant, EngineErrorCode, ExecutorErrorCode, KvErrorCode, ModelErrorCode, NativeLoadAttempt } from './errors.js';
 export { Model } from './model.js';
 export type { Calibration, LlamaConfig, LoadModelOptions, PerplexityOptions, PerplexityResult } from './model.js';
-export { autoKvFormat, parsePrecision, PRECISION_NAMES, precisionName } from './precision.js';
+export { parsePrecision, PRECISION_NAMES, precisionName, servedPrecisionName } from './precision.js';
 export type { ActivationFormat, BasePrecisionName, KvSuffix, PrecisionName, PrecisionSpec, WeightFormat } from './precision.js';
 export { quantizeGguf } from './quantize.js';
 export type { GgufQuantType, QuantizedGguf, QuantizeGgufOptions } from './quantize.js';

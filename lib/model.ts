@@ -10,7 +10,7 @@ import { codeOf, ExecutorError, type ExecutorErrorCode, ModelError, type ModelEr
 import type { KvFormat } from './kv-pool.js';
 import { checkModelFiles } from './model-files.js';
 import { loadNative } from './native/loader.js';
-import { autoKvFormat, KV_FORMATS, parsePrecision, type PrecisionName, type PrecisionSpec } from './precision.js';
+import { KV_FORMATS, parsePrecision, type PrecisionName, type PrecisionSpec, servedPrecisionName } from './precision.js';
 import { Tokenizer } from './tokenizer.js';
 import type { LlamaConfig, PerplexityResult } from './data-types.js';
 import type { NativeModel, NativeQuantizeSpec } from './native/addon-types.js';
@@ -20,7 +20,8 @@ export type { LlamaConfig, PerplexityResult } from './data-types.js';
 /**
  * Data that post-training quantization looks at to choose its scales (AWQ for `w4a16`, channel
  * smoothing for `w8a8`/`w4a8`, K smoothing for `-kv4`): token id sequences, or text that the
- * model folder's tokenizer.json turns into them.
+ * model's own tokenizer turns into them (a folder's tokenizer.json, a GGUF file's embedded
+ * vocabulary).
  */
 export type Calibration = { readonly tokens: readonly (readonly number[])[] } | { readonly text: readonly string[] };
 
@@ -28,8 +29,9 @@ export type Calibration = { readonly tokens: readonly (readonly number[])[] } | 
 export interface LoadModelOptions {
   /**
    * Weight, activation and KV formats: a name (`'w4a16-kv8'`) or a spec. Default `'auto'`: the
-   * weights as the file stores them, f16 KV. 8- and 4-bit weight formats are made at load (PTQ)
-   * from F32/F16/BF16 weights.
+   * weights as the file stores them (whatever their type), f16 KV. `fp32`/`fp16`/`bf16` convert
+   * the weights to that type; 8- and 4-bit weight formats are made at load (PTQ). Both start from
+   * F32/F16/BF16 weights: a GGUF quant file (Q4_0, ...) loads as it is, with `'auto'`.
    */
   readonly precision?: PrecisionName | PrecisionSpec;
   /** Calibration data for PTQ; without it, weights are rounded to nearest (RTN). */
@@ -67,7 +69,28 @@ function asModelError(err: unknown): unknown {
   return code?.startsWith('ERR_MODEL_') ? new ModelError(code as ModelErrorCode, (err as Error).message) : err;
 }
 
-function calibrationTokens(source: string, calibration: Calibration | undefined): Int32Array[] {
+/**
+ * The tokenizer calibration.text is encoded with: a folder's tokenizer.json, or the vocabulary a
+ * GGUF file embeds, which the addon reads (one extra read of the file, without the NaN scan).
+ */
+async function calibrationTokenizer(source: string, signal: AbortSignal | undefined): Promise<Tokenizer> {
+  if (statSync(source, { throwIfNoEntry: false })?.isDirectory()) return Tokenizer.fromFolder(source);
+  const native = await runCancellable((progress) => loadNative().binding.loadModel(source, false, progress), {
+    onProgress: undefined,
+    signal,
+    abortedMessage: `loading ${source} was aborted before it started`,
+    callbackMessage: `reading the vocabulary of ${source} was cancelled`,
+    typed: asModelError,
+  });
+  try {
+    const info = native.info();
+    return Tokenizer.forModel({ source: info.source, format: info.format, config: info.config, metadata: (key) => native.metadata(key) });
+  } finally {
+    native.dispose();
+  }
+}
+
+async function calibrationTokens(source: string, calibration: Calibration | undefined, signal: AbortSignal | undefined): Promise<Int32Array[]> {
   if (calibration === undefined) return [];
   if ('tokens' in calibration) {
     return calibration.tokens.map((seq, i) => {
@@ -77,13 +100,10 @@ function calibrationTokens(source: string, calibration: Calibration | undefined)
       return Int32Array.from(seq);
     });
   }
-  if (!statSync(source, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new ModelError(
-      'ERR_MODEL_TOKENIZER',
-      `calibration.text needs the tokenizer.json of a Hugging Face folder, and ${source} is not one: pass calibration.tokens instead`,
-    );
+  if (!Array.isArray(calibration.text) || calibration.text.some((t) => typeof t !== 'string')) {
+    throw new ModelError('ERR_MODEL_PRECISION', 'calibration.text must be an array of strings');
   }
-  const tokenizer = Tokenizer.fromFolder(source);
+  const tokenizer = await calibrationTokenizer(source, signal);
   return calibration.text.map((t) => Int32Array.from(tokenizer.encode(t)));
 }
 
@@ -99,9 +119,15 @@ export class Model {
   readonly precision: PrecisionSpec;
   /** How many weight tensors are stored in each type (`{ W4A16: 14, F32: 5 }`). */
   readonly weightFormats: Readonly<Record<string, number>>;
+  /**
+   * The precision's name as the model runs: `'w4a16-kv8'`, `'fp16'`; under `'auto'` the type of
+   * the file's weights (`'q4_0'`, `'q4_k'`, `'bf16'`, `'fp32-kv16'` for an F32 file, whose cache
+   * is f16).
+   */
+  readonly precisionName: string;
   #native: NativeModel | undefined;
 
-  private constructor(native: NativeModel, precision: PrecisionSpec | (Omit<PrecisionSpec, 'kv'> & { kv: 'auto' })) {
+  private constructor(native: NativeModel, precision: PrecisionSpec) {
     const info = native.info();
     this.#native = native;
     this.config = info.config;
@@ -109,7 +135,8 @@ export class Model {
     this.format = info.format;
     this.weightBytes = info.weightBytes;
     this.weightFormats = info.weightFormats ?? {};
-    this.precision = precision.kv === 'auto' ? { ...precision, kv: autoKvFormat(this.weightFormats) } : precision;
+    this.precision = precision;
+    this.precisionName = servedPrecisionName(precision, this.weightFormats);
   }
 
   /**
@@ -200,7 +227,10 @@ export class Model {
     const checkFinite = options.checkFinite ?? true;
     let request: boolean | { checkFinite: boolean; quantize: NativeQuantizeSpec } = checkFinite;
     if (precision.weights !== 'source') {
-      const calibration = calibrationTokens(source, options.calibration);
+      if (options.calibration !== undefined && (precision.weights === 'f32' || precision.weights === 'f16' || precision.weights === 'bf16')) {
+        throw new ModelError('ERR_MODEL_PRECISION', `calibration is only used by the 8- and 4-bit precisions; ${JSON.stringify(name)} converts the weights to ${precision.weights}, rounding to nearest`);
+      }
+      const calibration = await calibrationTokens(source, options.calibration, options.signal);
       request = {
         checkFinite,
         quantize: { weights: precision.weights, group: precision.group ?? 128, kv: precision.kv, calibration, smoothK: true },
@@ -218,6 +248,6 @@ export class Model {
         typed: asModelError,
       },
     );
-    return new Model(native, name === 'auto' ? { ...precision, kv: 'auto' } : precision);
+    return new Model(native, precision);
   }
 }

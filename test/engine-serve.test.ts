@@ -307,7 +307,7 @@ test('sampling: a seeded request gives the same tokens alone and in a batch', as
 test('a request larger than all the KV memory its model can get ends with a typed error, alone', async () => {
   // 4 MiB in 64 partitions: 64 KiB, about 50 tokens of stories260K's f32 cache per model.
   const engine = await Engine.create({ threads: 1, policy: 'static-fcfs', slabBytes: 4 * 2 ** 20, staticPartitions: 64 });
-  await engine.loadModel({ id: 'm', source: GGUF });
+  await engine.loadModel({ id: 'm', source: GGUF, precision: 'fp32' });
   const long = 'Once upon a time there was a little girl named Lily. '.repeat(6);
   const [big, small] = await Promise.all([engine.generate({ model: 'm', prompt: long, maxTokens: 4 }).result, engine.generate({ model: 'm', prompt: 'Lily', maxTokens: 8 }).result]);
   assert.equal(big.finishReason, 'error');

@@ -35,7 +35,8 @@ test('a GGUF file and an HF folder load to the same configuration, with progress
 test('golden greedy continuations from both formats, one request at a time and batched', async () => {
   const cases = goldenCases();
   for (const source of [GGUF, HF]) {
-    const runner = ModelRunner.create(await Model.load(source), { threads: 1 });
+    // fp32: the golden logits are the f32 reference's (the default 'auto' runs an f16 cache).
+    const runner = ModelRunner.create(await Model.load(source, { precision: 'fp32' }), { threads: 1 });
     for (const c of cases) {
       const [out] = await runner.generate([{ prompt: c.prompt_ids, maxTokens: 64, stopTokens: [1, 2] }], {
         returnPromptLogits: true,

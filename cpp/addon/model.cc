@@ -42,7 +42,10 @@ const std::map<std::string, model::DType>& weight_formats() {
   static const std::map<std::string, model::DType> formats = {{"w8a8", model::DType::W8A8},
                                                                {"fp8", model::DType::FP8},
                                                                {"w4a16", model::DType::W4A16},
-                                                               {"w4a8", model::DType::W4A8}};
+                                                               {"w4a8", model::DType::W4A8},
+                                                               {"f32", model::DType::F32},
+                                                               {"f16", model::DType::F16},
+                                                               {"bf16", model::DType::BF16}};
   return formats;
 }
 
@@ -60,7 +63,7 @@ model::QuantizeSpec quantize_spec(Napi::Env env, const Napi::Value& v) {
   auto it = weights.IsString() ? weight_formats().find(weights.As<Napi::String>().Utf8Value()) : weight_formats().end();
   if (it == weight_formats().end()) {
     std::string got = weights.IsString() ? "\"" + weights.As<Napi::String>().Utf8Value() + "\"" : "a non-string";
-    throw_coded(env, kPrecisionCode, "quantize.weights must be one of 'w8a8', 'fp8', 'w4a16', 'w4a8', got " + got);
+    throw_coded(env, kPrecisionCode, "quantize.weights must be one of 'w8a8', 'fp8', 'w4a16', 'w4a8', 'f32', 'f16', 'bf16', got " + got);
   }
   spec.weights = it->second;
   Napi::Value group = o.Get("group");

@@ -420,8 +420,8 @@ TEST_CASE("quantize_model: bad specs and unquantizable sources are errors naming
     edit(s);
     return [&path, s] { load(path, &s); };
   };
-  expect_error(with([](model::QuantizeSpec& s) { s.weights = DType::F16; }), ModelErrc::Unsupported,
-               {"quantize.weights", "F16"});
+  expect_error(with([](model::QuantizeSpec& s) { s.weights = DType::Q8_0; }), ModelErrc::Unsupported,
+               {"quantize.weights", "Q8_0"});
   expect_error(with([](model::QuantizeSpec& s) { s.weights = DType::Q4_0; }), ModelErrc::Unsupported,
                {"quantize.weights", "Q4_0"});
   expect_error(with([](model::QuantizeSpec& s) { s.group = 100; }), ModelErrc::Unsupported, {"quantize.group", "100"});
@@ -460,4 +460,81 @@ TEST_CASE("quantize_model: stories260K quantizes in both formats within half a s
       }
     }
   }
+}
+
+namespace {
+
+// The value of x rounded to nearest even with `mantissa` fraction bits and exponents down to
+// `min_exp` (subnormals below), computed in double with nearbyint: the definition, not the
+// bit tricks of simd/half.h. Inputs here are far inside both types' ranges (no overflow).
+double round_to_format(double x, int mantissa, int min_exp) {
+  if (x == 0) return x;
+  const int e = std::max(int(std::floor(std::log2(std::fabs(x)))), min_exp);
+  const double ulp = std::ldexp(1.0, e - mantissa);
+  return std::nearbyint(x / ulp) * ulp;
+}
+
+}  // namespace
+
+TEST_CASE("quantize_model: fp16/bf16/fp32 conversions match round-to-nearest-even, norms stay F32") {
+  TempDir dir;
+  struct Case {
+    DType source, target;
+  };
+  for (Case c : {Case{DType::F32, DType::F16}, Case{DType::F32, DType::BF16}, Case{DType::F16, DType::BF16},
+                 Case{DType::F16, DType::F32}, Case{DType::BF16, DType::F16}}) {
+    for (const char* shape : {"tiny", "tiny-qwen2"}) {
+      const std::string path = generate(dir, shape, "gguf", c.source);
+      auto plain = load(path);
+      model::QuantizeSpec spec;
+      spec.weights = c.target;
+      auto conv = load(path, &spec);
+      INFO(shape << " " << model::dtype_name(c.source) << " -> " << model::dtype_name(c.target));
+      REQUIRE(conv->quantized.has_value());
+      const int mantissa = c.target == DType::F16 ? 10 : c.target == DType::BF16 ? 7 : 23;
+      const int min_exp = c.target == DType::F16 ? -14 : -126;
+      int64_t delta = 0;  // bytes the conversion adds (or saves) over the converted matrices
+      auto check = [&](const model::TensorView& want, const model::TensorView& got) {
+        INFO(want.name);
+        delta += int64_t(want.elements()) * (int64_t(model::dtype_bytes(c.target)) - int64_t(model::dtype_bytes(c.source)));
+        REQUIRE(got.dtype == c.target);
+        REQUIRE(got.shape == want.shape);
+        REQUIRE(got.bytes == want.elements() * model::dtype_bytes(c.target));
+        const std::vector<double> a = as_doubles(want), b = as_doubles(got);
+        uint64_t wrong = 0;
+        for (size_t i = 0; i < a.size(); ++i) wrong += b[i] != round_to_format(a[i], mantissa, min_exp);
+        CHECK(wrong == 0);
+      };
+      check(plain->weights.token_embedding, conv->weights.token_embedding);
+      for (uint32_t l = 0; l < plain->config.num_layers; ++l) {
+        for (int k = 0; k < 7; ++k) check(*linear_of(plain->weights.layers[l], k), *linear_of(conv->weights.layers[l], k));
+        const model::LlamaLayerWeights& lw = conv->weights.layers[l];
+        CHECK(lw.attn_norm.dtype == plain->weights.layers[l].attn_norm.dtype);
+        CHECK(lw.ffn_norm.dtype == plain->weights.layers[l].ffn_norm.dtype);
+        if (lw.bq.data != nullptr) CHECK(as_doubles(lw.bq) == as_doubles(plain->weights.layers[l].bq));
+      }
+      if (conv->config.tied_embeddings) {
+        CHECK(conv->weights.output.data == conv->weights.token_embedding.data);
+      } else {
+        check(plain->weights.output, conv->weights.output);
+      }
+      CHECK(conv->weights.output_norm.dtype == plain->weights.output_norm.dtype);
+      CHECK(int64_t(conv->weight_bytes) == int64_t(plain->weight_bytes) + delta);
+    }
+  }
+}
+
+TEST_CASE("quantize_model: a conversion refuses calibration and quantized sources, naming them") {
+  TempDir dir;
+  const std::string path = generate(dir, "tiny");
+  model::QuantizeSpec spec;
+  spec.weights = DType::F16;
+  spec.calibration = calibration_tokens(512, 1, 8);
+  model::testing::expect_error([&] { load(path, &spec); }, model::ModelErrc::Unsupported,
+                               {"quantize.calibration", "F16"});
+  spec.calibration.clear();
+  auto m = load(path);
+  m->weights.layers[0].wq.dtype = DType::Q4_0;
+  model::testing::expect_error([&] { model::check_quantizable(*m, spec); }, model::ModelErrc::Unsupported,
+                               {m->weights.layers[0].wq.name, "Q4_0", "'auto'"});
 }

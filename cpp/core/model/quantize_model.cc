@@ -11,9 +11,11 @@
 #include "model/layer_tensors.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
+#include "ops/rows.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
 #include "quant/weight_traits.h"
+#include "simd/half.h"
 
 namespace fineserve::model {
 
@@ -24,6 +26,7 @@ namespace {
 // scanned, quantizing one element (read, convert, round, search its scale) ~ 30.
 constexpr double kFlopCost = 0.5;
 constexpr double kElementCost = 30.0;
+constexpr double kConvertCost = 2.0;  // widening and narrowing one element to a plain type
 constexpr double kSearchCandidates = 21;  // 20 alphas and "no scaling"
 constexpr double kSearchRows = 64, kSearchOutputs = 256;
 
@@ -114,60 +117,75 @@ void replace_bias(LoadedModel& model, TensorView& view, const std::vector<float>
   if (on_replaced) on_replaced(old);
 }
 
-}  // namespace
+bool is_plain(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-void check_quantize_spec(const QuantizeSpec& spec) {
-  const DType t = spec.weights;
-  if (t != DType::W8A8 && t != DType::FP8 && t != DType::W4A16 && t != DType::W4A8) {
-    throw ModelError(ModelErrc::Unsupported, std::string("quantize.weights: ") + dtype_name(t) +
-                                                 " is not a format quantization at load makes (W8A8, FP8, W4A16 or "
-                                                 "W4A8)");
+// f32 -> F32/F16/BF16, rounding to nearest even (what torch's .half() / .bfloat16() do).
+void narrow(DType t, const float* src, uint64_t n, uint8_t* dst) {
+  if (t == DType::F32) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
   }
-  if (quant::traits(t).grouped && (spec.group == 0 || spec.group % 32 != 0)) {
-    throw ModelError(ModelErrc::Unsupported, "quantize.group: " + std::to_string(spec.group) +
-                                                 " is not a positive multiple of 32 (the " + dtype_name(t) +
-                                                 " sub-block)");
+  uint16_t* out = reinterpret_cast<uint16_t*>(dst);
+  if (t == DType::F16) {
+    for (uint64_t i = 0; i < n; ++i) out[i] = simd::f32_to_f16_scalar(src[i]);
+  } else {
+    for (uint64_t i = 0; i < n; ++i) out[i] = simd::f32_to_bf16_scalar(src[i]);
   }
 }
 
-void check_quantizable(const LoadedModel& model, const QuantizeSpec& spec) {
-  check_quantize_spec(spec);
-  for (const LlamaLayerWeights& lw : model.weights.layers) {
-    for_each_layer_tensor(lw, [&](const LayerTensor& slot, const TensorView& view) {
-      if (!slot.linear()) return;
-      const TensorView* t = &view;
-      if (is_quantized(t->dtype)) {
-        throw ModelError(ModelErrc::Unsupported,
-                         model.source + ": tensor " + quoted(t->name) + " is " + dtype_name(t->dtype) +
-                             "; quantize.weights " + dtype_name(spec.weights) +
-                             " is made from F32/F16/BF16 weights only (load the file as it is instead)");
-      }
-      const std::string why = quant::row_layout_error(spec.weights, t->cols(), spec.group);
-      if (!why.empty()) {
-        throw ModelError(ModelErrc::Unsupported, model.source + ": tensor " + quoted(t->name) + ": " + why);
-      }
+// Re-stores one matrix as `target` in a buffer the model owns, row by row through f32 (exact
+// for every widening; one rounding for a narrowing).
+void convert_into(LoadedModel& model, TensorView& view, DType target, engine::ThreadPool& pool,
+                  const std::function<void(const TensorView&)>& on_replaced) {
+  const uint64_t rows = view.rows(), cols = view.cols(), rb = cols * dtype_bytes(target);
+  AlignedBytes buf = alloc_aligned(rows * rb);
+  uint8_t* dst = buf.get();
+  const TensorView src = view;
+  pool.parallel_for(rows, [&](size_t begin, size_t end) {
+    std::vector<float> row(cols);
+    for (size_t r = begin; r < end; ++r) {
+      ops::load_row(src, r, row.data());
+      narrow(target, row.data(), cols, dst + r * rb);
+    }
+  });
+  view.dtype = target;
+  view.data = dst;
+  view.bytes = rows * rb;
+  model.owned.push_back(std::move(buf));
+  if (on_replaced) on_replaced(src);
+}
+
+// The plain targets (fp32/fp16/bf16 precisions): every matrix (the token embedding, the linears,
+// an untied output) in `target`; the norms and biases stay F32, as llama.cpp's converters and
+// transformers' mixed-precision loading keep them.
+void convert_model(LoadedModel& model, DType target, engine::ThreadPool& pool, Progress& progress,
+                   const std::function<void(const TensorView&)>& on_replaced) {
+  LlamaWeights& w = model.weights;
+  const bool tied = w.output.data == w.token_embedding.data;
+  auto convert = [&](TensorView& t) {
+    if (t.dtype != target) convert_into(model, t, target, pool, on_replaced);
+    progress.add(static_cast<double>(t.elements()) * kConvertCost);
+  };
+  convert(w.token_embedding);
+  for (LlamaLayerWeights& lw : w.layers) {
+    for_each_layer_tensor(lw, [&](const LayerTensor& slot, TensorView& view) {
+      if (slot.linear()) convert(view);
     });
   }
-  check_calibration(model.config, spec.calibration);
+  if (tied) {
+    w.output = w.token_embedding;
+  } else {
+    convert(w.output);
+  }
 }
 
-double quantize_cost(const LlamaConfig& config, const QuantizeSpec& spec) {
-  const Shape s(config);
-  double per_layer = static_cast<double>(s.linear_params()) * kElementCost;
-  if (!spec.calibration.empty()) per_layer += search_cost(s);
-  return calibration_cost(config, spec) + per_layer * config.num_layers;
-}
-
-void quantize_model(LoadedModel& model, const QuantizeSpec& spec, engine::ThreadPool& pool,
-                    const std::function<bool(double)>& on_progress,
-                    const std::function<void(const TensorView& replaced)>& on_replaced) {
-  check_quantizable(model, spec);
+// The 8- and 4-bit formats: calibration, then per layer the channel transforms and rounding of
+// the 7 linears (and the biases K smoothing rescaled).
+void quantize_layers(LoadedModel& model, const QuantizeSpec& spec, engine::ThreadPool& pool, Progress& progress,
+                     const std::function<void(const TensorView&)>& on_replaced) {
   const LlamaConfig& c = model.config;
   const Shape shape(c);
   const bool calibrated = !spec.calibration.empty();
-  Progress progress(on_progress, quantize_cost(c, spec), model.source);
-  progress.at(0);
-
   Calibration cal;
   if (calibrated) {
     const double cost = calibration_cost(c, spec);
@@ -205,7 +223,76 @@ void quantize_model(LoadedModel& model, const QuantizeSpec& spec, engine::Thread
     if (k_smoothed && lw.bq.data != nullptr) replace_bias(model, lw.bq, L.bq, on_replaced);
     if (k_smoothed && lw.bk.data != nullptr) replace_bias(model, lw.bk, L.bk, on_replaced);
   }
+}
 
+}  // namespace
+
+void check_quantize_spec(const QuantizeSpec& spec) {
+  const DType t = spec.weights;
+  if (t != DType::W8A8 && t != DType::FP8 && t != DType::W4A16 && t != DType::W4A8 && !is_plain(t)) {
+    throw ModelError(ModelErrc::Unsupported, std::string("quantize.weights: ") + dtype_name(t) +
+                                                 " is not a format quantization at load makes (W8A8, FP8, W4A16, "
+                                                 "W4A8, or a conversion to F32, F16 or BF16)");
+  }
+  if (is_plain(t) && !spec.calibration.empty()) {
+    throw ModelError(ModelErrc::Unsupported, std::string("quantize.calibration: converting to ") + dtype_name(t) +
+                                                 " rounds each weight to nearest; calibration is only used by the "
+                                                 "8- and 4-bit formats");
+  }
+  if (quant::traits(t).grouped && (spec.group == 0 || spec.group % 32 != 0)) {
+    throw ModelError(ModelErrc::Unsupported, "quantize.group: " + std::to_string(spec.group) +
+                                                 " is not a positive multiple of 32 (the " + dtype_name(t) +
+                                                 " sub-block)");
+  }
+}
+
+void check_quantizable(const LoadedModel& model, const QuantizeSpec& spec) {
+  check_quantize_spec(spec);
+  for (const LlamaLayerWeights& lw : model.weights.layers) {
+    for_each_layer_tensor(lw, [&](const LayerTensor& slot, const TensorView& view) {
+      if (!slot.linear()) return;
+      const TensorView* t = &view;
+      if (is_quantized(t->dtype)) {
+        throw ModelError(ModelErrc::Unsupported,
+                         model.source + ": tensor " + quoted(t->name) + " is " + dtype_name(t->dtype) +
+                             "; quantize.weights " + dtype_name(spec.weights) +
+                             " is made from F32/F16/BF16 weights only (load the file as it is instead: precision "
+                             "'auto')");
+      }
+      if (is_plain(spec.weights)) return;
+      const std::string why = quant::row_layout_error(spec.weights, t->cols(), spec.group);
+      if (!why.empty()) {
+        throw ModelError(ModelErrc::Unsupported, model.source + ": tensor " + quoted(t->name) + ": " + why);
+      }
+    });
+  }
+  if (!is_plain(spec.weights)) check_calibration(model.config, spec.calibration);
+}
+
+double quantize_cost(const LlamaConfig& config, const QuantizeSpec& spec) {
+  const Shape s(config);
+  if (is_plain(spec.weights)) {
+    const double matrices = static_cast<double>(s.linear_params() * config.num_layers) +
+                            2.0 * static_cast<double>(config.vocab_size) * static_cast<double>(s.hidden);
+    return matrices * kConvertCost;
+  }
+  double per_layer = static_cast<double>(s.linear_params()) * kElementCost;
+  if (!spec.calibration.empty()) per_layer += search_cost(s);
+  return calibration_cost(config, spec) + per_layer * config.num_layers;
+}
+
+void quantize_model(LoadedModel& model, const QuantizeSpec& spec, engine::ThreadPool& pool,
+                    const std::function<bool(double)>& on_progress,
+                    const std::function<void(const TensorView& replaced)>& on_replaced) {
+  check_quantizable(model, spec);
+  const LlamaConfig& c = model.config;
+  Progress progress(on_progress, quantize_cost(c, spec), model.source);
+  progress.at(0);
+  if (is_plain(spec.weights)) {
+    convert_model(model, spec.weights, pool, progress, on_replaced);
+  } else {
+    quantize_layers(model, spec, pool, progress, on_replaced);
+  }
   model.weight_bytes = 0;
   for (const TensorView* t : detail::distinct_tensors(model.weights)) model.weight_bytes += t->bytes;
   for (const LlamaLayerWeights& lw : model.weights.layers) {

@@ -16,6 +16,8 @@
 //    squared output error of the quantized linears (activations quantized as the format does)
 //    on a subsample of the calibration activations; "no scaling" wins when nothing helps.
 // Without calibration it is plain round-to-nearest (and K smoothing from weight norms).
+// The plain targets F32/F16/BF16 (QuantizeSpec) convert every matrix instead: each row read as
+// f32 and rounded to nearest even in the target type, no transform.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +31,7 @@
 namespace fineserve::model {
 
 // Throws ModelError naming the field and value when `spec` asks for something other than W8A8,
-// FP8, W4A16, W4A8 or has a bad group size.
+// FP8, W4A16, W4A8, F32, F16, BF16, has a bad group size, or calibrates a plain conversion.
 void check_quantize_spec(const QuantizeSpec& spec);
 
 // Throws ModelError naming the tensor when a linear weight of `model` is not F32/F16/BF16, or
