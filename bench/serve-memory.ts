@@ -3,7 +3,7 @@
  * f16, FP8, INT8 and INT4; 4 and 8 layers), a KV budget small enough that static partitions cap
  * each model's batch, prompts of 256-1,500 and outputs of 64-512 tokens, and a hot model that
  * rotates every phase. Side by side on the same arrivals and SLOs:
- *  - the KV pool alone (FineServe's scheduler serving everything): KV Slab, static partitions
+ *  - the KV pool alone (one FCFS scheduler, serving everything): KV Slab, static partitions
  *    (vLLM), unified blocks padded to the largest (MuxServe), pages mapped on demand (kvcached);
  *  - full FineServe (KV Slab, SLO-aware, drops what cannot make it) vs static partitions + FCFS.
  * Also measures one model's decode step time against batch size: where CPU batching stops
@@ -64,43 +64,32 @@ if (smoke && !existsSync(fixture)) {
 
 const [four, eight] = smoke ? [fixture, fixture] : [await demoModel(log), await demoModel(log, 8)];
 const sloScale = Number(values['slo-scale']);
-const files: MemorySetup = smoke
-  ? { models: mixedLineup(four, eight), kvBytes: 16 * MiB, threads, maxContext: 256, input: { median: 24, p95: 48, min: 8, max: 64 }, output: { median: 8, p95: 16, min: 4, max: 24 }, sloScale: { ttft: sloScale, tpot: sloScale }, pageBytes: 65536, kvReserveTokens: 64 }
-  : values.full
-    ? {
-        models: mixedLineup(four, eight),
-        kvBytes: Number(values['kv-mib'] ?? 40) * MiB,
-        threads,
-        maxContext: 2048,
-        input: { median: 600, p95: 1300, min: 256, max: 1500 },
-        output: { median: 160, p95: 400, min: 64, max: 512 },
-        sloScale: { ttft: sloScale, tpot: sloScale },
-        // 2 MiB pages in a 40 MiB pool would be 20 pages for four models; 128 KiB pages are a
-        // few blocks, as 2 MiB pages are a few blocks of a real model.
-        pageBytes: 128 * 1024,
-        kvReserveTokens: 256,
-      }
-    : {
-        models: mixedLineup(four, eight),
-        // A static quarter (1.25 MiB) holds one longest request (240 tokens x 4.2 KiB) and two or
-        // three typical ones; the shared slab lets the hot model hold three times that.
-        kvBytes: Number(values['kv-mib'] ?? 5) * MiB,
-        threads,
-        maxContext: 256,
-        input: { median: 80, p95: 150, min: 32, max: 176 },
-        output: { median: 32, p95: 56, min: 16, max: 64 },
-        sloScale: { ttft: sloScale, tpot: sloScale },
-        pageBytes: 32 * 1024,
-        kvReserveTokens: 32,
-      };
+type Size = Pick<MemorySetup, 'maxContext' | 'input' | 'output' | 'pageBytes' | 'kvReserveTokens'> & { readonly kvMiB: number };
+const SIZES: Record<'smoke' | 'scaled' | 'full', Size> = {
+  smoke: { kvMiB: 16, maxContext: 256, input: { median: 24, p95: 48, min: 8, max: 64 }, output: { median: 8, p95: 16, min: 4, max: 24 }, pageBytes: 65536, kvReserveTokens: 64 },
+  // A static quarter (1.25 MiB) holds one longest request (240 tokens x 4.2 KiB) and two or three
+  // typical ones; the shared slab lets the hot model hold three times that.
+  scaled: { kvMiB: 5, maxContext: 256, input: { median: 80, p95: 150, min: 32, max: 176 }, output: { median: 32, p95: 56, min: 16, max: 64 }, pageBytes: 32 * 1024, kvReserveTokens: 32 },
+  // 2 MiB pages in a 40 MiB pool would be 20 pages for four models; 128 KiB pages are a few
+  // blocks, as 2 MiB pages are a few blocks of a real model.
+  full: { kvMiB: 40, maxContext: 2048, input: { median: 600, p95: 1300, min: 256, max: 1500 }, output: { median: 160, p95: 400, min: 64, max: 512 }, pageBytes: 128 * 1024, kvReserveTokens: 256 },
+};
+const { kvMiB, ...size } = SIZES[smoke ? 'smoke' : values.full ? 'full' : 'scaled'];
+const files: MemorySetup = { models: mixedLineup(four, eight), kvBytes: Number(values['kv-mib'] ?? kvMiB) * MiB, threads, sloScale: { ttft: sloScale, tpot: sloScale }, ...size };
 // Each model is loaded (and quantized) once; every system's engine attaches the same weights.
 const setup = await preloadModels(files);
 const foreign = new ForeignLoad();
 const load0 = loadavg()[0];
 log(`bench serve-memory: ${setup.models.map((m) => `${m.id} (${m.precision})`).join(', ')}; KV ${setup.kvBytes / MiB} MiB; ${threads} thread(s); load average ${load0?.toFixed(1)}`);
 
-const batch: BatchPoint[] = await batchScaling({ source: four, precision: 'fp16', threads, batches: smoke ? [1, 2] : [1, 2, 4, 8, 16, 32], promptTokens: smoke ? 16 : setup.input.median, outputTokens: smoke ? 8 : 48 });
-for (const p of batch) log(`  batch ${p.batch}: step ${p.stepMs.toFixed(1)} ms, ${p.tokensPerSecond.toFixed(0)} tok/s (${p.speedup.toFixed(2)}x batch 1)`);
+// Two weight formats of the 4-layer model: f16 and INT8 (the path three of the four models take).
+const batch: BatchPoint[] = [];
+for (const precision of ['fp16', 'w8a8'] as const) {
+  for (const p of await batchScaling({ source: four, precision, threads, batches: smoke ? [1, 2] : [1, 2, 4, 8, 16, 32], promptTokens: smoke ? 16 : setup.input.median, outputTokens: smoke ? 8 : 48 })) {
+    batch.push(p);
+    log(`  ${precision} batch ${p.batch}: step ${p.stepMs.toFixed(1)} ms, ${p.tokensPerSecond.toFixed(0)} tok/s (${p.speedup.toFixed(2)}x batch 1)`);
+  }
+}
 
 const calibration = await calibrateMemory(setup, smoke ? 1 : 3);
 for (const c of calibration) log(`  ${c.model}: KV ${c.kvFormat} ${c.kvBytesPerToken} B/token; alone TTFT ${c.aloneTtftMs.toFixed(0)} ms (${setup.input.p95}-token prompt), TPOT ${c.aloneTpotMs.toFixed(1)} ms -> SLO ${c.slo.ttftMs.toFixed(0)} / ${c.slo.tpotMs.toFixed(1)} ms`);

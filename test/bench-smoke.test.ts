@@ -44,6 +44,7 @@ const COVERED: Record<string, string> = {
   'bench:quant-quality': 'bench:quant-quality --smoke',
   'bench:cuda-report': 'bench:cuda-report on the SIMT sample',
   'bench:serve-cpu': 'bench:serve-cpu --smoke',
+  'bench:serve-memory': 'bench:serve-memory --smoke',
   'bench:serve-http': 'test/bench-serve-http.test.ts',
   'bench:serve-multi': 'test/bench-serve-multi.test.ts',
 };
@@ -120,4 +121,23 @@ test('bench:serve-cpu --smoke: both policies serve, ratios measured', () => {
   const p = r.points[0]!;
   assert.ok(p.fineserve.tokensPerSecond > 0 && p.staticFcfs.tokensPerSecond > 0);
   for (const [k, v] of Object.entries(p.ratio)) real(v, `ratio.${k}`);
+});
+
+test('bench:serve-memory --smoke: every KV pool and both policies serve, ratios and concurrency measured', () => {
+  smoke('bench/serve-memory.ts', ['--smoke', '--out', out('serve-memory.json')]);
+  type System = { label: string; tokensPerSecond: number; sloAttainment: number; meanRunning: number; samples: { running: Record<string, number> }[] };
+  const r = json<{ systems: System[]; batchScaling: { stepMs: unknown; tokensPerSecond: unknown }[]; targets: { slabVsStatic: { throughput: unknown }; fineserveVsStaticFcfs: { attainment: unknown; throughput: unknown } }; failures: string[] }>(out('serve-memory.json'));
+  assert.deepEqual(r.failures, []);
+  assert.deepEqual(r.systems.map((s) => s.label), ['kv-slab', 'static', 'unified', 'paged', 'fineserve', 'static-fcfs']);
+  for (const s of r.systems) {
+    assert.ok(s.tokensPerSecond > 0, `${s.label} served tokens`);
+    real(s.sloAttainment, `${s.label} attainment`);
+    assert.ok(s.samples.length > 0 && Object.keys(s.samples[0]!.running).length === 4, `${s.label} sampled four models' concurrency`);
+  }
+  for (const p of r.batchScaling) {
+    real(p.stepMs, 'batch step ms');
+    real(p.tokensPerSecond, 'batch tok/s');
+  }
+  real(r.targets.slabVsStatic.throughput, 'kv-slab/static throughput');
+  real(r.targets.fineserveVsStaticFcfs.throughput, 'fineserve/static-fcfs throughput');
 });

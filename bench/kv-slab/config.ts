@@ -67,7 +67,14 @@ export interface Config {
    * starts. The sweep shows the others.
    */
   readonly load: number;
-  /** Demand share by popularity rank (Zipf, s = 1); the popular model changes every phase. */
+  /**
+   * Zipf exponent of demand by popularity rank; the popular model changes every phase. At 2 the
+   * popular model wants 70 % of the KV bytes and the least 4 %, then the roles rotate: demand
+   * really moves between models, as in the paper's bursty multi-model traces. At 1 (48 % to 12 %)
+   * every model keeps a steady floor and a static split is never far off (see zipfSweep).
+   */
+  readonly zipf: number;
+  /** Demand share by popularity rank, from `zipf`. */
   readonly rankShares: readonly number[];
   /** A request waiting this long (since arrival or preemption) is rejected, like the engine's 30 s timeout. */
   readonly deadlineSeconds: number;
@@ -84,6 +91,13 @@ export interface Config {
   readonly sweepSlabMiB: readonly number[];
   /** Other per-step compaction caps (KV Slab with compaction) to run. */
   readonly sweepCompactSlabs: readonly number[];
+  /** Other Zipf exponents (KV Slab with and without compaction, and static) to run. */
+  readonly sweepZipf: readonly number[];
+}
+
+/** Demand shares by popularity rank for `n` models under Zipf(s). */
+export function zipfShares(n: number, s: number): number[] {
+  return Array.from({ length: n }, (_, r) => 1 / Math.pow(r + 1, s));
 }
 
 /** --smoke: the whole run at a toy size (a small pool, seconds of trace), for `npm test`. */
@@ -107,7 +121,8 @@ export function makeConfig(seed: number, quick: boolean, smoke = false): Config 
     phases: MODELS.length,
     phaseSeconds: quick ? 30 : 60,
     load: 1.0,
-    rankShares: [1, 1 / 2, 1 / 3, 1 / 4],
+    zipf: 2,
+    rankShares: zipfShares(MODELS.length, 2),
     deadlineSeconds: 30,
     warmupSeconds: quick ? 10 : 20,
     drainSeconds: 60,
@@ -117,8 +132,9 @@ export function makeConfig(seed: number, quick: boolean, smoke = false): Config 
     sweepLoads: quick ? [] : [0.8, 1.2, 1.4],
     sweepSlabMiB: quick ? [] : [16, 32, 40],
     sweepCompactSlabs: quick ? [] : [4, 16],
+    sweepZipf: quick ? [] : [1, 1.5],
   };
-  return smoke ? { ...base, ...SMOKE, quick: true, sweepLoads: [], sweepSlabMiB: [], sweepCompactSlabs: [] } : base;
+  return smoke ? { ...base, ...SMOKE, quick: true, sweepLoads: [], sweepSlabMiB: [], sweepCompactSlabs: [], sweepZipf: [] } : base;
 }
 
 export interface Args {
@@ -131,10 +147,11 @@ export interface Args {
   readonly load?: number;
   readonly slabMiB?: number;
   readonly compactSlabs?: number;
+  readonly zipf?: number;
   readonly only?: readonly string[];
 }
 
-export const USAGE = 'usage: kv-slab.ts [--seed N] [--quick | --smoke] [--out FILE] [--load X] [--slab-mib N] [--compact-slabs N] [--only a,b]';
+export const USAGE = 'usage: kv-slab.ts [--seed N] [--quick | --smoke] [--out FILE] [--load X] [--zipf S] [--slab-mib N] [--compact-slabs N] [--only a,b]';
 
 function positive(flag: string, value: string | undefined): number {
   const v = Number(value);
@@ -151,6 +168,7 @@ export function parseArgs(argv: readonly string[]): Args {
   let load: number | undefined;
   let slabMiB: number | undefined;
   let compactSlabs: number | undefined;
+  let zipf: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') quick = true;
@@ -159,6 +177,7 @@ export function parseArgs(argv: readonly string[]): Args {
       out = argv[++i];
       if (!out) throw new Error(`--out wants a file name; ${USAGE}`);
     } else if (a === '--load') load = positive(a, argv[++i]);
+    else if (a === '--zipf') zipf = positive(a, argv[++i]);
     else if (a === '--slab-mib') slabMiB = positive(a, argv[++i]);
     else if (a === '--compact-slabs') {
       compactSlabs = positive(a, argv[++i]);
@@ -177,6 +196,7 @@ export function parseArgs(argv: readonly string[]): Args {
     ...(load === undefined ? {} : { load }),
     ...(slabMiB === undefined ? {} : { slabMiB }),
     ...(compactSlabs === undefined ? {} : { compactSlabs }),
+    ...(zipf === undefined ? {} : { zipf }),
     ...(only === undefined ? {} : { only }),
   };
 }
@@ -187,6 +207,7 @@ export function configFor(args: Args): Config {
   return {
     ...base,
     load: args.load ?? base.load,
+    ...(args.zipf === undefined ? {} : { zipf: args.zipf, rankShares: zipfShares(MODELS.length, args.zipf) }),
     slabBytes: args.slabMiB === undefined ? base.slabBytes : args.slabMiB * MiB,
     compaction: args.compactSlabs === undefined ? base.compaction : { ...base.compaction, maxSlabsPerStep: args.compactSlabs },
   };
@@ -194,5 +215,5 @@ export function configFor(args: Args): Config {
 
 /** A run that changes the reference configuration writes elsewhere, never over the reference results. */
 export function isCustom(args: Args): boolean {
-  return args.load !== undefined || args.slabMiB !== undefined || args.compactSlabs !== undefined || args.only !== undefined;
+  return args.load !== undefined || args.zipf !== undefined || args.slabMiB !== undefined || args.compactSlabs !== undefined || args.only !== undefined;
 }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTrace, type Trace } from '../kv-trace.js';
-import { configFor, GiB, isCustom, MiB, MODELS, parseArgs, type Config } from './config.js';
+import { configFor, GiB, isCustom, MiB, MODELS, parseArgs, zipfShares, type Config } from './config.js';
 import { copyUs, measureHostCopy, type HostCopy } from './copy-cost.js';
 import { runMicrobench } from './microbench.js';
 import { layouts, runSpecs } from './policies.js';
@@ -52,7 +52,7 @@ export function main(argv: readonly string[]): void {
   const t0 = performance.now();
   const trace = traceFor(cfg);
   console.log(
-    `kv-slab bench: seed ${seed}${quick ? ' (quick)' : ''}, load ${cfg.load}, ${trace.requests.length} requests over ${trace.steps * cfg.stepSeconds} s, ` +
+    `kv-slab bench: seed ${seed}${quick ? ' (quick)' : ''}, load ${cfg.load}, zipf ${cfg.zipf}, ${trace.requests.length} requests over ${trace.steps * cfg.stepSeconds} s, ` +
       `pool ${cfg.poolBytes / GiB} GiB, ${cfg.slabBytes / MiB} MiB slabs, lengths p95 in ${trace.input.p95} / out ${trace.output.p95}`,
   );
   // A discarded replay first, so the first measured policy does not pay the JIT's warm-up in its
@@ -80,6 +80,16 @@ export function main(argv: readonly string[]): void {
         `util ${pct(ks?.utilisation.meanWhenSaturated ?? 0)} vs ${pct(nc?.utilisation.meanWhenSaturated ?? 0)} nocompact vs ${pct(st?.utilisation.meanWhenSaturated ?? 0)} static saturated, ` +
         `compaction ${mib(ks?.compactionCost?.bytesPerStep.mean ?? 0)} MiB/step`,
     );
+  }
+  // How far the KV Slab's lead depends on how much demand moves between models.
+  const zipfSweep: SweepRow[] = [];
+  for (const zipf of custom ? [] : cfg.sweepZipf) {
+    const c = { ...cfg, zipf, rankShares: zipfShares(MODELS.length, zipf) };
+    const rows = runAll(c, traceFor(c), ['kv-slab', 'kv-slab-nocompact', 'static'], false, host);
+    const by = (l: string) => rows.find((r) => r.label === l);
+    const st = by('static');
+    for (const r of rows) zipfSweep.push(sweepRow(r, { zipf, tokensVsStatic: ratio(r, st) }));
+    console.log(`  zipf ${zipf}: kv-slab ${ratio(by('kv-slab'), st).toFixed(2)}x static tokens (nocompact ${ratio(by('kv-slab-nocompact'), st).toFixed(2)}x), util ${pct(by('kv-slab')?.utilisation.meanWhenSaturated ?? 0)} vs ${pct(st?.utilisation.meanWhenSaturated ?? 0)} static`);
   }
   const slabSweep: SweepRow[] = [];
   const stat = results.find((x) => x.label === 'static');
@@ -146,6 +156,7 @@ export function main(argv: readonly string[]): void {
     targets,
     policies: results,
     loadSweep,
+    zipfSweep,
     slabSweep,
     compactSweep,
     microbench: micro,

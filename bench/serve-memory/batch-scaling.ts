@@ -9,6 +9,7 @@ import type { PrecisionName } from '../../lib/precision.js';
 import { promptFor } from '../../lib/sim/policy-comparison.js';
 
 export interface BatchPoint {
+  readonly precision: PrecisionName;
   readonly batch: number;
   /** One decode step of B sequences (alone on the device), while all B decode. */
   readonly stepMs: number;
@@ -38,7 +39,7 @@ export async function batchScaling(o: { source: string; precision: PrecisionName
       const steps = times.map((t) => t.filter((x) => x > from && x <= to).length);
       const stepMs = (to - from) / Math.max(1, Math.min(...steps));
       const tokensPerSecond = (batch * 1000) / stepMs;
-      points.push({ batch, stepMs, tokensPerSecond, speedup: tokensPerSecond / (points[0]?.tokensPerSecond ?? tokensPerSecond) });
+      points.push({ precision: o.precision, batch, stepMs, tokensPerSecond, speedup: tokensPerSecond / (points[0]?.tokensPerSecond ?? tokensPerSecond) });
     }
     return points;
   } finally {

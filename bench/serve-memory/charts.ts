@@ -29,6 +29,7 @@ export function writeCharts(runs: readonly MemoryRun[], batch: readonly BatchPoi
     const models = Object.keys(run.samples[0]?.running ?? {});
     write(`${stem}-${label}-models.svg`, lineChart(`Concurrent sequences per model, ${label}`, 'seconds', 'running sequences', models.map((m) => ({ name: m, points: run.samples.map((s) => [seconds(s.tMs), s.running[m] ?? 0] as const) }))));
   }
-  if (batch.length > 1) write(`${stem}-batch.svg`, lineChart('Decode throughput vs batch, one model alone', 'sequences in the batch', 'tokens / s', [{ name: 'tokens/s', points: batch.map((p) => [p.batch, p.tokensPerSecond] as const) }]));
+  const precisions = [...new Set(batch.map((p) => p.precision))];
+  if (batch.length > 1) write(`${stem}-batch.svg`, lineChart('Decode throughput vs batch, one model alone', 'sequences in the batch', 'tokens / s', precisions.map((pr) => ({ name: `${pr} weights`, points: batch.filter((p) => p.precision === pr).map((p) => [p.batch, p.tokensPerSecond] as const) }))));
   return files;
 }

@@ -60,16 +60,31 @@ const gates = new WeakMap<Device, Gate>();
  */
 export function sharedPoolFor(id: string, kind: KvPoolKind, slabBytes: number, memory: 'host' | `cuda:${number}`): KvPool | undefined {
   if (kind !== 'kv-slab') return undefined;
+  const slab = slabSizeFor(slabBytes);
   try {
-    return KvPool.create({ poolBytes: slabBytes, memory });
+    return KvPool.create({ poolBytes: slabBytes, memory, ...(slab === undefined ? {} : { slabBytes: slab }) });
   } catch (err) {
     throw new EngineError('ERR_ENGINE_DEVICE', `slabBytes = ${slabBytes}: the KV Slab of ${id} cannot be allocated: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** A memory-backed kv-slab pool of `bytes` for one model; 16+ slabs keep its tail small. */
+/**
+ * The slab size of every pool on a device of `kvBytes`: the KvPool default (2 to 64 MiB, about 256
+ * slabs) from 512 MiB up; below, a thirty-second of the device's KV (64 KiB to 2 MiB), so a small
+ * budget is still cut finely enough to share: 2 MiB slabs in a 16 MiB pool would be 8 slabs, half
+ * of them taken by four models' reserves. Static partitions and the memory behind a gate use the
+ * same size, so every pool kind holds blocks of the same tokens per block.
+ */
+function slabSizeFor(kvBytes: number): number | undefined {
+  if (kvBytes >= 512 * MiB) return undefined;
+  return Math.min(2 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(kvBytes / 32))));
+}
+
+/** A memory-backed kv-slab pool of `bytes` for one model, cut like the device's shared one. */
 function ownPool(device: Device, bytes: number): KvPool {
-  return KvPool.create({ poolBytes: bytes, memory: device.memory, slabBytes: Math.min(64 * MiB, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(bytes / 16)))) });
+  const slab = slabSizeFor(device.slabBytes) ?? Math.min(64 * MiB, Math.max(2 * MiB, 2 ** Math.floor(Math.log2(device.slabBytes / 256))));
+  // At least 8 slabs, whatever the partition count: a pool of one slab is all tail.
+  return KvPool.create({ poolBytes: bytes, memory: device.memory, slabBytes: Math.min(slab, Math.max(2 ** 16, 2 ** Math.floor(Math.log2(bytes / 8)))) });
 }
 
 /**
