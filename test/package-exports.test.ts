@@ -89,8 +89,11 @@ const sim = require('fineserve/sim');
   assert.equal(out.addon, join(app, 'node_modules', pkg.name, 'build', 'Release', 'fineserve.node'));
   assert.deepEqual([out.finish, out.tokens, out.isError, out.server, out.sim], ['length', 8, true, 'function', true]);
   assert.ok((out.ids as number) > 600, `tokenized off the event loop: ${String(out.ids)} ids`);
-  // The same package from an ES module still gets the ES build.
-  const esm = spawnSync(process.execPath, ['--input-type=module', '-e', "import('fineserve').then((m) => console.log(typeof m.Engine, import.meta.resolve('fineserve')))"], { cwd: app, env, encoding: 'utf8' });
+  // The same package from an ES module gets the ES build, whose tokenizer thread is found too.
+  const esmCode = `const m = await import('fineserve');
+const ids = await m.Tokenizer.fromFolder(${JSON.stringify(fixture('hf'))}).encodeAsync('Lily went home. '.repeat(200));
+console.log(typeof m.Engine, ids.length, import.meta.resolve('fineserve'));`;
+  const esm = spawnSync(process.execPath, ['--input-type=module', '-e', esmCode], { cwd: app, env, encoding: 'utf8', timeout: 60_000 });
   assert.equal(esm.status, 0, esm.stderr);
-  assert.match(esm.stdout, /^function file:.*\/node_modules\/fineserve\/dist\/index\.js$/m);
+  assert.match(esm.stdout, new RegExp(`^function ${String(out.ids)} file:.*/node_modules/fineserve/dist/index\\.js$`, 'm'));
 });

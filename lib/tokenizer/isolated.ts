@@ -52,7 +52,9 @@ interface Pending {
 }
 
 function newWorker(workerData: unknown): Worker {
-  const options = { workerData, resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } };
+  // No node flags: the work is plain JavaScript, and the parent's may not suit a worker
+  // (`node --input-type=module -e ...` makes every worker fail to start).
+  const options = { workerData, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } };
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./isolated-worker.js', import.meta.url), options);
   // Run from the sources under tsx (the repo's tests and scripts): the worker loads tsx itself.
   const entry = new URL('./isolated-worker.ts', import.meta.url).href;
