@@ -192,12 +192,12 @@ async function main(): Promise<void> {
     await solo.close();
   }
   // Loads as shares of one core's solo capacity: before, 1.0 core in all (the hot model 0.1);
-  // after, the hot model alone wants 1.2 cores (twelvefold), the others stay.
+  // after, the hot model alone wants 0.9 of a core (ninefold), the others stay.
   // The toy model's requests take a few ms: at these shares the JS around them would dominate.
   const share = (id: string, load: number): number => ((smoke ? 0.2 : 1) * load * 1000) / requestMs[id]!;
   const rates = {
     before: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.1 : 0.3)])),
-    after: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 1.2 : 0.3)])),
+    after: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.9 : 0.3)])),
   };
   const arrivals = trace(rates, vocab);
   console.log(`${arrivals.length} requests over ${(2 * phaseMs) / 1000} s; the shift at ${phaseMs / 1000} s: ${MODELS.find((m) => m.hot)!.id} ${rates.before['hot-f16']!.toFixed(2)} -> ${rates.after['hot-f16']!.toFixed(2)} req/s`);

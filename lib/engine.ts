@@ -88,6 +88,11 @@ export interface EngineOptions {
    * with one. {@link Engine.replan} re-plans on demand.
    */
   readonly replanIntervalMs?: number;
+  /**
+   * A model a re-plan moved is not moved again for this long, ms (default 15,000): its rate is
+   * measured over about 10 s, so a quicker second move would answer noise, not a shift.
+   */
+  readonly replanCooldownMs?: number;
   /** Called after each change of placement (a load, an unload, a re-plan's moves). */
   readonly onPlacement?: (event: PlacementEvent) => void;
 }
@@ -262,6 +267,7 @@ export class Engine {
   readonly #factory: ReplicaFactory;
   readonly #onPlacement: ((event: PlacementEvent) => void) | undefined;
   readonly #replanTimer: NodeJS.Timeout | undefined;
+  readonly #cooldownMs: number;
   #replanning: Promise<ReplanResult> | undefined;
   #placementVersion = 0;
   #nextId = 1;
@@ -273,6 +279,7 @@ export class Engine {
     const policyName: LocalPolicyName = policy === 'static-fcfs' ? 'fcfs' : policy === 'saab' ? 'saab' : 'fineserve';
     this.#factory = { kv, policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName] };
     this.#onPlacement = options.onPlacement;
+    this.#cooldownMs = options.replanCooldownMs ?? 15_000;
     const every = options.replanIntervalMs ?? (devices.length > 1 ? 10_000 : 0);
     if (every > 0) {
       this.#replanTimer = setInterval(() => {
@@ -293,6 +300,7 @@ export class Engine {
     checkNumber('slabBytes', options.slabBytes, 4 * MiB, 256 * 2 ** 30, true);
     checkNumber('staticPartitions', options.staticPartitions, 1, 1024, true);
     checkNumber('replanIntervalMs', options.replanIntervalMs, 0, 2 ** 31 - 1);
+    checkNumber('replanCooldownMs', options.replanCooldownMs, 0, 2 ** 31 - 1);
     if (options.onPlacement !== undefined && typeof options.onPlacement !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onPlacement must be a function');
     const kvPool = options.kvPool ?? (policy === 'static-fcfs' ? 'static' : 'kv-slab');
     if (!KV_POOL_KINDS.includes(kvPool)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `kvPool = ${JSON.stringify(kvPool)}: expected one of ${KV_POOL_KINDS.join(', ')}`);
@@ -564,7 +572,9 @@ export class Engine {
 
   async #replan(): Promise<ReplanResult> {
     const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
-    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment());
+    const now = performance.now();
+    const frozen = new Set([...this.#models.values()].filter((g) => now - g.lastMoveMs < this.#cooldownMs).map((g) => g.id));
+    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment(), { frozen });
     const applied: PlacementMove[] = [];
     const start = performance.now();
     for (const move of moves) {
@@ -589,6 +599,7 @@ export class Engine {
    * stops taking requests, finishes the ones it runs, and is freed. Returns whether it happened.
    */
   async #migrate(g: ModelGroup, move: PlacementMove): Promise<boolean> {
+    g.lastMoveMs = performance.now();
     let fresh: Replica | undefined;
     if (move.kind !== 'remove') {
       const d = this.#devices.find((x) => x.id === move.to)!;
@@ -703,6 +714,7 @@ export class Engine {
     });
     m.stats.arrived(now);
     group.rate.arrived(now);
+    group.arrivedWith(prompt.length, seq.maxTokens);
     m.enqueue(seq);
     if (signal?.aborted) {
       m.end(seq, { reason: 'abort' }, now);
@@ -898,11 +910,13 @@ export class Engine {
 /** The planner's view of a model: its measured rate, lengths and costs. */
 function placementModel(g: ModelGroup, nowMs: number): PlacementModel {
   const limits = g.settings.limits;
+  // What finished requests generated; before any, what arrivals asked for (maxTokens, an upper
+  // bound); before any arrival, a quarter of the context each way, at most 64 tokens.
   const seen = g.stats.typicalLengths();
-  // Before any request finished: a quarter of the context each way, at most 64 tokens.
+  const asked = g.requested.weight > 0 ? { promptTokens: g.requested.promptTokens / g.requested.weight, outputTokens: g.requested.outputTokens / g.requested.weight } : undefined;
   const guess = Math.max(1, Math.min(64, Math.floor(limits.maxContext / 4)));
-  const promptTokens = seen?.promptTokens ?? guess;
-  const outputTokens = Math.max(1, seen?.outputTokens ?? guess);
+  const promptTokens = seen?.promptTokens ?? asked?.promptTokens ?? guess;
+  const outputTokens = Math.max(1, seen?.outputTokens ?? asked?.outputTokens ?? guess);
   const fp = g.footprint!;
   const anyCost = g.costs.values().next().value!;
   const latency = (kind: string): MeasuredLatencyModel => g.costs.get(kind) ?? anyCost;

@@ -52,6 +52,13 @@ export class ModelGroup {
   readonly costs = new Map<string, MeasuredLatencyModel>();
   /** Its KV per token and reserve, the same on every device. */
   footprint: ReplicaFootprint | undefined;
+  /**
+   * Prompt and requested output tokens of recent arrivals (decayed means): the lengths placement
+   * plans for until requests have finished and say what they really generate.
+   */
+  readonly requested = { promptTokens: 0, outputTokens: 0, weight: 0 };
+  /** When a re-plan or migrate() last changed its replicas (performance.now() ms). */
+  lastMoveMs = -Infinity;
   /** ms one replica took to attach and warm up: what moving it costs beside the drain. */
   loadMs = 0;
   /** 'draining': no new requests; 'closed': unloaded. */
@@ -76,6 +83,14 @@ export class ModelGroup {
     this.rate = new RateMeter(init.nowMs, { expected: init.expectedRate });
     this.pinned = init.pinned;
     this.fixedReplicas = init.fixedReplicas;
+  }
+
+  /** Records an arrival's lengths (see {@link requested}). */
+  arrivedWith(promptTokens: number, maxTokens: number): void {
+    const r = this.requested;
+    r.weight = 0.9 * r.weight + 0.1;
+    r.promptTokens = 0.9 * r.promptTokens + 0.1 * promptTokens;
+    r.outputTokens = 0.9 * r.outputTokens + 0.1 * maxTokens;
   }
 
   /** The replicas taking new requests. */

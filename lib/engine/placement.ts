@@ -19,7 +19,9 @@
  *
  * Rules, as a reviewer of the reference asked: one replica of every model before any extra, no
  * two replicas of one model on one device, a re-plan moves only when the gain over a horizon
- * pays the move's cost (load and drain time) and beats a hysteresis, so it never thrashes.
+ * pays the move's cost (load and drain time) and beats a hysteresis, at most one move per model
+ * per re-plan, and a model just moved cools down before it may move again, so noise in the
+ * measured rates cannot make it oscillate.
  * @module
  */
 import type { LatencyModel } from '../scheduler/latency-model.js';
@@ -315,18 +317,21 @@ export function placeModel(
 
 /** Options of {@link improvePlacement}. */
 export interface ImproveOptions {
-  /** Relative gain a move must bring; default 0.05. */
+  /** Gain a move must bring, as a share of the moved model's offered tokens/s; default 0.1. */
   readonly hysteresis?: number;
   /** Seconds over which a move's gain must pay its cost; default 30. */
   readonly horizonS?: number;
   /** Most moves in one re-plan; default 4. */
   readonly maxMoves?: number;
+  /** Models that may not change now (moved too recently: a cool-down against oscillation). */
+  readonly frozen?: ReadonlySet<string>;
 }
 
 /**
  * A re-plan: from `current`, the best single move (move a replica, add one, remove an extra) while
- * it gains more than the hysteresis and, over the horizon, more goodput than the move costs (the
- * model's goodput over its move time). Every model keeps at least one replica, a fixed replica
+ * it gains more than the hysteresis (default 10 % of the moved model's offered tokens/s) and,
+ * over the horizon, more goodput than the
+ * move costs (the model's goodput over its move time); one move per model, none for `frozen` ones. Every model keeps at least one replica, a fixed replica
  * count stays fixed, a pinned model stays on its device.
  */
 export function improvePlacement(
@@ -335,7 +340,7 @@ export function improvePlacement(
   current: Assignment,
   options: ImproveOptions = {},
 ): { assignment: Assignment; moves: PlacementMove[]; before: PlanEvaluation; after: PlanEvaluation } {
-  const hysteresis = options.hysteresis ?? 0.05;
+  const hysteresis = options.hysteresis ?? 0.1;
   const horizonS = options.horizonS ?? 30;
   const before = evaluatePlacement(models, devices, current);
   let assignment: Assignment = current;
@@ -345,14 +350,18 @@ export function improvePlacement(
   while (moves.length < (options.maxMoves ?? 4)) {
     let best: { move: PlacementMove; a: Assignment; e: PlanEvaluation; net: number } | undefined;
     for (const move of candidateMoves(models, devices, assignment)) {
+      if (options.frozen?.has(move.model) === true || moves.some((m) => m.model === move.model)) continue;
       const a = apply(assignment, move);
       const e = evaluatePlacement(models, devices, a);
       const gain = e.score - evaluation.score;
       const m = byId.get(move.model)!;
       const ownGoodput = evaluation.replicas.filter((r) => r.model === m.id).reduce((x, r) => x + r.goodput, 0);
-      const cost = move.kind === 'remove' ? 0 : (m.moveCostS * Math.max(ownGoodput, m.rate * m.outputTokens)) / horizonS;
+      // A removal drains too, and undoing it costs a load: every move pays.
+      const cost = (m.moveCostS * Math.max(ownGoodput, m.rate * m.outputTokens)) / horizonS;
       const net = gain - cost;
-      if (gain <= hysteresis * Math.abs(evaluation.score) || net <= 0) continue;
+      // Relative to what the moved model asks for: a move for a small model is judged by what it
+      // does for that model, not drowned by a big neighbour's goodput.
+      if (gain <= hysteresis * m.rate * m.outputTokens || net <= 0) continue;
       if (best === undefined || net > best.net) best = { move, a, e, net };
     }
     if (best === undefined) break;

@@ -45,7 +45,13 @@ export interface MeasuredLatencyOptions {
   /** Steps the fit looks back over; default 256. */
   readonly window?: number;
   /** A first guess, e.g. from a warm-up step: ms of a 1-sequence decode step and per prefill token. */
-  readonly prior?: { readonly decodeStepMs: number; readonly prefillTokenMs: number };
+  readonly prior?: {
+    readonly decodeStepMs: number;
+    readonly prefillTokenMs: number;
+    /** A decode step of `batch` sequences, measured: sets the cost per extra sequence. */
+    readonly batchDecodeStepMs?: number;
+    readonly batch?: number;
+  };
 }
 
 /** See the module comment. */
@@ -67,7 +73,10 @@ export class MeasuredLatencyModel implements LatencyModel {
     this.#window = Math.max(8, Math.floor(options.window ?? 256));
     const decode = options.prior?.decodeStepMs ?? 1;
     const perToken = options.prior?.prefillTokenMs ?? 0.05;
-    this.#prior = [0.8 * decode, perToken, 0, 0.2 * decode, 0];
+    const p = options.prior;
+    // Measured: the slope between the 1- and the b-sequence decode; else a guess of a fifth.
+    const perSeq = p?.batchDecodeStepMs !== undefined && p.batch !== undefined && p.batch > 1 ? Math.min(decode, Math.max(0, (p.batchDecodeStepMs - decode) / (p.batch - 1))) : 0.2 * decode;
+    this.#prior = [decode - perSeq, perToken, 0, perSeq, 0];
     this.#w = [...this.#prior];
     this.#priorWeight = FEATURE_SCALE.map((s) => PRIOR_STEPS * s * s);
     this.#ringX = new Float64Array(this.#window * FEATURES);
