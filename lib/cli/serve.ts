@@ -38,6 +38,12 @@ export interface ServeModelConfig {
   readonly dropLate?: boolean;
   /** A Jinja chat template for a model whose files bring none. */
   readonly chatTemplate?: string;
+  /** One of `devices` to pin it to; default: the engine's placement chooses. */
+  readonly device?: string;
+  /** Exactly this many replicas (data parallel over the devices). */
+  readonly replicas?: number;
+  /** Requests per second expected, for placement before rates are measured. */
+  readonly expectedRate?: number;
 }
 
 /** The config file: the models, and the engine's options. */
@@ -47,6 +53,8 @@ export interface ServeConfig {
   readonly threads?: number;
   readonly slabBytes?: number;
   readonly policy?: EngineOptions['policy'];
+  /** With several devices, how often placement re-plans at the measured rates, ms. */
+  readonly replanIntervalMs?: number;
 }
 
 function fail(message: string): never {
@@ -62,7 +70,7 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
     fail(`${path}: ${(err as Error).message}`);
   }
   const c = raw as Partial<ServeConfig>;
-  if (typeof c !== 'object' || c === null || !Array.isArray(c.models) || c.models.length === 0) fail(`${path}: "models" must be a non-empty array of { id, source, precision?, slo?, chatTemplate? }`);
+  if (typeof c !== 'object' || c === null || !Array.isArray(c.models) || c.models.length === 0) fail(`${path}: "models" must be a non-empty array of { id, source, precision?, slo?, chatTemplate?, device?, replicas?, expectedRate? }`);
   c.models.forEach((m, i) => {
     if (typeof m !== 'object' || m === null) fail(`${path}: models[${i}] must be an object`);
     if (typeof m.id !== 'string' || m.id === '') fail(`${path}: models[${i}].id must be a non-empty string`);
@@ -118,6 +126,8 @@ export async function serveCommand(args: readonly string[]): Promise<number> {
     ...(config.policy === undefined ? {} : { policy: config.policy }),
     ...((threads ?? config.threads) === undefined ? {} : { threads: threads ?? config.threads! }),
     ...(slabMiB === undefined ? (config.slabBytes === undefined ? {} : { slabBytes: config.slabBytes }) : { slabBytes: slabMiB * 2 ** 20 }),
+    ...(config.replanIntervalMs === undefined ? {} : { replanIntervalMs: config.replanIntervalMs }),
+    onPlacement: (e) => log(`placement (${e.cause}): ${e.placement.models.map((m) => `${m.id} on ${m.replicas.map((r) => r.device).join('+')}`).join(', ')}`),
   });
   const server = createServer(engine, { loading: true, ...(maxQueue === undefined ? {} : { maxQueue }) });
   let stopping: Promise<void> | undefined;
