@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/thread_pool.h"
 #include "gemm/gemm.h"
 #include "ops/linear.h"
+#include "quant/fp8.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
 #include "simd/dispatch.h"
@@ -27,6 +29,11 @@ namespace {
 
 // The block types the GEMM covers; they quantize the activations to Q8_0 blocks.
 bool model_is_block(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+bool e4m3_acts(DType t) { return t == DType::FP8 || t == DType::W4A8; }
+bool encoded(DType t) { return model_is_block(t) || e4m3_acts(t) || t == DType::W4A16; }
+uint32_t group_of(DType t, size_t in) {
+  return t == DType::W4A16 || t == DType::W4A8 ? (in >= 128 ? 64 : 32) : 0;
+}
 
 struct Matrix {
   std::vector<uint8_t> bytes;
@@ -37,7 +44,8 @@ Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 0.05f);
   Matrix m;
-  const uint64_t rb = quant::row_bytes(t, in, 0);
+  const uint32_t group = group_of(t, in);
+  const uint64_t rb = quant::row_bytes(t, in, group);
   m.bytes.assign(rb * out, 0);
   std::vector<float> row(in);
   for (size_t r = 0; r < out; ++r) {
@@ -51,7 +59,7 @@ Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
         std::memcpy(dst + 2 * i, &h, 2);
       }
     }
-    if (model_is_block(t)) quant::quantize_row(t, row.data(), in, 0, dst);
+    if (encoded(t)) quant::quantize_row(t, row.data(), in, group, dst);
   }
   if (t == DType::Q4_K || t == DType::Q6_K) {  // nothing quantizes to them: random blocks
     std::uniform_int_distribution<int> byte(0, 255);
@@ -69,6 +77,7 @@ Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
   m.view.shape = {out, in};
   m.view.data = m.bytes.data();
   m.view.bytes = m.bytes.size();
+  m.view.group = group;
   return m;
 }
 
@@ -86,13 +95,24 @@ std::vector<float> q8_blocks(const float* x, size_t n) {
   return out;
 }
 
+// FP8 / W4A8 activations: per token e4m3(x / sx) * sx with sx = amax / 448.
+std::vector<float> e4m3_token(const float* x, size_t n) {
+  float amax = 0.0f;
+  for (size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float sx = amax / quant::kFp8Max;
+  std::vector<float> out(n, 0.0f);
+  for (size_t i = 0; i < n && sx != 0.0f; ++i) out[i] = quant::fp8_to_f32(quant::f32_to_fp8(x[i] / sx)) * sx;
+  return out;
+}
+
 struct Shape {
   DType t;
   size_t in;
 };
 const Shape kShapes[] = {{DType::F32, 172}, {DType::F32, 64}, {DType::F16, 172}, {DType::BF16, 100},
                          {DType::Q8_0, 96}, {DType::Q4_0, 160}, {DType::Q4_K, 256},
-                         {DType::Q6_K, 512}};
+                         {DType::Q6_K, 512}, {DType::W4A16, 172}, {DType::W4A8, 172}, {DType::FP8, 172},
+                         {DType::FP8, 33}, {DType::W4A16, 33}};
 
 bool gemm_here() {
   if (fineserve::gemm::kernels_for(simd::active().level) != nullptr) return true;
@@ -106,7 +126,9 @@ TEST_CASE("GEMM: a token's outputs are bit-identical alone and in a batch of any
   if (!gemm_here()) return;
   for (const Shape& s : kShapes) {
     for (size_t out : {13u, 50u}) {
-      CAPTURE(fineserve::model::dtype_name(s.t));
+      const std::string type = fineserve::model::dtype_name(s.t);
+      CAPTURE(type);
+      CAPTURE(s.in);
       CAPTURE(out);
       Matrix m = make_matrix(s.t, out, s.in, uint32_t(s.in + out));
       std::mt19937 rng(7);
@@ -146,7 +168,9 @@ TEST_CASE("GEMM: every output within f32 accumulation error of the float64 produ
   if (!gemm_here()) return;
   for (const Shape& s : kShapes) {
     const size_t out = 37, tokens = 11;
-    CAPTURE(fineserve::model::dtype_name(s.t));
+    const std::string type = fineserve::model::dtype_name(s.t);
+    CAPTURE(type);
+    CAPTURE(s.in);
     Matrix m = make_matrix(s.t, out, s.in, 3);
     std::mt19937 rng(11);
     std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -159,9 +183,12 @@ TEST_CASE("GEMM: every output within f32 accumulation error of the float64 produ
     fineserve::gemm::set_enabled(true);
     for (size_t t = 0; t < tokens; ++t) {
       const float* xt = x.data() + t * s.in;
-      const std::vector<float> xq = model_is_block(s.t) ? q8_blocks(xt, s.in) : std::vector<float>(xt, xt + s.in);
+      const std::vector<float> xq = model_is_block(s.t) ? q8_blocks(xt, s.in)
+                                    : e4m3_acts(s.t)    ? e4m3_token(xt, s.in)
+                                                        : std::vector<float>(xt, xt + s.in);
       for (size_t r = 0; r < out; ++r) {
-        quant::dequantize_row(s.t, m.view.data + r * quant::row_bytes(s.t, s.in, 0), s.in, 0, wrow.data());
+        const uint32_t g = m.view.group;
+        quant::dequantize_row(s.t, m.view.data + r * quant::row_bytes(s.t, s.in, g), s.in, g, wrow.data());
         long double ref = 0, mag = 0;
         for (size_t i = 0; i < s.in; ++i) {
           ref += (long double)wrow[i] * xq[i];

@@ -29,6 +29,9 @@ BlockFn block_kernel(model::DType t, simd::Level level) {
     case model::DType::Q4_0: return k->q4_0;
     case model::DType::Q4_K: return k->q4_k;
     case model::DType::Q6_K: return k->q6_k;
+    case model::DType::W4A16: return k->w4a16;
+    case model::DType::W4A8: return k->w4a8;
+    case model::DType::FP8: return k->fp8;
     default: return nullptr;
   }
 }

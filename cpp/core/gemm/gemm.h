@@ -28,7 +28,10 @@ struct Operands {
   const uint8_t* w = nullptr;  // row 0 of the weights
   uint64_t w_stride = 0;       // bytes between weight rows
   size_t k = 0;                // elements per row (the reduction length)
-  const float* x = nullptr;    // float kernels: tokens x k, row stride k
+  const float* x = nullptr;    // float kernels: tokens x k
+  size_t x_stride = 0;         // floats between tokens of x
+  const float* token_scale = nullptr;  // FP8 / W4A8: each token's output is multiplied by it
+  uint32_t group = 0;          // W4A16 / W4A8: the group size
   const quant::Activations* acts = nullptr;  // Q8_0 / Q4_0: the call's quantized activations
   const float* bias = nullptr;  // [out] or null
   float* y = nullptr;          // tokens x y_stride
@@ -41,7 +44,9 @@ using BlockFn = void (*)(const Operands& op, size_t tokens, size_t r0, size_t r1
 struct Kernels {
   BlockFn f32, f16, bf16;  // float activations
   BlockFn q8_0, q4_0;      // Q8_0-block activations (quant::ActPrep::Q8Blocks / Q8BlocksQ4)
-  BlockFn q4_k, q6_k;      // float activations; rows decoded to f32 in registers a few at a time
+  // Rows decoded to f32 a few at a time, then the F32 tiles: the K-quants and W4A16 (float
+  // activations), W4A8 and FP8 (E4M3 activations and a per-token scale, weight_format.h).
+  BlockFn q4_k, q6_k, w4a16, w4a8, fp8;
 };
 
 // The kernels a SIMD level runs (AVX2's serve AVX-512 too, by simd::resolve_kernel's rule), or

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gemm/gemm.h"
+#include "quant/weight_format.h"
 
 namespace fineserve::gemm {
 namespace {
@@ -57,19 +58,27 @@ inline __m256 load_w_tail(const uint8_t* row, size_t k, size_t n) {
   }
 }
 
+// The token's scale and the bias, out of line: inlined into each tile shape, `v * scale + bias`
+// may be contracted into an FMA in one shape and not in another (C++ allows it), which would
+// break batch invariance.
+__attribute__((noinline)) float finish(float v, const Operands& op, size_t token, size_t row) {
+  if (op.token_scale != nullptr) v *= op.token_scale[token];
+  return op.bias != nullptr ? v + op.bias[row] : v;
+}
+
 template <FloatWeights W, size_t RT, size_t RW>
 void float_tile(const Operands& op, size_t t0, size_t r0) {
   __m256 acc[RT][RW];
   for (auto& t : acc)
     for (auto& a : t) a = _mm256_setzero_ps();
   const uint8_t* w = op.w + r0 * op.w_stride;
-  const float* x = op.x + t0 * op.k;
+  const float* x = op.x + t0 * op.x_stride;
   size_t k = 0;
   for (; k + 8 <= op.k; k += 8) {
     __m256 wv[RW];
     for (size_t r = 0; r < RW; ++r) wv[r] = load_w<W>(w + r * op.w_stride, k);
     for (size_t t = 0; t < RT; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + t * op.k + k);
+      const __m256 xv = _mm256_loadu_ps(x + t * op.x_stride + k);
       for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
     }
   }
@@ -79,14 +88,13 @@ void float_tile(const Operands& op, size_t t0, size_t r0) {
     __m256 wv[RW];
     for (size_t r = 0; r < RW; ++r) wv[r] = load_w_tail<W>(w + r * op.w_stride, k, n);
     for (size_t t = 0; t < RT; ++t) {
-      const __m256 xv = _mm256_maskload_ps(x + t * op.k + k, mask);
+      const __m256 xv = _mm256_maskload_ps(x + t * op.x_stride + k, mask);
       for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
     }
   }
   for (size_t t = 0; t < RT; ++t) {
     for (size_t r = 0; r < RW; ++r) {
-      const float v = hsum(acc[t][r]);
-      op.y[(t0 + t) * op.y_stride + r0 + r] = op.bias ? v + op.bias[r0 + r] : v;
+      op.y[(t0 + t) * op.y_stride + r0 + r] = finish(hsum(acc[t][r]), op, t0 + t, r0 + r);
     }
   }
 }
@@ -195,7 +203,7 @@ template <size_t RT, size_t RW> struct TileBF16 { static void run(const Operands
 template <size_t RT, size_t RW> struct TileQ8 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<false, RT, RW>(o, t, r); } };
 template <size_t RT, size_t RW> struct TileQ4 { static void run(const Operands& o, size_t t, size_t r) { quant_tile<true, RT, RW>(o, t, r); } };
 
-// ---- K-quants: rows decoded to f32 a few at a time, then the F32 tiles -----------------------
+// ---- K-quants and the fineserve formats: rows decoded to f32 a few at a time, then F32 tiles --
 // Decoding a row once per call and reusing it for every token costs little beside the FMAs; the
 // products are those of the F32 kernel on the decoded weights, in the same order for every tile.
 
@@ -213,7 +221,7 @@ inline void store_scaled32(__m256i q, float scale, float offset, float* y) {
   for (int j = 0; j < 4; ++j) _mm256_storeu_ps(y + 8 * j, _mm256_sub_ps(_mm256_mul_ps(vs, bytes8_to_ps<false>(parts[j])), vo));
 }
 
-void decode_q4_k(const uint8_t* p, size_t cols, float* y) {
+void decode_q4_k(const uint8_t* p, size_t cols, uint32_t, float* y) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (size_t b = 0; b < cols / 256; ++b, p += 144) {
     const float d = f16_at(p), dmin = f16_at(p + 2);
@@ -243,7 +251,7 @@ inline void store_q6(__m256i q, float d, const int8_t* sc, float* y) {
   _mm256_storeu_ps(y + 24, _mm256_mul_ps(s1, bytes8_to_ps<true>(_mm_srli_si128(hi, 8))));
 }
 
-void decode_q6_k(const uint8_t* p, size_t cols, float* y) {
+void decode_q6_k(const uint8_t* p, size_t cols, uint32_t, float* y) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
   for (size_t b = 0; b < cols / 256; ++b, p += 210) {
     const float d = f16_at(p + 208);
@@ -264,20 +272,83 @@ void decode_q6_k(const uint8_t* p, size_t cols, float* y) {
   }
 }
 
+// ---- fineserve's int4 and FP8 rows (weight_format.h), decoded the same way --------------------
+
+// E4M3 bytes -> f16 bit patterns worth value * 2^-8 (S.EEEE.MMM -> S.0EEEE.MMM0000000), which
+// F16C widens exactly, subnormals included; see qdot_avx2.cc.
+inline __m256i e4m3_to_f16_bits(__m256i v16) {
+  return _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(v16, _mm256_set1_epi16(0x7F)), 7),
+                         _mm256_slli_epi16(_mm256_and_si256(v16, _mm256_set1_epi16(0x80)), 8));
+}
+
+inline float e4m3_at(uint8_t b) {
+  const uint16_t h = static_cast<uint16_t>(((b & 0x7F) << 7) | ((b & 0x80) << 8));
+  return _cvtsh_ss(h) * 256.0f;
+}
+
+// A row of 32-element nibble sub-blocks -> floats n * scale_g + offset_g (W4A16: the f16 scale and
+// min; W4A8: the E4M3 group scale times the row's power-of-two scale, offset -8 times that: exact).
+template <model::DType T>
+void decode_int4(const uint8_t* row, size_t cols, uint32_t group, float* y) {
+  const uint8_t* data = row + quant::row_data_offset(T, cols, group);
+  float rs = 1.0f;
+  if constexpr (T == model::DType::W4A8) std::memcpy(&rs, row, 4);
+  alignas(32) float tail[32];
+  for (size_t sb = 0; sb * 32 < cols; ++sb) {
+    const size_t g = sb * 32 / group;
+    float scale, offset;
+    if constexpr (T == model::DType::W4A16) {
+      scale = f16_at(row + 4 * g);
+      offset = f16_at(row + 4 * g + 2);
+    } else {
+      scale = e4m3_at(row[4 + g]) * rs;
+      offset = -8.0f * scale;
+    }
+    float* dst = sb * 32 + 32 <= cols ? y + 32 * sb : tail;
+    const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+    const __m256i n = nibbles32(data + 16 * sb);
+    const __m128i lo = _mm256_castsi256_si128(n), hi = _mm256_extracti128_si256(n, 1);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_ps(dst + 8 * j, _mm256_add_ps(_mm256_mul_ps(bytes8_to_ps<false>(parts[j]), vs), vo));
+    }
+    if (dst == tail) std::memcpy(y + 32 * sb, tail, 4 * (cols - 32 * sb));
+  }
+}
+
+// FP8 rows -> floats e4m3(q) * row scale (the token's scale is applied after the sum).
+void decode_fp8(const uint8_t* row, size_t cols, uint32_t, float* y) {
+  float scale;
+  std::memcpy(&scale, row, 4);
+  const __m256 vs = _mm256_set1_ps(scale * 256.0f);
+  alignas(16) uint8_t tail_in[16] = {};
+  alignas(32) float tail_out[16];
+  for (size_t i = 0; i < cols; i += 16) {
+    const bool whole = i + 16 <= cols;
+    const uint8_t* src = row + 16 + i;
+    if (!whole) src = static_cast<const uint8_t*>(std::memcpy(tail_in, src, cols - i));
+    float* dst = whole ? y + i : tail_out;
+    const __m256i h = e4m3_to_f16_bits(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+    _mm256_storeu_ps(dst, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), vs));
+    _mm256_storeu_ps(dst + 8, _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), vs));
+    if (!whole) std::memcpy(y + i, tail_out, 4 * (cols - i));
+  }
+}
+
 // Rows decoded per chunk: for decode a chunk stays in L1; for prefill it is larger, so the
 // activations stream past fewer chunks.
 constexpr size_t kDecodeRowsFew = 12;
 constexpr size_t kDecodeChunkBytes = 160 * 1024;
 
-template <void (*Decode)(const uint8_t*, size_t, float*)>
-void kquant_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
+template <void (*Decode)(const uint8_t*, size_t, uint32_t, float*)>
+void decoded_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
   size_t chunk = kDecodeRowsFew;
   if (tokens > kMaxTokens) chunk = std::max(chunk, kDecodeChunkBytes / (4 * op.k) / 12 * 12);
   thread_local std::vector<float> rows;
   rows.resize(chunk * op.k);
   for (size_t c0 = r0; c0 < r1; c0 += chunk) {
     const size_t n = std::min(chunk, r1 - c0);
-    for (size_t r = 0; r < n; ++r) Decode(op.w + (c0 + r) * op.w_stride, op.k, rows.data() + r * op.k);
+    for (size_t r = 0; r < n; ++r) Decode(op.w + (c0 + r) * op.w_stride, op.k, op.group, rows.data() + r * op.k);
     Operands sub = op;
     sub.w = reinterpret_cast<const uint8_t*>(rows.data());
     sub.w_stride = 4 * op.k;
@@ -290,7 +361,17 @@ void kquant_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
 }  // namespace
 
 extern const Kernels kAvx2Gemm;
-const Kernels kAvx2Gemm = {block<TileF32>,        block<TileF16>,        block<TileBF16>, block<TileQ8>,
-                           block<TileQ4>,         kquant_block<decode_q4_k>, kquant_block<decode_q6_k>};
+const Kernels kAvx2Gemm = {
+    block<TileF32>,
+    block<TileF16>,
+    block<TileBF16>,
+    block<TileQ8>,
+    block<TileQ4>,
+    decoded_block<decode_q4_k>,
+    decoded_block<decode_q6_k>,
+    decoded_block<decode_int4<model::DType::W4A16>>,
+    decoded_block<decode_int4<model::DType::W4A8>>,
+    decoded_block<decode_fp8>,
+};
 
 }  // namespace fineserve::gemm

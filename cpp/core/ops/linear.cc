@@ -80,11 +80,18 @@ void linear_gemm(engine::ThreadPool& pool, gemm::BlockFn kernel, const float* x,
   op.bias = bias;
   op.y = y;
   op.y_stride = out;
+  op.group = w.group;
+  op.x_stride = in;
   thread_local quant::Activations acts;
   thread_local std::vector<float> scaled;
-  if (quant::traits(w.dtype).act != quant::ActPrep::None) {
+  const quant::ActPrep act = quant::traits(w.dtype).act;
+  if (act != quant::ActPrep::None) {
     quant::prepare_activations(w.dtype, w.group, x, tokens, in, w.input_scale, acts);
     op.acts = &acts;
+    // W4A16, FP8, W4A8: float activations (E4M3 values for the last two, scaled per token).
+    op.x = acts.f.empty() ? nullptr : acts.f.data();
+    op.x_stride = acts.stride;
+    if (act == quant::ActPrep::E4M3PerToken) op.token_scale = acts.token_scale.data();
   } else if (w.input_scale != nullptr) {
     scaled.resize(tokens * in);
     for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
