@@ -5,11 +5,11 @@
 // each entry point and serves a request, the addon found inside the installed package.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { fixture } from './fixtures.js';
 
@@ -18,6 +18,8 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { na
 const work = mkdtempSync(join(tmpdir(), 'fineserve-pack-'));
 const app = join(work, 'app');
 let tarball = '';
+
+after(() => rmSync(work, { recursive: true, force: true }));
 
 before(() => {
   // `npm pack` runs `prepare` (build:ts: the ES modules, then the CommonJS copy), so dist/ is current.
