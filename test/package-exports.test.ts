@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 
 import { fixture } from './fixtures.js';
@@ -98,4 +99,11 @@ console.log(typeof m.Engine, ids.length, import.meta.resolve('fineserve'));`;
   const esm = spawnSync(process.execPath, ['--input-type=module', '-e', esmCode], { cwd: app, env, encoding: 'utf8', timeout: 60_000 });
   assert.equal(esm.status, 0, esm.stderr);
   assert.match(esm.stdout, new RegExp(`^function ${String(out.ids)} file:.*/node_modules/fineserve/dist/index\\.js$`, 'm'));
+});
+
+test('the CommonJS build finds the package root as the ES build does (the reference profiles beside a checkout)', async () => {
+  const cjs = createRequire(import.meta.url)(join(ROOT, 'dist', 'cjs', 'scheduler', 'profiles.js')) as { REPO_ROOT: string };
+  const esm = (await import(pathToFileURL(join(ROOT, 'dist', 'scheduler', 'profiles.js')).href)) as { REPO_ROOT: string };
+  assert.equal(cjs.REPO_ROOT, esm.REPO_ROOT);
+  assert.equal(join(cjs.REPO_ROOT, 'package.json'), join(ROOT, 'package.json'));
 });

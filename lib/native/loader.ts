@@ -8,12 +8,12 @@
  * When none loads, one {@link NativeLoadError} lists every candidate and why it failed.
  * @module
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 
 import { type AddonVariant, type NativeLoadAttempt, NativeLoadError } from '../errors.js';
+import { packageRoot } from '../package-root.js';
 import type { NativeBinding } from './addon-types.js';
 
 export type { NativeBinding, NativeBuildInfo, RawDeviceReport } from './addon-types.js';
@@ -46,23 +46,8 @@ interface Candidate {
   readonly skip?: string;
 }
 
-/**
- * The folder of fineserve's package.json, above this module wherever it was built to: lib/native/
- * (sources), dist/native/ (ES modules) or dist/cjs/native/ (CommonJS, whose folder has a
- * package.json of its own without a name).
- */
-function packageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    try {
-      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'fineserve') return dir;
-    } catch {
-      // No package.json here (or not JSON): keep going up.
-    }
-    if (dirname(dir) === dir) return join(from, '..', '..');
-  }
-}
-
-const PACKAGE_ROOT = packageRoot(dirname(fileURLToPath(import.meta.url)));
+// lib/native/, dist/native/ or dist/cjs/native/: the root is found, not counted in `..`s.
+const PACKAGE_ROOT = packageRoot(import.meta.url);
 // Not named `require`: in the CommonJS build that name is the module wrapper's own.
 const requireAddon = createRequire(import.meta.url);
 

@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
+import { packageRoot } from '../package-root.js';
 import { PlanError } from './errors.js';
 
 /** One measured configuration. Times are in seconds, as in the reference files. */
@@ -46,7 +46,7 @@ export const PROFILE_COLUMNS = [
 ] as const;
 
 /** The repository root (this file is lib/scheduler/ in a checkout, dist/scheduler/ when built). */
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const REPO_ROOT = packageRoot(import.meta.url);
 
 /** Which reference profile set: the authors' in-house H100 cluster or AWS H100s. */
 export type ReferenceProfileSet = 'apex' | 'aws';
