@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { Engine } from '../lib/engine.js';
 import { EngineError, ModelError } from '../lib/errors.js';
 import { Tokenizer } from '../lib/tokenizer.js';
+import { bytePreTokenization } from '../lib/tokenizer/bpe-pretokenizers.js';
 import { fixture } from './fixtures.js';
 
 const HF = fixture('hf');
@@ -80,6 +81,17 @@ test('Tokenizer.encodeInline: only tokenizers whose every regex is vetted, and o
   const tokenizer = Tokenizer.fromFolder(HF);
   assert.deepEqual(tokenizer.encodeInline('Lily went home'), tokenizer.encode('Lily went home'));
   assert.equal(tokenizer.encodeInline('x'.repeat(10_000)), undefined);
+  // The rule, by where a regex sits: a known split (Llama 3's) is vetted; a normalizer's Replace regex is not.
+  const variant = (name: string, change: Record<string, unknown>): Tokenizer => {
+    const folder = join(dir, name);
+    cpSync(HF, folder, { recursive: true });
+    writeFileSync(join(folder, 'tokenizer.json'), JSON.stringify({ ...json, ...change }));
+    return Tokenizer.fromFolder(folder);
+  };
+  const llama3 = variant('llama3-split', { pre_tokenizer: bytePreTokenization('llama-bpe').preTokenizer });
+  assert.deepEqual(llama3.encodeInline('Lily went home'), llama3.encode('Lily went home'));
+  const replace = variant('replace-regex', { pre_tokenizer: null, normalizer: { type: 'Replace', pattern: { Regex: ' +' }, content: ' ' } });
+  assert.equal(replace.encodeInline('Lily went home'), undefined);
 });
 
 test('Engine: a hostile tokenizer.json or chat template ends only its own request, typed, while the event loop and the other requests go on', async () => {
