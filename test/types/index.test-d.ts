@@ -144,6 +144,22 @@ expectType<number[]>(tok.encode('hi', { addSpecialTokens: false }));
 expectType<StreamDecoder>(tok.createStreamDecoder());
 expectType<string>(tok.applyChatTemplate([{ role: 'user', content: 'hi' }]));
 
+// Several devices (issue #17): CPU partitions, placement, replicas, re-planning.
+import type { EnginePlacement, PlacementEvent, PlacementMove, ReplanResult } from 'fineserve';
+expectType<Promise<Engine>>(Engine.create({ devices: [{ id: 'cpu:0', threads: 1 }, 'cpu:1'], replanIntervalMs: 5000, onPlacement: (e) => expectType<PlacementEvent>(e) }));
+expectError(Engine.create({ devices: [{ threads: 1 }] }));
+expectType<Promise<LoadedModelInfo>>(engine.loadModel({ id: 'r', source: 'm.gguf', replicas: 2, expectedRate: 3 }));
+expectType<Promise<LoadedModelInfo>>(engine.loadModel({ id: 'p', source: 'm.gguf', device: 'cpu:1' }));
+expectError(engine.loadModel({ id: 'r', source: 'm.gguf', replicas: '2' }));
+expectType<readonly string[]>((await engine.loadModel({ id: 'q', source: 'm.gguf' })).devices);
+expectType<EnginePlacement>(engine.placement());
+expectType<string>(engine.placement().models[0]!.replicas[0]!.reason);
+expectType<Promise<ReplanResult>>(engine.replan());
+expectType<readonly PlacementMove[]>((await engine.replan()).moves);
+expectType<Promise<void>>(engine.migrate('r', 'cpu:1', { from: 'cpu:0' }));
+expectType<number>(engine.stats().models[0]!.rate.ewmaPerSecond);
+expectType<'serving' | 'draining'>(engine.stats().models[0]!.replicas[0]!.state);
+
 // The main export is what a serving user needs; the reproduction tooling is behind fineserve/sim.
 import * as main from 'fineserve';
 expectError(main.planFineServe);
