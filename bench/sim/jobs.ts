@@ -5,6 +5,9 @@
  * - skew: uniform and Zipf 2 popularity at one rate (fig1, big8, big16);
  * - long: long prompts (memory-bound) over low rates (fig1);
  * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system (fig1).
+ * - depthShift (beyond the paper): demand moving from 32-layer to 64/80-layer models halfway,
+ *   long prompts, ours with one KV Slab against ours with the reference's per-layer-count pools
+ *   (mix4, big8).
  * @module
  */
 import { SYSTEM_NAMES, type SystemName } from '../../lib/sim/systems.js';
@@ -16,7 +19,7 @@ export const MAIN_SYSTEMS: readonly SystemName[] = ['fineserve', 'reference', 'r
 /** One simulation to run, and which part of the report it feeds. */
 export interface Job {
   readonly index: number;
-  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'mapCost';
+  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'mapCost' | 'depthShift';
   readonly scenario: Scenario;
   readonly system: SystemName;
 }
@@ -34,6 +37,7 @@ export interface SweepSize {
   readonly skewRatePerGpu: number;
   readonly longRatesPerGpu: readonly number[];
   readonly mapCostsMs: readonly number[];
+  readonly shiftRatesPerGpu: readonly number[];
 }
 
 export const DEFAULT_SLO_SCALE = 40;
@@ -41,10 +45,10 @@ export const DEFAULT_SLO_SCALE = 40;
 /** Full, quick and smoke sweeps. */
 export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gpus16?: boolean; readonly seeds?: number } = {}): SweepSize {
   if (mode === 'smoke') {
-    return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165] };
+    return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165], shiftRatesPerGpu: [4] };
   }
   if (mode === 'quick') {
-    return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165] };
+    return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165], shiftRatesPerGpu: [4, 8] };
   }
   // Sized for a shared 2-core machine (about 470k simulated requests): 16 GPUs (two copies of
   // big8) and a fifth seed are left to a bigger machine (`--gpus16`, `--seeds N`).
@@ -60,6 +64,7 @@ export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gp
     skewRatePerGpu: 20,
     longRatesPerGpu: [2, 4, 8],
     mapCostsMs: [0, 0.032, 0.165],
+    shiftRatesPerGpu: [2, 4, 6],
   };
 }
 
@@ -87,6 +92,9 @@ export function buildJobs(size: SweepSize): Job[] {
     if (mix === 'fig1') {
       for (const r of size.longRatesPerGpu) add('long', { ...base, lengths: 'long', rate: r * g }, MAIN_SYSTEMS);
       for (const c of size.mapCostsMs) add('mapCost', { ...base, rate: size.skewRatePerGpu * g, mapCostMs: c }, ['prism']);
+    }
+    if (mix !== 'fig1' || size.mixes.length === 1) {
+      for (const r of size.shiftRatesPerGpu) add('depthShift', { ...base, lengths: 'long', depthShift: true, rate: r * g }, ['fineserve', 'ours-layer-pools', 'prism']);
     }
   }
   return jobs;

@@ -107,6 +107,8 @@ for (const mix of size.mixes) {
   const skew = Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(skewRuns, s, (r) => r.zipf)]));
   const longRuns = part('long').filter((r) => r.mix === mix);
   const long = longRuns.length > 0 ? Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(longRuns, s, (r) => r.rate)])) : undefined;
+  const shiftRuns = part('depthShift').filter((r) => r.mix === mix);
+  const depthShift = shiftRuns.length > 0 ? Object.fromEntries((['fineserve', 'ours-layer-pools', 'prism'] as const).map((s) => [s, curve(shiftRuns, s, (r) => r.rate)])) : undefined;
   const mapRuns = part('mapCost').filter((r) => r.mix === mix);
   const mapCost = mapRuns.length > 0 ? curve(mapRuns, 'prism', (r) => r.mapCostMs ?? 0) : undefined;
   mixes.push({
@@ -124,6 +126,7 @@ for (const mix of size.mixes) {
     skew,
     ...(long !== undefined && { long }),
     ...(mapCost !== undefined && { prismMapCost: mapCost }),
+    ...(depthShift !== undefined && { depthShift }),
   });
 
   const ser = (systems: readonly SystemName[], k: 'attainment' | 'throughput'): Series[] =>
@@ -144,6 +147,12 @@ for (const mix of size.mixes) {
   const sr = (t: typeof at99) => MAIN_SYSTEMS.map((s) => `${s} ${t[s]!.median.toFixed(1)} [${t[s]!.min.toFixed(1)}–${t[s]!.max.toFixed(1)}]`).join(', ');
   lines.push(`sustained rate at 99 %: ${sr(at99)}`);
   lines.push(`sustained rate at 90 %: ${sr(at90)}`);
+  if (depthShift !== undefined) {
+    lines.push(
+      `depth shift (long prompts, demand 32 -> 64/80 layers halfway), attainment % / tokens/s: ` +
+        Object.entries(depthShift).map(([s, c]) => `${s} ${c.map((p) => `${p.x}: ${pct(p.attainment.mean)} / ${p.throughput.mean.toFixed(0)}`).join(', ')}`).join('; '),
+    );
+  }
   lines.push(`extrapolated share of iterations (ours, by rate): ${curves.fineserve.map((p) => `${p.x}: ${pct(p.extrapolatedShare)} %`).join(', ')}`);
 }
 

@@ -30,6 +30,11 @@ export interface Scenario {
   readonly seed: number;
   /** kvcached-style pool's map cost per page, ms; absent: the default (8 µs). */
   readonly mapCostMs?: number;
+  /**
+   * Demand moves between model depths halfway: the 32-layer 8B models carry 1.75x their rate in
+   * the first half and 0.25x in the second, the 64/80-layer models the reverse (same average).
+   */
+  readonly depthShift?: boolean;
 }
 
 /**
@@ -67,7 +72,15 @@ export function scenarioDevices(gpus: number): DeviceSpec[] {
 export function materialize(s: Scenario): { models: ModelSpec[]; devices: DeviceSpec[]; arrivals: Arrival[] } {
   const base = scenarioModels(s.mix);
   const lengths = LENGTHS[s.lengths];
-  const arrivals = generateWorkload({ models: base.map((m) => m.id), totalRate: s.rate, zipf: s.zipf, durationMs: s.durationMs, seed: s.seed, input: lengths.input, output: lengths.output });
+  const shallow = (m: ModelSpec): boolean => m.family === 'llama-3.1-8b';
+  const phases =
+    s.depthShift === true
+      ? [
+          { atMs: 0, multipliers: Object.fromEntries(base.map((m) => [m.id, shallow(m) ? 1.75 : 0.25])) },
+          { atMs: s.durationMs / 2, multipliers: Object.fromEntries(base.map((m) => [m.id, shallow(m) ? 0.25 : 1.75])) },
+        ]
+      : [];
+  const arrivals = generateWorkload({ models: base.map((m) => m.id), totalRate: s.rate, zipf: s.zipf, durationMs: s.durationMs, seed: s.seed, input: lengths.input, output: lengths.output, phases });
   const counts = new Map<string, number>();
   for (const a of arrivals) counts.set(a.model, (counts.get(a.model) ?? 0) + 1);
   // Planners get the rates the workload actually has (as an operator would configure them); a

@@ -27,6 +27,7 @@ export const SYSTEM_NAMES = [
   'ablation-kvslab',
   'ablation-global',
   'ablation-local',
+  'ours-layer-pools',
 ] as const;
 
 /** A system name. */
@@ -43,6 +44,7 @@ export const SYSTEM_NOTES: Readonly<Record<SystemName, string>> = {
   'ablation-kvslab': 'Prism-style with our KV Slab instead of paged KV',
   'ablation-global': 'Prism-style with our placement instead of KV pressure',
   'ablation-local': 'Prism-style with our local policy instead of its deadline policy',
+  'ours-layer-pools': 'ours with the reference\'s KV pools (one per layer count, split at start by configured rates) instead of one KV Slab',
 };
 
 /** Builds a system's plan and policies for a scenario. */
@@ -66,6 +68,8 @@ export function buildSystem(name: SystemName, costModel: CostModel, input: PlanI
       return { name, plan: prism(), kv: 'slab', policy: prismLocal, latency: 'static' };
     case 'ablation-global':
       return { name, plan: ours(), kv: 'paged', policy: prismLocal, latency: 'static' };
+    case 'ours-layer-pools':
+      return { name, plan: ours(), kv: 'reference-slab', policy: fineserveLocal, latency: 'online' };
     case 'ablation-local':
       return { name, plan: prism(), kv: 'paged', policy: fineserveLocal, latency: 'online' };
   }
