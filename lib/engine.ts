@@ -674,8 +674,47 @@ export class Engine {
     if (options.onToken !== undefined && typeof options.onToken !== 'function') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', 'onToken must be a function');
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `signal must be an AbortSignal, got ${describe(options.signal)}`);
     const stops = stopStrings(options.stop);
+    let stopTokens: Set<number>;
+    if (options.stopTokens !== undefined) {
+      checkTokens('stopTokens', options.stopTokens, lead.model.config.vocabSize);
+      stopTokens = new Set(options.stopTokens);
+    } else {
+      stopTokens = new Set(lead.tokenizer.eosTokenIds);
+      if (lead.model.config.eosTokenId >= 0) stopTokens.add(lead.model.config.eosTokenId);
+    }
     const prompt = this.#promptTokens(lead, options);
-    if (!Array.isArray(prompt)) return this.#whenTokenized(options, prompt);
+    // The request exists from here: its id, and the arrival its TTFT counts from (tokenizing included).
+    const request: AcceptedRequest = { run: new GenerationRun(this.#nextId), id: this.#nextId, arrivalMs: performance.now(), sampling, stops, stopTokens };
+    if (Array.isArray(prompt)) {
+      // Refusals past this point (context) throw before anything is queued.
+      this.#enqueue(options, prompt, request);
+      this.#nextId++;
+      return request.run;
+    }
+    // Long texts and untrusted tokenizers are tokenized off the event loop: what fails after
+    // (the budget, the context, an unload meanwhile) ends the run instead of throwing.
+    this.#nextId++;
+    const fail = (reason: 'error' | 'abort', error?: Error): void => {
+      const timings = { queueMs: 0, ttftMs: undefined, tpotMs: undefined, e2eMs: performance.now() - request.arrivalMs };
+      request.run.finish({ text: '', tokens: [], finishReason: reason, promptTokens: 0, timings, sloMet: undefined, preemptions: 0, ...(error === undefined ? {} : { error }) });
+    };
+    prompt.then(
+      (ids) => {
+        try {
+          this.#enqueue(options, ids, request);
+        } catch (err) {
+          fail('error', err as Error);
+        }
+      },
+      (err: unknown) => (options.signal?.aborted === true ? fail('abort') : fail('error', err as Error)),
+    );
+    return request.run;
+  }
+
+  /** Routes a tokenized request to a replica and queues it; throws (queuing nothing) for a prompt past the context. */
+  #enqueue(options: GenerateOptions, prompt: number[], r: AcceptedRequest): void {
+    this.#open('generate');
+    const group = this.#entry(options.model, 'generate');
     const replica = group.route(prompt.length);
     const m = replica.served;
     const maxContext = m.limits.maxContext;
@@ -686,29 +725,19 @@ export class Engine {
     if (options.maxTokens !== undefined && prompt.length + options.maxTokens > maxContext) {
       throw new EngineError('ERR_ENGINE_CONTEXT_EXCEEDED', `${prompt.length} prompt tokens + maxTokens ${options.maxTokens} exceed the context of ${maxContext} of model "${m.id}"`);
     }
-    let stopTokens: Set<number>;
-    if (options.stopTokens !== undefined) {
-      checkTokens('stopTokens', options.stopTokens, m.model.config.vocabSize);
-      stopTokens = new Set(options.stopTokens);
-    } else {
-      stopTokens = new Set(m.tokenizer.eosTokenIds);
-      if (m.model.config.eosTokenId >= 0) stopTokens.add(m.model.config.eosTokenId);
-    }
     const signal = options.signal;
-    const id = this.#nextId++;
-    const run = new GenerationRun(id);
-    const now = performance.now();
+    const { run, arrivalMs: now } = r;
     const seq = new Sequence({
-      id,
+      id: r.id,
       run,
       arrivalMs: now,
       priority: options.priority ?? 0,
       prompt,
       maxTokens: options.maxTokens ?? maxContext - prompt.length,
-      sampling,
-      stopTokens,
+      sampling: r.sampling,
+      stopTokens: r.stopTokens,
       decoder: m.tokenizer.createStreamDecoder(),
-      stop: new StopMatcher(stops),
+      stop: new StopMatcher(r.stops),
       onToken: options.onToken,
       slo: { ...m.slo, ...definedOnly(options.slo) },
     });
@@ -717,8 +746,8 @@ export class Engine {
     group.arrivedWith(prompt.length, seq.maxTokens);
     m.enqueue(seq);
     if (signal?.aborted) {
-      m.end(seq, { reason: 'abort' }, now);
-      return run;
+      m.end(seq, { reason: 'abort' }, performance.now());
+      return;
     }
     if (signal !== undefined) {
       // Wherever the request is by then: a migration may have moved it to another replica.
@@ -727,7 +756,6 @@ export class Engine {
       void run.result.then(() => signal.removeEventListener('abort', onAbort));
     }
     replica.device.scheduler.notify();
-    return run;
   }
 
   #promptTokens(m: ServedModel, options: GenerateOptions): number[] | Promise<number[]> {
@@ -764,43 +792,6 @@ export class Engine {
     if (typeof text !== 'string') throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `prompt is a ${typeof text}: must be a string`);
     checkTextFits(m, text.length);
     return m.tokenizer.encodeInline(text) ?? m.tokenizer.encodeAsync(text, { signal: options.signal });
-  }
-
-  /**
-   * A request whose prompt is tokenized off the event loop: its run is returned at once, and it is
-   * checked and queued when its tokens arrive, as if they had been given as `tokens`. What fails
-   * by then (a tokenizer or chat template past its budget, a prompt past the context, the model
-   * unloaded) ends the run with finishReason `error` instead of throwing.
-   */
-  #whenTokenized(options: GenerateOptions, tokens: Promise<number[]>): GenerationRun {
-    const run = new GenerationRun(this.#nextId++);
-    const arrivalMs = performance.now();
-    const end = (finishReason: 'error' | 'abort', error?: Error): void => {
-      const timings = { queueMs: 0, ttftMs: undefined, tpotMs: undefined, e2eMs: performance.now() - arrivalMs };
-      run.finish({ text: '', tokens: [], finishReason, promptTokens: 0, timings, sloMet: undefined, preemptions: 0, ...(error === undefined ? {} : { error }) });
-    };
-    const { prompt: _prompt, messages: _messages, chatTemplate: _template, ...rest } = options as GenerateOptions & { prompt?: string; messages?: unknown };
-    tokens.then(
-      (ids) => {
-        let inner: GenerationRun;
-        try {
-          inner = this.generate({ ...rest, tokens: ids } as GenerateOptions);
-        } catch (err) {
-          end('error', err as Error);
-          return;
-        }
-        void (async () => {
-          try {
-            for await (const chunk of inner) run.push(chunk);
-          } catch {
-            // The error is the result's, passed on below.
-          }
-          run.finish(await inner.result);
-        })();
-      },
-      (err: unknown) => (options.signal?.aborted === true ? end('abort') : end('error', err as Error)),
-    );
-    return run;
   }
 
   /**
@@ -936,6 +927,16 @@ function placementModel(g: ModelGroup, nowMs: number): PlacementModel {
     // Loading a replica, then draining the old one's requests (one typical request's decode).
     moveCostS: (g.loadMs + outputTokens * anyCost.decodeMs(1, promptTokens + outputTokens / 2)) / 1000,
   };
+}
+
+/** What generate() fixed for a request before its prompt was tokenized. */
+interface AcceptedRequest {
+  readonly run: GenerationRun;
+  readonly id: number;
+  readonly arrivalMs: number;
+  readonly sampling: SamplingOptions;
+  readonly stops: ReturnType<typeof stopStrings>;
+  readonly stopTokens: Set<number>;
 }
 
 function samplingOf(o: GenerateOptions): SamplingOptions {
