@@ -3,6 +3,9 @@
 // and the tensor or field.
 #include <doctest/doctest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -433,3 +436,28 @@ TEST_CASE("loader: a file that shrinks while it is read is a ModelError naming i
                ModelErrc::Cancelled, {fixture_gguf().string(), "cancelled"});
   CHECK(cancel_calls == 2);
 }
+
+#ifdef __linux__
+TEST_CASE("loader: pages of the files that no weight reads are given back (header, an unused copy)") {
+  auto m = load_model(fixture_gguf().string());
+  auto* mapped = dynamic_cast<fineserve::model::detail::MappedModel*>(m.get());
+  REQUIRE(mapped != nullptr);
+  REQUIRE(mapped->files.size() == 1);
+  const FileBytes& f = mapped->files[0];
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t pages = (f.size() + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  REQUIRE(::mincore(const_cast<uint8_t*>(f.data()), f.size(), resident.data()) == 0);
+  uint64_t in = 0;
+  for (unsigned char r : resident) in += r & 1;
+  // stories260K.gguf holds output.weight as a byte copy of token_embd.weight (128 KiB, 32 pages),
+  // which the tied model never reads, and a header of metadata copied out at load.
+  INFO(in << " of " << pages << " pages resident");
+  CHECK(in + 32 <= pages);
+  // Every weight the model reads is still there.
+  for (const TensorView* t : fineserve::model::detail::distinct_tensors(m->weights)) {
+    const uint64_t first = (reinterpret_cast<uintptr_t>(t->data) - reinterpret_cast<uintptr_t>(f.data())) / page;
+    CHECK((resident[first] & 1) == 1);
+  }
+}
+#endif

@@ -48,6 +48,9 @@ FileBytes::FileBytes(const std::string& path, const OnRead& on_read, uint64_t ch
     if (p == MAP_FAILED) fail(ModelErrc::Corrupt, path, "cannot allocate " + std::to_string(size) + " bytes for the file", errno);
     data_ = static_cast<uint8_t*>(p);
     size_ = size;
+    // 2 MiB pages where the kernel offers them: a 250 MB file then takes ~125 page faults to
+    // fill instead of ~61,000, which is most of the copy's cost over the old mapping.
+    ::madvise(p, size, MADV_HUGEPAGE);
   }
   ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   chunk_bytes = std::max<uint64_t>(chunk_bytes, 1);

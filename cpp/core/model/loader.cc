@@ -22,6 +22,25 @@ void release_pages(std::vector<FileBytes>& files, const TensorView& t) {
   for (FileBytes& f : files) f.discard(t.data, t.bytes);
 }
 
+// Gives back every page of the files that no weight view reads: headers (their metadata is
+// copied into LoadedModel::metadata), tensors the model does not use (a tied output's copy,
+// rope_freqs), alignment padding. The mapping this replaced never faulted those pages in.
+void release_unused(std::vector<FileBytes>& files, const LlamaWeights& weights) {
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> used;
+  for (const TensorView* t : detail::distinct_tensors(weights)) used.emplace_back(t->data, t->data + t->bytes);
+  std::sort(used.begin(), used.end());
+  for (FileBytes& f : files) {
+    const uint8_t* at = f.data();
+    const uint8_t* end = f.data() + f.size();
+    for (const auto& [b, e] : used) {
+      if (e <= f.data() || b >= end) continue;
+      if (b > at) f.discard(at, static_cast<uint64_t>(b - at));
+      at = std::max(at, e);
+    }
+    if (at != nullptr && at < end) f.discard(at, static_cast<uint64_t>(end - at));
+  }
+}
+
 // Bytes the load will read: the .gguf file, or the folder's safetensors files. Only for
 // splitting the progress fraction between reading and the later phases.
 uint64_t bytes_to_read(const std::string& path, bool folder) {
@@ -106,6 +125,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
     quantize_model(*model, *options.quantize, pool, progress,
                    [&files](const TensorView& replaced) { release_pages(files, replaced); });
   }
+  release_unused(model->files, model->weights);
   return model;
 }
 
