@@ -1,5 +1,5 @@
 /**
- * Loading models: a GGUF file or a Hugging Face folder (config.json + safetensors), mapped and
+ * Loading models: a GGUF file or a Hugging Face folder (config.json + safetensors), read and
  * checked by the native addon off the JS thread, with progress and cancellation.
  * @module
  */
@@ -107,7 +107,10 @@ async function calibrationTokens(source: string, calibration: Calibration | unde
   return calibration.text.map((t) => Int32Array.from(tokenizer.encode(t)));
 }
 
-/** A loaded model. Its weights stay mapped while the object is referenced. */
+/**
+ * A loaded model. Its weights live in memory it owns (the files are read, never mapped: replacing
+ * or truncating a file under a served model changes nothing) until {@link dispose} or collection.
+ */
 export class Model {
   readonly config: LlamaConfig;
   /** The path it was loaded from. */
