@@ -3,9 +3,10 @@
  * f16, FP8, INT8 and INT4; 4 and 8 layers), a KV budget small enough that static partitions cap
  * each model's batch, prompts of 256-1,500 and outputs of 64-512 tokens, and a hot model that
  * rotates every phase. Side by side on the same arrivals and SLOs:
- *  - the KV pool alone (one FCFS scheduler, serving everything): KV Slab, static partitions
+ *  - the KV pool alone (FineServe's scheduler, serving everything): KV Slab, static partitions
  *    (vLLM), unified blocks padded to the largest (MuxServe), pages mapped on demand (kvcached);
- *  - full FineServe (KV Slab, SLO-aware, drops what cannot make it) vs static partitions + FCFS.
+ *  - full FineServe (KV Slab, SLO-aware, drops what cannot make it) vs static partitions + FCFS;
+ *  - the KV Slab under FCFS, which admits whatever fits: more sequences than the CPU can batch.
  * Also measures one model's decode step time against batch size: where CPU batching stops
  * turning more concurrent sequences into throughput. Not a test.
  *
@@ -29,7 +30,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { demoModel } from '../lib/cli/demo.js';
-import { calibrateMemory, disposeModels, mixedLineup, type MemoryRun, type MemorySetup, POLICY_SYSTEMS, POOL_SYSTEMS, preloadModels, runMemorySystem, shiftingWorkload } from '../lib/sim/memory-comparison.js';
+import { calibrateMemory, disposeModels, mixedLineup, type MemoryRun, type MemorySetup, FCFS_SLAB, POLICY_SYSTEMS, POOL_SYSTEMS, preloadModels, runMemorySystem, shiftingWorkload } from '../lib/sim/memory-comparison.js';
 import { addonIdentity, ForeignLoad } from './engine-cpu/machine.js';
 import { batchScaling, type BatchPoint } from './serve-memory/batch-scaling.js';
 import { writeCharts } from './serve-memory/charts.js';
@@ -102,7 +103,7 @@ const { arrivals, phases } = shiftingWorkload(setup, { ratePerSecond: rate, dura
 log(`workload: ${arrivals.length} requests over ${seconds} s at ${rate} req/s; the hot model (x4, others x0.25) rotates every ${seconds / 4} s`);
 
 const only = values.only?.split(',');
-const systems = [...POOL_SYSTEMS, ...POLICY_SYSTEMS].filter((s) => only === undefined || only.includes(s.label));
+const systems = [...POOL_SYSTEMS, ...POLICY_SYSTEMS, FCFS_SLAB].filter((s) => only === undefined || only.includes(s.label));
 const runs: MemoryRun[] = [];
 const failures: string[] = [];
 for (const system of systems) {

@@ -128,7 +128,7 @@ test('bench:serve-memory --smoke: every KV pool and both policies serve, ratios 
   type System = { label: string; tokensPerSecond: number; sloAttainment: number; meanRunning: number; samples: { running: Record<string, number> }[] };
   const r = json<{ systems: System[]; batchScaling: { stepMs: unknown; tokensPerSecond: unknown }[]; targets: { slabVsStatic: { throughput: unknown }; fineserveVsStaticFcfs: { attainment: unknown; throughput: unknown } }; failures: string[] }>(out('serve-memory.json'));
   assert.deepEqual(r.failures, []);
-  assert.deepEqual(r.systems.map((s) => s.label), ['kv-slab', 'static', 'unified', 'paged', 'fineserve', 'static-fcfs']);
+  assert.deepEqual(r.systems.map((s) => s.label), ['kv-slab', 'static', 'unified', 'paged', 'fineserve', 'static-fcfs', 'kv-slab-fcfs']);
   for (const s of r.systems) {
     assert.ok(s.tokensPerSecond > 0, `${s.label} served tokens`);
     real(s.sloAttainment, `${s.label} attainment`);

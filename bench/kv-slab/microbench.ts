@@ -12,11 +12,20 @@ import { averageShares } from './policies.js';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
+/** Medians over repeats: wall time, and this thread's CPU time (what the allocator itself spent). */
+export interface MicroTiming {
+  readonly allocNsPerBlock: number;
+  readonly freeNsPerBlock: number;
+  readonly allocCpuNsPerBlock: number;
+  readonly freeCpuNsPerBlock: number;
+  readonly modelledMapNsPerBlockOp: number;
+}
+
 export interface MicroPolicy {
   readonly policy: string;
   readonly error?: string;
-  readonly single?: { readonly allocNsPerBlock: number; readonly freeNsPerBlock: number; readonly modelledMapNsPerBlockOp: number };
-  readonly batch16?: { readonly allocNsPerBlock: number; readonly freeNsPerBlock: number; readonly modelledMapNsPerBlockOp: number };
+  readonly single?: MicroTiming;
+  readonly batch16?: MicroTiming;
 }
 
 export type Microbench = { policies: MicroPolicy[] } | { error: string };

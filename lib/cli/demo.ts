@@ -159,7 +159,7 @@ export async function demoCommand(args: readonly string[]): Promise<number> {
   let context: number;
   try {
     rate = num('rate', values.rate);
-    seconds = num('seconds', values.seconds) ?? 20;
+    seconds = num('seconds', values.seconds) ?? 12;
     threads = num('threads', values.threads);
     kvMiB = num('kv-mib', values['kv-mib']) ?? 5;
     context = Math.round(num('context', values.context) ?? 256);

@@ -57,17 +57,23 @@ export interface MemorySystem {
 }
 
 /**
- * Same scheduler, only the KV pool changing. The scheduler is FCFS (vLLM's), which admits while
- * the pool has blocks, so the pool alone decides how many sequences run: FineServe's own policy
- * also caps the batch to keep decodes inside their TPOT SLO, and on this CPU that cap, not KV
- * memory, bound it (a 5 MiB KV Slab held 413 tokens on average under it).
+ * Same scheduler (FineServe's local policy, serving everything: no drops), only the KV pool
+ * changing. The policy admits while the pool has blocks and the step stays inside the decodes'
+ * TPOT SLO, so a pool that lets more sequences in raises the batch only as far as the device
+ * can still serve it on time.
  */
 export const POOL_SYSTEMS: readonly MemorySystem[] = [
-  { label: 'kv-slab', policy: 'static-fcfs', kvPool: 'kv-slab', dropLate: false },
-  { label: 'static', policy: 'static-fcfs', kvPool: 'static', dropLate: false },
-  { label: 'unified', policy: 'static-fcfs', kvPool: 'unified', dropLate: false },
-  { label: 'paged', policy: 'static-fcfs', kvPool: 'paged', dropLate: false },
+  { label: 'kv-slab', policy: 'fineserve', kvPool: 'kv-slab', dropLate: false },
+  { label: 'static', policy: 'fineserve', kvPool: 'static', dropLate: false },
+  { label: 'unified', policy: 'fineserve', kvPool: 'unified', dropLate: false },
+  { label: 'paged', policy: 'fineserve', kvPool: 'paged', dropLate: false },
 ];
+
+/**
+ * The KV Slab under FCFS (vLLM's scheduler, which admits while the pool has blocks): what more
+ * concurrent sequences do on a device whose step time grows faster than its batch.
+ */
+export const FCFS_SLAB: MemorySystem = { label: 'kv-slab-fcfs', policy: 'static-fcfs', kvPool: 'kv-slab', dropLate: false };
 
 /** Full FineServe (KV Slab, SLO-aware scheduling that drops what cannot make it) vs the vLLM-style baseline. */
 export const POLICY_SYSTEMS: readonly MemorySystem[] = [
