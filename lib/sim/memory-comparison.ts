@@ -179,11 +179,13 @@ const median = (xs: readonly number[]): number => {
 };
 
 /**
- * Each model alone on an ample KV Slab: TTFT of a p95-length prompt and TPOT of a median output
+ * Each model alone on the setup's KV Slab: TTFT of a p95-length prompt and TPOT of a median output
  * (median of `reps`), and SLOs of `sloScale` times them.
  */
 export async function calibrateMemory(setup: MemorySetup, reps = 3): Promise<MemoryCalibration[]> {
-  const engine = await engineFor({ label: 'calibration', policy: 'fineserve', kvPool: 'kv-slab', dropLate: false }, { ...setup, kvBytes: Math.max(setup.kvBytes, 64 * 2 ** 20) }, {});
+  // The runs' own budget: one request at a time fits it, and the pool's slab size (which sets
+  // the tokens per block, so the block bytes `unified` pads to) is the one the runs will have.
+  const engine = await engineFor({ label: 'calibration', policy: 'fineserve', kvPool: 'kv-slab', dropLate: false }, setup, {});
   const out: MemoryCalibration[] = [];
   try {
     const stats = engine.stats();
