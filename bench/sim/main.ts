@@ -5,8 +5,8 @@
  * and measured in the same run; numbers are mean ± sd over seeds. Writes bench/results/sim[-quick].json,
  * SVG charts and Vega-Lite specs, and prints per-rate ratios against every baseline.
  *
- *   npm run bench:sim            the sweep (2, 4, 8 GPUs; 3 seeds at 2–4 GPUs, 2 at 8; ~470k requests)
- *   npm run bench:sim -- --gpus16 --seeds 5   adds 16 GPUs and seeds (a bigger machine)
+ *   npm run bench:sim            the sweep (2, 4, 8 GPUs; 5 seeds, side sweeps 3; about 4 minutes)
+ *   npm run bench:sim -- --gpus16 --seeds N   adds 16 GPUs, changes the seeds (a bigger machine)
  *   npm run bench:sim -- --quick 2 and 4 GPUs, 2 seeds, shorter runs
  *   npm run bench:sim -- --smoke 2 GPUs, two rates, one seed, 5 s runs: checks it works (npm test),
  *                                to build/sim-smoke/ (--out DIR for another folder)
