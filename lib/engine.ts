@@ -29,7 +29,7 @@ import type { ServedModel } from './engine/served-model.js';
 import { StopMatcher } from './engine/stop.js';
 import { checkNumber, checkSampling, checkSlo, checkTemplate, checkTokens, describe, stopStrings } from './engine/validate.js';
 import { type Calibration, Model } from './model.js';
-import { type PrecisionName, type PrecisionSpec, precisionName } from './precision.js';
+import type { PrecisionName, PrecisionSpec } from './precision.js';
 import { type GenerateOptions, GenerationRun } from './request.js';
 import type { SamplingOptions } from './runner.js';
 import { fineserveLocalWith, LOCAL_POLICIES, type LocalPolicyName } from './scheduler/local/index.js';
@@ -497,7 +497,7 @@ export class Engine {
       device: devices[0] ?? g.replicas[0]?.device.id ?? '',
       devices,
       precision: g.model.precision,
-      precisionName: precisionName(g.model.precision),
+      precisionName: g.model.precisionName,
       kvFormat: fp.kvFormat,
       maxContext: g.settings.limits.maxContext,
       weightBytes: g.model.weightBytes,
