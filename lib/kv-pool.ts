@@ -13,11 +13,16 @@ export type { KvFormat, KvGeometry, KvPolicy, KvPoolOptions, KvModelOptions, KvA
 
 /**
  * Bytes one token of a geometry takes in the cache (K and V of every layer and KV head, scales
- * included), before the layout's alignment padding.
+ * included), before the layout's alignment padding: the addon's `layout().tokenBytes`. int4 keeps
+ * V's scale per token and K's per channel over a block (`headDim` f16 steps and minima per head),
+ * spread over the block's tokens and rounded down.
  */
-export function kvTokenBytes(g: Pick<KvGeometry, 'layers' | 'kvHeads' | 'headDim' | 'format' | 'scaleBytes'>): number {
+export function kvTokenBytes(g: Pick<KvGeometry, 'tokensPerBlock' | 'layers' | 'kvHeads' | 'headDim' | 'format' | 'scaleBytes'>): number {
   const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[g.format];
-  return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + (g.scaleBytes ?? 0));
+  const scale = g.scaleBytes ?? 0;
+  if (g.format !== 'int4') return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + scale);
+  const perBlock = g.layers * g.kvHeads * (g.tokensPerBlock * (g.headDim + scale) + 4 * g.headDim);
+  return Math.floor(perBlock / g.tokensPerBlock);
 }
 
 const POLICIES: readonly KvPolicy[] = ['kv-slab', 'static', 'unified', 'paged'];

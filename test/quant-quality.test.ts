@@ -1,6 +1,6 @@
 // Quality of every precision on the real stories260K model, as perplexity of eval.txt against the
 // fp32 model (the issue's targets: w8a8 <= +0.5 %, fp8 <= +1 %, w4a16 no worse than llama.cpp's
-// Q4_0 of the same model, int4 KV <= +3 %, which is not met: see below). The Q4_0 file is written by fineserve's GGUF writer,
+// Q4_0 of the same model, int4 KV <= +3 %). The Q4_0 file is written by fineserve's GGUF writer,
 // which quantizes bit-identically to llama-quantize; the peer test checks node-llama-cpp scores
 // that file the same. Calibration data is sampled from the fp32 model (no eval text leaks in).
 import assert from 'node:assert/strict';
@@ -26,11 +26,10 @@ test('every precision stays within its perplexity target on stories260K', { time
   // fp8 sits at the issue's 1 % target (measured +1.05 % round-to-nearest, +1.00 % smoothed); the
   // margin only absorbs the last digits moving between SIMD levels.
   assert.ok(row('fp8 (smoothed)').deltaPercent <= 1.1, `fp8: +${row('fp8 (smoothed)').deltaPercent.toFixed(3)} % (target <= 1 %)`);
-  // int4 KV does NOT meet the issue's +3 % on this model (head_dim 8: one scale per 8 values).
-  // K is the whole loss (V alone in int4 costs under 1 %), and FireQ's pre-RoPE K smoothing does
-  // not recover it here; README says so. These bounds only guard the measured state (+117 %).
-  assert.ok(row('fp32-kv4').deltaPercent <= 130, `int4 KV: +${row('fp32-kv4').deltaPercent.toFixed(3)} % (was +117 %)`);
-  assert.ok(row('w8a8-kv4 (smoothed)').deltaPercent <= 130, `w8a8-kv4: +${row('w8a8-kv4 (smoothed)').deltaPercent.toFixed(3)} % (was +118 %)`);
+  // int4 KV: K per channel over each block (asymmetric), V per token. Per-token K scales cost
+  // +117 % here (K's channels sit at very different offsets); per channel it is about +2 %.
+  assert.ok(row('fp32-kv4').deltaPercent <= 3, `int4 KV: +${row('fp32-kv4').deltaPercent.toFixed(3)} % (target <= 3 %)`);
+  assert.ok(row('w8a8-kv4 (smoothed)').deltaPercent <= 3.5, `w8a8-kv4: +${row('w8a8-kv4 (smoothed)').deltaPercent.toFixed(3)} %`);
   const q4 = row('GGUF Q4_0');
   assert.ok(
     row('w4a16 g32 (AWQ)').perplexity <= q4.perplexity,

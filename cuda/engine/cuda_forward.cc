@@ -40,6 +40,7 @@ void CudaForward::reserve(uint32_t n, uint32_t rows, uint32_t max_context, size_
   const model::LlamaConfig& c = config_;
   staging_.reserve(staging_bytes, "step indices");
   attn_scratch_.reserve(paged_attention_scratch_bytes(layout_, c.num_heads, n, max_context), "attention scratch");
+  k4_snapshots_.reserve(k4_snapshot_bytes(layout_, n), "int4 K snapshots");
   if (n > capacity_tokens_) {
     const size_t hidden = c.hidden_size, ffn = c.intermediate_size;
     const size_t q_dim = size_t{c.num_heads} * c.head_dim, kv_dim = size_t{c.num_kv_heads} * c.head_dim;
@@ -133,6 +134,7 @@ void CudaForward::run(const engine::StepPlan& plan, Sampling sampling, Output& o
   batch.n_spans = n_spans;
   batch.max_span_rows = max_span_rows;
   batch.n_single_rows = n_singles;
+  batch.k4_snapshots = k4_snapshots_.as<uint8_t>();
 
   const uint32_t hidden = c.hidden_size, ffn = c.intermediate_size;
   const size_t nh = size_t{n} * hidden;

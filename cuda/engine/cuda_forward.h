@@ -44,7 +44,7 @@ class CudaForward {
   DeviceWeights weights_;
   DeviceBuffer inv_freq_;
   // Grown to the largest step seen and reused.
-  DeviceBuffer staging_, x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_, scratch_, sampled_, attn_scratch_;
+  DeviceBuffer staging_, x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_, scratch_, sampled_, attn_scratch_, k4_snapshots_;
   uint32_t capacity_tokens_ = 0, capacity_logit_rows_ = 0;
   std::vector<uint8_t> host_staging_;
 };

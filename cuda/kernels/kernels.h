@@ -103,10 +103,31 @@ struct PagedBatch {
   const AttentionSpan* spans = nullptr;    // n_spans spans, disjoint
   const uint32_t* single_rows = nullptr;   // n_single_rows rows, in no span
   uint32_t n_spans = 0, max_span_rows = 0, n_single_rows = 0;
+
+  // int4 caches: k4_snapshot_bytes(layout, n_tokens) bytes of device memory that write_kv fills
+  // and paged_attention reads (a token's own block as its row left it, when a later row of the
+  // same step changed that block; kv_codec.h). May be null only when no sequence has several rows
+  // in the step (decode): without it such rows would read their block as the whole step left it.
+  uint8_t* k4_snapshots = nullptr;
 };
 
-// Stores K and V of every token row for one layer in the cache's format, as kv::encode_row does
-// (int8/int4 scales from each (token, head) row alone). k, v: [n_tokens][kv_heads * head_dim].
+// The rows of one sequence in a step are consecutive, in position order: row r starts its
+// sequence's run unless row r - 1 is the same sequence's previous position.
+FINESERVE_HOST_DEVICE inline bool k4_run_starts(const PagedBatch& b, uint32_t r) {
+  return r == 0 || b.token_seq[r - 1] != b.token_seq[r] || b.token_pos[r - 1] + 1 != b.token_pos[r];
+}
+// Whether row r has a snapshot: the next row is its sequence's next position, in the same block.
+FINESERVE_HOST_DEVICE inline bool k4_has_snapshot(const PagedBatch& b, uint32_t r, uint32_t tpb) {
+  return r + 1 < b.n_tokens && !k4_run_starts(b, r + 1) && (b.token_pos[r] + 1) % tpb != 0;
+}
+// One (row, KV head) snapshot: the block's tpb K rows of that head, then its channel params.
+FINESERVE_HOST_DEVICE inline uint64_t k4_snapshot_row_bytes(const kv::KvLayout& l) {
+  return uint64_t{l.geometry.tokens_per_block} * l.row_bytes + kv::KvLayout::k_params_bytes(l.geometry.head_dim);
+}
+size_t k4_snapshot_bytes(const kv::KvLayout& layout, uint32_t n_tokens);
+
+// Stores K and V of every token row for one layer in the cache's format, as ops::write_kv does
+// (int8 and int4 V scales from each (token, head) row alone, int4 K per channel over its block). k, v: [n_tokens][kv_heads * head_dim].
 void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batch, const float* k, const float* v,
               Stream stream);
 

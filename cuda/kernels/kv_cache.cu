@@ -2,6 +2,11 @@
 // byte for byte what kv::encode_row (cpp/core/kv/kv_codec.cc) stores, so a cache written by
 // either backend reads back the same in both.
 //
+// int4's K is coded per channel over its block (kv::append_k_int4): write_k4_kernel runs one warp
+// per (sequence's rows in the step, KV head), row after row in position order, each lane owning
+// two channels (one byte of every row); it keeps the block's state after each row that a later
+// row of the same step changes, for paged_attention (PagedBatch::k4_snapshots).
+//
 // One warp per (token, KV head, K|V) row: the integer formats need the row's absolute maximum
 // before any element is coded, and a warp reduces it with shuffles and no barrier. Lane c codes
 // elements [8c, 8c + 8) and stores them in one piece (32, 16, 8, 8 or 4 bytes by format), which
@@ -78,6 +83,97 @@ __device__ __forceinline__ void store_chunk(const float (&x)[kChunk], float s, u
   }
 }
 
+// a * b + c rounded twice, as the host computes it (nvcc would fuse it into one fma).
+__device__ __forceinline__ float mul_add(float a, float b, float c) {
+#if FS_SIMT
+  return a * b + c;
+#else
+  return __fadd_rn(__fmul_rn(a, b), c);
+#endif
+}
+
+__device__ __forceinline__ uint16_t f16_saturating(float x) {
+  uint16_t h = f32_to_f16(x);
+  if ((h & 0x7FFFu) > kF16Max && (h & 0x7FFFu) <= 0x7C00u) h = static_cast<uint16_t>((h & 0x8000u) | kF16Max);
+  return h;
+}
+
+// kv_codec.cc's k4_code: (x - minimum) / step rounded half to even, clamped to 0..15, NaN as 0.
+__device__ __forceinline__ uint32_t k4_code(float x, float step, float minimum) {
+  if (!(step > 0)) return 0;
+  float r = rintf((x - minimum) / step);
+  if (!(r == r)) return 0;
+  r = r < 0 ? 0.0f : (r > 15.0f ? 15.0f : r);
+  return static_cast<uint32_t>(r);
+}
+
+// Appends channel c's value x at `slot` (kv::append_k_int4 for one channel); `rows` is the head's
+// slot 0, nibble `nib` of byte c / 2 of each row.
+__device__ __forceinline__ void k4_append_channel(float x, uint32_t c, uint32_t d, uint32_t slot, uint8_t* rows,
+                                                  uint16_t* params) {
+  const uint32_t row_bytes = d / 2, shift = 4 * (c % 2);
+  uint16_t sh = params[c], mh = params[d + c];
+  if (slot == 0) {
+    sh = 0;
+    mh = f16_saturating(x == x ? x : 0.0f);
+  } else {
+    const float step = f16_to_f32(sh), minimum = f16_to_f32(mh);
+    const float hi = mul_add(15.0f, step, minimum);
+    const float lo2 = fminf(minimum, x), hi2 = fmaxf(hi, x);
+    const uint16_t mh2 = f16_saturating(lo2);
+    const uint16_t sh2 = f16_saturating((hi2 - f16_to_f32(mh2)) / 15.0f);
+    if (mh2 != mh || sh2 != sh) {
+      const float step2 = f16_to_f32(sh2), min2 = f16_to_f32(mh2);
+      for (uint32_t s = 0; s < slot; ++s) {
+        uint8_t* b = rows + s * row_bytes + c / 2;
+        const uint32_t q = (*b >> shift) & 0xFu;
+        const uint32_t q2 = k4_code(mul_add(step, static_cast<float>(q), minimum), step2, min2);
+        *b = static_cast<uint8_t>((*b & ~(0xFu << shift)) | (q2 << shift));
+      }
+      sh = sh2;
+      mh = mh2;
+    }
+  }
+  params[c] = sh;
+  params[d + c] = mh;
+  uint8_t* b = rows + slot * row_bytes + c / 2;
+  *b = static_cast<uint8_t>((*b & ~(0xFu << shift)) | (k4_code(x, f16_to_f32(sh), f16_to_f32(mh)) << shift));
+}
+
+__global__ void __launch_bounds__(kWarps * 32)
+    write_k4_kernel(kv::KvLayout layout, uint32_t layer, PagedBatch batch, const float* k) {
+  const kv::KvGeometry& g = layout.geometry;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t item = blockIdx.x * kWarps + threadIdx.x / 32;  // (row, head), head fastest
+  if (item >= batch.n_tokens * g.num_kv_heads) return;
+  const uint32_t head = item % g.num_kv_heads, first = item / g.num_kv_heads;
+  if (!k4_run_starts(batch, first)) return;  // the warp of the run's first row writes all of it
+  const uint32_t d = g.head_dim, tpb = g.tokens_per_block;
+  const uint64_t snap_bytes = k4_snapshot_row_bytes(layout);
+  for (uint32_t r = first; r < batch.n_tokens && (r == first || !k4_run_starts(batch, r)); ++r) {
+    const uint32_t pos = batch.token_pos[r], slot = pos % tpb;
+    uint8_t* block = batch.slab + batch.block_offsets[batch.seq_first_block[batch.token_seq[r]] + pos / tpb];
+    uint8_t* rows = block + layout.row_offset(layer, 0, head, 0);
+    auto* params = reinterpret_cast<uint16_t*>(block + layout.k_params_at(layer, head));
+    const float* src = k + (static_cast<size_t>(r) * g.num_kv_heads + head) * d;
+    for (uint32_t c = 2 * lane; c < d; c += 64) {
+      k4_append_channel(src[c], c, d, slot, rows, params);
+      k4_append_channel(src[c + 1], c + 1, d, slot, rows, params);
+    }
+    if (batch.k4_snapshots != nullptr && k4_has_snapshot(batch, r, tpb)) {  // each lane copies the bytes it owns
+      uint8_t* dst = batch.k4_snapshots + (static_cast<uint64_t>(r) * g.num_kv_heads + head) * snap_bytes;
+      auto* dst_params = reinterpret_cast<uint16_t*>(dst + static_cast<uint64_t>(tpb) * (d / 2));
+      for (uint32_t c = 2 * lane; c < d; c += 64) {
+        for (uint32_t s = 0; s <= slot; ++s) dst[s * (d / 2) + c / 2] = rows[s * (d / 2) + c / 2];
+        for (uint32_t i = 0; i < 2; ++i) {
+          dst_params[c + i] = params[c + i];
+          dst_params[d + c + i] = params[d + c + i];
+        }
+      }
+    }
+  }
+}
+
 template <KvFormat F>
 __global__ void __launch_bounds__(kWarps * 32)
     write_kv_kernel(kv::KvLayout layout, uint32_t layer, PagedBatch batch, const float* k, const float* v) {
@@ -86,6 +182,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const uint32_t item = blockIdx.x * kWarps + threadIdx.x / 32;  // (token, head, K|V), K|V fastest
   if (item >= batch.n_tokens * g.num_kv_heads * 2) return;       // whole warps: no barrier below
   const uint32_t kv_sel = item % 2, head = (item / 2) % g.num_kv_heads, token = item / (2 * g.num_kv_heads);
+  if (F == KvFormat::Int4 && kv_sel == 0) return;  // int4 K: write_k4_kernel
   const uint32_t d = g.head_dim;
   const float* src = (kv_sel == 0 ? k : v) + (static_cast<size_t>(token) * g.num_kv_heads + head) * d;
   const uint32_t seq = batch.token_seq[token], pos = batch.token_pos[token];
@@ -119,9 +216,19 @@ void launch_write(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& 
   const uint32_t rows = batch.n_tokens * layout.geometry.num_kv_heads * 2;
   launch("write_kv", write_kv_kernel<F>, dim3((rows + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, stream, layout,
          layer, batch, k, v);
+  if constexpr (F == KvFormat::Int4) {
+    const uint32_t items = batch.n_tokens * layout.geometry.num_kv_heads;
+    launch("write_kv_k4", write_k4_kernel, dim3((items + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, stream, layout,
+           layer, batch, k);
+  }
 }
 
 }  // namespace
+
+size_t k4_snapshot_bytes(const kv::KvLayout& layout, uint32_t n_tokens) {
+  if (layout.geometry.format != KvFormat::Int4) return 0;
+  return static_cast<size_t>(n_tokens) * layout.geometry.num_kv_heads * k4_snapshot_row_bytes(layout);
+}
 
 void write_kv(const kv::KvLayout& layout, uint32_t layer, const PagedBatch& batch, const float* k, const float* v,
               Stream stream) {

@@ -4,7 +4,7 @@
 //     tokens that share each K/V read, on tensor cores at head_dim 64 and 128
 //     (paged_attention_tile_mma.cuh) unless set_attention_tile / FINESERVE_ATTN_TILE ask for the
 //     f32 tiles (paged_attention_tile.cuh), which every other head dim takes;
-//   - every other row: the row kernel below, one CTA per (row, KV head, chunk of heads), or, when
+//   - every other row, and every row of an int4 cache: the row kernel below, one CTA per (row, KV head, chunk of heads), or, when
 //     that grid is too small for the GPU and the contexts are long, `splits` CTAs per row over
 //     position ranges whose states merge_kernel combines (paged_attention_split.cuh).
 //
@@ -99,7 +99,14 @@ __global__ void __launch_bounds__(kWarps * 32)
     const uint32_t pr = valid ? p : end - 1;
     const uint8_t* block = batch.slab + blocks[pr / tpb];
     float kx[kE], vx[kE];
-    read_row<F>(block, layout, layer, 0, kvh, pr % tpb, part, kx);
+    if constexpr (F == KvFormat::Int4) {
+      const uint8_t* k_rows;
+      const uint16_t* k_params;
+      k4_source(batch, layout, layer, kvh, token, pr, block, k_rows, k_params);
+      read_k4(k_rows, k_params, D, pr % tpb, part, kx);
+    } else {
+      read_row<F>(block, layout, layer, 0, kvh, pr % tpb, part, kx);
+    }
     read_row<F>(block, layout, layer, 1, kvh, pr % tpb, part, vx);
 #pragma unroll
     for (uint32_t j = 0; j < kMaxGroup; ++j) {
@@ -182,7 +189,8 @@ template <uint32_t D, KvFormat F>
 void launch_d_f(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const PagedBatch& batch, const float* q,
                 float* out, void* scratch, Stream stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));  // as ops::attention rounds it
-  if constexpr (D >= 64) {
+  // int4 takes the row kernel only: a span's tokens may each see their own block differently.
+  if constexpr (D >= 64 && F != KvFormat::Int4) {
     if (batch.n_spans > 0) {
       if constexpr (mma_tile_supported(D)) {
         if (attention_tile(D, F) == 2) {

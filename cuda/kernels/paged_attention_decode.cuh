@@ -78,7 +78,8 @@ __device__ __forceinline__ void decode_chunk(const uint8_t* p, float s, float (&
   }
 }
 
-// Elements part * kE .. part * kE + kE - 1 of KV head `head`'s K (kv 0) or V (kv 1) row in `slot`.
+// Elements part * kE .. part * kE + kE - 1 of KV head `head`'s K (kv 0) or V (kv 1) row in `slot`
+// (int4: V only, its K is read_k4's).
 template <KvFormat F>
 __device__ __forceinline__ void read_row(const uint8_t* block, const kv::KvLayout& layout, uint32_t layer, uint32_t kv,
                                          uint32_t head, uint32_t slot, uint32_t part, float (&x)[kE]) {
@@ -86,6 +87,34 @@ __device__ __forceinline__ void read_row(const uint8_t* block, const kv::KvLayou
   float s = 0;
   if constexpr (F == KvFormat::Int8 || F == KvFormat::Int4) s = load_f16_scale(block + layout.scale_at(layer, kv, head, slot));
   decode_chunk<F>(block + layout.row_offset(layer, kv, head, slot) + part * chunk_bytes, s, x);
+}
+
+// int4 K (kv::decode_k_int4): elements part * kE .. of the row in `slot` of one head's K rows, with
+// the block's channel params (head_dim steps, then head_dim minima). The row kernel is the only
+// one that reads an int4 cache: a prefill token may need its own block from its snapshot.
+__device__ __forceinline__ void read_k4(const uint8_t* rows, const uint16_t* params, uint32_t d, uint32_t slot,
+                                        uint32_t part, float (&x)[kE]) {
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(rows + slot * (d / 2) + part * 4);
+#pragma unroll
+  for (uint32_t i = 0; i < kE; ++i) {
+    const uint32_t c = part * kE + i;
+    x[i] = f16_to_f32(params[d + c]) + f16_to_f32(params[c]) * static_cast<float>((w >> (4 * i)) & 0xFu);
+  }
+}
+
+// Where row `token` reads int4 K position p (in `block`) from: its snapshot when p is in the
+// token's own block and a later row of the step changed that block, else the block itself.
+__device__ __forceinline__ void k4_source(const PagedBatch& batch, const kv::KvLayout& layout, uint32_t layer,
+                                          uint32_t kvh, uint32_t token, uint32_t p, const uint8_t* block,
+                                          const uint8_t*& rows, const uint16_t*& params) {
+  const uint32_t tpb = layout.geometry.tokens_per_block;
+  if (batch.k4_snapshots != nullptr && p / tpb == batch.token_pos[token] / tpb && k4_has_snapshot(batch, token, tpb)) {
+    rows = batch.k4_snapshots + (uint64_t{token} * layout.geometry.num_kv_heads + kvh) * k4_snapshot_row_bytes(layout);
+    params = reinterpret_cast<const uint16_t*>(rows + uint64_t{tpb} * layout.row_bytes);
+  } else {
+    rows = block + layout.row_offset(layer, 0, kvh, 0);
+    params = reinterpret_cast<const uint16_t*>(block + layout.k_params_at(layer, kvh));
+  }
 }
 
 // exp(a - m), 0 for a state that saw no position yet (a == -inf), whatever m is.

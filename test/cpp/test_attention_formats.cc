@@ -46,23 +46,41 @@ double bf16_bits_to_double(const uint8_t* p) {
   return f;
 }
 
-// The documented layout (kv_geometry.h), worked out here rather than taken from KvLayout.
+// The documented layout (kv_geometry.h), worked out here rather than taken from KvLayout. int4's
+// K region holds per-channel params ([heads][2][d] f16) where the others hold per-token scales.
 struct Offsets {
-  uint64_t row_bytes, data_bytes, scale_offset, region;
-  Offsets(uint32_t head_dim, KvFormat f) {
+  uint64_t d, row_bytes, data_bytes, scale_offset, region, v_region;
+  Offsets(uint32_t head_dim, KvFormat f) : d(head_dim) {
     row_bytes = head_dim * kv::bits_per_element(f) / 8;
     data_bytes = uint64_t{kKvHeads} * kTpb * row_bytes;
     scale_offset = (data_bytes + 7) / 8 * 8;
     uint64_t end = kv::default_scale_bytes(f) ? scale_offset + uint64_t{kKvHeads} * kTpb * 2 : data_bytes;
+    v_region = (end + 63) / 64 * 64;
+    if (f == KvFormat::Int4) end = scale_offset + uint64_t{kKvHeads} * 4 * head_dim;
     region = (end + 63) / 64 * 64;
   }
   uint64_t row(uint32_t layer, uint32_t k_or_v, uint32_t head, uint32_t slot) const {
-    return layer * 2 * region + k_or_v * region + (uint64_t{head} * kTpb + slot) * row_bytes;
+    return layer * (region + v_region) + k_or_v * region + (uint64_t{head} * kTpb + slot) * row_bytes;
   }
   uint64_t scale(uint32_t layer, uint32_t k_or_v, uint32_t head, uint32_t slot) const {
-    return layer * 2 * region + k_or_v * region + scale_offset + (uint64_t{head} * kTpb + slot) * 2;
+    return layer * (region + v_region) + k_or_v * region + scale_offset + (uint64_t{head} * kTpb + slot) * 2;
+  }
+  // int4 K: channel c's step; its minimum is 2 * d bytes further.
+  uint64_t k_step(uint32_t layer, uint32_t head, uint32_t c) const {
+    return layer * (region + v_region) + scale_offset + uint64_t{head} * 4 * d + 2 * c;
   }
 };
+
+// int4 K row `slot` of a head, from its block's rows and params by the format's definition:
+// x = minimum + step * q, q the unsigned nibble (element 2i low, 2i + 1 high).
+std::vector<double> decode_k4(const uint8_t* rows, const uint8_t* params, uint32_t d, uint32_t slot) {
+  std::vector<double> out(d);
+  for (uint32_t i = 0; i < d; ++i) {
+    const int nib = (rows[slot * d / 2 + i / 2] >> (4 * (i % 2))) & 0xF;
+    out[i] = f16_bits_to_double(params + 2 * (d + i)) + f16_bits_to_double(params + 2 * i) * nib;
+  }
+  return out;
+}
 
 // One stored row decoded by the format's definition (kv_format.h), independently of kv_codec.
 std::vector<double> decode_stored(const uint8_t* row, const uint8_t* scale, KvFormat f, uint32_t d) {
@@ -102,6 +120,10 @@ double element_error(KvFormat f, double x, double s) {
   }
   return 0;
 }
+
+// int4 K: each re-coding of a channel (its range grew) may add half the new step to an element's
+// error, at most kTpb - 1 times, and f16 rounding of the params a little more.
+double k4_error(double x, double step_max) { return (kTpb + 1) * step_max / 2 + std::fabs(x) * 0x1p-9; }
 
 struct Seq {
   uint32_t prefill, total;
@@ -184,10 +206,30 @@ void check_case(uint32_t d, KvFormat f) {
 
     // The stored rows of everything written so far, decoded from the bytes; the scales checked.
     const uint32_t qmax = f == KvFormat::Int8 ? 127 : 7;
+    uint32_t own_pos = 0;  // position of the row whose attention is being checked
     auto stored = [&](size_t s, uint32_t kv01, uint32_t p, uint32_t h, double* scale_out) {
       const uint8_t* block = tables[s][p / kTpb];
       const uint8_t* sc = block + c.off.scale(kLayer, kv01, h, p % kTpb);
       double scale = kv::default_scale_bytes(f) ? f16_bits_to_double(sc) : 0;
+      if (f == KvFormat::Int4 && kv01 == 0) {
+        // As the row's query saw it: its own block right after its own row (a prefill row), rebuilt
+        // from the original rows; any other block as the slab holds it.
+        const uint8_t* rows = block + c.off.row(kLayer, 0, h, 0);
+        const uint8_t* params = block + c.off.k_step(kLayer, h, 0);
+        std::vector<uint8_t> own;
+        if (p / kTpb == own_pos / kTpb && step == 0) {
+          own.assign(kTpb * d / 2 + 4 * d, 0);
+          for (uint32_t t = p / kTpb * kTpb; t <= own_pos; ++t) {
+            kv::append_k_int4(c.k[s][t].data() + h * d, d, t % kTpb, own.data(), own.data() + kTpb * d / 2);
+          }
+          rows = own.data();
+          params = own.data() + kTpb * d / 2;
+        }
+        double step_max = 0;
+        for (uint32_t i = 0; i < d; ++i) step_max = std::max(step_max, f16_bits_to_double(params + 2 * i));
+        *scale_out = step_max;
+        return decode_k4(rows, params, d, p % kTpb);
+      }
       if (kv::default_scale_bytes(f)) {
         const std::vector<float>& orig = (kv01 == 0 ? c.k : c.v)[s][p];
         double amax = 0;
@@ -202,6 +244,7 @@ void check_case(uint32_t d, KvFormat f) {
     double worst_a = 0, worst_b = 0;
     for (size_t r = 0; r < row_of.size(); ++r) {
       auto [s, pos] = row_of[r];
+      own_pos = pos;
       const uint32_t ctx = pos + 1;
       for (uint32_t h = 0; h < kHeads; ++h) {
         const uint32_t kvh = h / (kHeads / kKvHeads);
@@ -220,7 +263,7 @@ void check_case(uint32_t d, KvFormat f) {
             a += qh[i] * kd[i];
             b += qh[i] * orig;
             abs_dot += std::fabs(qh[i] * kd[i]);
-            err += std::fabs(qh[i]) * element_error(f, orig, ks);
+            err += std::fabs(qh[i]) * (f == KvFormat::Int4 ? k4_error(orig, ks) : element_error(f, orig, ks));
             double vo = c.v[s][p][kvh * d + i];
             vmax = std::max(vmax, std::fabs(vo));
             ev_max = std::max(ev_max, element_error(f, vo, vs));
@@ -282,7 +325,10 @@ void check_case(uint32_t d, KvFormat f) {
         for (uint32_t h = 0; h < kKvHeads; ++h) {
           uint64_t row = base + c.off.row(kLayer, kv01, h, p % kTpb);
           for (uint64_t b = 0; b < c.off.row_bytes; ++b) expected_written[row + b] = 1;
-          if (kv::default_scale_bytes(f)) {
+          if (f == KvFormat::Int4 && kv01 == 0) {
+            const uint64_t at = base + c.off.k_step(kLayer, h, 0);
+            for (uint64_t b = 0; b < 4 * d; ++b) expected_written[at + b] = 1;
+          } else if (kv::default_scale_bytes(f)) {
             uint64_t sc = base + c.off.scale(kLayer, kv01, h, p % kTpb);
             expected_written[sc] = expected_written[sc + 1] = 1;
           }

@@ -24,8 +24,12 @@ TEST_CASE("KV bytes per token match the reference table") {
   CHECK(make_layout(llama8b(KvFormat::Fp8E4M3)).token_bytes == 65536);
   CHECK(make_layout(KvGeometry{16, 80, 8, 128, KvFormat::F16, 0}).token_bytes == 327680);
   CHECK(make_layout(KvGeometry{16, 80, 8, 128, KvFormat::Fp8E4M3, 0}).token_bytes == 163840);
-  // FireQ INT4 KV: 64 B of int4 + a 1-byte FP8 scale per token per head.
-  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).token_bytes == 33280);
+  // INT4 KV: 64 B of int4 per token per head for K and V, a 1-byte V scale per token per head, and
+  // K's per-channel params (128 steps + 128 minima, f16) once per block of 16 tokens per head:
+  // 32 layers x 8 heads x (128 + 1 + 512 / 16) = 41216 (a per-token-scale layout took 33280).
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).token_bytes == 41216);
+  // Larger blocks spread the params thinner: 32 x 8 x (128 + 2 + 512 / 64).
+  CHECK(make_layout(llama8b(KvFormat::Int4, 64, 2)).token_bytes == 35328);
 }
 
 TEST_CASE("one layer's K region matches the reference per-layer block size") {
@@ -33,7 +37,10 @@ TEST_CASE("one layer's K region matches the reference per-layer block size") {
   CHECK(make_layout(llama8b(KvFormat::F16)).region_bytes == 32768);
   CHECK(make_layout(llama8b(KvFormat::F16, 32)).region_bytes == 65536);
   CHECK(make_layout(llama8b(KvFormat::Fp8E4M3)).region_bytes == 16384);
-  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).region_bytes == 8320);
+  // int4: K's region ends with the channel params (8 heads x 512 B), V's with 16 x 8 scales.
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).region_bytes == 12288);
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).v_region_bytes == 8320);
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, 1)).layer_stride == 12288 + 8320);
   KvLayout l = make_layout(llama8b(KvFormat::F16));
   CHECK(l.block_bytes == 32ull * 2 * 32768);
   CHECK(l.block_bytes == 16 * l.token_bytes);  // no padding when every region is 64-aligned
@@ -53,14 +60,25 @@ TEST_CASE("every row and scale of a block has its own bytes, all inside the bloc
             uint64_t row = l.row_offset(layer, kv, h, t);
             REQUIRE(row + l.row_bytes <= l.block_bytes);
             for (uint64_t b = 0; b < l.row_bytes; ++b) claims += owner[row + b]++ == 0;
+            if (g.format == KvFormat::Int4 && kv == 0) continue;  // per-channel params, below
             uint64_t sc = l.scale_at(layer, kv, h, t);
             REQUIRE(sc + g.scale_bytes <= l.block_bytes);
             for (uint64_t b = 0; b < g.scale_bytes; ++b) claims += owner[sc + b]++ == 0;
           }
+    if (g.format == KvFormat::Int4) {
+      for (uint32_t layer = 0; layer < g.num_layers; ++layer)
+        for (uint32_t h = 0; h < g.num_kv_heads; ++h) {
+          uint64_t at = l.k_params_at(layer, h);
+          REQUIRE(at % 2 == 0);
+          REQUIRE(at + KvLayout::k_params_bytes(g.head_dim) <= l.v_offset + layer * l.layer_stride);
+          for (uint64_t b = 0; b < KvLayout::k_params_bytes(g.head_dim); ++b) claims += owner[at + b]++ == 0;
+        }
+    }
     int overlaps = 0;
     for (int c : owner) overlaps += c > 1;
     CHECK(overlaps == 0);
-    CHECK(static_cast<uint64_t>(claims) == l.token_bytes * g.tokens_per_block);
+    // token_bytes spreads int4's per-block params over the tokens, rounded down.
+    CHECK(static_cast<uint64_t>(claims) / g.tokens_per_block == l.token_bytes);
     CHECK(l.block_bytes % kRegionAlign == 0);
     CHECK(l.block_bytes >= l.token_bytes * g.tokens_per_block);
   }
@@ -96,5 +114,5 @@ TEST_CASE("the integer KV formats carry an f16 scale per token x head; the other
   // Llama-3.1-8B: 2 (K, V) x 32 layers x 8 heads x (128 B of int8 + 2 B scale) = 66560 B/token;
   // int4: 64 B + 2 B -> 33792.
   CHECK(make_layout(llama8b(KvFormat::Int8, 16, default_scale_bytes(KvFormat::Int8))).token_bytes == 66560);
-  CHECK(make_layout(llama8b(KvFormat::Int4, 16, default_scale_bytes(KvFormat::Int4))).token_bytes == 33792);
+  CHECK(make_layout(llama8b(KvFormat::Int4, 16, default_scale_bytes(KvFormat::Int4))).token_bytes == 41472);
 }

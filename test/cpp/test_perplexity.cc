@@ -103,19 +103,15 @@ TEST_CASE("perplexity: quantized KV caches stay within stated distances of the f
   MESSAGE("stories260K golden sequences, f32 KV perplexity " << base);
   // Bounds: f16/bf16 round each K/V element by 2^-11 / 2^-8 relative, far below int8's
   // amax/254 per element; int8 and fp8 limits are the project's acceptance figures (0.5 %, 2 %).
-  // int4 misses its 10 % target on this model: stories260K has head_dim 8 and outlier K
-  // channels, and one symmetric scale per token x head leaves the other channels a step of
-  // amax/7. A float64 simulation of the same rounding in the reference forward gives the same
-  // figure (perplexity 1.745 -> 4.753 with int4 K and V, 4.734 with int4 K only, 1.742 with int4 V
-  // only), so the cost is the format's, not the kernels': the limit below only catches a
-  // regression. Meeting 10 % needs smoothed K (per-channel factors folded into wq/wk) or
-  // per-channel K scales.
+  // int4: stories260K's K channels sit at very different offsets, so one symmetric scale per
+  // token x head (the earlier layout) cost +170 % here (1.745 -> 4.753); K per channel over each
+  // block, asymmetric (kv_format.h), costs about +0.1 %; 1 % is the issue's +3 % with margin.
   struct Limit {
     KvFormat f;
     double percent;
   };
   for (Limit l : {Limit{KvFormat::F16, 0.1}, Limit{KvFormat::BF16, 0.5}, Limit{KvFormat::Int8, 0.5},
-                  Limit{KvFormat::Fp8E4M3, 2.0}, Limit{KvFormat::Int4, 200.0}}) {
+                  Limit{KvFormat::Fp8E4M3, 2.0}, Limit{KvFormat::Int4, 1.0}}) {
     const std::string name = kv::format_name(l.f);
     CAPTURE(name);
     const double ppl = total_ppl(l.f);

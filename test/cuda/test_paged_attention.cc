@@ -80,7 +80,7 @@ struct Cache {
 struct Step {
   std::vector<ops::PagedSequence> cpu;
   std::vector<uint32_t> token_seq, token_pos;
-  gpu::DeviceBuffer offsets, first, tseq, tpos, spans, singles;
+  gpu::DeviceBuffer offsets, first, tseq, tpos, spans, singles, k4;
   gpu::PagedBatch batch;
   uint32_t rows = 0;
 
@@ -132,6 +132,8 @@ struct Step {
     batch.n_spans = static_cast<uint32_t>(span_list.size());
     batch.single_rows = singles.as<uint32_t>();
     batch.n_single_rows = static_cast<uint32_t>(single_list.size());
+    k4 = gpu::DeviceBuffer(gpu::k4_snapshot_bytes(c.layout, rows), "int4 K snapshots");
+    batch.k4_snapshots = k4.as<uint8_t>();
   }
 
   // The same rows, every one attended on its own.
@@ -156,12 +158,34 @@ size_t write_both(Cache& c, Step& st, const std::vector<float>& k, const std::ve
   return diff;
 }
 
-// Attention over the stored values in float64, from the host slab's bytes.
-std::vector<double> reference(const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q) {
+// int4 K of row r's own block, head kvh, as it stood right after row r was written: the block
+// before the step (`pre`, the host slab's bytes then) with the step's rows of that block up to r
+// appended again by kv::append_k_int4. Returns the head's rows (slot 0), params after them.
+std::vector<uint8_t> k4_own_block(const Cache& c, const Step& st, uint32_t r, uint32_t kvh, const std::vector<uint8_t>& pre,
+                                  const std::vector<float>& k) {
+  const kv::KvGeometry& g = c.layout.geometry;
+  const uint32_t d = g.head_dim, pos = st.token_pos[r], seq = st.token_seq[r];
+  const uint64_t codes = uint64_t{kTpb} * c.layout.row_bytes;
+  const uint8_t* b = pre.data() + (st.cpu[seq].blocks[pos / kTpb] - c.host.data());
+  std::vector<uint8_t> own(codes + kv::KvLayout::k_params_bytes(d));
+  std::memcpy(own.data(), b + c.layout.row_offset(kLayer, 0, kvh, 0), codes);
+  std::memcpy(own.data() + codes, b + c.layout.k_params_at(kLayer, kvh), own.size() - codes);
+  const uint32_t first = std::max(pos / kTpb * kTpb, st.cpu[seq].position);
+  for (uint32_t p = first; p <= pos; ++p) {
+    const uint32_t row = st.cpu[seq].row + (p - st.cpu[seq].position);
+    kv::append_k_int4(k.data() + (size_t{row} * g.num_kv_heads + kvh) * d, d, p % kTpb, own.data(), own.data() + codes);
+  }
+  return own;
+}
+
+// Attention over the stored values in float64, from the host slab's bytes (int4: each row's own
+// block as k4_own_block rebuilds it).
+std::vector<double> reference(const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q,
+                              const std::vector<uint8_t>& pre, const std::vector<float>& k) {
   const kv::KvGeometry& g = c.layout.geometry;
   const uint32_t d = g.head_dim, group = heads / g.num_kv_heads;
   std::vector<double> out(size_t{st.rows} * heads * d);
-  std::vector<float> kb(d), vb(d);
+  std::vector<float> kb(d), vb(d), step(d), minimum(d);
   for (uint32_t r = 0; r < st.rows; ++r) {
     const ops::PagedSequence& s = st.cpu[st.token_seq[r]];
     const uint32_t ctx = st.token_pos[r] + 1;
@@ -170,10 +194,20 @@ std::vector<double> reference(const Cache& c, const Step& st, uint32_t heads, co
       const float* qh = q.data() + (size_t{r} * heads + h) * d;
       std::vector<double> sc(ctx);
       double mx = -INFINITY;
+      const std::vector<uint8_t> own = g.format == KvFormat::Int4 ? k4_own_block(c, st, r, kvh, pre, k) : std::vector<uint8_t>();
       for (uint32_t p = 0; p < ctx; ++p) {
         const uint8_t* b = s.blocks[p / kTpb];
-        const float* kr = kv::decode_row(b + c.layout.row_offset(kLayer, 0, kvh, p % kTpb),
-                                         b + c.layout.scale_at(kLayer, 0, kvh, p % kTpb), g.format, d, kb.data());
+        const float* kr = kb.data();
+        if (g.format == KvFormat::Int4) {
+          const bool mine = p / kTpb == (ctx - 1) / kTpb;
+          const uint8_t* rows = mine ? own.data() : b + c.layout.row_offset(kLayer, 0, kvh, 0);
+          kv::load_k_params(mine ? own.data() + uint64_t{kTpb} * c.layout.row_bytes : b + c.layout.k_params_at(kLayer, kvh), d,
+                            step.data(), minimum.data());
+          kv::decode_k_int4(rows + (p % kTpb) * c.layout.row_bytes, step.data(), minimum.data(), d, kb.data());
+        } else {
+          kr = kv::decode_row(b + c.layout.row_offset(kLayer, 0, kvh, p % kTpb),
+                              b + c.layout.scale_at(kLayer, 0, kvh, p % kTpb), g.format, d, kb.data());
+        }
         double dot = 0;
         for (uint32_t i = 0; i < d; ++i) dot += double(qh[i]) * kr[i];
         sc[p] = dot / std::sqrt(double(d));
@@ -250,11 +284,12 @@ Errors attend(const Cache& c, const Step& st, uint32_t heads, const std::vector<
 // Modes with spans run once per tile kernel of `tiles` (set_attention_tile values; those that
 // resolve to the same kernel at this head_dim run once).
 void attend_all(engine::ThreadPool& pool, const Cache& c, const Step& st, uint32_t heads, const std::vector<float>& q,
-                const std::vector<Mode>& modes, const std::vector<int>& tiles, Worst& worst) {
+                const std::vector<Mode>& modes, const std::vector<int>& tiles, Worst& worst,
+                const std::vector<uint8_t>& pre, const std::vector<float>& k) {
   const uint32_t d = c.layout.geometry.head_dim;
   std::vector<float> cpu(size_t{st.rows} * heads * d);
   ops::attention(pool, c.layout, kLayer, heads, st.cpu, q.data(), cpu.data());
-  const std::vector<double> ref = reference(c, st, heads, q);
+  const std::vector<double> ref = reference(c, st, heads, q, pre, k);
   std::vector<int> variants;  // (set_attention_tile value, kernel it picks)
   for (int t : tiles) {
     gpu::set_attention_tile(t);
@@ -313,8 +348,9 @@ std::string run_steps(const Scenario& sc, uint32_t heads, uint32_t kv_heads, uin
     const size_t kv_n = size_t{st.rows} * kv_heads * head_dim, q_n = size_t{st.rows} * heads * head_dim;
     const std::vector<float> k = random_floats(kv_n, rng, -2.0f, 2.0f), v = random_floats(kv_n, rng, -2.0f, 2.0f);
     const std::vector<float> q = random_floats(q_n, rng, -1.5f, 1.5f);
+    const std::vector<uint8_t> pre = c.host;
     CHECK(write_both(c, st, k, v) == 0);
-    if (sc.attend[i]) attend_all(pool, c, st, heads, q, sc.modes, sc.tiles, worst);
+    if (sc.attend[i]) attend_all(pool, c, st, heads, q, sc.modes, sc.tiles, worst, pre, k);
   }
   std::string line = std::string(kv::format_name(f)) + " " + sci(worst.f32.vs_cpu) + "/" + sci(worst.f32.vs_f64);
   if (worst.ran_mma) line += " (mma " + sci(worst.mma.vs_cpu) + "/" + sci(worst.mma.vs_f64) + ")";

@@ -87,7 +87,83 @@ void decode_fp8(const uint8_t* row, uint32_t n, float* dst) {
   }
 }
 
+// ---- int4 K, per channel over the block -------------------------------------------------------
+
+constexpr float kK4Levels = 15;  // codes 0..15
+
+uint16_t f16_saturating(float x) {
+  uint16_t h = simd::f32_to_f16_scalar(x);
+  if ((h & 0x7FFFu) > kF16Max && (h & 0x7FFFu) <= 0x7C00u) h = static_cast<uint16_t>((h & 0x8000u) | kF16Max);
+  return h;
+}
+
+uint32_t k4_code(float x, float step, float minimum) {
+  if (!(step > 0)) return 0;
+  float r = std::nearbyint((x - minimum) / step);
+  if (!(r == r)) return 0;  // NaN
+  r = r < 0 ? 0 : (r > kK4Levels ? kK4Levels : r);
+  return static_cast<uint32_t>(r);
+}
+
+uint32_t k4_get(const uint8_t* row, uint32_t c) { return (row[c / 2] >> (4 * (c % 2))) & 0xFu; }
+
+void k4_set(uint8_t* row, uint32_t c, uint32_t q) {
+  const uint32_t shift = 4 * (c % 2);
+  row[c / 2] = static_cast<uint8_t>((row[c / 2] & ~(0xFu << shift)) | (q << shift));
+}
+
 }  // namespace
+
+void append_k_int4(const float* src, uint32_t d, uint32_t slot, uint8_t* rows, uint8_t* params) {
+  auto* step_h = reinterpret_cast<uint16_t*>(params);  // may be unaligned in principle: memcpy
+  auto* min_h = step_h + d;
+  const uint32_t row_bytes = d / 2;
+  uint8_t* row = rows + static_cast<uint64_t>(slot) * row_bytes;
+  for (uint32_t c = 0; c < d; ++c) {
+    const float x = src[c];
+    uint16_t sh, mh;
+    std::memcpy(&sh, step_h + c, 2);
+    std::memcpy(&mh, min_h + c, 2);
+    float step = simd::f16_to_f32_scalar(sh), minimum = simd::f16_to_f32_scalar(mh);
+    if (slot == 0) {
+      // One row: the range is a point, stored exactly up to f16 rounding.
+      sh = 0;
+      mh = f16_saturating(x == x ? x : 0.0f);
+    } else {
+      const float hi = minimum + kK4Levels * step;
+      const float lo2 = std::fmin(minimum, x), hi2 = std::fmax(hi, x);  // fmin/fmax skip NaN
+      const uint16_t mh2 = f16_saturating(lo2);
+      const uint16_t sh2 = f16_saturating((hi2 - simd::f16_to_f32_scalar(mh2)) / kK4Levels);
+      if (mh2 != mh || sh2 != sh) {
+        const float step2 = simd::f16_to_f32_scalar(sh2), min2 = simd::f16_to_f32_scalar(mh2);
+        for (uint32_t s = 0; s < slot; ++s) {
+          uint8_t* r = rows + static_cast<uint64_t>(s) * row_bytes;
+          k4_set(r, c, k4_code(minimum + step * static_cast<float>(k4_get(r, c)), step2, min2));
+        }
+        sh = sh2;
+        mh = mh2;
+      }
+    }
+    std::memcpy(step_h + c, &sh, 2);
+    std::memcpy(min_h + c, &mh, 2);
+    k4_set(row, c, k4_code(x, simd::f16_to_f32_scalar(sh), simd::f16_to_f32_scalar(mh)));
+  }
+}
+
+void load_k_params(const uint8_t* params, uint32_t d, float* step, float* minimum) {
+  for (uint32_t c = 0; c < d; ++c) {
+    step[c] = load_scale(params + 2 * c);
+    minimum[c] = load_scale(params + 2 * (d + c));
+  }
+}
+
+void decode_k_int4(const uint8_t* row, const float* step, const float* minimum, uint32_t d, float* dst) {
+  for (uint32_t i = 0; i < d / 2; ++i) {
+    const uint32_t b = row[i];
+    dst[2 * i] = minimum[2 * i] + step[2 * i] * static_cast<float>(b & 0xFu);
+    dst[2 * i + 1] = minimum[2 * i + 1] + step[2 * i + 1] * static_cast<float>(b >> 4);
+  }
+}
 
 void encode_row(const float* src, KvFormat format, uint32_t n, uint8_t* row, uint8_t* scale) {
   const simd::Kernels& k = simd::active();

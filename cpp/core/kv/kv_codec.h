@@ -19,4 +19,19 @@ void encode_row(const float* src, KvFormat format, uint32_t n, uint8_t* row, uin
 // which KvLayout guarantees.
 const float* decode_row(const uint8_t* row, const uint8_t* scale, KvFormat format, uint32_t n, float* dst);
 
+// int4 K (kv_format.h): one head's K rows of one block, `rows` pointing at slot 0 (rows are
+// row_bytes = d / 2 apart) and `params` at its channel params (KvLayout::k_params_at: d f16 steps,
+// then d f16 minima). Appends the row `src` at `slot`; slots 0..slot-1 must hold the same
+// sequence's earlier rows, written in order. Slot 0 starts the params from this row alone. A row
+// outside a channel's range widens that channel's params and re-codes the channel's earlier codes
+// from their decoded values. The block's state after slot s therefore depends only on the rows
+// of slots 0..s, never on how they were grouped into steps or batched with other sequences.
+void append_k_int4(const float* src, uint32_t d, uint32_t slot, uint8_t* rows, uint8_t* params);
+
+// The block's channel params as floats: step[c] and minimum[c], c < d.
+void load_k_params(const uint8_t* params, uint32_t d, float* step, float* minimum);
+
+// One int4 K row decoded with its block's params: dst[c] = minimum[c] + step[c] * q[c].
+void decode_k_int4(const uint8_t* row, const float* step, const float* minimum, uint32_t d, float* dst);
+
 }  // namespace fineserve::kv

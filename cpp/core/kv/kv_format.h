@@ -6,10 +6,17 @@
 //                   far below 448, and a scale-free row can be written without a pass over it.
 //   int8            symmetric per token x KV head: q = round(x / s) in -127..127, s = amax / 127,
 //                   kept as an f16 next to the row (the block's scale array, kv_geometry.h).
-//   int4            symmetric per token x KV head (FireQ-style, one group = head_dim): q in -7..7,
-//                   s = amax / 7 as f16, two values per byte, element 2i in the low nibble and
-//                   2i + 1 in the high one, two's complement. -8 is never written, so the grid is
-//                   symmetric and the row's largest magnitude is represented exactly (x = 7 s).
+//   int4            two values per byte, element 2i in the low nibble and 2i + 1 in the high one.
+//                   K (KIVI-style): per channel over the block, asymmetric: x = min_c + step_c * q,
+//                   q in 0..15, with f16 step_c and min_c per (block, KV head, channel), kept in
+//                   the K region's scale array (kv_geometry.h). K's channels sit at very different
+//                   offsets (stories260K: +117 % perplexity with one symmetric scale per token x
+//                   head, about +2 % per channel). The params grow as the block fills: a row
+//                   outside a channel's range widens it and re-codes that channel's earlier rows
+//                   (kv_codec.h, append_k_int4), so a block's state after a row depends only on
+//                   its sequence's rows up to there.
+//                   V: symmetric per token x KV head, q in -7..7 (two's complement, -8 never
+//                   written), s = amax / 7 as f16, like int8.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +42,7 @@ constexpr uint32_t bits_per_element(KvFormat f) {
 }
 
 // Bytes of the per token x head scale each format stores (KvGeometry::scale_bytes): an f16 for
-// the integer formats, none for the others.
+// the integer formats (int4: V's; its K has per-channel params per block), none for the others.
 constexpr uint32_t default_scale_bytes(KvFormat f) {
   return f == KvFormat::Int8 || f == KvFormat::Int4 ? 2 : 0;
 }

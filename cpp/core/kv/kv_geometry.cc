@@ -56,11 +56,18 @@ KvLayout make_layout(const KvGeometry& g) {
   l.data_bytes = slots * l.row_bytes;
   // Scales start on an 8-byte boundary so fp16/fp32 scales load aligned.
   l.scale_offset = align_up(l.data_bytes, 8);
-  uint64_t scales = slots * g.scale_bytes;
-  l.region_bytes = align_up(g.scale_bytes ? l.scale_offset + scales : l.data_bytes, kRegionAlign);
-  l.layer_stride = 2 * l.region_bytes;
+  const uint64_t v_scales = slots * g.scale_bytes;
+  const bool k_channels = g.format == KvFormat::Int4;
+  const uint64_t k_scales = k_channels ? g.num_kv_heads * KvLayout::k_params_bytes(g.head_dim) : v_scales;
+  auto region = [&](uint64_t scales) { return align_up(scales ? l.scale_offset + scales : l.data_bytes, kRegionAlign); };
+  l.region_bytes = region(k_scales);
+  l.v_offset = l.region_bytes;
+  l.v_region_bytes = region(v_scales);
+  l.layer_stride = l.region_bytes + l.v_region_bytes;
   l.block_bytes = g.num_layers * l.layer_stride;
-  l.token_bytes = 2ull * g.num_layers * g.num_kv_heads * (l.row_bytes + g.scale_bytes);
+  // Unpadded bytes of one block, spread over its tokens.
+  const uint64_t per_block = static_cast<uint64_t>(g.num_layers) * (2 * l.data_bytes + k_scales + v_scales);
+  l.token_bytes = per_block / g.tokens_per_block;
   return l;
 }
 
