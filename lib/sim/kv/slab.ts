@@ -35,6 +35,10 @@ export class SlabAccount implements KvAccount {
   readonly #reserves: boolean;
   readonly #used: Int32Array;
   readonly #owner: Int32Array;
+  // When each slab's use count last changed: among equally full slabs the native pool's bucket
+  // list hands out the one re-filed last (LIFO), and block-for-block parity needs the same pick.
+  readonly #stamp: Float64Array;
+  #clock = 0;
   readonly #free: number[] = [];
   readonly #models: SlabModel[] = [];
   readonly #seqs = new Map<number, number[]>();
@@ -46,6 +50,7 @@ export class SlabAccount implements KvAccount {
     this.#reserves = o.reserves ?? true;
     this.#used = new Int32Array(this.slabs);
     this.#owner = new Int32Array(this.slabs).fill(-1);
+    this.#stamp = new Float64Array(this.slabs);
     for (let s = this.slabs - 1; s >= 0; s--) this.#free.push(s);
   }
 
@@ -84,7 +89,13 @@ export class SlabAccount implements KvAccount {
       let s: number;
       if (x.partial.length > 0) {
         let at = 0;
-        if (this.#choice === 'fullest') for (let i = 1; i < x.partial.length; i++) if (this.#used[x.partial[i]!]! > this.#used[x.partial[at]!]!) at = i;
+        if (this.#choice === 'fullest') {
+          for (let i = 1; i < x.partial.length; i++) {
+            const a = x.partial[i]!;
+            const b = x.partial[at]!;
+            if (this.#used[a]! > this.#used[b]! || (this.#used[a] === this.#used[b] && this.#stamp[a]! > this.#stamp[b]!)) at = i;
+          }
+        }
         s = x.partial[at]!;
         if (this.#used[s]! + 1 === x.perSlab) x.partial.splice(at, 1);
       } else {
@@ -94,6 +105,7 @@ export class SlabAccount implements KvAccount {
         if (x.perSlab > 1) x.partial.push(s);
       }
       this.#used[s]!++;
+      this.#stamp[s] = ++this.#clock;
       list.push(s);
     }
     x.blocks += need;
@@ -109,6 +121,7 @@ export class SlabAccount implements KvAccount {
     for (const s of list) {
       const wasFull = this.#used[s] === x.perSlab;
       this.#used[s]!--;
+      this.#stamp[s] = ++this.#clock;
       if (this.#used[s] === 0) {
         if (!wasFull) x.partial.splice(x.partial.indexOf(s), 1);
         this.#owner[s] = -1;
