@@ -15,15 +15,16 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { EngineError, KvError, ModelError } from './errors.js';
+import { EngineError, ModelError } from './errors.js';
 import type { KvFormat } from './kv-pool.js';
-import { checkOwnThreads, closeDevice, type Device, type DeviceOptions, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
+import { closeDevice, type Device, type DeviceOptions, type DeviceStats, deviceStats, openDevices } from './engine/device.js';
+import { type EnginePlacement, GlobalScheduler, type PlacementEvent, type ReplanResult } from './engine/global-scheduler.js';
 import { KV_POOL_KINDS, type KvMemoryOptions, type KvPoolKind, type KvPoolTuning } from './engine/kv-memory.js';
-import { ModelGroup, type Replica } from './engine/model-group.js';
+import { ModelGroup } from './engine/model-group.js';
 import { type ModelCounters } from './engine/model-stats.js';
-import { evaluatePlacement, type DeviceLoad, improvePlacement, placeModel, PlacementFailure, type PlacementDevice, type PlacementModel, type PlacementMove, type ReplicaDecision } from './engine/placement.js';
+import type { DeviceLoad, PlacementMove, ReplicaDecision } from './engine/placement.js';
 import type { ArrivalRate } from './engine/rate-meter.js';
-import { attachReplica, freeReplica, type ReplicaFactory } from './engine/replica.js';
+import { freeReplica } from './engine/replica.js';
 import { Sequence } from './engine/sequence.js';
 import type { ServedModel } from './engine/served-model.js';
 import { StopMatcher } from './engine/stop.js';
@@ -97,48 +98,7 @@ export interface EngineOptions {
   readonly onPlacement?: (event: PlacementEvent) => void;
 }
 
-/** What {@link EngineOptions.onPlacement} receives. */
-export interface PlacementEvent {
-  /** `migrate`: {@link Engine.migrate} was called; `replan`: the global scheduler moved replicas. */
-  readonly cause: 'load' | 'unload' | 'replan' | 'migrate';
-  /** The model loaded or unloaded. */
-  readonly model?: string;
-  /** What changed: replicas added (a load), moved, added or removed (a re-plan). */
-  readonly moves: readonly PlacementMove[];
-  /** replan, migrate: how long the moves took, ms (attaching the new replicas, draining the old). */
-  readonly durationMs?: number;
-  readonly placement: EnginePlacement;
-}
-
-/** What {@link Engine.placement} returns. */
-export interface EnginePlacement {
-  /** Counts the changes of placement since the engine was made. */
-  readonly version: number;
-  /** Predicted SLO goodput of the plan, output tokens per second (the planner's objective). */
-  readonly score: number;
-  readonly models: readonly {
-    readonly id: string;
-    /** Arrival rate the plan is scored at (the measured EWMA), requests per second. */
-    readonly rate: number;
-    /** Typical lengths of its requests (measured once requests finished). */
-    readonly promptTokens: number;
-    readonly outputTokens: number;
-    /** Each replica with its predicted load and attainment and the reason for its place. */
-    readonly replicas: readonly ReplicaDecision[];
-  }[];
-  readonly devices: readonly DeviceLoad[];
-}
-
-/** What {@link Engine.replan} resolves with. */
-export interface ReplanResult {
-  /** The moves made, in order. */
-  readonly moves: readonly PlacementMove[];
-  /** The plan's score (predicted SLO goodput, tokens/s) before and after them. */
-  readonly scoreBefore: number;
-  readonly scoreAfter: number;
-}
-
-export type { DeviceLoad, DeviceOptions, PlacementMove, ReplicaDecision };
+export type { DeviceLoad, DeviceOptions, EnginePlacement, PlacementEvent, PlacementMove, ReplanResult, ReplicaDecision };
 
 /** Latency objectives of a served model, ms. */
 export interface ServingSlo {
@@ -262,14 +222,9 @@ export class Engine {
   readonly #loading = new Set<string>();
   /** Loads in flight: close() lets them fail and release what they took before freeing the devices. */
   readonly #loads = new Set<Promise<unknown>>();
-  /** Migrations in flight: close() waits for them to give back what they took. */
-  readonly #migrations = new Set<Promise<unknown>>();
-  readonly #factory: ReplicaFactory;
-  readonly #onPlacement: ((event: PlacementEvent) => void) | undefined;
+  /** Where models go, re-planning, migration. */
+  readonly #global: GlobalScheduler;
   readonly #replanTimer: NodeJS.Timeout | undefined;
-  readonly #cooldownMs: number;
-  #replanning: Promise<ReplanResult> | undefined;
-  #placementVersion = 0;
   #nextId = 1;
   #closed = false;
 
@@ -277,13 +232,18 @@ export class Engine {
     this.policy = policy;
     this.#devices = devices;
     const policyName: LocalPolicyName = policy === 'static-fcfs' ? 'fcfs' : policy === 'saab' ? 'saab' : 'fineserve';
-    this.#factory = { kv, policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName] };
-    this.#onPlacement = options.onPlacement;
-    this.#cooldownMs = options.replanCooldownMs ?? 15_000;
+    this.#global = new GlobalScheduler({
+      devices,
+      models: this.#models,
+      factory: { kv, policy: policyName === 'fineserve' ? FINESERVE_ON_CPU : LOCAL_POLICIES[policyName] },
+      cooldownMs: options.replanCooldownMs ?? 15_000,
+      onPlacement: options.onPlacement,
+      isOpen: () => !this.#closed,
+    });
     const every = options.replanIntervalMs ?? (devices.length > 1 ? 10_000 : 0);
     if (every > 0) {
       this.#replanTimer = setInterval(() => {
-        if (this.#replanning === undefined && this.#loads.size === 0 && this.#migrations.size === 0) this.replan().catch(() => undefined);
+        if (!this.#global.moving && this.#loads.size === 0) this.replan().catch(() => undefined);
       }, every);
       this.#replanTimer.unref();
     }
@@ -390,102 +350,20 @@ export class Engine {
         fixedReplicas: options.replicas,
         nowMs: performance.now(),
       });
-      const replicas = await this.#place(group, undo);
+      const replicas = await this.#global.place(group, undo);
       this.#open('loadModel');
       for (const r of replicas) {
         r.device.scheduler.add(r.served);
         group.replicas.push(r);
       }
       this.#models.set(id, group);
-      this.#placed('load', id, replicas.map((r) => ({ kind: 'add', model: id, to: r.device.id })));
+      this.#global.placed('load', id, replicas.map((r) => ({ kind: 'add', model: id, to: r.device.id })));
       return this.#info(group);
     } catch (err) {
       for (const release of undo.reverse()) release();
       throw err;
     } finally {
       this.#loading.delete(id);
-    }
-  }
-
-  /**
-   * Measures the model on each kind of device it may go to (a warm-up replica on one of each),
-   * asks the placement where its replicas go, and attaches them there (keeping the measured
-   * replicas that were chosen). The replicas are not serving yet; `undo` frees them.
-   */
-  async #place(group: ModelGroup, undo: (() => void)[]): Promise<Replica[]> {
-    const candidates = group.pinned === undefined ? this.#devices : this.#devices.filter((d) => d.id === group.pinned);
-    const attached = new Map<string, Replica>();
-    undo.push(() => {
-      for (const r of attached.values()) freeReplica(r);
-    });
-    const attach = async (d: Device): Promise<Replica> => {
-      checkOwnThreads(d, group.id);
-      const a = await attachReplica(group, d, this.#factory);
-      attached.set(d.id, a.replica);
-      group.footprint = a.footprint;
-      group.loadMs = a.ms;
-      group.costs.set(d.kind, a.replica.served.latency);
-      return a.replica;
-    };
-    let lastError: unknown;
-    for (const kind of new Set(candidates.map((d) => d.kind))) {
-      // The least crowded device of the kind: its slab is likeliest to take the model's reserve.
-      const ofKind = candidates.filter((d) => d.kind === kind).sort((a, b) => a.scheduler.models.length - b.scheduler.models.length);
-      for (const d of ofKind) {
-        try {
-          await attach(d);
-          break;
-        } catch (err) {
-          if (!(err instanceof KvError) && !(err instanceof EngineError && err.code === 'ERR_ENGINE_KV_OUT_OF_MEMORY')) throw err;
-          lastError = err;
-        }
-      }
-      this.#open('loadModel');
-    }
-    if (attached.size === 0) throw lastError;
-    const placed = placeModel(this.#placementModels(group), this.#placementDevices(), this.#assignment(), group.id);
-    if (placed instanceof PlacementFailure) throw new EngineError('ERR_ENGINE_PLACEMENT', placed.message);
-    const chosen = placed.assignment.get(group.id)!;
-    const replicas: Replica[] = [];
-    for (const id of chosen) {
-      const d = this.#devices.find((x) => x.id === id)!;
-      replicas.push(attached.get(id) ?? (await attach(d)));
-      this.#open('loadModel');
-    }
-    for (const [id, r] of [...attached]) {
-      if (chosen.includes(id)) continue;
-      attached.delete(id);
-      freeReplica(r);
-    }
-    return replicas;
-  }
-
-  /** The planner's view of every loaded model (and `adding`, being loaded). */
-  #placementModels(adding?: ModelGroup): PlacementModel[] {
-    const groups = [...this.#models.values()].filter((g) => g.state !== 'closed');
-    if (adding !== undefined) groups.push(adding);
-    const now = performance.now();
-    return groups.map((g) => placementModel(g, now));
-  }
-
-  #placementDevices(): PlacementDevice[] {
-    return this.#devices.map((d) => ({ id: d.id, kind: d.kind, memoryBytes: d.memoryBytes, kvBytes: d.slabBytes }));
-  }
-
-  /** Where each model's serving replicas are now. */
-  #assignment(): Map<string, readonly string[]> {
-    const a = new Map<string, readonly string[]>();
-    for (const g of this.#models.values()) if (g.state !== 'closed') a.set(g.id, g.serving.map((r) => r.device.id));
-    return a;
-  }
-
-  #placed(cause: PlacementEvent['cause'], model: string | undefined, moves: readonly PlacementMove[], durationMs?: number): void {
-    this.#placementVersion++;
-    if (this.#onPlacement === undefined) return;
-    try {
-      this.#onPlacement({ cause, ...(model === undefined ? {} : { model }), moves, ...(durationMs === undefined ? {} : { durationMs }), placement: this.placement() });
-    } catch {
-      // A listener that throws must not undo a placement that happened.
     }
   }
 
@@ -513,14 +391,7 @@ export class Engine {
    */
   placement(): EnginePlacement {
     this.#open('placement');
-    const models = this.#placementModels();
-    const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
-    return {
-      version: this.#placementVersion,
-      score: e.score,
-      models: models.map((m) => ({ id: m.id, rate: m.rate, promptTokens: m.promptTokens, outputTokens: m.outputTokens, replicas: e.replicas.filter((r) => r.model === m.id) })),
-      devices: e.devices,
-    };
+    return this.#global.placement();
   }
 
   /**
@@ -531,14 +402,7 @@ export class Engine {
    */
   async replan(): Promise<ReplanResult> {
     this.#open('replan');
-    if (this.#replanning !== undefined) return this.#replanning;
-    const job = this.#replan();
-    this.#replanning = job;
-    try {
-      return await job;
-    } finally {
-      this.#replanning = undefined;
-    }
+    return this.#global.replan();
   }
 
   /**
@@ -555,83 +419,7 @@ export class Engine {
     if (!this.#devices.some((d) => d.id === to)) throw new EngineError('ERR_ENGINE_DEVICE', `migrate: to = ${JSON.stringify(to)} is not one of this engine's devices (${this.#devices.map((d) => d.id).join(', ')})`);
     if (g.pinned !== undefined) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `migrate: model "${model}" was loaded with device ${g.pinned}`);
     if (on.includes(to)) throw new EngineError('ERR_ENGINE_INVALID_REQUEST', `migrate: model "${model}" already has a replica on ${to}`);
-    const move: PlacementMove = { kind: 'move', model, from, to };
-    const models = this.#placementModels();
-    const without = new Map(this.#assignment()).set(model, on.filter((d) => d !== from));
-    const placed = placeModel(models.map((m) => (m.id === model ? { ...m, device: to, replicas: 1 } : m)), this.#placementDevices(), without, model);
-    if (placed instanceof PlacementFailure) throw new EngineError('ERR_ENGINE_PLACEMENT', placed.message);
-    const start = performance.now();
-    const job = this.#migrate(g, move);
-    this.#migrations.add(job);
-    try {
-      if (await job) this.#placed('migrate', model, [move], performance.now() - start);
-    } finally {
-      this.#migrations.delete(job);
-    }
-  }
-
-  async #replan(): Promise<ReplanResult> {
-    const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
-    const now = performance.now();
-    const frozen = new Set([...this.#models.values()].filter((g) => now - g.lastMoveMs < this.#cooldownMs).map((g) => g.id));
-    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment(), { frozen });
-    const applied: PlacementMove[] = [];
-    const start = performance.now();
-    for (const move of moves) {
-      if (this.#closed) break;
-      const g = this.#models.get(move.model);
-      if (g === undefined || g.state !== 'ready') continue;
-      const job = this.#migrate(g, move);
-      this.#migrations.add(job);
-      try {
-        if (await job) applied.push(move);
-      } finally {
-        this.#migrations.delete(job);
-      }
-    }
-    if (applied.length > 0) this.#placed('replan', undefined, applied, performance.now() - start);
-    return { moves: applied, scoreBefore: before.score, scoreAfter: after.score };
-  }
-
-  /**
-   * One move, live: a new replica is attached from the host weights (no file read) and serves;
-   * requests queued at the old one that have not started move to it in arrival order; the old one
-   * stops taking requests, finishes the ones it runs, and is freed. Returns whether it happened.
-   */
-  async #migrate(g: ModelGroup, move: PlacementMove): Promise<boolean> {
-    g.lastMoveMs = performance.now();
-    let fresh: Replica | undefined;
-    if (move.kind !== 'remove') {
-      const d = this.#devices.find((x) => x.id === move.to)!;
-      const a = await attachReplica(g, d, this.#factory);
-      if (this.#closed || g.state !== 'ready') {
-        freeReplica(a.replica);
-        return false;
-      }
-      fresh = a.replica;
-      g.costs.set(d.kind, fresh.served.latency);
-      d.scheduler.add(fresh.served);
-      g.replicas.push(fresh);
-    }
-    if (move.kind === 'add') return true;
-    const old = g.replicas.find((r) => r.device.id === move.from && r.state === 'serving');
-    if (old === undefined) return fresh !== undefined;
-    old.state = 'draining';
-    const to = fresh ?? g.route(1);
-    for (const seq of [...old.served.waiting]) {
-      if (!seq.movable) continue;
-      old.served.waiting.splice(old.served.waiting.indexOf(seq), 1);
-      to.served.enqueue(seq);
-    }
-    to.device.scheduler.notify();
-    while (old.served.hasWork) await Promise.all([...old.served.waiting, ...old.served.running].map((s) => s.run.result));
-    await old.device.scheduler.quiesce(old.served);
-    const at = g.replicas.indexOf(old);
-    // An unload during the drain has freed it already.
-    if (at < 0) return false;
-    g.replicas.splice(at, 1);
-    freeReplica(old);
-    return true;
+    await this.#global.migrate(g, from, to);
   }
 
   /** Ids of the loaded models. */
@@ -801,7 +589,7 @@ export class Engine {
    */
   async unloadModel(id: string, options: { drain?: boolean } = {}): Promise<void> {
     await this.#unload(this.#entry(id, 'unloadModel'), options.drain === true);
-    this.#placed('unload', id, []);
+    this.#global.placed('unload', id, []);
   }
 
   async #unload(g: ModelGroup, drain: boolean): Promise<void> {
@@ -886,7 +674,7 @@ export class Engine {
     // A migration waits for its old replica to drain: the aborts below let it end.
     for (const g of this.#models.values()) for (const r of g.replicas) r.served.endAll({ reason: 'abort' }, performance.now());
     for (const d of this.#devices) d.scheduler.notify();
-    await Promise.allSettled([...this.#loads, ...this.#migrations]);
+    await Promise.allSettled([...this.#loads, this.#global.settle()]);
     for (const g of [...this.#models.values()]) await this.#unload(g, false);
     await Promise.all(this.#devices.map((d) => d.scheduler.stop()));
     for (const d of this.#devices) closeDevice(d);
@@ -896,37 +684,6 @@ export class Engine {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/** The planner's view of a model: its measured rate, lengths and costs. */
-function placementModel(g: ModelGroup, nowMs: number): PlacementModel {
-  const limits = g.settings.limits;
-  // What finished requests generated; before any, what arrivals asked for (maxTokens, an upper
-  // bound); before any arrival, a quarter of the context each way, at most 64 tokens.
-  const seen = g.stats.typicalLengths();
-  const asked = g.requested.weight > 0 ? { promptTokens: g.requested.promptTokens / g.requested.weight, outputTokens: g.requested.outputTokens / g.requested.weight } : undefined;
-  const guess = Math.max(1, Math.min(64, Math.floor(limits.maxContext / 4)));
-  const promptTokens = seen?.promptTokens ?? asked?.promptTokens ?? guess;
-  const outputTokens = Math.max(1, seen?.outputTokens ?? asked?.outputTokens ?? guess);
-  const fp = g.footprint!;
-  const anyCost = g.costs.values().next().value!;
-  const latency = (kind: string): MeasuredLatencyModel => g.costs.get(kind) ?? anyCost;
-  return {
-    id: g.id,
-    rate: g.rate.rate(nowMs).ewmaPerSecond,
-    promptTokens,
-    outputTokens,
-    ...(g.settings.slo.ttftMs === undefined ? {} : { ttftMs: g.settings.slo.ttftMs }),
-    weightBytes: g.model.weightBytes,
-    kvBytesPerToken: fp.kvBytesPerToken,
-    kvFloorBytes: fp.reserveBytes,
-    maxBatch: limits.maxBatch,
-    ...(g.pinned === undefined ? {} : { device: g.pinned }),
-    ...(g.fixedReplicas === undefined ? {} : { replicas: g.fixedReplicas }),
-    latency,
-    // Loading a replica, then draining the old one's requests (one typical request's decode).
-    moveCostS: (g.loadMs + outputTokens * anyCost.decodeMs(1, promptTokens + outputTokens / 2)) / 1000,
-  };
 }
 
 /** What generate() fixed for a request before its prompt was tokenized. */
