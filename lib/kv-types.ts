@@ -92,7 +92,10 @@ export interface KvLayout {
   readonly rowBytes: number;
   readonly dataBytes: number;
   readonly scaleOffset: number;
+  /** One layer's K region (data, then scales; int4: K's per-channel params). */
   readonly regionBytes: number;
+  /** One layer's V region, after the K one: `layerStride = regionBytes + vRegionBytes`. */
+  readonly vRegionBytes: number;
   readonly layerStride: number;
   readonly blockBytes: number;
   readonly tokenBytes: number;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { type KvFormat, KvPool, Model, ModelRunner, Tokenizer, kvTokenBytes } from '../lib/index.js';
+import { type GenerateOutput, type KvFormat, KvPool, Model, ModelRunner, Tokenizer, kvTokenBytes } from '../lib/index.js';
 import { fixture, goldenCases } from './fixtures.js';
 
 const FORMATS: readonly KvFormat[] = ['f32', 'f16', 'bf16', 'fp8', 'int8', 'int4'];
@@ -60,7 +60,7 @@ for (const { precision, kvFormat } of CASES) {
       { prompt, maxTokens: 40, stopTokens: [] as number[] },
       { prompt, maxTokens: 40, stopTokens: [] as number[], sampling: { temperature: 0.9, topP: 0.95, seed: 100 + i } },
     ]);
-    const alone = [];
+    const alone: GenerateOutput[] = [];
     for (const r of reqs) alone.push((await runner.generate([r]))[0]!);
     for (const [name, r] of [['batched', runner], ['batched in 7-token chunks', chunked]] as const) {
       const batch = await r.generate(reqs);
@@ -82,6 +82,8 @@ test('kvTokenBytes is the layout\'s tokenBytes for every format, int4\'s per-blo
       const layout = pool.layout(id);
       assert.equal(kvTokenBytes(geometry), layout.tokenBytes, `${format} d${headDim} tpb${tokensPerBlock}`);
       assert.ok(layout.blockBytes >= tokensPerBlock * layout.tokenBytes);
+      assert.equal(layout.layerStride, layout.regionBytes + layout.vRegionBytes);
+      if (format === 'int4') assert.ok(layout.regionBytes >= layout.scaleOffset + 2 * 4 * headDim, 'K region holds 2 heads of channel params');
     }
   }
   // int4 at head_dim 128, 16 tokens a block: 64 + 64 data bytes, a 2-byte V scale, 512 / 16 of K params.

@@ -45,9 +45,9 @@ test('#16 item 15: every subcommand answers --help, bad options are one line and
     assert.equal(help.status, 0, `${command} --help: ${help.stderr}`);
     assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
   }
-  const bad = runCli(['profile', '--precision', 'x']);
+  const bad = runCli(['profile', '--mps', 'x']);
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /^fineserve profile: Unknown option '--precision'/);
+  assert.match(bad.stderr, /^fineserve profile: Unknown option '--mps'/);
   assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
   const type = runCli(['quantize', 'a.gguf', 'b.gguf', '--type', 'q4_k']);
   assert.equal(type.status, 2);

@@ -233,6 +233,7 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     o.Set("dataBytes", static_cast<double>(l.data_bytes));
     o.Set("scaleOffset", static_cast<double>(l.scale_offset));
     o.Set("regionBytes", static_cast<double>(l.region_bytes));
+    o.Set("vRegionBytes", static_cast<double>(l.v_region_bytes));
     o.Set("layerStride", static_cast<double>(l.layer_stride));
     o.Set("blockBytes", static_cast<double>(l.block_bytes));
     o.Set("tokenBytes", static_cast<double>(l.token_bytes));

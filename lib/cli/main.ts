@@ -13,7 +13,8 @@ import { FineserveError } from '../errors.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
 import { generateModel, MODEL_SHAPES, type ModelShape } from '../generate.js';
-import { PLAN_USAGE, planCommand, profileCommand } from './plan.js';
+import { PLAN_USAGE, planCommand } from './plan.js';
+import { PROFILE_USAGE, profileCommand } from './profile.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
 
 const USAGE = `usage: fineserve <command> [options]
@@ -25,6 +26,7 @@ ${DEMO_USAGE}
                      write a random-weight model of a real shape (S: ${MODEL_SHAPES.join(', ')})
 ${SERVE_USAGE}
 ${PLAN_USAGE}
+${PROFILE_USAGE}
 ${QUANTIZE_USAGE}
 
 options:
@@ -130,7 +132,7 @@ const COMMAND_USAGE: Record<string, string> = {
   demo: DEMO_USAGE,
   serve: SERVE_USAGE,
   plan: PLAN_USAGE,
-  profile: PLAN_USAGE,
+  profile: PROFILE_USAGE,
   quantize: QUANTIZE_USAGE,
 };
 

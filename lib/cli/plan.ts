@@ -1,7 +1,6 @@
 /**
- * `fineserve plan models.json devices.json`: the global scheduler's placement, printed; and
- * `fineserve profile MODEL --out FILE`: measures a loaded model through the engine over a grid of
- * batch sizes and prompt lengths and writes the reference profile CSV schema.
+ * `fineserve plan models.json devices.json`: the global scheduler's placement, printed
+ * (`fineserve profile`, which writes the profile CSV schema, is lib/cli/profile.ts).
  * @module
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,7 +14,7 @@ import { planStaticSplit } from '../scheduler/baselines/static-split.js';
 import { CostModel } from '../scheduler/cost-model.js';
 import { PlanError } from '../scheduler/errors.js';
 import { planFineServe } from '../scheduler/global.js';
-import { formatProfileCsv, parseProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
+import { parseProfileCsv, type ProfileRow } from '../scheduler/profiles.js';
 import type { DeviceSpec, PlacementPlan } from '../scheduler/types.js';
 import { type K8sModelSpec, manifestYaml, planManifests } from './k8s.js';
 
@@ -29,9 +28,7 @@ export const PLAN_USAGE = `  plan MODELS.json DEVICES.json [--policy fineserve|r
                      in ../shared/reference beside a checkout; --k8s writes Kubernetes manifests of the
                      plan to DIR (a Deployment per device group running \`fineserve serve\`, a Service
                      per model; "source" is the model's path in the pod, default /models/ID on PVC
-                     --models-claim, default fineserve-models)
-  profile MODEL --out FILE.csv [--batches 1,2,4] [--lengths 16,32] [--output N] [--threads N]
-                     measure a model with the engine and write the reference profile CSV schema`;
+                     --models-claim, default fineserve-models)`;
 
 function readJson(path: string, field: string): unknown {
   let text: string;
@@ -134,64 +131,4 @@ function readProfiles(path: string): ProfileRow[] {
     throw new PlanError('ERR_PROFILE_MISSING', path, 'file', (err as Error).message);
   }
   return parseProfileCsv(text, path);
-}
-
-function intList(text: string | undefined, fallback: number[], flag: string): number[] {
-  if (text === undefined) return fallback;
-  const list = text.split(',').map((t) => Number(t));
-  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new PlanError('ERR_PLAN_INPUT', flag, 'value', `must be positive integers separated by commas, got "${text}"`);
-  return list;
-}
-
-/**
- * `fineserve profile`: for each (batch, prompt length), TTFT is the time of a batch of prompts
- * generating one token; TPOT is (time to generate `output` tokens − TTFT) / (output − 1).
- */
-export async function profileCommand(args: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: { out: { type: 'string' }, batches: { type: 'string' }, lengths: { type: 'string' }, output: { type: 'string' }, threads: { type: 'string' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (positionals.length !== 1 || values.out === undefined) {
-    console.error(`fineserve profile: expected MODEL and --out FILE.csv\n\nusage:\n${PLAN_USAGE}`);
-    return 2;
-  }
-  const batches = intList(values.batches, [1, 2, 4, 8, 16, 32], '--batches');
-  const lengths = intList(values.lengths, [256, 512], '--lengths');
-  const [output] = intList(values.output, [32], '--output');
-  const [threads] = intList(values.threads, [0], '--threads').map((t) => t);
-  // The engine is loaded only for this command: `plan` must work without the native addon.
-  const { Model } = await import('../model.js');
-  const { ModelRunner } = await import('../runner.js');
-  const model = await Model.load(positionals[0]!);
-  const maxLen = Math.max(...lengths);
-  const runner = ModelRunner.create(model, {
-    maxBatchTokens: Math.max(...batches) * maxLen,
-    poolBytes: Math.min(2 ** 30, Math.max(...batches) * (maxLen + output! + 16) * 2 * model.config.layers * model.config.kvHeads * model.config.headDim * 4 * 2),
-    ...(threads! > 0 && { threads: threads! }),
-  });
-  const name = model.source.split('/').pop()!.replace(/\.gguf$/, '');
-  const vocab = model.config.vocabSize;
-  const rows: ProfileRow[] = [];
-  const timed = async (batch: number, len: number, maxTokens: number): Promise<number> => {
-    const prompt = Array.from({ length: len }, (_, i) => 1 + ((i * 7919) % (vocab - 1)));
-    const reqs = Array.from({ length: batch }, () => ({ prompt, maxTokens, stopTokens: [-1] }));
-    const t0 = performance.now();
-    await runner.generate(reqs);
-    return (performance.now() - t0) / 1000;
-  };
-  await timed(1, Math.min(...lengths), 2);
-  for (const len of lengths) {
-    for (const batch of batches) {
-      const ttft = await timed(batch, len, 1);
-      const e2e = await timed(batch, len, output!);
-      const tpot = output! > 1 ? Math.max(0, e2e - ttft) / (output! - 1) : 0;
-      rows.push({ model: name, qformat: 'f32', tp: 1, mpsPercentage: 100, batchSize: batch, inputLen: len, outputLen: output!, seqLen: len + output!, prefillTime: ttft, decodeTime: e2e - ttft, ttft, tpot, e2e });
-    }
-  }
-  writeFileSync(values.out, formatProfileCsv(rows));
-  console.log(`wrote ${values.out}: ${rows.length} rows (${name}, batches ${batches.join(',')}, lengths ${lengths.join(',')}, output ${output})`);
-  return 0;
 }
