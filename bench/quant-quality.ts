@@ -25,7 +25,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const cases = args.smoke ? QUALITY_CASES.filter((c) => SMOKE_CASES.includes(c.name)) : QUALITY_CASES;
 const rows = await evaluateQuality(ROOT, cases, (line) => process.stderr.write(`${line}\n`));
 const KL_FORMATS = ['f16', 'bf16', 'fp8', 'int8', 'int4'] as const;
-const klOptions = args.smoke ? { sequences: 1, tokens: 12, stride: 6, cases: [{ ...KL_CASES[0]!, layers: 1 }] } : {};
+const klOptions = args.smoke ? { sequences: 1, tokens: 12, stride: 6, cases: [{ ...KL_CASES[0]!, name: 'llama-100m x1 layer', layers: 1 }] } : {};
 const kl = await evaluateKvKl(args.smoke ? ['int4'] : KL_FORMATS, klOptions, (line) => process.stderr.write(`${line}\n`));
 const out = resolve(ROOT, args.out ?? (args.smoke ? 'build/quant-quality-smoke.json' : 'bench/results/quant-quality.json'));
 mkdirSync(dirname(out), { recursive: true });

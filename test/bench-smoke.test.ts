@@ -94,12 +94,14 @@ test('bench:sim --smoke: every system simulated, headline ratios', () => {
 
 test('bench:quant-quality --smoke: perplexity per precision', () => {
   smoke('bench/quant-quality.ts', ['--smoke', '--out', out('quant-quality.json')]);
-  const r = json<{ rows: { name: string; perplexity: unknown; deltaPercent: unknown }[] }>(out('quant-quality.json'));
+  const r = json<{ rows: { name: string; perplexity: unknown; deltaPercent: unknown }[]; kvKl: { kv: string; meanKl: unknown }[] }>(out('quant-quality.json'));
   assert.deepEqual(r.rows.map((x) => x.name), ['fp32', 'w8a8', 'GGUF Q8_0']);
   for (const row of r.rows) {
     real(row.perplexity, `${row.name} perplexity`);
     real(row.deltaPercent, `${row.name} deltaPercent`);
   }
+  assert.deepEqual(r.kvKl.map((x) => x.kv), ['int4']);
+  real(r.kvKl[0]!.meanKl, 'int4 KV KL divergence');
 });
 
 test('bench:cuda-report on the committed SIMT sample', () => {
