@@ -71,6 +71,20 @@ test('light load meets every SLO; overload does not, and time stays consistent',
   assert.ok(h.sloAttainment < 0.8, `attainment ${h.sloAttainment} at 400 req/s on 2 GPUs`);
 });
 
+test('a model with a TPOT SLO attains only requests that finish within it on average, as well as within the TTFT SLO', () => {
+  const light = scenario(5, 2);
+  const base = simulate({ costModel, models: light.models, devices, system: buildSystem('fineserve', costModel, light.input), arrivals: light.arrivals });
+  const p50 = base.tpotP50Ms;
+  // A TPOT SLO at the median solo TPOT: about half the multi-token requests miss it, whatever their TTFT.
+  const withTpot = light.models.map((m) => ({ ...m, slo: { ttftMs: base.perModel[m.id]!.sloMs, tpotMs: p50 } }));
+  const r = simulate({ costModel, models: withTpot, devices, system: buildSystem('fineserve', costModel, { ...light.input, models: withTpot }), arrivals: light.arrivals });
+  const met = r.outcomes.filter((o) => o.ttftMs !== undefined && o.ttftMs < o.sloMs && o.state === 'finished' && (o.tpotMs === undefined || o.tpotMs <= o.tpotSloMs!)).length;
+  assert.equal(r.sloAttainment, met / r.arrivals);
+  assert.ok(r.outcomes.every((o) => o.tpotSloMs === p50), 'every outcome carries its TPOT SLO');
+  assert.ok(r.sloAttainment < 0.8 && r.sloAttainment > 0.2, `attainment ${r.sloAttainment} with a TPOT SLO at the median TPOT (${p50.toFixed(1)} ms); ${base.sloAttainment} without`);
+  assert.equal(base.sloAttainment, 1);
+});
+
 test('fast-forwarded decode gives the same token accounting as step-by-step decode', () => {
   const s = scenario(10, 6, 10_000);
   const run = (ff: number) =>

@@ -4,6 +4,8 @@
  * - sloScales: SLO scales 5 and 10 (and 40 from the curves) at two rates (main systems, fig1);
  * - skew: uniform and Zipf 2 popularity at one rate (fig1, big8, big16);
  * - long: long prompts (memory-bound) over low rates (fig1);
+ * - longTpot (beyond the paper): the same long-context mix with TPOT SLOs (5 × batch-1 decode
+ *   step) on top of the TTFT SLOs (fig1);
  * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system (fig1).
  * - depthShift (beyond the paper): demand moving from 32-layer to 64/80-layer models halfway,
  *   long prompts, ours with one KV Slab against ours with the reference's per-layer-count pools
@@ -19,7 +21,7 @@ export const MAIN_SYSTEMS: readonly SystemName[] = ['fineserve', 'reference', 'r
 /** One simulation to run, and which part of the report it feeds. */
 export interface Job {
   readonly index: number;
-  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'mapCost' | 'depthShift';
+  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'longTpot' | 'mapCost' | 'depthShift';
   readonly scenario: Scenario;
   readonly system: SystemName;
 }
@@ -41,6 +43,8 @@ export interface SweepSize {
 }
 
 export const DEFAULT_SLO_SCALE = 40;
+/** TPOT SLO of the longTpot part, × the batch-1 decode step. */
+export const TPOT_SLO_SCALE = 5;
 
 /** Full, quick and smoke sweeps. */
 export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gpus16?: boolean; readonly seeds?: number } = {}): SweepSize {
@@ -91,6 +95,7 @@ export function buildJobs(size: SweepSize): Job[] {
     if (mix !== 'mix4') for (const z of size.skews) add('skew', { ...base, zipf: z, rate: size.skewRatePerGpu * g }, MAIN_SYSTEMS);
     if (mix === 'fig1') {
       for (const r of size.longRatesPerGpu) add('long', { ...base, lengths: 'long', rate: r * g }, MAIN_SYSTEMS);
+      for (const r of size.longRatesPerGpu) add('longTpot', { ...base, lengths: 'long', tpotSloScale: TPOT_SLO_SCALE, rate: r * g }, MAIN_SYSTEMS);
       for (const c of size.mapCostsMs) add('mapCost', { ...base, rate: size.skewRatePerGpu * g, mapCostMs: c }, ['prism']);
     }
     if (mix !== 'fig1' || size.mixes.length === 1) {

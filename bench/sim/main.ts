@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 
 import { SYSTEM_NAMES, SYSTEM_NOTES, type SystemName } from '../../lib/sim/systems.js';
 import { lineChart, vegaLiteSpec, type Series } from './charts.js';
-import { buildJobs, DEFAULT_SLO_SCALE, MAIN_SYSTEMS, sweepSize, type Job } from './jobs.js';
+import { buildJobs, DEFAULT_SLO_SCALE, MAIN_SYSTEMS, sweepSize, TPOT_SLO_SCALE, type Job } from './jobs.js';
 import { curve, ratios, sustained, type CurvePoint } from './report.js';
 import type { RunSummary } from './run-one.js';
 import { LENGTHS, MIX_GPUS, scenarioModels } from './scenarios.js';
@@ -107,6 +107,8 @@ for (const mix of size.mixes) {
   const skew = Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(skewRuns, s, (r) => r.zipf)]));
   const longRuns = part('long').filter((r) => r.mix === mix);
   const long = longRuns.length > 0 ? Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(longRuns, s, (r) => r.rate)])) : undefined;
+  const tpotRuns = part('longTpot').filter((r) => r.mix === mix);
+  const longTpot = tpotRuns.length > 0 ? Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(tpotRuns, s, (r) => r.rate)])) : undefined;
   const shiftRuns = part('depthShift').filter((r) => r.mix === mix);
   const depthShift = shiftRuns.length > 0 ? Object.fromEntries((['fineserve', 'ours-layer-pools', 'prism'] as const).map((s) => [s, curve(shiftRuns, s, (r) => r.rate)])) : undefined;
   const mapRuns = part('mapCost').filter((r) => r.mix === mix);
@@ -125,6 +127,7 @@ for (const mix of size.mixes) {
     sloScales,
     skew,
     ...(long !== undefined && { long }),
+    ...(longTpot !== undefined && { longTpot }),
     ...(mapCost !== undefined && { prismMapCost: mapCost }),
     ...(depthShift !== undefined && { depthShift }),
   });
@@ -147,6 +150,11 @@ for (const mix of size.mixes) {
   const sr = (t: typeof at99) => MAIN_SYSTEMS.map((s) => `${s} ${t[s]!.median.toFixed(1)} [${t[s]!.min.toFixed(1)}–${t[s]!.max.toFixed(1)}]`).join(', ');
   lines.push(`sustained rate at 99 %: ${sr(at99)}`);
   lines.push(`sustained rate at 90 %: ${sr(at90)}`);
+  if (long !== undefined && longTpot !== undefined) {
+    const row = (c: Record<string, CurvePoint[]>) => MAIN_SYSTEMS.map((s) => `${s} ${c[s]!.map((p) => `${p.x}: ${pct(p.attainment.mean)}`).join(', ')}`).join('; ');
+    lines.push(`long prompts, attainment % (TTFT SLO only): ${row(long)}`);
+    lines.push(`long prompts with TPOT SLOs (${TPOT_SLO_SCALE} x batch-1 decode step), attainment %: ${row(longTpot)}`);
+  }
   if (depthShift !== undefined) {
     lines.push(
       `depth shift (long prompts, demand 32 -> 64/80 layers halfway), attainment % / tokens/s: ` +

@@ -4,6 +4,8 @@
  * @module
  */
 import { CostModel } from '../../lib/scheduler/cost-model.js';
+import { baseTp, referenceEstimator, sloMs } from '../../lib/scheduler/demand.js';
+import type { ModelSpec } from '../../lib/scheduler/types.js';
 import { simulate } from '../../lib/sim/simulator.js';
 import { buildSystem, type SystemName } from '../../lib/sim/systems.js';
 import { materialize, type Scenario } from './scenarios.js';
@@ -30,11 +32,19 @@ export interface RunSummary extends Scenario {
 
 let cached: CostModel | undefined;
 
+/** The model with its TTFT SLO as derived, and a TPOT SLO of `scale` × its batch-1 decode step on its base TP. */
+function withTpotSlo(costModel: CostModel, spec: ModelSpec, sloScale: number, scale: number): ModelSpec {
+  const entry = costModel.entry(spec.family, spec.precision, baseTp(costModel, spec), spec.id);
+  return { ...spec, slo: { ttftMs: sloMs(costModel, spec, sloScale), tpotMs: scale * referenceEstimator(entry).decodeMs(1, 1) } };
+}
+
 /** Runs one (scenario, system). */
 export function runOne(s: Scenario, system: SystemName): RunSummary {
   const t0 = performance.now();
   cached ??= CostModel.reference();
-  const { models, devices, arrivals } = materialize(s);
+  const m = materialize(s);
+  const { devices, arrivals } = m;
+  const models = s.tpotSloScale === undefined ? m.models : m.models.map((spec) => withTpotSlo(cached!, spec, s.sloScale, s.tpotSloScale!));
   const sys = buildSystem(system, cached, { models, devices, sloScale: s.sloScale });
   const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000, ...(s.mapCostMs !== undefined && { kvOptions: { mapCostMs: s.mapCostMs } }) });
   return {

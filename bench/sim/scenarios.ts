@@ -35,6 +35,11 @@ export interface Scenario {
    * the first half and 0.25x in the second, the 64/80-layer models the reverse (same average).
    */
   readonly depthShift?: boolean;
+  /**
+   * Every model also gets a TPOT SLO of this many times its batch-1 decode step (the profiles'
+   * mean over lengths); a request then meets its SLO only if its mean TPOT is within it too.
+   */
+  readonly tpotSloScale?: number;
 }
 
 /**

@@ -66,6 +66,8 @@ export interface RequestOutcome {
   readonly finishMs?: number;
   readonly outputTokens: number;
   readonly sloMs: number;
+  /** The model's TPOT SLO, when it has one: then the request must also finish within it on average. */
+  readonly tpotSloMs?: number;
 }
 
 /** Per-model and total results. */
@@ -76,7 +78,10 @@ export interface SimResult {
   readonly dropped: number;
   /** Still waiting or running when the run stopped. */
   readonly inFlight: number;
-  /** Requests whose TTFT met the SLO / all arrivals (dropped ones are misses). */
+  /**
+   * Requests that met their SLO / all arrivals (dropped ones are misses): TTFT under the TTFT SLO
+   * and, for a model with a TPOT SLO, finished with a mean TPOT within it.
+   */
   readonly sloAttainment: number;
   /** Output tokens of finished requests / time of the last completion, tokens per second. */
   readonly tokenThroughput: number;
@@ -209,7 +214,7 @@ export function simulate(config: SimConfig): SimResult {
   }
   for (const d of devices.values()) d.account.seal();
 
-  const outcomes = new Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>();
+  const outcomes = new Map<number, { seq: Seq; model: string; sloMs: number; tpotSloMs: number | undefined; state: RequestOutcome['state'] }>();
   const heap = new EventHeap<SimEvent>();
   let preemptions = 0;
   let iterations = 0;
@@ -445,6 +450,7 @@ export function simulate(config: SimConfig): SimResult {
       const spec = specs.get(a.model);
       const list = byModel.get(a.model);
       const slo = list?.[0]?.sloMs ?? spec?.slo?.ttftMs ?? 0;
+      const tpotSloMs = spec?.slo?.tpotMs;
       const seq: Seq = {
         id: a.id,
         arrivalMs: a.arrivalMs,
@@ -461,10 +467,10 @@ export function simulate(config: SimConfig): SimResult {
         finishMs: NaN,
       };
       if (list === undefined || list.length === 0) {
-        outcomes.set(a.id, { seq, model: a.model, sloMs: slo, state: 'dropped' });
+        outcomes.set(a.id, { seq, model: a.model, sloMs: slo, tpotSloMs, state: 'dropped' });
         continue;
       }
-      outcomes.set(a.id, { seq, model: a.model, sloMs: slo, state: 'queued' });
+      outcomes.set(a.id, { seq, model: a.model, sloMs: slo, tpotSloMs, state: 'queued' });
       // Join the replica with the least outstanding work.
       let best = list[0]!;
       for (const r of list) if (r.queued + r.running.length < best.queued + best.running.length) best = r;
@@ -503,7 +509,7 @@ export function ttftPerTokenMs(costModel: CostModel, entry: CostEntry): number {
 
 function summarize(
   system: string,
-  outcomes: Map<number, { seq: Seq; model: string; sloMs: number; state: RequestOutcome['state'] }>,
+  outcomes: Map<number, { seq: Seq; model: string; sloMs: number; tpotSloMs: number | undefined; state: RequestOutcome['state'] }>,
   preemptions: number,
   iterations: number,
   extrapolated: number,
@@ -525,7 +531,9 @@ function summarize(
     const tpot = o.state === 'finished' && s.outputTokens > 1 ? (s.finishMs - s.firstTokenMs) / (s.outputTokens - 1) : undefined;
     if (ttft !== undefined) ttfts.push(ttft);
     if (tpot !== undefined) tpots.push(tpot);
-    if (ttft !== undefined && ttft < o.sloMs) {
+    // A TPOT SLO is judged on the whole output, so a request still running when the run stops misses it.
+    const tpotMet = o.tpotSloMs === undefined || (o.state === 'finished' && (tpot === undefined || tpot <= o.tpotSloMs));
+    if (ttft !== undefined && ttft < o.sloMs && tpotMet) {
       attained++;
       pm.attained++;
     }
@@ -549,6 +557,7 @@ function summarize(
       ...(o.state === 'finished' && { finishMs: s.finishMs }),
       outputTokens: s.outputTokens,
       sloMs: o.sloMs,
+      ...(o.tpotSloMs !== undefined && { tpotSloMs: o.tpotSloMs }),
     });
   }
   const n = outcomes.size;
