@@ -6,7 +6,7 @@
 // Batch invariance: every output element owns one 8-lane accumulator that takes the products of
 // its row and token in increasing k (one block of 8 or 32 elements per step, in one fixed order),
 // and is reduced by one fixed horizontal sum. How many tokens the call has, which tile a token
-// lands in and which tile shape serves it (4 x 3 for prefill, 1 x 4 for decode) change only which
+// lands in and which tile shape serves it (4 x 3 for prefill, 1 x 8 for decode) change only which
 // accumulators run side by side, never the arithmetic of any one: a sequence's logits are
 // bit-identical alone and in a batch. test_gemm.cc checks it.
 #pragma once

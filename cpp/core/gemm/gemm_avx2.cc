@@ -4,7 +4,7 @@
 // A tile is RT tokens x RW weight rows, one 8-lane accumulator per output element. Per step the
 // kernel loads RW weight vectors once and RT activation vectors once and issues RT * RW FMAs (4 x 3:
 // 12 FMAs for 7 loads; the per-row dot it replaces issued one FMA per two loads). Decode (one
-// token) runs 1 x 4 tiles: four independent accumulator chains hide the FMA latency, and the
+// token) runs 1 x 8 tiles: eight independent accumulator chains hide the FMA latency, and the
 // arithmetic of each element is the same as in a prefill tile.
 #include <immintrin.h>
 
@@ -25,9 +25,10 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Tile widths by token count: 4 tokens x 3 rows = 12 accumulators + 3 weights + 1 activation.
+// Tile widths by token count: 4 tokens x 3 rows = 12 accumulators + 3 weights + 1 activation;
+// one token x 8 rows keeps eight independent FMA chains in flight for decode.
 constexpr size_t kMaxTokens = 4;
-constexpr size_t rows_for(size_t tokens) { return tokens >= 3 ? 3 : 4; }
+constexpr size_t rows_for(size_t tokens) { return tokens >= 3 ? 3 : tokens == 2 ? 4 : 8; }
 
 // Lane mask for the last n < 8 elements of a row: the tail is read with masked loads (zeros
 // past the end, no read beyond it), so it is one more step of the same accumulation.
@@ -189,7 +190,17 @@ void rows_switch(size_t nr, const Operands& op, size_t t0, size_t r0) {
     case 1: return Tile<RT, 1>::run(op, t0, r0);
     case 2: return Tile<RT, 2>::run(op, t0, r0);
     case 3: return Tile<RT, 3>::run(op, t0, r0);
-    default: return Tile<RT, 4>::run(op, t0, r0);
+    case 4: return Tile<RT, 4>::run(op, t0, r0);
+    default:
+      if constexpr (RT == 1) {  // only decode tiles are wider than 4 rows
+        switch (nr) {
+          case 5: return Tile<1, 5>::run(op, t0, r0);
+          case 6: return Tile<1, 6>::run(op, t0, r0);
+          case 7: return Tile<1, 7>::run(op, t0, r0);
+          default: return Tile<1, 8>::run(op, t0, r0);
+        }
+      }
+      return Tile<RT, 4>::run(op, t0, r0);
   }
 }
 
@@ -353,13 +364,13 @@ void decode_fp8(const uint8_t* row, size_t cols, uint32_t, float* y) {
 
 // Rows decoded per chunk: for decode a chunk stays in L1; for prefill it is larger, so the
 // activations stream past fewer chunks.
-constexpr size_t kDecodeRowsFew = 12;
+constexpr size_t kDecodeRowsFew = 24;
 constexpr size_t kDecodeChunkBytes = 160 * 1024;
 
 template <void (*Decode)(const uint8_t*, size_t, uint32_t, float*)>
 void decoded_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
   size_t chunk = kDecodeRowsFew;
-  if (tokens > kMaxTokens) chunk = std::max(chunk, kDecodeChunkBytes / (4 * op.k) / 12 * 12);
+  if (tokens > kMaxTokens) chunk = std::max(chunk, kDecodeChunkBytes / (4 * op.k) / 24 * 24);
   thread_local std::vector<float> rows;
   rows.resize(chunk * op.k);
   for (size_t c0 = r0; c0 < r1; c0 += chunk) {

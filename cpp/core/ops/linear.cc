@@ -58,8 +58,8 @@ void linear_qdot(engine::ThreadPool& pool, const float* x, size_t tokens, const 
 
 // Weight bytes of one GEMM block: it stays in L2 while every token tile streams past it.
 constexpr uint64_t kGemmBlockBytes = 192 * 1024;
-// Block rows are a multiple of every tile width (3 and 4), so only the last block has edge tiles.
-constexpr size_t kGemmRowQuantum = 12;
+// Block rows are a multiple of every tile width (3, 4 and 8), so only the last block has edge tiles.
+constexpr size_t kGemmRowQuantum = 24;
 
 size_t gemm_block_rows(uint64_t row_bytes, size_t out, unsigned threads) {
   size_t rows = std::clamp<size_t>(kGemmBlockBytes / std::max<uint64_t>(row_bytes, 1), kGemmRowQuantum, 240);
