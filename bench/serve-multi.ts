@@ -11,7 +11,7 @@
  *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--out FILE] [--smoke]
  *
  * The models: the demo's generated Llama shape (768 wide, 8k vocabulary, f16, `--layers` deep) in
- * four precisions, one a hot model whose rate jumps twelvefold at the shift. Rates are set from
+ * four precisions, one a hot model whose rate jumps ninefold at the shift. Rates are set from
  * each model's measured solo request time, so the load means the same on any machine.
  * @module
  */

@@ -154,7 +154,7 @@ test('a rate shift triggers re-placement, and 100 requests in flight across a mi
   }
 });
 
-test('re-planning after a shift moves load off the hot device, and a stable engine does not thrash', async () => {
+test('re-planning after a shift moves the hot device\'s neighbour away, and makes at most a correction before it', async () => {
   const engine = await Engine.create({ devices: TWO, slabBytes: 32 * MiB, replanIntervalMs: 0, replanCooldownMs: 0 });
   try {
     // One replica each, so the only way to relieve the hot device is to move its neighbour away;
