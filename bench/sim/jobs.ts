@@ -7,6 +7,9 @@
  * - longTpot (beyond the paper): the same long-context mix with TPOT SLOs (5 × batch-1 decode
  *   step) on top of the TTFT SLOs (fig1);
  * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system (fig1).
+ * - rateShift (beyond the paper): one model's rate goes from 0.5x to 6x its share halfway (mix4,
+ *   uniform popularity, 30 s): ours and Prism placed once, and re-placed online (ours:
+ *   replanOnDrift; Prism: its KVPR migration) with drain + weights load as the migration cost;
  * - depthShift (beyond the paper): demand moving from 32-layer to 64/80-layer models halfway,
  *   long prompts, ours with one KV Slab against ours with the reference's per-layer-count pools
  *   (mix4, big8).
@@ -21,7 +24,7 @@ export const MAIN_SYSTEMS: readonly SystemName[] = ['fineserve', 'reference', 'r
 /** One simulation to run, and which part of the report it feeds. */
 export interface Job {
   readonly index: number;
-  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'longTpot' | 'mapCost' | 'depthShift';
+  readonly part: 'curves' | 'sloScales' | 'skew' | 'long' | 'longTpot' | 'mapCost' | 'depthShift' | 'rateShift';
   readonly scenario: Scenario;
   readonly system: SystemName;
 }
@@ -40,6 +43,7 @@ export interface SweepSize {
   readonly longRatesPerGpu: readonly number[];
   readonly mapCostsMs: readonly number[];
   readonly shiftRatesPerGpu: readonly number[];
+  readonly rateShiftRatesPerGpu: readonly number[];
 }
 
 export const DEFAULT_SLO_SCALE = 40;
@@ -49,10 +53,10 @@ export const TPOT_SLO_SCALE = 5;
 /** Full, quick and smoke sweeps. */
 export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gpus16?: boolean; readonly seeds?: number } = {}): SweepSize {
   if (mode === 'smoke') {
-    return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165], shiftRatesPerGpu: [4] };
+    return { mixes: ['fig1'], ratesPerGpu: [10, 30], seeds: () => [1], durationMs: () => 5_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0], skewRatePerGpu: 20, longRatesPerGpu: [4], mapCostsMs: [0.165], shiftRatesPerGpu: [4], rateShiftRatesPerGpu: [10] };
   }
   if (mode === 'quick') {
-    return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165], shiftRatesPerGpu: [4, 8] };
+    return { mixes: ['fig1', 'mix4'], ratesPerGpu: [10, 20, 30, 40], seeds: () => [1, 2], durationMs: () => 15_000, sloScales: [10], sloRatesPerGpu: [20], skews: [0, 2], skewRatePerGpu: 20, longRatesPerGpu: [2, 4, 8], mapCostsMs: [0, 0.165], shiftRatesPerGpu: [4, 8], rateShiftRatesPerGpu: [10, 25] };
   }
   // Sized for a shared 2-core machine (about 1,000 runs, 4 minutes): 16 GPUs (two copies of big8)
   // are left to a bigger machine (`--gpus16`); side sweeps use the first 3 seeds.
@@ -69,6 +73,7 @@ export function sweepSize(mode: 'full' | 'quick' | 'smoke', extra: { readonly gp
     longRatesPerGpu: [2, 4, 8],
     mapCostsMs: [0, 0.032, 0.165],
     shiftRatesPerGpu: [2, 4, 6],
+    rateShiftRatesPerGpu: [10, 15, 25],
   };
 }
 
@@ -97,6 +102,14 @@ export function buildJobs(size: SweepSize): Job[] {
       for (const r of size.longRatesPerGpu) add('long', { ...base, lengths: 'long', rate: r * g }, MAIN_SYSTEMS);
       for (const r of size.longRatesPerGpu) add('longTpot', { ...base, lengths: 'long', tpotSloScale: TPOT_SLO_SCALE, rate: r * g }, MAIN_SYSTEMS);
       for (const c of size.mapCostsMs) add('mapCost', { ...base, rate: size.skewRatePerGpu * g, mapCostMs: c }, ['prism']);
+    }
+    if (mix === 'mix4' || size.mixes.length === 1) {
+      for (const r of size.rateShiftRatesPerGpu) {
+        for (const rateShift of ['once', 'online'] as const) {
+          const seeds = size.seeds(mix).slice(0, 3);
+          for (const seed of seeds) for (const system of ['fineserve', 'prism'] as const) jobs.push({ index: jobs.length, part: 'rateShift', system, scenario: { ...base, zipf: 0, rate: r * g, rateShift, gpus: g, durationMs: 30_000, seed } });
+        }
+      }
     }
     if (mix !== 'fig1' || size.mixes.length === 1) {
       for (const r of size.shiftRatesPerGpu) add('depthShift', { ...base, lengths: 'long', depthShift: true, rate: r * g }, ['fineserve', 'ours-layer-pools', 'prism']);

@@ -24,7 +24,7 @@ import { lineChart, vegaLiteSpec, type Series } from './charts.js';
 import { buildJobs, DEFAULT_SLO_SCALE, MAIN_SYSTEMS, sweepSize, TPOT_SLO_SCALE, type Job } from './jobs.js';
 import { curve, ratios, sustained, type CurvePoint } from './report.js';
 import type { RunSummary } from './run-one.js';
-import { LENGTHS, MIX_GPUS, scenarioModels } from './scenarios.js';
+import { LENGTHS, MIX_GPUS, scenarioModels, SHIFT_DETECT_MS, SHIFTED_MODEL } from './scenarios.js';
 
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' }, gpus16: { type: 'boolean', default: false }, seeds: { type: 'string' } },
@@ -111,6 +111,35 @@ for (const mix of size.mixes) {
   const longTpot = tpotRuns.length > 0 ? Object.fromEntries(MAIN_SYSTEMS.map((s) => [s, curve(tpotRuns, s, (r) => r.rate)])) : undefined;
   const shiftRuns = part('depthShift').filter((r) => r.mix === mix);
   const depthShift = shiftRuns.length > 0 ? Object.fromEntries((['fineserve', 'ours-layer-pools', 'prism'] as const).map((s) => [s, curve(shiftRuns, s, (r) => r.rate)])) : undefined;
+  const rsRuns = part('rateShift').filter((r) => r.mix === mix);
+  const rateShift =
+    rsRuns.length > 0
+      ? (['fineserve', 'prism'] as const).flatMap((system) =>
+          (['once', 'online'] as const).map((mode) => {
+            const runsOf = rsRuns.filter((r) => r.system === system && r.rateShift === mode);
+            const rates = [...new Set(runsOf.map((r) => r.rate))].sort((a, b) => a - b);
+            return {
+              system,
+              mode,
+              points: rates.map((rate) => {
+                const at = runsOf.filter((r) => r.rate === rate);
+                const mean = (f: (r: RunSummary) => number): number => at.reduce((a, r) => a + f(r), 0) / at.length;
+                const migrations = at.flatMap((r) => r.migrations ?? []);
+                return {
+                  rate,
+                  before: mean((r) => r.phaseAttainment![0]),
+                  after: mean((r) => r.phaseAttainment![1]),
+                  attainment: mean((r) => r.sloAttainment),
+                  throughput: mean((r) => r.tokenThroughput),
+                  movesPerRun: migrations.length / at.length,
+                  meanMigrationMs: migrations.length === 0 ? 0 : migrations.reduce((a, m) => a + m.readyAtMs - (at[0]!.durationMs / 2 + SHIFT_DETECT_MS), 0) / migrations.length,
+                  seeds: at.length,
+                };
+              }),
+            };
+          }),
+        )
+      : undefined;
   const mapRuns = part('mapCost').filter((r) => r.mix === mix);
   const mapCost = mapRuns.length > 0 ? curve(mapRuns, 'prism', (r) => r.mapCostMs ?? 0) : undefined;
   mixes.push({
@@ -130,6 +159,7 @@ for (const mix of size.mixes) {
     ...(longTpot !== undefined && { longTpot }),
     ...(mapCost !== undefined && { prismMapCost: mapCost }),
     ...(depthShift !== undefined && { depthShift }),
+    ...(rateShift !== undefined && { rateShift }),
   });
 
   const ser = (systems: readonly SystemName[], k: 'attainment' | 'throughput'): Series[] =>
@@ -160,6 +190,10 @@ for (const mix of size.mixes) {
       `depth shift (long prompts, demand 32 -> 64/80 layers halfway), attainment % / tokens/s: ` +
         Object.entries(depthShift).map(([s, c]) => `${s} ${c.map((p) => `${p.x}: ${pct(p.attainment.mean)} / ${p.throughput.mean.toFixed(0)}`).join(', ')}`).join('; '),
     );
+  }
+  if (rateShift !== undefined) {
+    lines.push(`rate shift (${SHIFTED_MODEL} 0.5x -> 6x halfway), attainment % before / after the shift, moves per run, mean migration s:`);
+    for (const s of rateShift) lines.push(`  ${s.system} ${s.mode}: ${s.points.map((p) => `${p.rate}: ${pct(p.before)} / ${pct(p.after)} (${p.movesPerRun.toFixed(1)} moves, ${(p.meanMigrationMs / 1000).toFixed(1)} s)`).join(', ')}`);
   }
   lines.push(`extrapolated share of iterations (ours, by rate): ${curves.fineserve.map((p) => `${p.x}: ${pct(p.extrapolatedShare)} %`).join(', ')}`);
 }

@@ -4,11 +4,14 @@
  * @module
  */
 import { CostModel } from '../../lib/scheduler/cost-model.js';
+import { prismMigration } from '../../lib/scheduler/baselines/prism-migration.js';
 import { baseTp, referenceEstimator, sloMs } from '../../lib/scheduler/demand.js';
-import type { ModelSpec } from '../../lib/scheduler/types.js';
-import { simulate } from '../../lib/sim/simulator.js';
+import { replanOnDrift } from '../../lib/scheduler/drift.js';
+import type { ModelSpec, PlacementPlan, PlanInput } from '../../lib/scheduler/types.js';
+import { simulate, type SimMigration, type SimReplan } from '../../lib/sim/simulator.js';
 import { buildSystem, type SystemName } from '../../lib/sim/systems.js';
-import { materialize, type Scenario } from './scenarios.js';
+import type { Arrival } from '../../lib/sim/workload.js';
+import { materialize, SHIFT_DETECT_MS, type Scenario } from './scenarios.js';
 
 /** What a run reports. */
 export interface RunSummary extends Scenario {
@@ -28,6 +31,24 @@ export interface RunSummary extends Scenario {
   /** Share of iterations timed by extrapolating the profiles. */
   readonly extrapolatedShare: number;
   readonly wallMs: number;
+  /** rateShift: attainment of the requests that arrived before and after the shift. */
+  readonly phaseAttainment?: readonly [number, number];
+  /** rateShift online: replicas the re-placement started, with drain and ready times. */
+  readonly migrations?: readonly SimMigration[];
+}
+
+/** Requests per second of each model over [from, to). */
+function ratesIn(models: readonly ModelSpec[], arrivals: readonly Arrival[], from: number, to: number): Record<string, number> {
+  const n: Record<string, number> = Object.fromEntries(models.map((m) => [m.id, 0]));
+  for (const a of arrivals) if (a.arrivalMs >= from && a.arrivalMs < to) n[a.model] = (n[a.model] ?? 0) + 1;
+  return Object.fromEntries(Object.entries(n).map(([k, v]) => [k, Math.max(0.01, v / ((to - from) / 1000))]));
+}
+
+/** The re-placement a system makes after a rate shift, from the rates seen since: ours or Prism's. */
+function replacement(costModel: CostModel, system: SystemName, input: PlanInput, plan: PlacementPlan, observed: Record<string, number>): PlacementPlan {
+  if (system === 'prism') return prismMigration(costModel, input, plan, observed).plan;
+  if (system === 'fineserve') return replanOnDrift(costModel, input, plan, observed).plan;
+  throw new Error(`rateShift online: no re-placement rule for ${system}`);
 }
 
 let cached: CostModel | undefined;
@@ -44,9 +65,23 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
   cached ??= CostModel.reference();
   const m = materialize(s);
   const { devices, arrivals } = m;
-  const models = s.tpotSloScale === undefined ? m.models : m.models.map((spec) => withTpotSlo(cached!, spec, s.sloScale, s.tpotSloScale!));
-  const sys = buildSystem(system, cached, { models, devices, sloScale: s.sloScale });
-  const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000, ...(s.mapCostMs !== undefined && { kvOptions: { mapCostMs: s.mapCostMs } }) });
+  const half = s.durationMs / 2;
+  // A rate shift is planned for the first half's rates, as an operator would have configured them.
+  const planned = s.rateShift === undefined ? m.models : m.models.map((x) => ({ ...x, rate: ratesIn(m.models, arrivals, 0, half)[x.id]! }));
+  const models = s.tpotSloScale === undefined ? planned : planned.map((spec) => withTpotSlo(cached!, spec, s.sloScale, s.tpotSloScale!));
+  const input = { models, devices, sloScale: s.sloScale };
+  const sys = buildSystem(system, cached, input);
+  let replan: SimReplan | undefined;
+  if (s.rateShift === 'online') {
+    const atMs = half + SHIFT_DETECT_MS;
+    const next = replacement(cached, system, input, sys.plan, ratesIn(models, arrivals, half, atMs));
+    if (next !== sys.plan) replan = { atMs, plan: next };
+  }
+  const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000, ...(s.mapCostMs !== undefined && { kvOptions: { mapCostMs: s.mapCostMs } }), ...(replan !== undefined && { replan }) });
+  const phase = (early: boolean): number => {
+    const o = r.outcomes.filter((x) => x.arrivalMs < half === early);
+    return o.length === 0 ? 1 : o.filter((x) => x.attained).length / o.length;
+  };
   return {
     ...s,
     system,
@@ -63,5 +98,7 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
     unplaced: sys.plan.unplaced.length,
     extrapolatedShare: r.extrapolatedShare,
     wallMs: performance.now() - t0,
+    ...(s.rateShift !== undefined && { phaseAttainment: [phase(true), phase(false)] as const }),
+    ...(s.rateShift === 'online' && { migrations: r.migrations }),
   };
 }

@@ -40,7 +40,20 @@ export interface Scenario {
    * mean over lengths); a request then meets its SLO only if its mean TPOT is within it too.
    */
   readonly tpotSloScale?: number;
+  /**
+   * Beyond the paper: one model's rate shifts halfway (uniform popularity; {@link SHIFTED_MODEL} at
+   * 0.5x its share in the first half and 6x in the second). `once`: placed for the first half's
+   * rates and never changed; `online`: re-placed {@link SHIFT_DETECT_MS} after the shift from the
+   * rates observed since (ours: replanOnDrift; Prism: its KVPR migration), moved replicas paying
+   * drain + weights load.
+   */
+  readonly rateShift?: 'once' | 'online';
 }
+
+/** The model whose rate shifts in the rateShift part: the 8B AWQ model. */
+export const SHIFTED_MODEL = 'llama-3.1-8b-w4a16#0';
+/** How long after the shift the re-placement looks at the new rates before acting, ms. */
+export const SHIFT_DETECT_MS = 3_000;
 
 /**
  * Lengths. `sharegpt`: the simulator's ShareGPT-like log-normal fit, p95 903 in / 631 out (the
@@ -79,7 +92,12 @@ export function materialize(s: Scenario): { models: ModelSpec[]; devices: Device
   const lengths = LENGTHS[s.lengths];
   const shallow = (m: ModelSpec): boolean => m.family === 'llama-3.1-8b';
   const phases =
-    s.depthShift === true
+    s.rateShift !== undefined
+      ? [
+          { atMs: 0, multipliers: { [SHIFTED_MODEL]: 0.5 } },
+          { atMs: s.durationMs / 2, multipliers: { [SHIFTED_MODEL]: 6 } },
+        ]
+      : s.depthShift === true
       ? [
           { atMs: 0, multipliers: Object.fromEntries(base.map((m) => [m.id, shallow(m) ? 1.75 : 0.25])) },
           { atMs: s.durationMs / 2, multipliers: Object.fromEntries(base.map((m) => [m.id, shallow(m) ? 0.25 : 1.75])) },

@@ -53,6 +53,34 @@ export interface SimConfig {
   readonly interference?: 'work' | 'count';
   /** KV policy knobs (the kvcached-style pool's map cost). */
   readonly kvOptions?: KvAccountOptions;
+  /** Online re-placement: the plan changes to `plan` at `atMs`, moved replicas paying a migration. */
+  readonly replan?: SimReplan;
+}
+
+/**
+ * A mid-run re-placement. From `atMs` arrivals go to the new plan's replicas. A replica the new
+ * plan moves (or drops) stops taking requests, hands its not-yet-started requests to the new
+ * plan's replicas of the model and drains the running ones; the new replicas start once every old
+ * replica of the model has drained and their weights are loaded (weight bytes per device /
+ * `hostToDeviceBytesPerS`), requests queueing meanwhile, so the migration costs drain + load. Unmoved replicas carry on. A device's KV is sized for the tighter
+ * of the two plans over the whole run (the simulator's accounts are not resized mid-run).
+ */
+export interface SimReplan {
+  readonly atMs: number;
+  readonly plan: PlacementPlan;
+  /** Default 25 GB/s: pinned host-to-device copies over PCIe 5.0 x16 reach about half its 64 GB/s. */
+  readonly hostToDeviceBytesPerS?: number;
+}
+
+/** One replica started by a re-placement. */
+export interface SimMigration {
+  readonly model: string;
+  readonly replica: number;
+  readonly devices: readonly string[];
+  /** When the model's old replicas had drained. */
+  readonly drainedAtMs: number;
+  /** When the new replica took its first step: drained + weights load. */
+  readonly readyAtMs: number;
 }
 
 /** What happened to one request. */
@@ -66,6 +94,8 @@ export interface RequestOutcome {
   readonly finishMs?: number;
   readonly outputTokens: number;
   readonly sloMs: number;
+  /** Whether it met its SLO (see {@link SimResult.sloAttainment}). */
+  readonly attained: boolean;
   /** The model's TPOT SLO, when it has one: then the request must also finish within it on average. */
   readonly tpotSloMs?: number;
 }
@@ -99,6 +129,8 @@ export interface SimResult {
   readonly extrapolatedShare: number;
   readonly perModel: Readonly<Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }>>;
   readonly outcomes: readonly RequestOutcome[];
+  /** Replicas a re-placement started, with their migration times. */
+  readonly migrations: readonly SimMigration[];
 }
 
 interface Seq {
@@ -143,10 +175,14 @@ interface Replica {
   busy: boolean;
   active: boolean;
   wakePending: boolean;
+  /** A replica started by a re-placement steps from then on (Infinity until its migration ends). */
+  readyAtMs: number;
+  /** An old-plan replica the re-placement moved: it takes no arrivals and drains. */
+  retiring: boolean;
   work?: { prefill: { seq: Seq; tokens: number }[]; decode: Seq[]; steps: number; shape: IterationShape; ms: number } | undefined;
 }
 
-type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica };
+type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica } | { kind: 'replan' };
 
 const POLL_MS = 5;
 
@@ -160,32 +196,36 @@ export function simulate(config: SimConfig): SimResult {
   const specs = new Map(config.models.map((m) => [m.id, m]));
 
   // Devices and their KV accounts.
+  const after = config.replan?.plan;
   const planDevices = new Map(plan.devices.map((d) => [d.id, d]));
+  const afterDevices = new Map((after?.devices ?? []).map((d) => [d.id, d]));
   const devices = new Map<string, Device>();
   for (const d of config.devices) {
     const pd = planDevices.get(d.id);
     if (pd === undefined) throw new PlanError('ERR_SIM_INPUT', `plan ${plan.policy}`, 'devices', `device "${d.id}" is not in the plan`);
-    const blocks = plan.placements
+    const kvBytes = Math.min(pd.kvBytes, afterDevices.get(d.id)?.kvBytes ?? pd.kvBytes);
+    const blocks = [...plan.placements, ...(after?.placements ?? [])]
       .filter((p) => p.devices.includes(d.id))
       .map((p) => {
         const m = specs.get(p.model)!;
         const e = costModel.entry(m.family, m.precision, p.tp, m.id);
         return (e.tokensPerBlock * e.kvBytesPerToken) / p.tp;
       });
-    devices.set(d.id, { account: makeAccount(system.kv, pd.kvBytes, blocks, config.kvOptions), active: 0, steps: new Map() });
+    devices.set(d.id, { account: makeAccount(system.kv, kvBytes, blocks, config.kvOptions), active: 0, steps: new Map() });
   }
 
   // Replicas.
   const replicas: Replica[] = [];
   const byModel = new Map<string, Replica[]>();
-  for (const p of plan.placements) {
+  const addReplica = (p: PlacementPlan['placements'][number], list: Map<string, Replica[]>, fresh: boolean): Replica => {
     const model = specs.get(p.model);
     if (model === undefined) throw new PlanError('ERR_SIM_INPUT', `plan ${plan.policy}`, 'placements', `model "${p.model}" is not in the models list`);
     const entry = costModel.entry(model.family, model.precision, p.tp, model.id);
     const devs = p.devices.map((id) => devices.get(id)!);
     const blockBytes = (entry.tokensPerBlock * entry.kvBytesPerToken) / p.tp;
+    // A replica a re-placement starts holds no reserve before it exists.
     const slots = devs.map((d) =>
-      d.account.addModel({ key: `${p.model}#${p.replica}`, blockBytes, layers: entry.shape.layers, reserveBytes: p.reserveBytes, rate: p.rate, tokensPerBlock: entry.tokensPerBlock } as never),
+      d.account.addModel({ key: `${p.model}#${p.replica}${fresh ? "'" : ''}`, blockBytes, layers: entry.shape.layers, reserveBytes: fresh ? 0 : p.reserveBytes, rate: p.rate, tokensPerBlock: entry.tokensPerBlock } as never),
     );
     const r: Replica = {
       index: replicas.length,
@@ -206,13 +246,46 @@ export function simulate(config: SimConfig): SimResult {
       busy: false,
       active: false,
       wakePending: false,
+      readyAtMs: fresh ? Infinity : 0,
+      retiring: false,
     };
     replicas.push(r);
-    let list = byModel.get(model.id);
-    if (list === undefined) byModel.set(model.id, (list = []));
-    list.push(r);
+    let l = list.get(model.id);
+    if (l === undefined) list.set(model.id, (l = []));
+    l.push(r);
+    return r;
+  };
+  const placementKey = (p: { model: string; replica: number; devices: readonly string[] }): string => `${p.model}#${p.replica}@${p.devices.join('+')}`;
+  const oldByKey = new Map(plan.placements.map((p) => [placementKey(p), addReplica(p, byModel, false)]));
+  // The new plan's replicas: unmoved ones are the same replicas, moved or new ones start later.
+  const byModelAfter = new Map<string, Replica[]>();
+  const fresh: Replica[] = [];
+  for (const p of after?.placements ?? []) {
+    const same = oldByKey.get(placementKey(p));
+    if (same !== undefined) {
+      oldByKey.delete(placementKey(p));
+      let l = byModelAfter.get(p.model);
+      if (l === undefined) byModelAfter.set(p.model, (l = []));
+      l.push(same);
+    } else fresh.push(addReplica(p, byModelAfter, true));
   }
+  const retiring = after === undefined ? [] : [...oldByKey.values()];
   for (const d of devices.values()) d.account.seal();
+  const migrations: SimMigration[] = [];
+  const hostToDevice = config.replan?.hostToDeviceBytesPerS ?? 25e9;
+  const readyModels = new Set<string>();
+  // A moved model's new replicas start once its old replicas hold nothing and weights are loaded.
+  const checkDrained = (model: string, now: number): void => {
+    if (readyModels.has(model) || retiring.some((r) => r.model.id === model && (r.queued > 0 || r.running.length > 0 || r.busy))) return;
+    readyModels.add(model);
+    for (const r of fresh) {
+      if (r.model.id !== model) continue;
+      r.readyAtMs = now + ((r.entry.weightBytes / r.entry.tp) / hostToDevice) * 1000;
+      migrations.push({ model, replica: r.index, devices: r.devices.map((d) => [...devices].find(([, x]) => x === d)![0]), drainedAtMs: now, readyAtMs: r.readyAtMs });
+      heap.push(r.readyAtMs, { kind: 'wake', replica: r });
+      r.wakePending = true;
+    }
+  };
 
   const outcomes = new Map<number, { seq: Seq; model: string; sloMs: number; tpotSloMs: number | undefined; state: RequestOutcome['state'] }>();
   const heap = new EventHeap<SimEvent>();
@@ -269,9 +342,10 @@ export function simulate(config: SimConfig): SimResult {
   };
 
   const start = (r: Replica, now: number): void => {
-    if (r.busy || now > stopMs) return;
+    if (r.busy || now > stopMs || now < r.readyAtMs) return;
     if (r.queued === 0 && r.running.length === 0) {
       setActive(r, false);
+      if (r.retiring) checkDrained(r.model.id, now);
       return;
     }
     const tpb = r.entry.tokensPerBlock;
@@ -437,6 +511,8 @@ export function simulate(config: SimConfig): SimResult {
     start(r, now);
   };
 
+  if (config.replan !== undefined) heap.push(config.replan.atMs, { kind: 'replan' });
+
   // Main loop: arrivals merge with the event heap in time order (arrivals first on ties).
   let ai = 0;
   const arrivals = config.arrivals;
@@ -448,7 +524,7 @@ export function simulate(config: SimConfig): SimResult {
     if (ta <= te) {
       const a = arrivals[ai++]!;
       const spec = specs.get(a.model);
-      const list = byModel.get(a.model);
+      const list = (after !== undefined && a.arrivalMs >= config.replan!.atMs ? byModelAfter : byModel).get(a.model);
       const slo = list?.[0]?.sloMs ?? spec?.slo?.ttftMs ?? 0;
       const tpotSloMs = spec?.slo?.tpotMs;
       const seq: Seq = {
@@ -480,13 +556,32 @@ export function simulate(config: SimConfig): SimResult {
     } else {
       const { time, item } = heap.pop()!;
       if (item.kind === 'end') finishIteration(item.replica, time);
-      else {
+      else if (item.kind === 'replan') {
+        for (const r of retiring) {
+          r.retiring = true;
+          // Requests not yet started hold no KV: they move to the new plan's replicas of the model
+          // at once; only the running ones drain where they are.
+          const to = byModelAfter.get(r.model.id);
+          if (to === undefined || to.length === 0) continue;
+          for (const seq of waitingWindow(r).length > 0 ? r.queue.slice(r.head).filter((q) => !r.gone.has(q.id)) : []) {
+            r.gone.add(seq.id);
+            r.queued--;
+            let best = to[0]!;
+            for (const x of to) if (x.queued + x.running.length < best.queued + best.running.length) best = x;
+            best.queue.push(seq);
+            best.queued++;
+            start(best, time);
+          }
+        }
+        for (const m of new Set(fresh.map((r) => r.model.id))) checkDrained(m, time);
+        for (const r of retiring) if (!r.busy) start(r, time);
+      } else {
         item.replica.wakePending = false;
         start(item.replica, time);
       }
     }
   }
-  return summarize(system.name, outcomes, preemptions, iterations, extrapolated);
+  return { ...summarize(system.name, outcomes, preemptions, iterations, extrapolated), migrations };
 }
 
 /** Whether an iteration's shape lies outside the profiled grid of `m` (see SimResult.extrapolatedShare). */
@@ -513,7 +608,7 @@ function summarize(
   preemptions: number,
   iterations: number,
   extrapolated: number,
-): SimResult {
+): Omit<SimResult, 'migrations'> {
   const list: RequestOutcome[] = [];
   const perModel: Record<string, { arrivals: number; attained: number; dropped: number; finished: number; sloMs: number }> = {};
   let attained = 0;
@@ -533,7 +628,8 @@ function summarize(
     if (tpot !== undefined) tpots.push(tpot);
     // A TPOT SLO is judged on the whole output, so a request still running when the run stops misses it.
     const tpotMet = o.tpotSloMs === undefined || (o.state === 'finished' && (tpot === undefined || tpot <= o.tpotSloMs));
-    if (ttft !== undefined && ttft < o.sloMs && tpotMet) {
+    const met = ttft !== undefined && ttft < o.sloMs && tpotMet;
+    if (met) {
       attained++;
       pm.attained++;
     }
@@ -557,6 +653,7 @@ function summarize(
       ...(o.state === 'finished' && { finishMs: s.finishMs }),
       outputTokens: s.outputTokens,
       sloMs: o.sloMs,
+      attained: met,
       ...(o.tpotSloMs !== undefined && { tpotSloMs: o.tpotSloMs }),
     });
   }

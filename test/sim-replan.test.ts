@@ -1,0 +1,62 @@
+// Online re-placement in the simulator: a re-plan at time T moves replicas, which pay drain +
+// weights load before serving; and Prism's KVPR migration rule.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { materialize, SHIFTED_MODEL } from '../bench/sim/scenarios.js';
+import { prismMigration } from '../lib/scheduler/baselines/prism-migration.js';
+import { planPrism } from '../lib/scheduler/baselines/prism.js';
+import { CostModel } from '../lib/scheduler/cost-model.js';
+import type { PlacementPlan } from '../lib/scheduler/types.js';
+import { simulate } from '../lib/sim/simulator.js';
+import { buildSystem } from '../lib/sim/systems.js';
+
+const costModel = CostModel.reference();
+const s = materialize({ mix: 'mix4', gpus: 4, rate: 40, sloScale: 40, zipf: 0, lengths: 'sharegpt', durationMs: 20_000, seed: 3, rateShift: 'online' });
+const input = { models: s.models, devices: s.devices, sloScale: 40 };
+const atMs = 12_000;
+
+test('a re-plan to the same placement changes nothing; a moved replica serves only after its old one drained and its weights loaded', () => {
+  const sys = buildSystem('prism', costModel, input);
+  const base = simulate({ costModel, models: s.models, devices: s.devices, system: sys, arrivals: s.arrivals, drainMs: 10_000 });
+  const same = simulate({ costModel, models: s.models, devices: s.devices, system: sys, arrivals: s.arrivals, drainMs: 10_000, replan: { atMs, plan: sys.plan } });
+  assert.deepEqual(same.outcomes, base.outcomes);
+  assert.deepEqual(same.migrations, []);
+
+  // Move the shifted model (TP 1) to another device.
+  const p0 = sys.plan.placements.find((p) => p.model === SHIFTED_MODEL)!;
+  assert.equal(p0.tp, 1);
+  const to = s.devices.map((d) => d.id).find((id) => !p0.devices.includes(id))!;
+  const moved: PlacementPlan = { ...sys.plan, version: 2, placements: sys.plan.placements.map((p) => (p === p0 ? { ...p, devices: [to] } : p)) };
+  const bw = 10e9;
+  const r = simulate({ costModel, models: s.models, devices: s.devices, system: sys, arrivals: s.arrivals, drainMs: 10_000, replan: { atMs, plan: moved, hostToDeviceBytesPerS: bw } });
+  assert.equal(r.finished + r.dropped + r.inFlight, s.arrivals.length);
+  assert.equal(r.migrations.length, 1);
+  const m = r.migrations[0]!;
+  assert.equal(m.model, SHIFTED_MODEL);
+  assert.deepEqual(m.devices, [to]);
+  assert.ok(m.drainedAtMs >= atMs, `drained at ${m.drainedAtMs}`);
+  const entry = costModel.entry('llama-3.1-8b', 'w4a16', 1);
+  assert.ok(Math.abs(m.readyAtMs - m.drainedAtMs - (entry.weightBytes / bw) * 1000) < 1e-6, 'load time = weight bytes / host-to-device bandwidth');
+  const late = r.outcomes.filter((o) => o.model === SHIFTED_MODEL && o.arrivalMs >= atMs);
+  assert.ok(late.length > 10, `${late.length} requests of the moved model after the re-plan`);
+  for (const o of late) if (o.ttftMs !== undefined) assert.ok(o.arrivalMs + o.ttftMs >= m.readyAtMs, `request ${o.id} got its first token before the moved replica was up`);
+  // The wait shows: fewer of the moved model's later requests meet their SLO than without the move.
+  const met = (xs: readonly { attained: boolean }[]) => xs.filter((o) => o.attained).length;
+  const stayed = base.outcomes.filter((o) => o.model === SHIFTED_MODEL && o.arrivalMs >= atMs);
+  assert.ok(met(late) < met(stayed), `${met(late)} vs ${met(stayed)} of ${late.length} met`);
+});
+
+test("Prism's migration moves one model off the most pressed device only past its threshold and only if the highest KVPR falls", () => {
+  const plan = planPrism(costModel, input);
+  const rates = Object.fromEntries(s.models.map((m) => [m.id, m.rate]));
+  assert.deepEqual(prismMigration(costModel, input, plan, rates, 1e9).moves, [], 'an unreachable threshold never migrates');
+  const hot = prismMigration(costModel, input, plan, { ...rates, 'llama-3.1-8b-fp8-kv8#0': 40 * rates['llama-3.1-8b-fp8-kv8#0']! }, 0.5);
+  assert.ok(hot.imbalance > 1.5, `imbalance ${hot.imbalance}`);
+  assert.ok(hot.moves.length <= 1, 'one move per check');
+  for (const mv of hot.moves) {
+    assert.equal(hot.plan.version, plan.version + 1);
+    assert.equal(mv.from.length, 1, 'only TP-1 engines move');
+    assert.notDeepEqual(mv.from, mv.to);
+  }
+});
