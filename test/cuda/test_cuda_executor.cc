@@ -266,12 +266,13 @@ TEST_CASE("cuda executor: co-located models stepped concurrently give their logi
   std::vector<size_t> prompt_lens;
   for (const auto& s : seqs) prompt_lens.push_back(s.size() - 6);
 
-  // Alone: each in a slab of its own.
+  // Alone: each in a slab of its own, with the block size it has together (int4 codes K per
+  // channel over a block, so its block size is part of its numerics).
   std::vector<std::vector<std::vector<float>>> alone[2];
   {
     Slab sa(device_memory()), sb(device_memory());
     Served ea = serve(*a, sa.pool, KvFormat::F16, true);
-    Served eb = serve(*b, sb.pool, KvFormat::Int4, true);
+    Served eb = serve(*b, sb.pool, KvFormat::Int4, true, 8);
     alone[0] = forced_logits(ea, sa.pool, seqs, prompt_lens, 4);
     alone[1] = forced_logits(eb, sb.pool, seqs, prompt_lens, 4);
   }
