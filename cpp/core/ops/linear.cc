@@ -18,9 +18,6 @@ namespace {
 // Weight rows converted per batch: enough to amortise the conversion and keep the block in L1/L2
 // while every token's row of x streams past it.
 constexpr size_t kRowBlock = 16;
-// Up to this many tokens, a half-precision row is decoded in registers once per token instead of
-// into a float buffer once: for decode, the buffer round trip would double the memory traffic.
-constexpr size_t kFusedTokens = 2;
 
 void check_layout(const model::TensorView& w) {
   const std::string why = quant::row_layout_error(w.dtype, w.cols(), w.group);
@@ -138,21 +135,11 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
     x = scaled.data();
   }
-  const bool fused = tokens <= kFusedTokens && type.fused_dot != nullptr;
-  const quant::HalfDot fused_dot = fused ? k.*type.fused_dot : nullptr;
   pool.parallel_for((out + kRowBlock - 1) / kRowBlock, [&](size_t begin, size_t end) {
-    if (fused) {
-      const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
-      for (size_t r = begin * kRowBlock; r < std::min(out, end * kRowBlock); ++r) {
-        for (size_t t = 0; t < tokens; ++t) {
-          float v = fused_dot(base + r * in, x + t * in, in);
-          y[t * out + r] = bias_f32.empty() ? v : v + bias_f32[r];
-        }
-      }
-      return;
-    }
     // F32 rows are used in place; F16/BF16 and the K-quants (f32 activations, see
     // weight_format.h) are decoded once per call into the block, then reused by every token.
+    // Every token count takes this one path (no fused 16-bit dot for decode): the fused dots sum
+    // in another order at some levels, which broke batch invariance (test_gemm.cc).
     thread_local std::vector<float> block;
     block.resize(kRowBlock * in);
     for (size_t b = begin; b < end; ++b) {

@@ -39,27 +39,24 @@ void axpy_f32(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-float dot_f16_f32(const uint16_t* a, const float* b, size_t n) {
-  float s0 = 0, s1 = 0;
+// The 16-bit dots sum in exactly dot_f32's order (widening is exact), so linear()'s fused path for
+// a few tokens and its widen-then-dot_f32 path for more give a token the same bits: batch invariance.
+template <float (*Widen)(uint16_t)>
+float dot_half_f32(const uint16_t* a, const float* b, size_t n) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   size_t i = 0;
-  for (; i + 2 <= n; i += 2) {
-    s0 += f16_to_f32_scalar(a[i]) * b[i];
-    s1 += f16_to_f32_scalar(a[i + 1]) * b[i + 1];
+  for (; i + 4 <= n; i += 4) {
+    s0 += Widen(a[i]) * b[i];
+    s1 += Widen(a[i + 1]) * b[i + 1];
+    s2 += Widen(a[i + 2]) * b[i + 2];
+    s3 += Widen(a[i + 3]) * b[i + 3];
   }
-  for (; i < n; ++i) s0 += f16_to_f32_scalar(a[i]) * b[i];
-  return s0 + s1;
+  for (; i < n; ++i) s0 += Widen(a[i]) * b[i];
+  return (s0 + s1) + (s2 + s3);
 }
 
-float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
-  float s0 = 0, s1 = 0;
-  size_t i = 0;
-  for (; i + 2 <= n; i += 2) {
-    s0 += bf16_to_f32_scalar(a[i]) * b[i];
-    s1 += bf16_to_f32_scalar(a[i + 1]) * b[i + 1];
-  }
-  for (; i < n; ++i) s0 += bf16_to_f32_scalar(a[i]) * b[i];
-  return s0 + s1;
-}
+float dot_f16_f32(const uint16_t* a, const float* b, size_t n) { return dot_half_f32<f16_to_f32_scalar>(a, b, n); }
+float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) { return dot_half_f32<bf16_to_f32_scalar>(a, b, n); }
 
 }  // namespace
 
