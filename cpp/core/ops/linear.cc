@@ -1,6 +1,7 @@
 #include "ops/linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -96,9 +97,17 @@ void linear_gemm(engine::ThreadPool& pool, gemm::BlockFn kernel, const float* x,
   } else {
     op.x = x;
   }
+  // Blocks are claimed one at a time from a shared counter, not split up front: when another
+  // process takes a thread's core, the others finish its blocks instead of waiting for them.
+  // Which thread computes a block does not change its arithmetic.
   const size_t rows = gemm_block_rows(op.w_stride, out, pool.size());
-  pool.parallel_for((out + rows - 1) / rows, [&](size_t begin, size_t end) {
-    for (size_t b = begin; b < end; ++b) kernel(op, tokens, b * rows, std::min(out, (b + 1) * rows));
+  const size_t blocks = (out + rows - 1) / rows;
+  std::atomic<size_t> next{0};
+  pool.parallel_for(std::min<size_t>(pool.size(), blocks), [&](size_t, size_t) {
+    for (size_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
+         b = next.fetch_add(1, std::memory_order_relaxed)) {
+      kernel(op, tokens, b * rows, std::min(out, (b + 1) * rows));
+    }
   });
 }
 
