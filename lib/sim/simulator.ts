@@ -28,6 +28,12 @@ export interface SimSystem {
   readonly policy: LocalPolicy;
   /** `online`: the policy sees a latency model corrected from measured steps; `static`: the solo profile. */
   readonly latency: 'online' | 'static';
+  /**
+   * MuxServe's split: each replica runs its prefills and its decodes as two jobs that step at the
+   * same time on the device (two MPS clients), sharing its KV and contending for compute and
+   * bandwidth like any two co-located steps; a sequence moves to the decode job at its first token.
+   */
+  readonly splitPrefillDecode?: boolean;
 }
 
 /** Inputs of one simulation. */
@@ -179,6 +185,9 @@ interface Replica {
   readyAtMs: number;
   /** An old-plan replica the re-placement moved: it takes no arrivals and drains. */
   retiring: boolean;
+  /** Split prefill/decode: on the prefill job, its decode job; on the decode job, its prefill job. */
+  decodeLane?: Replica;
+  prefillLane?: Replica;
   work?: { prefill: { seq: Seq; tokens: number }[]; decode: Seq[]; steps: number; shape: IterationShape; ms: number } | undefined;
 }
 
@@ -250,10 +259,21 @@ export function simulate(config: SimConfig): SimResult {
       retiring: false,
     };
     replicas.push(r);
+    if (system.splitPrefillDecode === true) {
+      // The decode job: same devices and KV slots, its own steps; it takes no arrivals.
+      const d: Replica = { ...r, index: replicas.length, queue: [], gone: new Set(), running: [], prefillLane: r };
+      r.decodeLane = d;
+      replicas.push(d);
+    }
     let l = list.get(model.id);
     if (l === undefined) list.set(model.id, (l = []));
     l.push(r);
     return r;
+  };
+  const wake = (r: Replica, now: number): void => {
+    if (r.wakePending) return;
+    r.wakePending = true;
+    heap.push(now, { kind: 'wake', replica: r });
   };
   const placementKey = (p: { model: string; replica: number; devices: readonly string[] }): string => `${p.model}#${p.replica}@${p.devices.join('+')}`;
   const oldByKey = new Map(plan.placements.map((p) => [placementKey(p), addReplica(p, byModel, false)]));
@@ -364,7 +384,8 @@ export function simulate(config: SimConfig): SimResult {
         waiting: waiting as readonly WaitingRequest[],
         running: r.running as readonly RunningSequence[],
         kv: { freeBlocks: freeBlocks(r), tokensPerBlock: tpb },
-        limits: { maxBatch: r.maxBatch, maxBatchTokens, minBatch: r.minBatch },
+        // Split jobs share the engine's batch cap: the prefill job admits only what the decode job leaves.
+        limits: { maxBatch: r.decodeLane === undefined ? r.maxBatch : Math.max(0, r.maxBatch - r.decodeLane.running.length), maxBatchTokens, minBatch: r.minBatch },
         slo: { ttftMs: r.sloMs, ...(r.model.slo?.tpotMs !== undefined && { tpotMs: r.model.slo.tpotMs }) },
         latency: r.latency,
         ttftPerTokenMs: r.ttftPerTokenMs,
@@ -393,8 +414,17 @@ export function simulate(config: SimConfig): SimResult {
         s.computedTokens = 0;
         preemptions++;
       }
+      if (r.prefillLane !== undefined) {
+        // A preempted sequence must be prefilled again: back to the prefill job.
+        const back = r.running.filter((x) => x.computedTokens < x.targetTokens);
+        if (back.length > 0) {
+          r.running = r.running.filter((x) => x.computedTokens >= x.targetTokens);
+          r.prefillLane.running.push(...back);
+          wake(r.prefillLane, now);
+        }
+      }
       const prefill: { seq: Seq; tokens: number }[] = [];
-      for (const c of d.prefill) {
+      for (const c of r.prefillLane !== undefined ? [] : d.prefill) {
         const s = byId.get(c.id);
         if (s === undefined || s.computedTokens >= s.targetTokens) continue;
         let tokens = Math.min(c.tokens, s.targetTokens - s.computedTokens);
@@ -402,7 +432,7 @@ export function simulate(config: SimConfig): SimResult {
         if (tokens > 0) prefill.push({ seq: s, tokens });
       }
       const decode: Seq[] = [];
-      for (const id of d.decode) {
+      for (const id of r.decodeLane !== undefined ? [] : d.decode) {
         const s = byId.get(id);
         if (s === undefined || s.computedTokens < s.targetTokens || s.blocks === 0) continue;
         if (grow(r, s, blocksFor(s.computedTokens + 1, tpb))) decode.push(s);
@@ -496,6 +526,17 @@ export function simulate(config: SimConfig): SimResult {
       seq.computedTokens += w.steps;
       seq.decodedTokens += w.steps;
       if (seq.decodedTokens >= seq.outputTokens) done.push(seq);
+    }
+    if (r.decodeLane !== undefined) {
+      // Sequences past their first token leave the prefill job for the decode job.
+      const ids = new Set(done.map((s) => s.id));
+      const moving = r.running.filter((s) => s.started && !ids.has(s.id) && s.computedTokens >= s.targetTokens);
+      if (moving.length > 0) {
+        const m = new Set(moving.map((s) => s.id));
+        r.running = r.running.filter((s) => !m.has(s.id));
+        r.decodeLane.running.push(...moving);
+        if (!r.decodeLane.busy) start(r.decodeLane, now);
+      }
     }
     if (done.length > 0) {
       const ids = new Set(done.map((s) => s.id));
