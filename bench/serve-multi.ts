@@ -8,10 +8,10 @@
  * Reports attainment and throughput per phase (before and after the shift), the migrations and
  * their cost; JSON in bench/results/serve-multi.json and one chart beside it.
  *
- *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--out FILE] [--smoke]
+ *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--hot-after 0.75] [--others 0.3] [--out FILE] [--smoke]
  *
  * The models: the demo's generated Llama shape (768 wide, 8k vocabulary, f16, `--layers` deep) in
- * four precisions, one a hot model whose rate jumps ninefold at the shift. Rates are set from
+ * four precisions, one a hot model whose rate jumps at the shift. Rates are set from
  * each model's measured solo request time, so the load means the same on any machine.
  * @module
  */
@@ -30,6 +30,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     layers: { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
+    'hot-after': { type: 'string', default: '0.75' },
+    others: { type: 'string', default: '0.3' },
     out: { type: 'string' },
     smoke: { type: 'boolean', default: false },
   },
@@ -191,13 +193,13 @@ async function main(): Promise<void> {
   } finally {
     await solo.close();
   }
-  // Loads as shares of one core's solo capacity: before, 1.0 core in all (the hot model 0.1);
-  // after, the hot model alone wants 0.9 of a core (ninefold), the others stay.
+  // Loads as shares of one core's solo capacity: before, the hot model 0.1 and each other
+  // `--others`; after, the hot model alone wants `--hot-after` of a core, the others stay.
   // The toy model's requests take a few ms: at these shares the JS around them would dominate.
   const share = (id: string, load: number): number => ((smoke ? 0.2 : 1) * load * 1000) / requestMs[id]!;
   const rates = {
-    before: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.1 : 0.3)])),
-    after: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.9 : 0.3)])),
+    before: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.1 : Number(values.others))])),
+    after: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? Number(values['hot-after']) : Number(values.others))])),
   };
   const arrivals = trace(rates, vocab);
   console.log(`${arrivals.length} requests over ${(2 * phaseMs) / 1000} s; the shift at ${phaseMs / 1000} s: ${MODELS.find((m) => m.hot)!.id} ${rates.before['hot-f16']!.toFixed(2)} -> ${rates.after['hot-f16']!.toFixed(2)} req/s`);
@@ -213,7 +215,8 @@ async function main(): Promise<void> {
   const throughputRatio = ratio(online!.after.tokensPerSecond, once!.after.tokensPerSecond);
   const result = {
     bench: 'serve-multi',
-    command: `npm run bench:serve-multi --${smoke ? ' --smoke' : ` --seconds ${phaseMs / 1000} --layers ${values.layers}`}`,
+    command: `npm run bench:serve-multi --${smoke ? ' --smoke' : ` --seconds ${phaseMs / 1000} --layers ${values.layers} --hot-after ${values['hot-after']} --others ${values.others}`}`,
+    loadInCores: { before: 0.1 + 3 * Number(values.others), after: Number(values['hot-after']) + 3 * Number(values.others) },
     date: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() },
     model: smoke ? 'stories260K' : `generated llama-100m shape, ${values.layers} layers, f16`,

@@ -90,8 +90,9 @@ export interface EngineOptions {
    */
   readonly replanIntervalMs?: number;
   /**
-   * A model a re-plan moved is not moved again for this long, ms (default 15,000): its rate is
-   * measured over about 10 s, so a quicker second move would answer noise, not a shift.
+   * A model just loaded, or moved by a re-plan, is not moved (again) for this long, ms (default
+   * 15,000): its rate is measured over about 10 s and its latency model over its first steps, so
+   * a quicker move would answer noise, not a shift.
    */
   readonly replanCooldownMs?: number;
   /** Called after each change of placement (a load, an unload, a re-plan's moves). */

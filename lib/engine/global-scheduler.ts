@@ -56,6 +56,9 @@ export interface ReplanResult {
 
 export type { DeviceLoad, PlacementMove, ReplicaDecision };
 
+/** Recent SLO attainment every model must have for a re-plan to leave the placement alone. */
+const MEETING = 0.9;
+
 /** See the module comment. */
 export class GlobalScheduler {
   readonly #devices: readonly Device[];
@@ -106,7 +109,7 @@ export class GlobalScheduler {
       attached.set(d.id, a.replica);
       group.footprint = a.footprint;
       group.loadMs = a.ms;
-      group.costs.set(d.kind, a.replica.served.latency);
+      if (!group.costs.has(d.kind)) group.costs.set(d.kind, a.replica.served.latency);
       return a.replica;
     };
     let lastError: unknown;
@@ -243,6 +246,13 @@ export class GlobalScheduler {
     const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
     const now = performance.now();
     const frozen = new Set([...this.#models.values()].filter((g) => now - g.lastMoveMs < this.#cooldownMs).map((g) => g.id));
+    // Moves cost real time (loads, drains) and the plan's predictions are only predictions: while
+    // every model that has finished requests lately meets its SLOs on most of them, nothing moves.
+    const measured = [...this.#models.values()].map((g) => g.stats.recentAttainment).filter((a) => a !== undefined);
+    if (measured.length > 0 && measured.length === this.#models.size && measured.every((a) => a >= MEETING)) {
+      const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
+      return { moves: [], scoreBefore: e.score, scoreAfter: e.score };
+    }
     const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment(), { frozen });
     const applied: PlacementMove[] = [];
     const start = performance.now();
@@ -272,7 +282,8 @@ export class GlobalScheduler {
         return false;
       }
       fresh = a.replica;
-      g.costs.set(d.kind, fresh.served.latency);
+      // A kind's cost stays the model that has learnt from traffic, not the new replica's warm-up.
+      if (!g.costs.has(d.kind)) g.costs.set(d.kind, fresh.served.latency);
       d.scheduler.add(fresh.served);
       g.replicas.push(fresh);
     }

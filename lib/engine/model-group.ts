@@ -57,8 +57,12 @@ export class ModelGroup {
    * plans for until requests have finished and say what they really generate.
    */
   readonly requested = { promptTokens: 0, outputTokens: 0, weight: 0 };
-  /** When a re-plan or migrate() last changed its replicas (performance.now() ms). */
-  lastMoveMs = -Infinity;
+  /**
+   * When it was placed, or a re-plan or migrate() last changed its replicas (performance.now()
+   * ms): a re-plan leaves it alone for the cool-down after, while its rate and latency model are
+   * still measured on too little.
+   */
+  lastMoveMs: number;
   /** ms one replica took to attach and warm up: what moving it costs beside the drain. */
   loadMs = 0;
   /** 'draining': no new requests; 'closed': unloaded. */
@@ -83,6 +87,7 @@ export class ModelGroup {
     this.rate = new RateMeter(init.nowMs, { expected: init.expectedRate });
     this.pinned = init.pinned;
     this.fixedReplicas = init.fixedReplicas;
+    this.lastMoveMs = init.nowMs;
   }
 
   /** Records an arrival's lengths (see {@link requested}). */

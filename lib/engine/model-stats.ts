@@ -82,6 +82,8 @@ export class ModelStatsRecorder {
   #sloRejected = 0;
   #steps = 0;
   #stepMsSum = 0;
+  #recentMet = 0;
+  #recentWeight = 0;
 
   arrived(nowMs: number): void {
     this.#firstArrivalMs ??= nowMs;
@@ -96,7 +98,19 @@ export class ModelStatsRecorder {
     this.#stepMsSum += ms;
   }
 
+  /**
+   * SLO attainment of the last ~20 judged requests (a decayed mean): what a re-plan checks before
+   * it moves anything. Undefined before any.
+   */
+  get recentAttainment(): number | undefined {
+    return this.#recentWeight === 0 ? undefined : this.#recentMet / this.#recentWeight;
+  }
+
   finished(r: GenerationResult, nowMs: number): void {
+    if (r.sloMet !== undefined) {
+      this.#recentWeight = 0.95 * this.#recentWeight + 1;
+      this.#recentMet = 0.95 * this.#recentMet + (r.sloMet ? 1 : 0);
+    }
     this.#finished[r.finishReason]++;
     this.#generated += r.tokens.length;
     this.#prompt += r.promptTokens;
