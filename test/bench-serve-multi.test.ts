@@ -32,7 +32,7 @@ test('bench:serve-multi --smoke: three systems, both phases, every figure measur
       }
     }
     assert.ok(result.systems[1]!.placementAtStart.some((m) => m.devices[0] === 'cpu:1'), 'placement used both partitions');
-    assert.ok(result.shift.rates.after['hot-f16']! > 10 * result.shift.rates.before['hot-f16']!, 'the shift is in the JSON');
+    assert.ok(result.shift.rates.after['hot-f16']! > 5 * result.shift.rates.before['hot-f16']!, 'the shift is in the JSON');
     for (const [k, t] of Object.entries(result.targets)) assert.ok(Number.isFinite(t.measured), `${k} measured`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
