@@ -119,6 +119,8 @@ export class ModelGroup {
    */
   route(promptTokens: number): Replica {
     const candidates = this.serving;
+    // One replica (most models): nothing to compare, and the queue scan below is per request.
+    if (candidates.length === 1) return candidates[0]!;
     let best = candidates[0]!;
     let bestMs = Infinity;
     for (const r of candidates) {
