@@ -8,7 +8,8 @@
  * Reports attainment and throughput per phase (before and after the shift), the migrations and
  * their cost; JSON in bench/results/serve-multi.json and one chart beside it.
  *
- *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--hot-after 0.75] [--others 0.3] [--out FILE] [--smoke]
+ *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--hot-after 0.75] [--others 0.3]
+ *        [--before L,L,L,L --after L,L,L,L] [--out FILE] [--smoke]
  *
  * The models: the demo's generated Llama shape (768 wide, 8k vocabulary, f16, `--layers` deep) in
  * four precisions, one a hot model whose rate jumps at the shift. Rates are set from
@@ -32,6 +33,11 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     'hot-after': { type: 'string', default: '0.75' },
     others: { type: 'string', default: '0.3' },
+    // Loads per model (in MODELS order) as shares of a core, before and after the shift; they
+    // override --hot-after/--others. E.g. demand moving between models:
+    // --before 0.6,0.1,0.1,0.1 --after 0.1,0.45,0.45,0.45
+    before: { type: 'string' },
+    after: { type: 'string' },
     out: { type: 'string' },
     smoke: { type: 'boolean', default: false },
   },
@@ -56,6 +62,19 @@ const MODELS: readonly { id: string; precision: PrecisionName; hot: boolean }[] 
   { id: 'w4a16', precision: 'w4a16', hot: false },
   { id: 'fp8', precision: 'fp8', hot: false },
 ];
+
+const loads = { before: loadList('before', MODELS.map((m) => (m.hot ? 0.1 : Number(values.others)))), after: loadList('after', MODELS.map((m) => (m.hot ? Number(values['hot-after']) : Number(values.others)))) };
+
+function loadList(flag: 'before' | 'after', fallback: number[]): number[] {
+  const text = values[flag];
+  if (text === undefined) return fallback;
+  const xs = text.split(',').map(Number);
+  if (xs.length !== MODELS.length || xs.some((x) => !(x > 0))) {
+    console.error(`--${flag} wants ${MODELS.length} positive loads (shares of a core, in the order ${MODELS.map((m) => m.id).join(', ')}); got "${text}"`);
+    process.exit(2);
+  }
+  return xs;
+}
 
 async function modelFile(): Promise<string> {
   if (smoke) {
@@ -131,7 +150,9 @@ function phaseReport(done: readonly { a: Arrival; r: GenerationResult; endMs: nu
 
 type System = 'one-device' | 'place-once' | 'online';
 
-async function run(system: System, file: string, rates: Record<'before' | 'after', Record<string, number>>, slos: Record<string, { ttftMs: number; tpotMs: number }>, arrivals: readonly Arrival[]) {
+type Placed = readonly { readonly model: string; readonly devices: readonly string[] }[];
+
+async function run(system: System, file: string, rates: Record<'before' | 'after', Record<string, number>>, slos: Record<string, { ttftMs: number; tpotMs: number }>, arrivals: readonly Arrival[], startFrom?: Placed) {
   const events: { atMs: number; event: PlacementEvent }[] = [];
   let t0 = 0;
   const devices: EngineOptions['devices'] = system === 'one-device' ? [{ id: 'cpu', threads: 2 }] : [{ id: 'cpu:0', threads: 1 }, { id: 'cpu:1', threads: 1 }];
@@ -143,6 +164,17 @@ async function run(system: System, file: string, rates: Record<'before' | 'after
   });
   try {
     for (const m of MODELS) await engine.loadModel({ id: m.id, source: file, precision: m.precision, slo: slos[m.id]!, expectedRate: rates.before[m.id]!, maxContext: PROMPT + OUTPUT + 8 });
+    // Online starts from place-once's placement (a load-time placement rests on warm-ups
+    // measured on a shared machine and can differ between runs): the two then differ only in
+    // re-placement.
+    let aligned = startFrom === undefined;
+    if (startFrom !== undefined && startFrom.every((p) => p.devices.length === 1) && engine.placement().models.every((m) => m.replicas.length === 1)) {
+      for (const p of startFrom) {
+        const on = engine.placement().models.find((m) => m.id === p.model)!.replicas[0]!.device;
+        if (on !== p.devices[0]) await engine.migrate(p.model, p.devices[0]!);
+      }
+      aligned = true;
+    }
     const initial = engine.placement();
     t0 = performance.now();
     const done: { a: Arrival; r: GenerationResult; endMs: number }[] = [];
@@ -162,6 +194,7 @@ async function run(system: System, file: string, rates: Record<'before' | 'after
       before: phaseReport(done, 'before'),
       after: phaseReport(done, 'after'),
       placementAtStart: initial.models.map((m) => ({ model: m.id, devices: m.replicas.map((r) => r.device) })),
+      startedFromPlaceOnce: startFrom === undefined ? undefined : aligned,
       placementAtEnd: final.models.map((m) => ({ model: m.id, devices: m.replicas.map((r) => r.device), measuredRate: m.rate })),
       migrations: events
         .filter((e) => e.event.cause === 'replan')
@@ -198,14 +231,14 @@ async function main(): Promise<void> {
   // The toy model's requests take a few ms: at these shares the JS around them would dominate.
   const share = (id: string, load: number): number => ((smoke ? 0.2 : 1) * load * 1000) / requestMs[id]!;
   const rates = {
-    before: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? 0.1 : Number(values.others))])),
-    after: Object.fromEntries(MODELS.map((m) => [m.id, share(m.id, m.hot ? Number(values['hot-after']) : Number(values.others))])),
+    before: Object.fromEntries(MODELS.map((m, i) => [m.id, share(m.id, loads.before[i]!)])),
+    after: Object.fromEntries(MODELS.map((m, i) => [m.id, share(m.id, loads.after[i]!)])),
   };
   const arrivals = trace(rates, vocab);
   console.log(`${arrivals.length} requests over ${(2 * phaseMs) / 1000} s; the shift at ${phaseMs / 1000} s: ${MODELS.find((m) => m.hot)!.id} ${rates.before['hot-f16']!.toFixed(2)} -> ${rates.after['hot-f16']!.toFixed(2)} req/s`);
   const systems = [];
   for (const s of ['one-device', 'place-once', 'online'] as const) {
-    const r = await run(s, file, rates, slos, arrivals);
+    const r = await run(s, file, rates, slos, arrivals, s === 'online' ? systems.find((x) => x.system === 'place-once')?.placementAtStart : undefined);
     console.log(`${s.padEnd(11)} before: attainment ${(r.before.attainment * 100).toFixed(1)} %, ${r.before.tokensPerSecond.toFixed(0)} tok/s   after: attainment ${(r.after.attainment * 100).toFixed(1)} %, ${r.after.tokensPerSecond.toFixed(0)} tok/s   migrations ${r.migrations.length}`);
     systems.push(r);
   }
@@ -215,15 +248,16 @@ async function main(): Promise<void> {
   const throughputRatio = ratio(online!.after.tokensPerSecond, once!.after.tokensPerSecond);
   const result = {
     bench: 'serve-multi',
-    command: `npm run bench:serve-multi --${smoke ? ' --smoke' : ` --seconds ${phaseMs / 1000} --layers ${values.layers} --hot-after ${values['hot-after']} --others ${values.others}`}`,
-    loadInCores: { before: 0.1 + 3 * Number(values.others), after: Number(values['hot-after']) + 3 * Number(values.others) },
+    command: `npm run bench:serve-multi --${smoke ? ' --smoke' : ` --seconds ${phaseMs / 1000} --layers ${values.layers} --before ${loads.before.join(',')} --after ${loads.after.join(',')}`}`,
+    loads,
+    loadInCores: { before: loads.before.reduce((a, b) => a + b, 0), after: loads.after.reduce((a, b) => a + b, 0) },
     date: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() },
     model: smoke ? 'stories260K' : `generated llama-100m shape, ${values.layers} layers, f16`,
     promptTokens: PROMPT,
     outputTokens: OUTPUT,
     phaseSeconds: phaseMs / 1000,
-    shift: { atSeconds: phaseMs / 1000, model: 'hot-f16', rates },
+    shift: { atSeconds: phaseMs / 1000, models: MODELS.filter((m, i) => loads.before[i] !== loads.after[i]).map((m) => m.id), rates },
     slos,
     soloRequestMs: requestMs,
     systems,

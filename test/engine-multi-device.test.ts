@@ -141,6 +141,9 @@ test('a rate shift triggers re-placement, and 100 requests in flight across a mi
       assert.ok(r.finishReason === 'stop' || r.finishReason === 'length', `request ${i}: ${r.finishReason} ${r.error?.message ?? ''}`);
       assert.deepEqual(r.tokens, want, `request ${i}`);
     }
+    // The busy share measured as the 100 ran (decaying since) where 'hot' serves now.
+    const busy = engine.placement().devices.find((d) => d.id === to)!.measuredUtilization;
+    assert.ok(busy > 0 && busy < 1.5, `measured busy share ${busy}`);
     const replan = await engine.replan();
     assert.ok(replan.scoreAfter >= replan.scoreBefore);
     // The placement re-planned at the measured rates: 'hot' now predicted to carry the load.

@@ -113,3 +113,31 @@ test('a rate shift re-plans; unchanged rates do not; the move must pay its cost 
   for (const ds of r.assignment.values()) assert.equal(new Set(ds).size, ds.length, 'never two replicas on one device');
   for (const m of shifted) assert.ok((r.assignment.get(m.id) ?? []).length >= 1, `${m.id} keeps a replica`);
 });
+
+test('what is measured bounds a re-plan: moves only take load off a troubled device, downhill, and a measured load scales the prediction', () => {
+  // Three models at rates the planner thinks light; measured, 'b' takes four times its prediction.
+  const light = [model('a', { rate: 2 }), model('b', { rate: 2 }), model('c', { rate: 2 })];
+  const a = new Map<string, readonly string[]>([
+    ['a', ['d0']],
+    ['b', ['d0']],
+    ['c', ['d1']],
+  ]);
+  assert.deepEqual(improvePlacement(light, DEVICES, a).moves, [], 'as predicted, two light models share a device');
+  const seen = light.map((m) => (m.id === 'b' ? { ...m, loadScale: 4 } : m));
+  const before = evaluatePlacement(light, DEVICES, a);
+  const scaled = evaluatePlacement(seen, DEVICES, a);
+  const load = (e: typeof before, id: string): number => e.replicas.find((r) => r.model === id)!.load;
+  assert.ok(load(scaled, 'b') > 3 * load(before, 'b'), 'the scale multiplies its device time');
+  const moved = improvePlacement(seen, DEVICES, a);
+  assert.ok(moved.moves.length > 0 && moved.moves.every((m) => m.kind !== 'remove' && m.to === 'd1'), JSON.stringify(moved.moves));
+  // The same moves, judged against measurements: d0 in trouble and busier than d1 lets them...
+  const busy = new Map([
+    ['d0', 0.9],
+    ['d1', 0.3],
+  ]);
+  assert.deepEqual(improvePlacement(seen, DEVICES, a, { relieve: { troubled: new Set(['d0']), busy } }).moves.slice(0, 1), moved.moves.slice(0, 1));
+  // ...but not when nothing is measured in trouble there, nor onto a device about as busy.
+  assert.deepEqual(improvePlacement(seen, DEVICES, a, { relieve: { troubled: new Set(['d1']), busy } }).moves, []);
+  assert.deepEqual(improvePlacement(seen, DEVICES, a, { relieve: { troubled: new Set(['d0']), busy: new Map([['d0', 0.9], ['d1', 0.85]]) } }).moves, []);
+  assert.deepEqual(improvePlacement(seen, DEVICES, a, { relieve: { troubled: new Set(['d0', 'd1']), busy: new Map([['d0', 0.9], ['d1', 0.3]]) } }).moves.slice(0, 1), moved.moves.slice(0, 1), 'trouble at the destination does not forbid a move onto a much less busy device');
+});

@@ -41,7 +41,8 @@ export interface EnginePlacement {
     /** Each replica with its predicted load and attainment and the reason for its place. */
     readonly replicas: readonly ReplicaDecision[];
   }[];
-  readonly devices: readonly DeviceLoad[];
+  /** Each device's predicted load, and the share of its time its replicas' steps took lately. */
+  readonly devices: readonly (DeviceLoad & { readonly measuredUtilization: number })[];
 }
 
 /** What {@link Engine.replan} resolves with. */
@@ -58,6 +59,19 @@ export type { DeviceLoad, PlacementMove, ReplicaDecision };
 
 /** Recent SLO attainment every model must have for a re-plan to leave the placement alone. */
 const MEETING = 0.9;
+/** A measured busy share is trusted over the prediction up to this factor above it... */
+const MAX_SCALE = 4;
+/** ...and this far below (a rate estimate lags a drop in traffic; the busy share follows it). */
+const MIN_SCALE = 1 / 8;
+/**
+ * After a re-plan's moves, the next waits this long (or the cool-down, if shorter): the busy
+ * shares and attainment it acts on must first show what the moves did.
+ */
+const SETTLE_MS = 3_000;
+/** Below this predicted load (share of a device) the measurement is mostly noise: no scaling. */
+const MIN_CALIBRATED_LOAD = 0.02;
+/** A device busier than this is saturated: its models' measured shares are lower bounds. */
+const SATURATED = 0.95;
 
 /** See the module comment. */
 export class GlobalScheduler {
@@ -71,6 +85,8 @@ export class GlobalScheduler {
   readonly #migrations = new Set<Promise<unknown>>();
   #replanning: Promise<ReplanResult> | undefined;
   #version = 0;
+  /** When the last re-plan's moves ended (performance.now() ms). */
+  #lastMoveMs = -Infinity;
 
   constructor(init: {
     devices: readonly Device[];
@@ -181,14 +197,55 @@ export class GlobalScheduler {
    * (predicted SLO goodput, output tokens per second), at the arrival rates measured now.
    */
   placement(): EnginePlacement {
-    const models = this.#placementModels();
+    const now = performance.now();
+    const models = this.#calibrated(this.#placementModels(), now);
     const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
+    const busy = this.#measuredBusy(now);
     return {
       version: this.#version,
       score: e.score,
       models: models.map((m) => ({ id: m.id, rate: m.rate, promptTokens: m.promptTokens, outputTokens: m.outputTokens, replicas: e.replicas.filter((r) => r.model === m.id) })),
-      devices: e.devices,
+      devices: e.devices.map((d) => ({ ...d, measuredUtilization: busy.devices.get(d.id) ?? 0 })),
     };
+  }
+
+  /** Each serving replica's measured busy share (settled meters only), and each device's sum. */
+  #measuredBusy(nowMs: number): { replicas: Map<string, Map<string, number>>; devices: Map<string, number> } {
+    const replicas = new Map<string, Map<string, number>>();
+    const devices = new Map<string, number>();
+    for (const g of this.#models.values()) {
+      if (g.state === 'closed') continue;
+      for (const r of g.replicas) {
+        const share = r.served.busy.share(nowMs);
+        devices.set(r.device.id, (devices.get(r.device.id) ?? 0) + share);
+        if (r.state !== 'serving' || !r.served.busy.settled(nowMs)) continue;
+        const of = replicas.get(g.id) ?? new Map<string, number>();
+        of.set(r.device.id, share);
+        replicas.set(g.id, of);
+      }
+    }
+    return { replicas, devices };
+  }
+
+  /**
+   * The models with their load scaled to what their replicas are measured to take: a latency
+   * model learnt on a shared machine, or a queueing estimate of time sharing, can be off by a
+   * factor, and re-planning on it alone has moved models the wrong way. A device that is
+   * saturated shows only a lower bound of its models' demand, so there the scale only rises.
+   */
+  #calibrated(models: PlacementModel[], nowMs: number): PlacementModel[] {
+    const busy = this.#measuredBusy(nowMs);
+    const predicted = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
+    return models.map((m) => {
+      const measured = busy.replicas.get(m.id);
+      const mine = predicted.replicas.filter((r) => r.model === m.id && measured?.has(r.device) === true);
+      const want = mine.reduce((a, r) => a + r.load, 0);
+      if (measured === undefined || mine.length === 0 || want < MIN_CALIBRATED_LOAD) return m;
+      const seen = mine.reduce((a, r) => a + measured.get(r.device)!, 0);
+      const saturated = mine.some((r) => (busy.devices.get(r.device) ?? 0) >= SATURATED);
+      const scale = Math.min(MAX_SCALE, Math.max(saturated ? 1 : MIN_SCALE, seen / want));
+      return { ...m, loadScale: scale };
+    });
   }
 
   /**
@@ -243,17 +300,33 @@ export class GlobalScheduler {
   }
 
   async #replan(): Promise<ReplanResult> {
-    const models = this.#placementModels().filter((m) => this.#models.get(m.id)?.state === 'ready');
     const now = performance.now();
+    const models = this.#calibrated(this.#placementModels(), now).filter((m) => this.#models.get(m.id)?.state === 'ready');
+    // A model being unloaded drains where it is and is no one's to move.
+    const assignment = new Map([...this.#assignment()].filter(([id]) => models.some((m) => m.id === id)));
     const frozen = new Set([...this.#models.values()].filter((g) => now - g.lastMoveMs < this.#cooldownMs).map((g) => g.id));
     // Moves cost real time (loads, drains) and the plan's predictions are only predictions: while
     // every model that has finished requests lately meets its SLOs on most of them, nothing moves.
     const measured = [...this.#models.values()].map((g) => g.stats.recentAttainment).filter((a) => a !== undefined);
-    if (measured.length > 0 && measured.length === this.#models.size && measured.every((a) => a >= MEETING)) {
-      const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
+    const settling = now - this.#lastMoveMs < Math.min(this.#cooldownMs, SETTLE_MS);
+    if (settling || (measured.length > 0 && measured.length === this.#models.size && measured.every((a) => a >= MEETING))) {
+      const e = evaluatePlacement(models, this.#placementDevices(), assignment);
       return { moves: [], scoreBefore: e.score, scoreAfter: e.score };
     }
-    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), this.#assignment(), { frozen });
+    // Moves are made only to relieve a device in trouble: one where a model misses its SLOs on
+    // its recent requests (or, before any finished, is predicted to). One at a time: the next
+    // re-plan waits to see what it did instead of stacking moves on predictions.
+    const current = evaluatePlacement(models, this.#placementDevices(), assignment);
+    const relieve = new Set<string>();
+    // How busy each device is: as measured, or as predicted where its queue says more (a burst
+    // just arrived shows in the rates before it shows in the busy share).
+    const measuredBusy = this.#measuredBusy(now).devices;
+    const pressure = new Map(current.devices.map((d) => [d.id, Math.max(d.utilization, measuredBusy.get(d.id) ?? 0)]));
+    for (const r of current.replicas) {
+      const seen = this.#models.get(r.model)?.stats.recentAttainment;
+      if ((seen ?? r.attainment) < MEETING) relieve.add(r.device);
+    }
+    const { moves, before, after } = improvePlacement(models, this.#placementDevices(), assignment, { frozen, relieve: { troubled: relieve, busy: pressure }, maxMoves: 1 });
     const applied: PlacementMove[] = [];
     const start = performance.now();
     for (const move of moves) {
@@ -262,7 +335,10 @@ export class GlobalScheduler {
       if (g === undefined || g.state !== 'ready') continue;
       if (await this.#track(this.#migrate(g, move))) applied.push(move);
     }
-    if (applied.length > 0) this.placed('replan', undefined, applied, performance.now() - start);
+    if (applied.length > 0) {
+      this.#lastMoveMs = performance.now();
+      this.placed('replan', undefined, applied, performance.now() - start);
+    }
     return { moves: applied, scoreBefore: before.score, scoreAfter: after.score };
   }
 

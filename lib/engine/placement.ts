@@ -49,6 +49,12 @@ export interface PlacementModel {
   latency(kind: string): LatencyModel;
   /** Seconds a move of it costs: loading it elsewhere plus draining the old replica. */
   readonly moveCostS: number;
+  /**
+   * Device time its requests really take ÷ what its latency model predicts (default 1): set by
+   * the re-planner from each replica's measured busy share, so a plan is scored at the load the
+   * model is seen to put on a device, not only at the load predicted for it.
+   */
+  readonly loadScale?: number;
 }
 
 /** A device as the planner sees it. */
@@ -74,6 +80,8 @@ export interface ReplicaDecision {
   readonly ttftMs: number;
   /** Predicted share of its requests meeting the TTFT SLO. */
   readonly attainment: number;
+  /** Predicted share of the device's time its requests take. */
+  readonly load: number;
   /** Predicted SLO goodput, output tokens per second. */
   readonly goodput: number;
   /** Goodput per MiB of KV its requests keep in flight: the marginal memory efficiency. */
@@ -126,9 +134,10 @@ const MiB = 2 ** 20;
 /** Device ms one request of `m` takes on `kind` when its decodes run `batch` at a time, and its batch-1 prefill. */
 function serviceMs(m: PlacementModel, kind: string, batch: number): { service: number; prefill: number } {
   const lat = m.latency(kind);
-  const prefill = lat.prefillMs(1, m.promptTokens);
+  const scale = m.loadScale ?? 1;
+  const prefill = scale * lat.prefillMs(1, m.promptTokens);
   const ctx = m.promptTokens + m.outputTokens / 2;
-  return { service: prefill + (m.outputTokens * lat.decodeMs(batch, ctx)) / batch, prefill };
+  return { service: prefill + (scale * m.outputTokens * lat.decodeMs(batch, ctx)) / batch, prefill };
 }
 
 /** Most of a device's time the planner counts on: the rest absorbs bursts and what it cannot see. */
@@ -142,7 +151,7 @@ const TARGET_UTILIZATION = 0.9;
  */
 function settledBatches(parts: readonly { m: PlacementModel; rate: number }[], kind: string): number[] {
   const batches = parts.map(({ m, rate }) => {
-    const alone = m.latency(kind).decodeMs(1, m.promptTokens + m.outputTokens / 2);
+    const alone = (m.loadScale ?? 1) * m.latency(kind).decodeMs(1, m.promptTokens + m.outputTokens / 2);
     return Math.max(1, Math.min(m.maxBatch, (rate * m.outputTokens * alone) / 1000));
   });
   const load = (): number => parts.reduce((a, { m, rate }, i) => a + (rate * serviceMs(m, kind, batches[i]!).service) / 1000, 0);
@@ -202,6 +211,7 @@ export function evaluatePlacement(models: readonly PlacementModel[], devices: re
         rate: p.rate,
         ttftMs: ttft,
         attainment: (p.m.ttftMs === undefined ? served : meet) * kvFactor,
+        load: (p.rate * p.service) / 1000,
         goodput,
         goodputPerKvMiB: goodput / Math.max(kvInFlight / MiB, 1e-9),
         reason:
@@ -325,6 +335,14 @@ export interface ImproveOptions {
   readonly maxMoves?: number;
   /** Models that may not change now (moved too recently: a cool-down against oscillation). */
   readonly frozen?: ReadonlySet<string>;
+  /**
+   * What is measured on the devices: those in trouble (models there missing their SLOs) and each
+   * one's busy share. When given, only moves that take load off a troubled device and onto a
+   * less busy one are made (a replica moved or removed from it, a replica added elsewhere for a
+   * model served there). A plan that only predicts better is not worth a move's cost, and
+   * moving load onto a device at least as busy cannot help.
+   */
+  readonly relieve?: { readonly troubled: ReadonlySet<string>; readonly busy: ReadonlyMap<string, number> };
 }
 
 /**
@@ -351,6 +369,7 @@ export function improvePlacement(
     let best: { move: PlacementMove; a: Assignment; e: PlanEvaluation; net: number } | undefined;
     for (const move of candidateMoves(models, devices, assignment)) {
       if (options.frozen?.has(move.model) === true || moves.some((m) => m.model === move.model)) continue;
+      if (options.relieve !== undefined && !relieves(move, assignment, options.relieve)) continue;
       const a = apply(assignment, move);
       const e = evaluatePlacement(models, devices, a);
       const gain = e.score - evaluation.score;
@@ -370,6 +389,17 @@ export function improvePlacement(
     evaluation = best.e;
   }
   return { assignment, moves, before, after: evaluation };
+}
+
+/** Busy share a move's destination must be below its source's by. */
+const DOWNHILL = 0.1;
+
+/** Whether `move` takes load off a troubled device onto a less busy one. */
+function relieves(move: PlacementMove, a: Assignment, seen: NonNullable<ImproveOptions['relieve']>): boolean {
+  const busy = (d: string): number => seen.busy.get(d) ?? 0;
+  if (move.kind === 'remove') return seen.troubled.has(move.from);
+  const from = move.kind === 'move' ? [move.from] : (a.get(move.model) ?? []);
+  return from.some((d) => seen.troubled.has(d) && busy(move.to) < busy(d) - DOWNHILL);
 }
 
 function* candidateMoves(models: readonly PlacementModel[], devices: readonly PlacementDevice[], a: Assignment): Generator<PlacementMove> {

@@ -11,6 +11,7 @@
 import { EngineError, ExecutorError } from '../errors.js';
 import type { Model } from '../model.js';
 import type { FinishReason, GenerationResult } from '../request.js';
+import { BusyMeter } from './busy-meter.js';
 import type { IterationSample } from '../scheduler/latency-model.js';
 import type { IterationDecision, LocalPolicy, ModelSnapshot } from '../scheduler/local/types.js';
 import type { MeasuredLatencyModel } from '../scheduler/measured-latency.js';
@@ -80,6 +81,8 @@ export class ServedModel {
   readonly running: Sequence[] = [];
   /** EWMA of this model's step wall time, what it costs the models it shares the device with. */
   stepEwmaMs = 0;
+  /** The share of its device's time its steps take lately (what the re-planner trusts). */
+  readonly busy = new BusyMeter(performance.now());
   /** 'draining': no new requests; 'closed': unloaded. */
   state: 'ready' | 'draining' | 'closed' = 'ready';
   readonly #executor: Executor;
@@ -381,6 +384,7 @@ export class ServedModel {
     this.latency.observe(sample);
     this.stepEwmaMs = this.stepEwmaMs === 0 ? ms : 0.8 * this.stepEwmaMs + 0.2 * ms;
     this.stats.step(ms);
+    this.busy.add(performance.now(), ms);
   }
 
   /** Ends a sequence wherever it is: frees its blocks, settles its run. Must not run during a step. */
