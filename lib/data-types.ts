@@ -64,8 +64,12 @@ export interface GeneratedModel {
 export interface QuantizedGguf {
   readonly path: string;
   readonly bytes: number;
-  /** Tensors written in the target type. */
+  /** Tensors written in the file type's main block type (Q4_K for `q4_k_m`). */
   readonly quantized: number;
-  /** Tensors written in another type, and which (norms stay F32; rows not a multiple of 32 cannot be Q8_0/Q4_0). */
+  /**
+   * Tensors written in another type, and which: norms stay F32, the output projection and Q4_K_M's
+   * attn_v/ffn_down picks take Q6_K (Q8_0 in Q8_0/Q4_0 files), rows that are not whole blocks fall
+   * back (Q8_0 where a multiple of 32, else the source type).
+   */
   readonly kept: readonly { readonly name: string; readonly type: string }[];
 }

@@ -35,7 +35,7 @@ export interface QualityRow {
 /** What to evaluate: a precision loaded from the HF folder, or a GGUF file we quantize first. */
 export type QualityCase =
   | { readonly name: string; readonly precision: PrecisionName | PrecisionSpec; readonly calibrated?: boolean }
-  | { readonly name: string; readonly gguf: 'q8_0' | 'q4_0'; readonly kv: KvFormat };
+  | { readonly name: string; readonly gguf: 'q8_0' | 'q4_0' | 'q4_k_m'; readonly kv: KvFormat };
 
 export const QUALITY_CASES: readonly QualityCase[] = [
   { name: 'fp32', precision: 'fp32' },
@@ -61,6 +61,8 @@ export const QUALITY_CASES: readonly QualityCase[] = [
   { name: 'w4a8-kv4 (smoothed)', precision: 'w4a8-kv4', calibrated: true },
   { name: 'GGUF Q8_0', gguf: 'q8_0', kv: 'f32' },
   { name: 'GGUF Q4_0', gguf: 'q4_0', kv: 'f32' },
+  // stories260K's rows (64, 172) are no whole Q4_K super-blocks: llama-quantize's fallback applies.
+  { name: 'GGUF Q4_K_M', gguf: 'q4_k_m', kv: 'f32' },
 ];
 
 /**

@@ -1,6 +1,7 @@
-// quantizeGguf(): writes a Q8_0 or Q4_0 copy of a GGUF file (model::write_quantized_gguf) on a
+// quantizeGguf(): writes a Q8_0, Q4_0, Q4_K, Q6_K or Q4_K_M copy of a GGUF file (model::write_quantized_gguf) on a
 // worker thread, with progress and cancel().
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 
 #include "addon.h"
@@ -13,7 +14,7 @@ namespace {
 
 class QuantizeJob : public ProgressJob {
  public:
-  QuantizeJob(Napi::Env env, std::string src, std::string dst, model::DType type, const Napi::Value& on_progress)
+  QuantizeJob(Napi::Env env, std::string src, std::string dst, model::GgufQuantType type, const Napi::Value& on_progress)
       : ProgressJob(env, on_progress), src_(std::move(src)), dst_(std::move(dst)), type_(type) {}
 
  private:
@@ -52,27 +53,25 @@ class QuantizeJob : public ProgressJob {
   }
 
   std::string src_, dst_;
-  model::DType type_;
+  model::GgufQuantType type_;
   model::QuantizeGgufResult result_;
 };
 
-// quantizeGguf(src, dst, type: 'q8_0' | 'q4_0', onProgress?) -> { promise, cancel() }
+// quantizeGguf(src, dst, type: 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'q4_k_m', onProgress?) -> { promise, cancel() }
 Napi::Value quantize_gguf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "src must be a string");
   if (!info[1].IsString()) throw Napi::TypeError::New(env, "dst must be a string");
   if (!info[2].IsString()) throw Napi::TypeError::New(env, "type must be a string");
   std::string name = info[2].As<Napi::String>().Utf8Value();
-  model::DType type = model::DType::Q8_0;
-  if (name == "q8_0") {
-    type = model::DType::Q8_0;
-  } else if (name == "q4_0") {
-    type = model::DType::Q4_0;
-  } else {
-    throw_coded(env, "ERR_MODEL_PRECISION", "type = \"" + name + "\": GGUF files are written as q8_0 or q4_0");
+  std::optional<model::GgufQuantType> type = model::gguf_quant_type_from_name(name);
+  if (!type) {
+    std::string names;
+    for (const std::string& n : model::gguf_quant_type_names()) names += (names.empty() ? "" : ", ") + n;
+    throw_coded(env, "ERR_MODEL_PRECISION", "type = \"" + name + "\": GGUF files are written as one of " + names);
   }
   auto* job = new QuantizeJob(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
-                              type, info[3]);
+                              *type, info[3]);
   return job->start();
 }
 

@@ -134,9 +134,11 @@ TEST_CASE("weight formats: block sizes, row bytes and layout errors") {
   std::vector<float> x(40, 1.0f);
   std::vector<uint8_t> out(256);
   CHECK_THROWS_AS(quant::quantize_row(DType::Q8_0, x.data(), 40, 0, out.data()), std::invalid_argument);
-  CHECK_THROWS_AS(quant::quantize_row(DType::Q4_K, x.data(), 256, 0, out.data()), std::invalid_argument);
+  CHECK_THROWS_AS(quant::quantize_row(DType::Q4_K, x.data(), 40, 0, out.data()), std::invalid_argument);
+  CHECK_THROWS_AS(quant::quantize_row(DType::F16, x.data(), 40, 0, out.data()), std::invalid_argument);
   CHECK(quant::can_quantize_to(DType::W4A8));
-  CHECK_FALSE(quant::can_quantize_to(DType::Q6_K));
+  CHECK(quant::can_quantize_to(DType::Q6_K));  // kquant_quantize.cc
+  CHECK_FALSE(quant::can_quantize_to(DType::F16));
 }
 
 TEST_CASE("Q8_0 and Q4_0 quantize bit-identically to llama.cpp's reference quantizers") {

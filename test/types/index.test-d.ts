@@ -74,6 +74,8 @@ expectType<PrecisionSpec>(loaded.precision);
 expectType<Promise<PerplexityResult>>(loaded.perplexity([1, 2, 3], { kvFormat: 'int4' }));
 expectError(loaded.perplexity([1, 2, 3], { kvFormat: 'int3' }));
 expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q4_0'));
+expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q4_k_m'));
+expectType<Promise<QuantizedGguf>>(quantizeGguf('a.gguf', 'b.gguf', 'q6_k'));
 expectError(quantizeGguf('a.gguf', 'b.gguf', 'q5_k'));
 
 // Placement, cost model, local policies and simulator (issue #7).

@@ -15,13 +15,10 @@
 namespace fineserve::model {
 namespace {
 
-// ggml's GGML_QNT_VERSION: the block layouts of Q4_0/Q8_0 have been these since version 2.
+// ggml's GGML_QNT_VERSION: the block layouts of Q4_0/Q8_0/Q4_K/Q6_K have been these since version 2.
 constexpr uint32_t kQuantizationVersion = 2;
 // Source bytes handled per step: bounds the scratch buffers and spaces the progress reports.
 constexpr uint64_t kStepBytes = 4ull << 20;
-
-// llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0 and LLAMA_FTYPE_MOSTLY_Q4_0.
-uint32_t llama_ftype(DType target) { return target == DType::Q8_0 ? 7 : 2; }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -39,6 +36,28 @@ bool is_quantizable(const gguf::TensorInfo& t) {
 }
 
 std::string quoted(const std::string& name) { return "\"" + name + "\""; }
+
+bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers and every third in between.
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// The tensors llama-quantize's Q4_K_M/Q5_K_M rules treat as attn_v (its category_is_attn_v).
+bool is_attn_v(const std::string& name) {
+  return contains(name, "attn_v.weight") || contains(name, "attn_qkv.weight") || contains(name, "attn_kv_b.weight");
+}
+
+// llama-quantize's fallback for a row that is not whole blocks of `type`, where this build can
+// write the fallback (see the header): the source type when nothing fits.
+DType fallback_type(const gguf::TensorInfo& t, DType type) {
+  const uint64_t cols = t.ne[0];
+  if (cols % quant::block_elements(type) == 0) return type;
+  // Q6_K -> Q8_0 as llama-quantize; Q4_K -> its Q5_0, which we cannot write: Q8_0.
+  if ((type == DType::Q4_K || type == DType::Q6_K) && cols % quant::block_elements(DType::Q8_0) == 0) {
+    return DType::Q8_0;
+  }
+  return t.dtype;
+}
 
 class Progress {
  public:
@@ -107,21 +126,91 @@ void convert_tensor(const std::string& src, const gguf::TensorInfo& t, const uin
 
 }  // namespace
 
-DType gguf_quantized_type(const gguf::TensorInfo& t, DType target, bool tied) {
-  if (!is_quantizable(t) || t.bytes == 0) return t.dtype;
-  // llama-quantize gives the output projection Q6_K in a Q4_0 file (Q8_0 in a Q8_0 one).
-  DType type = (t.name == "output.weight" || (tied && t.name == "token_embd.weight")) ? DType::Q8_0 : target;
-  // Rows that are not whole blocks stay in their own type: rounding F32 to F16 would make
-  // llama.cpp round the activations to F16 too (its F16 dot type), which we would not match.
-  if (t.ne[0] % quant::block_elements(type) != 0) type = t.dtype;
-  return type;
+std::optional<GgufQuantType> gguf_quant_type_from_name(std::string_view name) {
+  const std::vector<std::string>& names = gguf_quant_type_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<GgufQuantType>(i);
+  }
+  return std::nullopt;
+}
+
+const std::vector<std::string>& gguf_quant_type_names() {
+  static const std::vector<std::string> names = {"q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"};
+  return names;
+}
+
+DType gguf_quant_main_type(GgufQuantType type) {
+  switch (type) {
+    case GgufQuantType::Q8_0: return DType::Q8_0;
+    case GgufQuantType::Q4_0: return DType::Q4_0;
+    case GgufQuantType::Q6_K: return DType::Q6_K;
+    case GgufQuantType::Q4_K:
+    case GgufQuantType::Q4_K_M: return DType::Q4_K;
+  }
+  throw std::invalid_argument("gguf_quant_main_type: unknown type");
+}
+
+uint32_t llama_ftype(GgufQuantType type) {
+  switch (type) {
+    case GgufQuantType::Q8_0: return 7;     // LLAMA_FTYPE_MOSTLY_Q8_0
+    case GgufQuantType::Q4_0: return 2;     // LLAMA_FTYPE_MOSTLY_Q4_0
+    case GgufQuantType::Q4_K: return 14;    // LLAMA_FTYPE_MOSTLY_Q4_K_S
+    case GgufQuantType::Q6_K: return 18;    // LLAMA_FTYPE_MOSTLY_Q6_K
+    case GgufQuantType::Q4_K_M: return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+  }
+  throw std::invalid_argument("llama_ftype: unknown type");
+}
+
+std::vector<DType> gguf_quantized_types(const gguf::File& in, GgufQuantType type) {
+  const DType main = gguf_quant_main_type(type);
+  const bool tied = in.find_tensor("output.weight") == nullptr;
+  // Q4_K_M's layer counters, as llama-quantize keeps them: tensors seen so far, and how many.
+  int n_attn_v = 0, n_ffn_down = 0, i_attn_v = 0, i_ffn_down = 0;
+  for (const gguf::TensorInfo& t : in.tensors) {
+    if (!is_quantizable(t)) continue;
+    n_attn_v += is_attn_v(t.name);
+    n_ffn_down += contains(t.name, "ffn_down");
+  }
+  std::vector<DType> types;
+  for (const gguf::TensorInfo& t : in.tensors) {
+    if (!is_quantizable(t) || t.bytes == 0) {
+      types.push_back(t.dtype);
+      continue;
+    }
+    DType chosen = main;
+    if (t.name == "output.weight" || (tied && t.name == "token_embd.weight")) {
+      // Q6_K, or Q8_0 where rows are not whole blocks of the main type (and in Q8_0 files).
+      // Q4_0 files keep Q8_0 here (see the header).
+      const bool blocks = t.ne[0] % quant::block_elements(main) == 0;
+      chosen = main == DType::Q8_0 || main == DType::Q4_0 || !blocks ? DType::Q8_0 : DType::Q6_K;
+    } else if (type == GgufQuantType::Q4_K_M && is_attn_v(t.name)) {
+      if (use_more_bits(i_attn_v, n_attn_v)) chosen = DType::Q6_K;
+      ++i_attn_v;
+    } else if (type == GgufQuantType::Q4_K_M && contains(t.name, "ffn_down")) {
+      if (use_more_bits(i_ffn_down, n_ffn_down)) chosen = DType::Q6_K;
+      ++i_ffn_down;
+    }
+    types.push_back(fallback_type(t, chosen));
+  }
+  return types;
 }
 
 QuantizeGgufResult write_quantized_gguf(const std::string& src_gguf, const std::string& dst, DType target,
                                         const std::function<bool(double)>& on_progress) {
-  if (target != DType::Q8_0 && target != DType::Q4_0) {
-    throw std::invalid_argument(dst + ": GGUF files are written as Q8_0 or Q4_0, not " + dtype_name(target));
+  switch (target) {
+    case DType::Q8_0: return write_quantized_gguf(src_gguf, dst, GgufQuantType::Q8_0, on_progress);
+    case DType::Q4_0: return write_quantized_gguf(src_gguf, dst, GgufQuantType::Q4_0, on_progress);
+    case DType::Q4_K: return write_quantized_gguf(src_gguf, dst, GgufQuantType::Q4_K, on_progress);
+    case DType::Q6_K: return write_quantized_gguf(src_gguf, dst, GgufQuantType::Q6_K, on_progress);
+    default:
+      throw std::invalid_argument(dst + ": GGUF files are written as Q8_0, Q4_0, Q4_K, Q6_K or Q4_K_M, not " +
+                                  dtype_name(target));
   }
+}
+
+QuantizeGgufResult write_quantized_gguf(const std::string& src_gguf, const std::string& dst, GgufQuantType type,
+                                        const std::function<bool(double)>& on_progress) {
+  const DType main = gguf_quant_main_type(type);
   FileBytes file(src_gguf);
   const gguf::File in = gguf::parse(file.data(), file.size(), src_gguf);
   if (in.alignment > std::numeric_limits<uint32_t>::max()) {
@@ -133,7 +222,7 @@ QuantizeGgufResult write_quantized_gguf(const std::string& src_gguf, const std::
   bool has_file_type = false, has_version = false;
   for (const auto& [key, value] : in.metadata) {
     if (key == "general.file_type") {
-      out.add_u32(key, llama_ftype(target));
+      out.add_u32(key, llama_ftype(type));
       has_file_type = true;
     } else if (key == "general.quantization_version") {
       out.add_u32(key, kQuantizationVersion);
@@ -143,21 +232,20 @@ QuantizeGgufResult write_quantized_gguf(const std::string& src_gguf, const std::
     }
   }
   if (!has_version) out.add_u32("general.quantization_version", kQuantizationVersion);
-  if (!has_file_type) out.add_u32("general.file_type", llama_ftype(target));
+  if (!has_file_type) out.add_u32("general.file_type", llama_ftype(type));
 
   QuantizeGgufResult result;
   result.path = dst;
-  const bool tied = in.find_tensor("output.weight") == nullptr;
-  std::vector<DType> types;
+  const std::vector<DType> types = gguf_quantized_types(in, type);
   uint64_t total = 0;
-  for (const gguf::TensorInfo& t : in.tensors) {
-    types.push_back(gguf_quantized_type(t, target, tied));
-    out.add_tensor(t.name, types.back(), t.shape());
+  for (size_t i = 0; i < in.tensors.size(); ++i) {
+    const gguf::TensorInfo& t = in.tensors[i];
+    out.add_tensor(t.name, types[i], t.shape());
     total += t.bytes;
-    if (types.back() == target) {
+    if (types[i] == main) {
       result.quantized.push_back(t.name);
     } else {
-      result.kept.push_back({t.name, types.back()});
+      result.kept.push_back({t.name, types[i]});
     }
   }
 

@@ -11,7 +11,8 @@ namespace fineserve::quant {
 
 // Round-to-nearest quantization of one row. Supported targets: Q8_0, Q4_0 (bit-identical to
 // llama.cpp's reference quantizers quantize_row_q8_0_ref / quantize_row_q4_0_ref, so files we
-// write quantize exactly as llama-quantize would), W8A8, FP8, W4A16, W4A8. `dst` receives
+// write quantize exactly as llama-quantize would), Q4_K, Q6_K (kquant_quantize.cc: the search of
+// llama.cpp's quantize_row_q4_K_ref / q6_K_ref, step for step), W8A8, FP8, W4A16, W4A8. `dst` receives
 // row_bytes(t, cols, group) bytes. Non-finite input is the caller's bug (weights are scanned at
 // load); the output is then unspecified but never out of bounds.
 void quantize_row(model::DType t, const float* src, uint64_t cols, uint32_t group, uint8_t* dst);

@@ -37,6 +37,8 @@ void w8a8(const float*, uint64_t, uint32_t, uint8_t*);
 void fp8(const float*, uint64_t, uint32_t, uint8_t*);
 void w4a16(const float*, uint64_t, uint32_t, uint8_t*);
 void w4a8(const float*, uint64_t, uint32_t, uint8_t*);
+void q4_k(const float*, uint64_t, uint32_t, uint8_t*);  // kquant_quantize.cc
+void q6_k(const float*, uint64_t, uint32_t, uint8_t*);  // kquant_quantize.cc
 }  // namespace encode
 
 #define FINESERVE_ROW_DOTS                                                  \

@@ -51,9 +51,9 @@ const WeightTypeTraits kWeightTypes[] = {
     {DType::Q4_0, "Q4_0", 32, 18, false, block_row<32, 18>, no_offset, A::Q8BlocksQ4, FINESERVE_DOTS(q4_0),
      decode::q4_0, nullptr, nullptr, encode::q4_0, {0, 0}, 1, G::WidenF16},  // f16 d; uint8 qs[16]
     {DType::Q4_K, "Q4_K", 256, 144, false, block_row<256, 144>, no_offset, A::None, FINESERVE_NO_DOTS,
-     decode::q4_k, nullptr, nullptr, nullptr, {0, 2}, 2, G::WidenF16},  // f16 d, f16 dmin first
+     decode::q4_k, nullptr, nullptr, encode::q4_k, {0, 2}, 2, G::WidenF16},  // f16 d, f16 dmin first
     {DType::Q6_K, "Q6_K", 256, 210, false, block_row<256, 210>, no_offset, A::None, FINESERVE_NO_DOTS,
-     decode::q6_k, nullptr, nullptr, nullptr, {208, 0}, 1, G::WidenF16},  // f16 d last
+     decode::q6_k, nullptr, nullptr, encode::q6_k, {208, 0}, 1, G::WidenF16},  // f16 d last
     // fineserve's formats are made in memory from scanned weights: nothing to scan.
     {DType::W8A8, "W8A8", 1, 0, false, byte_row, byte_offset, A::I8PerToken, FINESERVE_DOTS(w8a8), decode::w8a8,
      nullptr, nullptr, encode::w8a8, {}, 0, G::Native},
