@@ -39,6 +39,8 @@
       "cpp/core/quant/weight_traits.cc",
       "cpp/core/quant/quantize.cc",
       "cpp/core/quant/kquant_quantize.cc",
+      "cpp/core/quant/kquant_dot.cc",
+      "cpp/core/quant/kquant_linear.cc",
       "cpp/core/quant/dequantize.cc",
       "cpp/core/quant/qdot.cc",
       "cpp/core/model/calibration.cc",
@@ -63,6 +65,7 @@
     "fineserve_avx2_sources": [
       "cpp/core/simd/kernels_avx2.cc",
       "cpp/core/quant/qdot_avx2.cc",
+      "cpp/core/quant/kquant_dot_avx2.cc",
       "cpp/core/gemm/gemm_avx2.cc"
     ],
     "fineserve_avx512_sources": [
@@ -113,6 +116,7 @@
       "test/cpp/test_quantize_model.cc",
       "test/cpp/test_gguf_quantize.cc",
       "test/cpp/test_kquant_quantize.cc",
+      "test/cpp/test_kquant_dot.cc",
       "test/cpp/test_forward_quant_reference.cc",
       "test/cpp/test_sequence_table.cc",
       "test/cpp/test_load_validation.cc",

@@ -12,10 +12,10 @@ export const LLAMA_100M_GGUF = `${ROOT}.cache/models/llama-100m-f16.gguf`;
 export const RESULTS = `${ROOT}bench/results/engine-cpu.json`;
 
 /** The quantized files, written from the F16 one by fineserve's GGUF writer at each run. */
-export const llama100mQuantGguf = (type: 'q8_0' | 'q4_0'): string => `${ROOT}.cache/models/llama-100m-${type}.gguf`;
+export const llama100mQuantGguf = (type: 'q8_0' | 'q4_0' | 'q4_k_m'): string => `${ROOT}.cache/models/llama-100m-${type}.gguf`;
 
-export type ModelKey = 'stories260K' | 'llama-100m-f16' | 'llama-100m-q8_0' | 'llama-100m-q4_0';
-export const MODEL_KEYS: readonly ModelKey[] = ['stories260K', 'llama-100m-f16', 'llama-100m-q8_0', 'llama-100m-q4_0'];
+export type ModelKey = 'stories260K' | 'llama-100m-f16' | 'llama-100m-q8_0' | 'llama-100m-q4_0' | 'llama-100m-q4_k_m';
+export const MODEL_KEYS: readonly ModelKey[] = ['stories260K', 'llama-100m-f16', 'llama-100m-q8_0', 'llama-100m-q4_0', 'llama-100m-q4_k_m'];
 
 export type Against = 'peer' | 'kernels' | 'none';
 

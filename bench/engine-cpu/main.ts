@@ -42,7 +42,7 @@ async function modelPath(key: ModelKey): Promise<string> {
   }
   if (key === 'llama-100m-f16') return LLAMA_100M_GGUF;
   // Rewritten every run, so the file always comes from the writer being measured.
-  const type = key === 'llama-100m-q8_0' ? 'q8_0' : 'q4_0';
+  const type = key === 'llama-100m-q8_0' ? 'q8_0' : key === 'llama-100m-q4_k_m' ? 'q4_k_m' : 'q4_0';
   const out = llama100mQuantGguf(type);
   const q = await quantizeGguf(LLAMA_100M_GGUF, out, type);
   log(`wrote ${relative(ROOT, out)}: ${(q.bytes / 2 ** 20).toFixed(0)} MiB, ${q.quantized} tensors ${type.toUpperCase()}, kept ${q.kept.map((k) => `${k.name}:${k.type}`).join(' ') || 'none'}`);

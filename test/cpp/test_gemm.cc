@@ -95,6 +95,23 @@ std::vector<float> q8_blocks(const float* x, size_t n) {
   return out;
 }
 
+// Q4_K / Q6_K activations with the GEMM on (quant/kquant_dot.h): Q8_K blocks of 256, the value of
+// largest magnitude `max` at -127, q = min(127, round-half-even(x * (-127 / max))); returns q * d.
+std::vector<float> q8k_blocks(const float* x, size_t n) {
+  std::vector<float> out(n, 0.0f);
+  for (size_t b = 0; b < n / 256; ++b) {
+    float amax = 0.0f, max = 0.0f;
+    for (size_t j = 0; j < 256; ++j) {
+      if (std::fabs(x[256 * b + j]) > amax) amax = std::fabs(x[256 * b + j]), max = x[256 * b + j];
+    }
+    if (amax == 0.0f) continue;
+    const float inv = -127.0f / max;
+    for (size_t j = 0; j < 256; ++j) out[256 * b + j] = std::min(127.0f, std::nearbyint(inv * x[256 * b + j])) * (1 / inv);
+  }
+  return out;
+}
+bool kquant(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
+
 // FP8 / W4A8 activations: per token e4m3(x / sx) * sx with sx = amax / 448.
 std::vector<float> e4m3_token(const float* x, size_t n) {
   float amax = 0.0f;
@@ -188,21 +205,29 @@ TEST_CASE("GEMM: every output within f32 accumulation error of the float64 produ
     for (size_t t = 0; t < tokens; ++t) {
       const float* xt = x.data() + t * s.in;
       const std::vector<float> xq = model_is_block(s.t) ? q8_blocks(xt, s.in)
+                                    : kquant(s.t)       ? q8k_blocks(xt, s.in)
                                     : e4m3_acts(s.t)    ? e4m3_token(xt, s.in)
                                                         : std::vector<float>(xt, xt + s.in);
       for (size_t r = 0; r < out; ++r) {
         const uint32_t g = m.view.group;
         quant::dequantize_row(s.t, m.view.data + r * quant::row_bytes(s.t, s.in, g), s.in, g, wrow.data());
-        long double ref = 0, mag = 0;
+        long double ref = 0, mag = 0, ref_f32 = 0, mag_f32 = 0;
         for (size_t i = 0; i < s.in; ++i) {
           ref += (long double)wrow[i] * xq[i];
           mag += std::fabs((long double)wrow[i] * xq[i]);
+          ref_f32 += (long double)wrow[i] * xt[i];
+          mag_f32 += std::fabs((long double)wrow[i] * xt[i]);
         }
         CAPTURE(t);
         CAPTURE(r);
         CHECK(std::fabs(y[t * out + r] - (double)ref) <= 1e-5 * (double)mag + 1e-30);
-        // The per-row kernels it replaced (FINESERVE_GEMM=0) agree within the same bound.
-        CHECK(std::fabs(old[t * out + r] - (double)ref) <= 1e-5 * (double)mag + 1e-30);
+        // The per-row kernels it replaced (FINESERVE_GEMM=0) agree within the same bound (K-quants
+        // there keep f32 activations).
+        if (kquant(s.t)) {
+          CHECK(std::fabs(old[t * out + r] - (double)ref_f32) <= 1e-5 * (double)mag_f32 + 1e-30);
+        } else {
+          CHECK(std::fabs(old[t * out + r] - (double)ref) <= 1e-5 * (double)mag + 1e-30);
+        }
       }
     }
   }

@@ -107,6 +107,18 @@ void quantize_x(DType t, const std::vector<float>& x, std::vector<float>& xq, st
         half_step[32 * b + j] = 0.5f * d + 127 * d / 2048;  // f16 d, as in test_quant_formats
       }
     }
+  } else if (t == DType::Q4_K || t == DType::Q6_K) {  // Q8_K blocks of 256 (quant/kquant_dot.h)
+    for (size_t b = 0; b < n / 256; ++b) {
+      float bmax = 0.0f, max = 0.0f;
+      for (size_t j = 0; j < 256; ++j) {
+        if (std::fabs(x[256 * b + j]) > bmax) bmax = std::fabs(x[256 * b + j]), max = x[256 * b + j];
+      }
+      const float inv = bmax != 0.0f ? -127.0f / max : 0.0f;
+      for (size_t j = 0; j < 256; ++j) {
+        xq[256 * b + j] = inv != 0.0f ? std::min(127.0f, std::nearbyint(inv * x[256 * b + j])) * (1 / inv) : 0.0f;
+        half_step[256 * b + j] = 0.5f * bmax / 127;
+      }
+    }
   } else if (t == DType::W8A8) {
     const float sx = amax / 127.0f;
     for (size_t i = 0; i < n; ++i) {

@@ -8,6 +8,7 @@
 
 #include "gemm/gemm.h"
 #include "ops/rows.h"
+#include "quant/kquant_linear.h"
 #include "quant/qdot.h"
 #include "quant/weight_format.h"
 #include "quant/weight_traits.h"
@@ -128,6 +129,8 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     bias_f32.resize(out);
     load_f32(*bias, 0, out, bias_f32.data());
   }
+  // Q4_K / Q6_K: integer dots against Q8_K activations (quant/kquant_dot.h).
+  if (gemm::enabled() && quant::kquant::linear(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level)) return;
   const gemm::BlockFn gemm_kernel = gemm::enabled() ? gemm::block_kernel(w.dtype, level) : nullptr;
   if (gemm_kernel != nullptr) {
     linear_gemm(pool, gemm_kernel, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y);
