@@ -8,8 +8,8 @@
  * Reports attainment and throughput per phase (before and after the shift), the migrations and
  * their cost; JSON in bench/results/serve-multi.json and one chart beside it.
  *
- *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1] [--hot-after 0.75] [--others 0.3]
- *        [--before L,L,L,L --after L,L,L,L] [--out FILE] [--smoke]
+ *   node --import tsx bench/serve-multi.ts [--seconds 20] [--layers 2] [--seed 1]
+ *        [--before L,L,L,L --after L,L,L,L | --hot-after L [--others L]] [--out FILE] [--smoke]
  *
  * The models: the demo's generated Llama shape (768 wide, 8k vocabulary, f16, `--layers` deep) in
  * four precisions, one a hot model whose rate jumps at the shift. Rates are set from
@@ -31,13 +31,14 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     layers: { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
-    'hot-after': { type: 'string', default: '0.75' },
+    // Loads per model (in MODELS order) as shares of a core, before and after the shift. The
+    // default moves demand between models: the busiest cools, the three others heat up.
+    before: { type: 'string', default: '0.6,0.1,0.1,0.1' },
+    after: { type: 'string', default: '0.1,0.45,0.45,0.45' },
+    // Or one model heating up while the others stay (overrides --before/--after): the hot
+    // model 0.1 of a core before, --hot-after after; the others --others throughout.
+    'hot-after': { type: 'string' },
     others: { type: 'string', default: '0.3' },
-    // Loads per model (in MODELS order) as shares of a core, before and after the shift; they
-    // override --hot-after/--others. E.g. demand moving between models:
-    // --before 0.6,0.1,0.1,0.1 --after 0.1,0.45,0.45,0.45
-    before: { type: 'string' },
-    after: { type: 'string' },
     out: { type: 'string' },
     smoke: { type: 'boolean', default: false },
   },
@@ -57,17 +58,19 @@ if (availableParallelism() < 2) {
 const PROMPT = smoke ? 16 : 64;
 const OUTPUT = smoke ? 16 : 32;
 const MODELS: readonly { id: string; precision: PrecisionName; hot: boolean }[] = [
-  { id: 'hot-f16', precision: 'auto', hot: true },
+  { id: 'f16', precision: 'auto', hot: true },
   { id: 'w8a8', precision: 'w8a8', hot: false },
   { id: 'w4a16', precision: 'w4a16', hot: false },
   { id: 'fp8', precision: 'fp8', hot: false },
 ];
 
-const loads = { before: loadList('before', MODELS.map((m) => (m.hot ? 0.1 : Number(values.others)))), after: loadList('after', MODELS.map((m) => (m.hot ? Number(values['hot-after']) : Number(values.others)))) };
+const hotAfter = values['hot-after'];
+const loads =
+  hotAfter === undefined
+    ? { before: loadList('before', values.before!), after: loadList('after', values.after!) }
+    : { before: MODELS.map((m) => (m.hot ? 0.1 : Number(values.others))), after: MODELS.map((m) => (m.hot ? Number(hotAfter) : Number(values.others))) };
 
-function loadList(flag: 'before' | 'after', fallback: number[]): number[] {
-  const text = values[flag];
-  if (text === undefined) return fallback;
+function loadList(flag: 'before' | 'after', text: string): number[] {
   const xs = text.split(',').map(Number);
   if (xs.length !== MODELS.length || xs.some((x) => !(x > 0))) {
     console.error(`--${flag} wants ${MODELS.length} positive loads (shares of a core, in the order ${MODELS.map((m) => m.id).join(', ')}); got "${text}"`);
@@ -226,16 +229,16 @@ async function main(): Promise<void> {
   } finally {
     await solo.close();
   }
-  // Loads as shares of one core's solo capacity: before, the hot model 0.1 and each other
-  // `--others`; after, the hot model alone wants `--hot-after` of a core, the others stay.
-  // The toy model's requests take a few ms: at these shares the JS around them would dominate.
+  // Loads as shares of one core's solo capacity (`loads`), so "a model wants half a core" holds
+  // on any CPU. The toy model's requests take a few ms: at these shares the JS around them would
+  // dominate, so the smoke run is lighter.
   const share = (id: string, load: number): number => ((smoke ? 0.2 : 1) * load * 1000) / requestMs[id]!;
   const rates = {
     before: Object.fromEntries(MODELS.map((m, i) => [m.id, share(m.id, loads.before[i]!)])),
     after: Object.fromEntries(MODELS.map((m, i) => [m.id, share(m.id, loads.after[i]!)])),
   };
   const arrivals = trace(rates, vocab);
-  console.log(`${arrivals.length} requests over ${(2 * phaseMs) / 1000} s; the shift at ${phaseMs / 1000} s: ${MODELS.find((m) => m.hot)!.id} ${rates.before['hot-f16']!.toFixed(2)} -> ${rates.after['hot-f16']!.toFixed(2)} req/s`);
+  console.log(`${arrivals.length} requests over ${(2 * phaseMs) / 1000} s; the shift at ${phaseMs / 1000} s, req/s: ${MODELS.map((m) => `${m.id} ${rates.before[m.id]!.toFixed(2)} -> ${rates.after[m.id]!.toFixed(2)}`).join(', ')}`);
   const systems = [];
   for (const s of ['one-device', 'place-once', 'online'] as const) {
     const r = await run(s, file, rates, slos, arrivals, s === 'online' ? systems.find((x) => x.system === 'place-once')?.placementAtStart : undefined);

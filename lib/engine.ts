@@ -84,10 +84,11 @@ export interface EngineOptions {
   /** Sizes of the `unified` and `paged` pools; see {@link KvPoolTuning}. */
   readonly kvPoolOptions?: KvPoolTuning;
   /**
-   * With several devices: how often the global scheduler re-plans at the arrival rates measured
-   * and moves replicas live where it predicts that pays; default 0 (never: placement at load
-   * only). Off by default because bench:serve-multi measured it, across runs, from 1.45x to 0.05x
-   * the attainment of placing once (README); {@link Engine.replan} re-plans on demand.
+   * With several devices: how often the global scheduler re-plans at the arrival rates and busy
+   * shares measured, moving a replica live where a device is seen in trouble; default 5,000 (0:
+   * never, placement at load only). bench:serve-multi measured 2.3-3.3x the attainment of placing
+   * once when demand moves between models, and 0.9-1.0x when the placement made at load still
+   * suits the new rates (README); {@link Engine.replan} re-plans on demand.
    */
   readonly replanIntervalMs?: number;
   /**
@@ -242,7 +243,8 @@ export class Engine {
       onPlacement: options.onPlacement,
       isOpen: () => !this.#closed,
     });
-    const every = options.replanIntervalMs ?? 0;
+    // One device has nowhere to move a model to.
+    const every = options.replanIntervalMs ?? (this.#devices.length > 1 ? 5_000 : 0);
     if (every > 0) {
       this.#replanTimer = setInterval(() => {
         if (!this.#global.moving && this.#loads.size === 0) this.replan().catch(() => undefined);
