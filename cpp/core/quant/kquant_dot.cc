@@ -96,12 +96,20 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
                 [](const uint8_t* blk, const int8_t* q8, const int16_t* bs, float dx, float sum) {
                   const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
                   int32_t s = 0, m = 0;
-                  for (int e = 0; e < 256; ++e) {
-                    const int h = e / 128, g = (e % 128) / 32, l = e % 32;  // half, 32-group, lane
-                    const uint8_t ql = blk[64 * h + 32 * (g % 2) + l];
-                    const int lo = g < 2 ? ql & 15 : ql >> 4;
-                    const int hi = (blk[128 + 32 * h + l] >> (2 * g)) & 3;
-                    s += sc[e / 16] * ((lo | hi << 4) * q8[e]);
+                  for (int h = 0; h < 2; ++h) {  // halves of 128: four groups of 32 (weight_format.h)
+                    const uint8_t* ql = blk + 64 * h;
+                    const uint8_t* qh = blk + 128 + 32 * h;
+                    const int8_t* x = q8 + 128 * h;
+                    for (int half16 = 0; half16 < 2; ++half16) {
+                      int32_t g[4] = {0, 0, 0, 0};
+                      for (int l = 16 * half16; l < 16 * half16 + 16; ++l) {
+                        g[0] += ((ql[l] & 15) | (qh[l] & 3) << 4) * x[l];
+                        g[1] += ((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4) * x[l + 32];
+                        g[2] += ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) * x[l + 64];
+                        g[3] += ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) * x[l + 96];
+                      }
+                      for (int k = 0; k < 4; ++k) s += sc[8 * h + 2 * k + half16] * g[k];
+                    }
                   }
                   for (int j = 0; j < 16; ++j) m += sc[j] * bs[j];
                   return std::fma(f16_at(blk + 208) * dx, static_cast<float>(s - 32 * m), sum);
