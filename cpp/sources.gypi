@@ -58,6 +58,7 @@
       "cpp/core/engine/backend_choice.cc",
       "cpp/core/ops/linear.cc",
       "cpp/core/gemm/gemm.cc",
+      "cpp/core/gemm/packed.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
       "cpp/core/ops/attention.cc"
@@ -66,11 +67,14 @@
       "cpp/core/simd/kernels_avx2.cc",
       "cpp/core/quant/qdot_avx2.cc",
       "cpp/core/quant/kquant_dot_avx2.cc",
-      "cpp/core/gemm/gemm_avx2.cc"
+      "cpp/core/gemm/gemm_avx2.cc",
+      "cpp/core/gemm/packed_avx2.cc"
     ],
     "fineserve_avx512_sources": [
       "cpp/core/simd/kernels_avx512.cc",
-      "cpp/core/quant/qdot_avx512.cc"
+      "cpp/core/quant/qdot_avx512.cc",
+      "cpp/core/gemm/packed_avx512.cc",
+      "cpp/core/gemm/gemm_avx512.cc"
     ],
     "fineserve_no_cuda_sources": [
       "cpp/core/cuda_absent.cc"
@@ -111,6 +115,7 @@
       "test/cpp/test_weight_traits.cc",
       "test/cpp/test_linear_quant.cc",
       "test/cpp/test_gemm.cc",
+      "test/cpp/test_gemm_packed.cc",
       "test/cpp/test_attention_formats.cc",
       "test/cpp/test_perplexity.cc",
       "test/cpp/test_quantize_model.cc",

@@ -9,13 +9,28 @@ namespace fineserve::gemm {
 #if defined(FINESERVE_HAVE_AVX2)
 extern const Kernels kAvx2Gemm;  // gemm_avx2.cc
 #endif
+#if defined(FINESERVE_HAVE_AVX512)
+extern const BlockFn kAvx512Float[3];  // gemm_avx512.cc: F32, F16, BF16
+#endif
 
 const Kernels* kernels_for(simd::Level level) {
+  if (simd::kernels_for(level) == nullptr) return nullptr;  // not compiled in, or not this host's
+  const Kernels* by_level[simd::kLevelCount] = {};
 #if defined(FINESERVE_HAVE_AVX2)
-  if (level >= simd::Level::Avx2 && simd::kernels_for(level) != nullptr) return &kAvx2Gemm;
+  by_level[static_cast<int>(simd::Level::Avx2)] = &kAvx2Gemm;
+#if defined(FINESERVE_HAVE_AVX512)
+  // AVX-512 has float tiles of its own; the quantized and decoded types keep AVX2's.
+  static const Kernels avx512 = [] {
+    Kernels k = kAvx2Gemm;
+    k.f32 = kAvx512Float[0];
+    k.f16 = kAvx512Float[1];
+    k.bf16 = kAvx512Float[2];
+    return k;
+  }();
+  by_level[static_cast<int>(simd::Level::Avx512)] = &avx512;
 #endif
-  (void)level;
-  return nullptr;
+#endif
+  return simd::resolve_kernel(by_level, level);
 }
 
 BlockFn block_kernel(model::DType t, simd::Level level) {

@@ -49,8 +49,9 @@ struct Kernels {
   BlockFn q4_k, q6_k, w4a16, w4a8, fp8;
 };
 
-// The kernels a SIMD level runs (AVX2's serve AVX-512 too, by simd::resolve_kernel's rule), or
-// nullptr at Baseline, where linear() keeps its portable per-row path.
+// The kernels a SIMD level runs (by simd::resolve_kernel's rule: AVX-512 has its own float tiles,
+// gemm_avx512.cc, and AVX2's for the rest), or nullptr at Baseline, where linear() keeps its
+// portable per-row path. Q8_0 / Q4_0 take the packed integer GEMM (packed.h) first where it runs.
 const Kernels* kernels_for(simd::Level level);
 
 // The block kernel of a weight type, or nullptr when the GEMM does not cover it.

@@ -5,8 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace fineserve::gemm {
+struct PackedWeights;
+}
 
 namespace fineserve::model {
 
@@ -44,6 +49,9 @@ struct TensorView {
   // linear() multiplies its input by input_scale[c] (cols floats) before the product; the weights
   // already carry the inverse. nullptr: no scaling.
   const float* input_scale = nullptr;
+  // Q8_0 / Q4_0: linear()'s copy of the rows interleaved for the CPU GEMM (gemm/packed.h), made on
+  // first use (data keeps the file's layout for every other reader). Shared by the view's copies.
+  mutable std::shared_ptr<const gemm::PackedWeights> packed;
 
   uint64_t elements() const {
     uint64_t n = 1;

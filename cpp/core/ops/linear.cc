@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gemm/gemm.h"
+#include "gemm/packed.h"
 #include "ops/rows.h"
 #include "quant/kquant_linear.h"
 #include "quant/qdot.h"
@@ -60,11 +61,52 @@ constexpr uint64_t kGemmBlockBytes = 192 * 1024;
 // Block rows are a multiple of every tile width (3, 4 and 8), so only the last block has edge tiles.
 constexpr size_t kGemmRowQuantum = 24;
 
-size_t gemm_block_rows(uint64_t row_bytes, size_t out, unsigned threads) {
-  size_t rows = std::clamp<size_t>(kGemmBlockBytes / std::max<uint64_t>(row_bytes, 1), kGemmRowQuantum, 240);
+size_t gemm_block_rows(uint64_t row_bytes, size_t out, unsigned threads, size_t quantum = kGemmRowQuantum) {
+  size_t rows = std::clamp<size_t>(kGemmBlockBytes / std::max<uint64_t>(row_bytes, 1), quantum, 10 * quantum);
   // At least four blocks per thread, so a late thread does not hold the others up.
-  rows = std::min(rows, std::max(kGemmRowQuantum, (out + 4 * threads - 1) / (4 * threads)));
-  return (rows + kGemmRowQuantum - 1) / kGemmRowQuantum * kGemmRowQuantum;
+  rows = std::min(rows, std::max(quantum, (out + 4 * threads - 1) / (4 * threads)));
+  return (rows + quantum - 1) / quantum * quantum;
+}
+
+// Runs block(r0, r1) over blocks of `rows` output rows. Blocks are claimed one at a time from a
+// shared counter, not split up front: when another process takes a thread's core, the others
+// finish its blocks instead of waiting for them. Which thread computes a block does not change
+// its arithmetic.
+template <class Block>
+void for_row_blocks(engine::ThreadPool& pool, size_t out, size_t rows, const Block& block) {
+  const size_t blocks = (out + rows - 1) / rows;
+  std::atomic<size_t> next{0};
+  pool.parallel_for(std::min<size_t>(pool.size(), blocks), [&](size_t, size_t) {
+    for (size_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
+         b = next.fetch_add(1, std::memory_order_relaxed)) {
+      block(b * rows, std::min(out, (b + 1) * rows));
+    }
+  });
+}
+
+// Multiplies x by the AWQ/SmoothQuant input scale into `scaled`, or returns x when there is none.
+const float* apply_input_scale(const float* x, size_t tokens, size_t in, const float* input_scale,
+                               std::vector<float>& scaled) {
+  if (input_scale == nullptr) return x;
+  scaled.resize(tokens * in);
+  for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * input_scale[i % in];
+  return scaled.data();
+}
+
+// Q8_0 / Q4_0 through the packed integer GEMM (gemm/packed.h): the weights interleaved 16 rows
+// per block once (on first use), the activations quantized to Q8_0 once per call.
+void linear_packed(engine::ThreadPool& pool, const gemm::PackedKernels& k, const float* x, size_t tokens,
+                   const model::TensorView& w, const float* bias, float* y) {
+  const size_t out = w.rows(), in = w.cols();
+  const gemm::PackedWeights& p = gemm::packed_for(w);
+  thread_local gemm::PackedActs acts;
+  thread_local std::vector<float> scaled;
+  k.quantize(apply_input_scale(x, tokens, in, w.input_scale, scaled), tokens, in, acts);
+  const gemm::PackedActs& a = acts;  // this thread's: the pool's threads have their own `acts`
+  const gemm::PackedFn fn = gemm::packed_kernel(k, w.dtype);
+  // Blocks of whole 4-group decode tiles (64 rows).
+  const size_t rows = gemm_block_rows(p.group_bytes / gemm::kPackRows, out, pool.size(), 4 * gemm::kPackRows);
+  for_row_blocks(pool, out, rows, [&](size_t r0, size_t r1) { fn(p, a, tokens, r0, r1, bias, y, out); });
 }
 
 // The register-blocked GEMM (gemm/gemm.h) for every token count, decode included, so that a
@@ -91,25 +133,11 @@ void linear_gemm(engine::ThreadPool& pool, gemm::BlockFn kernel, const float* x,
     op.x = acts.f.empty() ? nullptr : acts.f.data();
     op.x_stride = acts.stride;
     if (act == quant::ActPrep::E4M3PerToken) op.token_scale = acts.token_scale.data();
-  } else if (w.input_scale != nullptr) {
-    scaled.resize(tokens * in);
-    for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
-    op.x = scaled.data();
   } else {
-    op.x = x;
+    op.x = apply_input_scale(x, tokens, in, w.input_scale, scaled);
   }
-  // Blocks are claimed one at a time from a shared counter, not split up front: when another
-  // process takes a thread's core, the others finish its blocks instead of waiting for them.
-  // Which thread computes a block does not change its arithmetic.
   const size_t rows = gemm_block_rows(op.w_stride, out, pool.size());
-  const size_t blocks = (out + rows - 1) / rows;
-  std::atomic<size_t> next{0};
-  pool.parallel_for(std::min<size_t>(pool.size(), blocks), [&](size_t, size_t) {
-    for (size_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
-         b = next.fetch_add(1, std::memory_order_relaxed)) {
-      kernel(op, tokens, b * rows, std::min(out, (b + 1) * rows));
-    }
-  });
+  for_row_blocks(pool, out, rows, [&](size_t r0, size_t r1) { kernel(op, tokens, r0, r1); });
 }
 
 }  // namespace
@@ -131,7 +159,16 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
   }
   // Q4_K / Q6_K: integer dots against Q8_K activations (quant/kquant_dot.h).
   if (gemm::enabled() && quant::kquant::linear(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level)) return;
-  const gemm::BlockFn gemm_kernel = gemm::enabled() ? gemm::block_kernel(w.dtype, level) : nullptr;
+  const float* b = bias_f32.empty() ? nullptr : bias_f32.data();
+  const bool gemm_on = gemm::enabled();
+  const gemm::PackedKernels* packed = gemm_on && gemm::packable(w.dtype) && gemm::pack_enabled()
+                                          ? gemm::packed_kernels_for(level)
+                                          : nullptr;
+  if (packed != nullptr) {
+    linear_packed(pool, *packed, x, tokens, w, b, y);
+    return;
+  }
+  const gemm::BlockFn gemm_kernel = gemm_on ? gemm::block_kernel(w.dtype, level) : nullptr;
   if (gemm_kernel != nullptr) {
     linear_gemm(pool, gemm_kernel, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y);
     return;

@@ -1,0 +1,131 @@
+// AVX-512 float micro-kernels of the GEMM (gemm.h): F32, F16 and BF16 weights in their file layout,
+// the AVX2 tiles (gemm_avx2.cc) widened to 16 lanes and 32 registers. Compiled with the AVX-512
+// flags of its object library, reached only through gemm::kernels_for() at Level::Avx512.
+//
+// A tile is RT tokens x RW weight rows, one 16-lane accumulator per output element, reduced by one
+// fixed horizontal sum at the end: 4 x 6 for prefill (24 FMAs for 10 loads, 31 registers), 2 x 8,
+// and 1 x 8 for decode (eight independent FMA chains). The same accumulation order in every tile
+// shape keeps a token's outputs bit-identical alone and in a batch (within this level).
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "gemm/gemm.h"
+
+namespace fineserve::gemm {
+namespace {
+
+constexpr size_t kMaxTokens = 4;
+constexpr size_t rows_for(size_t tokens) { return tokens >= 3 ? 6 : 8; }
+
+template <FloatWeights W>
+inline __m512 load_w(const uint8_t* row, size_t k) {
+  if constexpr (W == FloatWeights::F32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k));
+    if constexpr (W == FloatWeights::F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+// The last n < 16 elements, zeros past the end (no read beyond it).
+template <FloatWeights W>
+inline __m512 load_w_tail(const uint8_t* row, size_t k, __mmask16 m) {
+  if constexpr (W == FloatWeights::F32) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, row + 2 * k);
+    if constexpr (W == FloatWeights::F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+// Out of line for the reason gemm_avx2.cc's finish() is: an inlined `v * scale + bias` may be
+// contracted differently in different tile shapes.
+__attribute__((noinline)) float finish(float v, const Operands& op, size_t token, size_t row) {
+  if (op.token_scale != nullptr) v *= op.token_scale[token];
+  return op.bias != nullptr ? v + op.bias[row] : v;
+}
+
+constexpr size_t kPrefetchTiles = 2;
+
+template <FloatWeights W, size_t RT, size_t RW>
+void float_tile(const Operands& op, size_t t0, size_t r0) {
+  __m512 acc[RT][RW];
+  for (auto& t : acc)
+    for (auto& a : t) a = _mm512_setzero_ps();
+  const uint8_t* w = op.w + r0 * op.w_stride;
+  const float* x = op.x + t0 * op.x_stride;
+  constexpr size_t kStepBytes = W == FloatWeights::F32 ? 64 : 32;
+  // The next tile's rows, prefetched at the pace this tile reads its own (see gemm_avx2.cc).
+  const uint8_t* next = w + kPrefetchTiles * RW * op.w_stride;
+  size_t k = 0;
+  for (; k + 16 <= op.k; k += 16) {
+    const uint8_t* p = next + (k / 16) * RW * kStepBytes;
+    for (size_t off = 0; off < RW * kStepBytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    __m512 wv[RW];
+    for (size_t r = 0; r < RW; ++r) wv[r] = load_w<W>(w + r * op.w_stride, k);
+    for (size_t t = 0; t < RT; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x + t * op.x_stride + k);
+      for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  if (k < op.k) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (op.k - k)) - 1);
+    __m512 wv[RW];
+    for (size_t r = 0; r < RW; ++r) wv[r] = load_w_tail<W>(w + r * op.w_stride, k, m);
+    for (size_t t = 0; t < RT; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * op.x_stride + k);
+      for (size_t r = 0; r < RW; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (size_t t = 0; t < RT; ++t) {
+    for (size_t r = 0; r < RW; ++r) {
+      op.y[(t0 + t) * op.y_stride + r0 + r] = finish(_mm512_reduce_add_ps(acc[t][r]), op, t0 + t, r0 + r);
+    }
+  }
+}
+
+template <FloatWeights W, size_t RT>
+void rows_switch(size_t nr, const Operands& op, size_t t0, size_t r0) {
+  switch (nr) {
+    case 1: return float_tile<W, RT, 1>(op, t0, r0);
+    case 2: return float_tile<W, RT, 2>(op, t0, r0);
+    case 3: return float_tile<W, RT, 3>(op, t0, r0);
+    case 4: return float_tile<W, RT, 4>(op, t0, r0);
+    case 5: return float_tile<W, RT, 5>(op, t0, r0);
+    case 6: return float_tile<W, RT, 6>(op, t0, r0);
+    case 7:
+      if constexpr (RT <= 2) return float_tile<W, RT, 7>(op, t0, r0);
+      [[fallthrough]];
+    default:
+      if constexpr (RT <= 2) return float_tile<W, RT, 8>(op, t0, r0);
+      return float_tile<W, RT, 6>(op, t0, r0);
+  }
+}
+
+// Token tiles outside, row tiles inside: a tile's activations stay in L1 while the block's weight
+// rows (sized by linear() to sit in L2) stream past them.
+template <FloatWeights W>
+void block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
+  for (size_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
+    const size_t nt = std::min(kMaxTokens, tokens - t0), rw = rows_for(nt);
+    for (size_t r = r0; r < r1; r += rw) {
+      const size_t nr = std::min(rw, r1 - r);
+      switch (nt) {
+        case 1: rows_switch<W, 1>(nr, op, t0, r); break;
+        case 2: rows_switch<W, 2>(nr, op, t0, r); break;
+        case 3: rows_switch<W, 3>(nr, op, t0, r); break;
+        default: rows_switch<W, 4>(nr, op, t0, r); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern const BlockFn kAvx512Float[3];
+const BlockFn kAvx512Float[3] = {block<FloatWeights::F32>, block<FloatWeights::F16>, block<FloatWeights::BF16>};
+
+}  // namespace fineserve::gemm

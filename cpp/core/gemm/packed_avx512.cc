@@ -1,0 +1,158 @@
+// AVX-512 VNNI micro-kernels of the packed integer GEMM (packed.h). Compiled with the AVX-512
+// flags of its object library plus VNNI (the pragma below, so that no other AVX-512 file can
+// pick up VNNI instructions), and reached only through packed_kernels_for() after the host was
+// checked for avx512vnni.
+//
+// A tile is M tokens x N groups of 16 rows: per 4-element step j, N weight vectors are loaded
+// once and each feeds M vpdpbusd (one per token, its 4 activation bytes broadcast), into M x N
+// int32 accumulators that start at the block's correction; after the block's 8 steps each is
+// converted and added into its float accumulator with one FMA by the two scales' product.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("avx512vnni")
+#elif defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#endif
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gemm/packed.h"
+
+namespace fineserve::gemm {
+
+// The AVX2 quantizer (packed_avx2.cc) serves this level too: quantizing is a small part of a call.
+void quantize_avx2(const float* x, size_t tokens, size_t cols, PackedActs& out);
+
+namespace {
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <bool Q4, size_t M, size_t N>
+void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0, const float* bias, float* y,
+          size_t y_stride) {
+  constexpr int32_t c = Q4 ? 8 : 128;
+  __m512 facc[M][N];
+  for (auto& row : facc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const uint8_t* wg[N];
+  for (size_t n = 0; n < N; ++n) wg[n] = w.bytes.data() + (g0 + n) * w.group_bytes;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (size_t b = 0; b < w.blocks; ++b) {
+    __m512i iacc[M][N];
+    const int8_t* x[M];
+    for (size_t m = 0; m < M; ++m) {
+      const size_t at = (t0 + m) * a.blocks + b;
+      x[m] = a.q.data() + at * 32;
+      const __m512i off = _mm512_set1_epi32(-c * a.sum[at]);
+      for (size_t n = 0; n < N; ++n) iacc[m][n] = off;
+    }
+    const size_t base = b * w.block_bytes + kPackScaleBytes;
+    if constexpr (Q4) {
+      for (size_t j = 0; j < 4; ++j) {
+        __m512i lo[N], hi[N];
+        for (size_t n = 0; n < N; ++n) {
+          const __m512i v = _mm512_loadu_si512(wg[n] + base + 64 * j);
+          lo[n] = _mm512_and_si512(v, low4);
+          hi[n] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        }
+        for (size_t m = 0; m < M; ++m) {
+          const __m512i xl = bcast4(x[m] + 4 * j), xh = bcast4(x[m] + 16 + 4 * j);
+          for (size_t n = 0; n < N; ++n) {
+            iacc[m][n] = _mm512_dpbusd_epi32(iacc[m][n], lo[n], xl);
+            iacc[m][n] = _mm512_dpbusd_epi32(iacc[m][n], hi[n], xh);
+          }
+        }
+      }
+    } else {
+      for (size_t j = 0; j < 8; ++j) {
+        __m512i v[N];
+        for (size_t n = 0; n < N; ++n) v[n] = _mm512_loadu_si512(wg[n] + base + 64 * j);
+        for (size_t m = 0; m < M; ++m) {
+          const __m512i xb = bcast4(x[m] + 4 * j);
+          for (size_t n = 0; n < N; ++n) iacc[m][n] = _mm512_dpbusd_epi32(iacc[m][n], v[n], xb);
+        }
+      }
+    }
+    for (size_t n = 0; n < N; ++n) {
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg[n] + b * w.block_bytes)));
+      for (size_t m = 0; m < M; ++m) {
+        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(a.d[(t0 + m) * a.blocks + b]));
+        facc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[m][n]), scale, facc[m][n]);
+      }
+    }
+  }
+  for (size_t n = 0; n < N; ++n) {
+    const size_t r = (g0 + n) * kPackRows;
+    const size_t valid = std::min(kPackRows, w.rows - r);
+    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + r) : _mm512_setzero_ps();
+    for (size_t m = 0; m < M; ++m) {
+      const __m512 v = bias != nullptr ? _mm512_add_ps(facc[m][n], bv) : facc[m][n];
+      _mm512_mask_storeu_ps(y + (t0 + m) * y_stride + r, mask, v);
+    }
+  }
+}
+
+// Prefill: 4 tokens x 2 groups (8 int32 + 8 float accumulators, 2 weight and 2 activation
+// vectors). Decode: 1 token x 4 groups, four independent chains over 64 rows.
+constexpr size_t kTokens = 4, kGroups = 2, kDecodeGroups = 4;
+// Tokens whose activations (about 1 KiB each per 1024 columns) stay in L1/L2 while the row
+// tiles of a block pass over them; each tile's weights stay in L1 for the whole chunk.
+constexpr size_t kTokenChunk = 32;
+
+template <bool Q4, size_t M>
+void groups_switch(size_t ng, const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0,
+                   const float* bias, float* y, size_t ys) {
+  switch (ng) {
+    case 1: return tile<Q4, M, 1>(w, a, t0, g0, bias, y, ys);
+    case 2: return tile<Q4, M, 2>(w, a, t0, g0, bias, y, ys);
+    case 3:
+      if constexpr (M == 1) return tile<Q4, 1, 3>(w, a, t0, g0, bias, y, ys);
+      [[fallthrough]];
+    default:
+      if constexpr (M == 1) return tile<Q4, 1, 4>(w, a, t0, g0, bias, y, ys);
+      return tile<Q4, M, 2>(w, a, t0, g0, bias, y, ys);
+  }
+}
+
+template <bool Q4>
+void tiles(size_t nt, size_t ng, const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0,
+           const float* bias, float* y, size_t ys) {
+  switch (nt) {
+    case 1: return groups_switch<Q4, 1>(ng, w, a, t0, g0, bias, y, ys);
+    case 2: return groups_switch<Q4, 2>(ng, w, a, t0, g0, bias, y, ys);
+    case 3: return groups_switch<Q4, 3>(ng, w, a, t0, g0, bias, y, ys);
+    default: return groups_switch<Q4, 4>(ng, w, a, t0, g0, bias, y, ys);
+  }
+}
+
+template <bool Q4>
+void block(const PackedWeights& w, const PackedActs& a, size_t tokens, size_t r0, size_t r1, const float* bias,
+           float* y, size_t ys) {
+  const size_t g0 = r0 / kPackRows, g1 = (r1 + kPackRows - 1) / kPackRows;
+  const size_t step = tokens == 1 ? kDecodeGroups : kGroups;
+  for (size_t c0 = 0; c0 < tokens; c0 += kTokenChunk) {
+    const size_t c1 = std::min(tokens, c0 + kTokenChunk);
+    for (size_t g = g0; g < g1; g += step) {
+      const size_t ng = std::min(step, g1 - g);
+      for (size_t t = c0; t < c1; t += kTokens) tiles<Q4>(std::min(kTokens, c1 - t), ng, w, a, t, g, bias, y, ys);
+    }
+  }
+}
+
+}  // namespace
+
+extern const PackedKernels kAvx512Packed;
+const PackedKernels kAvx512Packed = {quantize_avx2, block<false>, block<true>};
+
+}  // namespace fineserve::gemm
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
