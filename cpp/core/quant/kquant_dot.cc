@@ -11,6 +11,19 @@
 
 namespace fineserve::quant::kquant {
 
+namespace {
+
+// Round half to even for |v| < 2^22 without a libm call (the baseline build has no SSE4.1 round):
+// adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits.
+int round_even(float v) {
+  const float shifted = v + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+}  // namespace
+
 void quantize_q8_k(const float* x, size_t tokens, size_t cols, Q8K& out) {
   const size_t blocks = cols / kSuper;
   out.tokens = tokens;
@@ -39,7 +52,7 @@ void quantize_q8_k(const float* x, size_t tokens, size_t cols, Q8K& out) {
       }
       // The largest magnitude maps to -127 (a signed max keeps its sign's side of the range).
       const float inv = -127.0f / max;
-      for (size_t j = 0; j < kSuper; ++j) q[j] = static_cast<int8_t>(std::min(127, static_cast<int>(std::nearbyint(inv * xb[j]))));
+      for (size_t j = 0; j < kSuper; ++j) q[j] = static_cast<int8_t>(std::min(127, round_even(inv * xb[j])));
       for (size_t g = 0; g < 16; ++g) {
         int s = 0;
         for (size_t l = 0; l < 16; ++l) s += q[16 * g + l];

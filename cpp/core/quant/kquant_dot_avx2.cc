@@ -71,6 +71,8 @@ void dot_q4_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
   for (int j = 0; j < 8; ++j) pick[j] = lane_pair(j, j);
   float* sums = sums_for(a.tokens);
   for (size_t r = r0; r < r1; ++r) {
+    // One token (decode): its sum stays in a register, not in memory from one super-block to the next.
+    float one = 0.0f;
     std::fill(sums, sums + a.tokens, 0.0f);
     for (size_t b = 0; b < a.blocks; ++b) {
       const uint8_t* blk = w + r * w_stride + b * 144;
@@ -85,8 +87,7 @@ void dot_q4_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
         lo[k] = _mm256_and_si256(q, low4);
         hi[k] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
       }
-      for (size_t t = 0; t < a.tokens; ++t) {
-        const size_t i = t * a.blocks + b;
+      auto step = [&](size_t i, float sum) {
         const int8_t* q8 = a.q.data() + i * kSuper;
         __m256i acc = _mm256_setzero_si256();
         for (int k = 0; k < 4; ++k) {
@@ -100,10 +101,16 @@ void dot_q4_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
         const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
         const int32_t m = hsum_i32_128(_mm_madd_epi16(pairs, mins));
         const float dx = a.d[i];
-        sums[t] = std::fma(d * dx, static_cast<float>(hsum_i32(acc)), sums[t]);
-        sums[t] = std::fma(-(dmin * dx), static_cast<float>(m), sums[t]);
+        sum = std::fma(d * dx, static_cast<float>(hsum_i32(acc)), sum);
+        return std::fma(-(dmin * dx), static_cast<float>(m), sum);
+      };
+      if (a.tokens == 1) {
+        one = step(b, one);
+      } else {
+        for (size_t t = 0; t < a.tokens; ++t) sums[t] = step(t * a.blocks + b, sums[t]);
       }
     }
+    if (a.tokens == 1) sums[0] = one;
     finish(sums, a.tokens, r, bias, y, y_stride);
   }
 }
@@ -116,6 +123,7 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
   for (int g = 0; g < 4; ++g) pick[g] = lane_pair(2 * g, 2 * g + 1);
   float* sums = sums_for(a.tokens);
   for (size_t r = r0; r < r1; ++r) {
+    float one = 0.0f;  // one token: kept in a register across super-blocks
     std::fill(sums, sums + a.tokens, 0.0f);
     for (size_t b = 0; b < a.blocks; ++b) {
       const uint8_t* blk = w + r * w_stride + b * 210;
@@ -141,7 +149,7 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
           acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q3, load256(x + 96)), _mm256_shuffle_epi8(half, pick[3])));
         }
         const int32_t m = hsum_i32(_mm256_madd_epi16(load256(a.bsums.data() + b * 16), sc16));
-        sums[0] = std::fma(d * a.d[b], static_cast<float>(hsum_i32(acc) - 32 * m), sums[0]);
+        one = std::fma(d * a.d[b], static_cast<float>(hsum_i32(acc) - 32 * m), one);
         continue;
       }
       // q[4h + g]: elements 128h + 32g .. + 31 as unsigned 6-bit codes; scale[4h + g] their two scales.
@@ -168,6 +176,7 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
         sums[t] = std::fma(d * a.d[i], static_cast<float>(hsum_i32(acc) - 32 * m), sums[t]);
       }
     }
+    if (a.tokens == 1) sums[0] = one;
     finish(sums, a.tokens, r, bias, y, y_stride);
   }
 }
