@@ -75,6 +75,9 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0, con
     for (size_t m = 0; m < M; ++m) x[m] = a.q.data() + ((t0 + m) * a.blocks + b) * 32;
     __m256i iacc[M][H];
     const size_t base = b * w.block_bytes + kPackScaleBytes;
+    for (size_t h = 0; h < H; ++h) {
+      if (half[h] == 0 || h == 0) prefetch_block(wu[h] + (b + kPrefetchBlocks) * w.block_bytes, w.block_bytes);
+    }
     if constexpr (Q4) {
       __m256i s16[M][H];
       for (auto& row : s16)

@@ -53,6 +53,7 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0, con
       for (size_t n = 0; n < N; ++n) iacc[m][n] = off;
     }
     const size_t base = b * w.block_bytes + kPackScaleBytes;
+    for (size_t n = 0; n < N; ++n) prefetch_block(wg[n] + (b + kPrefetchBlocks) * w.block_bytes, w.block_bytes);
     if constexpr (Q4) {
       for (size_t j = 0; j < 4; ++j) {
         __m512i lo[N], hi[N];
