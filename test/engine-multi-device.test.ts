@@ -133,14 +133,21 @@ test('a rate shift triggers re-placement, and 100 requests in flight across a mi
     assert.ok(engine.stats().models.find((m) => m.id === 'hot')!.rate.ewmaPerSecond > 6, 'the measured rate rose');
     const from = engine.stats().models.find((m) => m.id === 'hot')!.devices[0]!;
     const to = from === 'cpu:0' ? 'cpu:1' : 'cpu:0';
-    // A live move while the 100 are queued or running.
+    // A live move while the 100 are queued or running: it ends as soon as the old replica's
+    // requests have moved, long before they finish.
+    const settled = new Set<number>();
+    sent.forEach(({ run }, i) => void run.result.then(() => settled.add(i)));
     await engine.migrate('hot', to);
+    assert.ok(settled.size < 50, `the move waited for ${settled.size} of 100 requests to finish`);
     assert.deepEqual(engine.stats().models.find((m) => m.id === 'hot')!.devices, [to]);
+    let resumed = 0;
     for (const [i, { want, run }] of sent.entries()) {
       const r = await run.result;
       assert.ok(r.finishReason === 'stop' || r.finishReason === 'length', `request ${i}: ${r.finishReason} ${r.error?.message ?? ''}`);
       assert.deepEqual(r.tokens, want, `request ${i}`);
+      if (r.preemptions > 0) resumed++;
     }
+    assert.ok(resumed > 0, 'some requests were running when they moved, and resumed on the new replica');
     // The busy share measured as the 100 ran (decaying since) where 'hot' serves now.
     const busy = engine.placement().devices.find((d) => d.id === to)!.measuredUtilization;
     assert.ok(busy > 0 && busy < 1.5, `measured busy share ${busy}`);

@@ -110,7 +110,7 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
     if (busy_) throw_coded(env, "ERR_EXECUTOR_BUSY", std::string(what) + " while a step is running");
   }
 
-  // addSequence(id, promptTokens: Int32Array, sampling: {...})
+  // addSequence(id, promptTokens: Int32Array, sampling: {...}, outputTokens?: Int32Array)
   void add_sequence(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     require_usable(env, "addSequence");
@@ -127,8 +127,11 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
     params.frequency_penalty = static_cast<float>(optional_number(p, "frequencyPenalty", 0));
     params.seed = static_cast<uint64_t>(optional_number(p, "seed", 0));
     params.logprobs = static_cast<uint32_t>(optional_number(p, "logprobs", 0));
+    std::vector<int32_t> output;
+    if (info.Length() > 3 && !info[3].IsUndefined()) output = typed_array<int32_t>(info[3], "outputTokens");
     try {
-      sequences_.add(id, params, prompt.data(), static_cast<uint32_t>(prompt.size()), executor_->vocab_size());
+      sequences_.add(id, params, prompt.data(), static_cast<uint32_t>(prompt.size()), executor_->vocab_size(), output.data(),
+                     static_cast<uint32_t>(output.size()));
     } catch (const engine::ExecutorError& e) {
       throw_coded(env, engine::errc_code(e.code()), e.what());
     }

@@ -157,10 +157,14 @@ export class Executor {
     return this.#native;
   }
 
-  /** Registers a sequence (its sampling parameters and sampler state, seeded by `tokens`). */
-  addSequence(id: number, tokens: readonly number[], sampling: SamplingOptions): void {
+  /**
+   * Registers a sequence (its sampling parameters and sampler state, seeded by `tokens`). A
+   * sequence moved from another executor passes the tokens it generated there as `output`: its
+   * penalties and seeded draws continue as if it had never moved.
+   */
+  addSequence(id: number, tokens: readonly number[], sampling: SamplingOptions, output?: readonly number[]): void {
     const native = this.#live('addSequence');
-    typed(() => native.addSequence(id, Int32Array.from(tokens), sampling));
+    typed(() => native.addSequence(id, Int32Array.from(tokens), sampling, output === undefined || output.length === 0 ? undefined : Int32Array.from(output)));
   }
 
   removeSequence(id: number): void {

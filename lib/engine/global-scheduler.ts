@@ -344,8 +344,9 @@ export class GlobalScheduler {
 
   /**
    * One move, live: a new replica is attached from the host weights (no file read) and serves;
-   * requests queued at the old one that have not started move to it in arrival order; the old one
-   * stops taking requests, finishes the ones it runs, and is freed. Returns whether it happened.
+   * the old one stops taking requests and hands every request it holds to it in arrival order
+   * (queued ones as they are, running ones preempted there and resumed here by recompute), and is
+   * freed. Returns whether it happened.
    */
   async #migrate(g: ModelGroup, move: PlacementMove): Promise<boolean> {
     g.lastMoveMs = performance.now();
@@ -368,11 +369,14 @@ export class GlobalScheduler {
     if (old === undefined) return fresh !== undefined;
     old.state = 'draining';
     const to = fresh ?? g.route(1);
-    for (const seq of [...old.served.waiting]) {
-      if (!seq.movable) continue;
-      old.served.waiting.splice(old.served.waiting.indexOf(seq), 1);
-      to.served.enqueue(seq);
-    }
+    // Every request moves: the running ones once the old replica's step in flight has returned
+    // (its blocks and sampler state go; the new replica recomputes their KV and resumes their
+    // sampler), so the old device is relieved at once instead of after its longest request.
+    // Paused, the old replica's lane starts no step meanwhile.
+    old.served.paused = true;
+    await old.device.scheduler.quiesce(old.served);
+    for (const seq of old.served.detachAll(performance.now())) to.served.adopt(seq, performance.now());
+    old.served.paused = false;
     to.device.scheduler.notify();
     while (old.served.hasWork) await Promise.all([...old.served.waiting, ...old.served.running].map((s) => s.run.result));
     await old.device.scheduler.quiesce(old.served);

@@ -113,7 +113,7 @@ export class LocalScheduler {
     const lanes = new Map<ServedModel, Promise<void>>();
     while (!this.#stopping) {
       for (const m of this.#models) {
-        if (!lanes.has(m) && m.hasWork) lanes.set(m, this.#lane(m).finally(() => lanes.delete(m)));
+        if (!lanes.has(m) && m.hasWork && !m.paused) lanes.set(m, this.#lane(m).finally(() => lanes.delete(m)));
       }
       const woken = new Promise<void>((resolve) => {
         this.#wake = resolve;
@@ -131,7 +131,7 @@ export class LocalScheduler {
    */
   async #lane(m: ServedModel): Promise<void> {
     try {
-      while (!this.#stopping && m.hasWork && this.#models.includes(m)) {
+      while (!this.#stopping && m.hasWork && !m.paused && this.#models.includes(m)) {
         if (await this.#iterate(m)) {
           this.#stuck.delete(m);
           continue;
@@ -151,7 +151,7 @@ export class LocalScheduler {
     const n = this.#models.length;
     for (let k = 0; k < n; k++) {
       const m = this.#models[(this.#next + k) % n]!;
-      if (m.hasWork) {
+      if (m.hasWork && !m.paused) {
         this.#next = (this.#next + k + 1) % n;
         return m;
       }

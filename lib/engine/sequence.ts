@@ -109,6 +109,18 @@ export class Sequence {
   get movable(): boolean {
     return this.#status === 'waiting' && !this.#inExecutor && this.decoded === 0 && this.#preemptions === 0 && this.#pendingEnd === undefined;
   }
+
+  /**
+   * Taken off its replica (its blocks and executor state already released) to run on another one:
+   * everything known becomes its next prefill there, as after a preemption by recompute.
+   */
+  detach(): void {
+    if (this.#computed > 0 || this.decoded > 0) this.#preemptions++;
+    this.#status = 'waiting';
+    this.#inExecutor = false;
+    this.#computed = 0;
+    this.#target = this.#tokens.length;
+  }
   /** The scheduler said it cannot meet its TTFT deadline; it now runs best effort. */
   get deferred(): boolean {
     return this.#deferred;

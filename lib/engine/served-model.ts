@@ -85,6 +85,8 @@ export class ServedModel {
   readonly busy = new BusyMeter(performance.now());
   /** 'draining': no new requests; 'closed': unloaded. */
   state: 'ready' | 'draining' | 'closed' = 'ready';
+  /** Its lane starts no step while set: a migration is taking its requests away. */
+  paused = false;
   readonly #executor: Executor;
   /** A step is running: its sequences must not be finished until it returns. */
   #stepping = false;
@@ -283,6 +285,45 @@ export class ServedModel {
     seq.admitted(nowMs);
     this.running.push(seq);
     return true;
+  }
+
+  /**
+   * Gives up every sequence it holds to another replica of its model (a live migration): each
+   * running one loses its blocks and executor state and will recompute there. Must not be called
+   * while a step runs. Sequences whose end is pending end here. Returns them in arrival order.
+   */
+  detachAll(nowMs: number): Sequence[] {
+    if (this.#stepping) throw new Error(`detachAll on "${this.id}" while a step runs`);
+    this.reap(nowMs);
+    const out = [...this.running, ...this.waiting].filter((s) => s.status !== 'finished' && s.pendingEnd === undefined);
+    for (const seq of out) {
+      this.blocks.free(seq);
+      if (seq.inExecutor) this.#executor.removeSequence(seq.id);
+      seq.detach();
+    }
+    this.running.length = 0;
+    this.waiting.length = 0;
+    return out.sort((a, b) => a.arrivalMs - b.arrivalMs || a.id - b.id);
+  }
+
+  /**
+   * Takes a sequence detached from another replica: a request that had not started queues as if
+   * sent here; one that had runs at once from everything it knows (a recompute, as after a
+   * preemption; never dropped for its TTFT, which is past), its sampler resumed.
+   */
+  adopt(seq: Sequence, nowMs: number): void {
+    if (seq.movable) {
+      this.enqueue(seq);
+      return;
+    }
+    try {
+      this.#executor.addSequence(seq.id, seq.tokens.slice(0, seq.promptTokens), seq.sampling, seq.generated());
+    } catch (err) {
+      this.finish(seq, 'error', nowMs, err instanceof ExecutorError ? err : new ExecutorError('ERR_EXECUTOR_INVALID', (err as Error).message, { cause: err }));
+      return;
+    }
+    seq.admitted(nowMs);
+    this.running.push(seq);
   }
 
   /** Runs one executor step over the plan's chunks; never rejects (a failure is an outcome). */

@@ -162,7 +162,8 @@ interface NativeStepResult {
 
 /** The addon's Executor (cpp/addon/executor.cc). */
 export interface NativeExecutor {
-  addSequence(id: number, prompt: Int32Array, sampling: SamplingOptions): void;
+  /** `output`: tokens it generated on another executor; its sampler resumes after them. */
+  addSequence(id: number, prompt: Int32Array, sampling: SamplingOptions, output?: Int32Array): void;
   removeSequence(id: number): void;
   step(
     seqIds: Uint32Array,

@@ -161,3 +161,27 @@ TEST_CASE("make_executor: a host-memory slab gets the CPU executor") {
   REQUIRE(exec != nullptr);
   CHECK(exec->vocab_size() == m->config.vocab_size);
 }
+
+TEST_CASE("SequenceTable: a sequence resumed with its output continues its sampler where it was") {
+  engine::SequenceTable moved;
+  engine::SequenceTable stayed;
+  engine::SamplingParams p;
+  p.temperature = 0.8f;
+  p.frequency_penalty = 0.5f;
+  p.seed = 7;
+  const int32_t output[] = {3, 5, 3};
+  moved.add(10, p, kPrompt, 4, 16, output, 3);
+  stayed.add(10, p, kPrompt, 4, 16);
+  engine::StepArrays s = two_chunks();
+  engine::SamplerState* a = moved.bind(s)[0].sampler_state;
+  engine::SamplerState* b = stayed.bind(s)[0].sampler_state;
+  for (int32_t t : output) engine::record_sample(*b, t);
+  CHECK(a->output_index == 3);
+  CHECK(a->output_counts == b->output_counts);
+  CHECK(a->prompt_counts == b->prompt_counts);
+  std::string message;
+  const int32_t bad[] = {3, 16};
+  CHECK(code_of([&] { moved.add(11, p, kPrompt, 4, 16, bad, 2); }, &message) == "batch");
+  CHECK(message == "output token 1 of sequence 11 is 16, outside the vocabulary of 16");
+  CHECK_FALSE(moved.contains(11));
+}

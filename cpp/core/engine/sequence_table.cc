@@ -6,13 +6,20 @@
 namespace fineserve::engine {
 
 void SequenceTable::add(uint32_t id, const SamplingParams& params, const int32_t* prompt, uint32_t prompt_len,
-                        uint32_t vocab_size) {
+                        uint32_t vocab_size, const int32_t* output, uint32_t output_len) {
   if (contains(id)) throw ExecutorError(ExecutorErrc::SequenceExists, "sequence " + std::to_string(id) + " was already added");
   std::string err = validate(params);
   if (!err.empty()) throw ExecutorError(ExecutorErrc::SamplingInvalid, err);
   Entry e;
   e.params = params;
   e.state.reset(vocab_size, prompt, prompt_len);
+  for (uint32_t j = 0; j < output_len; ++j) {
+    if (output[j] < 0 || static_cast<uint32_t>(output[j]) >= vocab_size) {
+      throw ExecutorError(ExecutorErrc::BatchInvalid, "output token " + std::to_string(j) + " of sequence " + std::to_string(id) + " is " +
+                                                          std::to_string(output[j]) + ", outside the vocabulary of " + std::to_string(vocab_size));
+    }
+    record_sample(e.state, output[j]);
+  }
   sequences_.emplace(id, std::move(e));
 }
 

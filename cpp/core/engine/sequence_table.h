@@ -25,9 +25,13 @@ struct StepArrays {
 
 class SequenceTable {
  public:
-  // Registers sequence `id` with its prompt (the sampler's penalties count it). Throws
-  // ExecutorError: SequenceExists for an id already here, SamplingInvalid naming the parameter.
-  void add(uint32_t id, const SamplingParams& params, const int32_t* prompt, uint32_t prompt_len, uint32_t vocab_size);
+  // Registers sequence `id` with its prompt (the sampler's penalties count it) and the tokens it
+  // already generated elsewhere (`output`: a request resumed on another replica continues its
+  // sampler as if it had never moved: same penalties, same seeded draws). Throws ExecutorError:
+  // SequenceExists for an id already here, SamplingInvalid naming the parameter, BatchInvalid for
+  // an output token outside the vocabulary.
+  void add(uint32_t id, const SamplingParams& params, const int32_t* prompt, uint32_t prompt_len, uint32_t vocab_size,
+           const int32_t* output = nullptr, uint32_t output_len = 0);
   // False when `id` was not here.
   bool remove(uint32_t id);
   bool contains(uint32_t id) const { return sequences_.count(id) != 0; }
