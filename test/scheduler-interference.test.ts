@@ -3,6 +3,7 @@ import { test } from 'node:test';
 
 import { CostModel } from '../lib/scheduler/cost-model.js';
 import { contendedSlowdown, stepWork } from '../lib/scheduler/interference.js';
+import { deviceLoad, replicaDemand } from '../lib/scheduler/replica-demand.js';
 
 const cm = CostModel.reference();
 const prefill = (tokens: number, seqs = 1) => ({ prefillSeqs: seqs, prefillTokens: tokens, decodeSeqs: 0, decodeContext: 0 });
@@ -57,4 +58,32 @@ test('calibration: the fluid model reproduces the profiled MPS slowdowns of pref
   console.log(`MPS slowdown error over ${errors.length} rows: median ${(100 * med).toFixed(1)} %, p90 ${(100 * p90).toFixed(1)} %, max ${(100 * errors.at(-1)!).toFixed(1)} %`);
   assert.ok(med < 0.15, `median ${med}`);
   assert.ok(p90 < 0.35, `p90 ${p90}`);
+});
+
+test('a replica\'s demand is its prefill and decode steps\' demands weighted by their busy time; a device\'s load is its tighter resource', () => {
+  const fp16 = cm.entry('llama-3.1-8b', 'fp16', 1);
+  const awq = cm.entry('llama-3.1-8b', 'w4a16', 1);
+  // By hand for a light load: one batch-1 prefill per request (busy rate × its time) and a
+  // decode job busy rate × output × TPOT(1) of the time (under one sequence in flight on average).
+  const rate = 0.2;
+  const [input, output] = [300, 10];
+  const pMs = fp16.latency.prefillMs(1, input);
+  const dMs = fp16.latency.decodeMs(1, input + output / 2);
+  const p = cm.stepDemand(fp16, prefill(input), pMs);
+  const d = cm.stepDemand(fp16, decode(1, input + output / 2), dMs);
+  const got = replicaDemand(cm, fp16, rate, input, output);
+  const busyD = (rate * output * dMs) / 1000;
+  assert.ok(busyD < 1);
+  assert.ok(Math.abs(got.compute - ((rate * pMs) / 1000) * p.compute - busyD * d.compute) < 1e-12);
+  assert.ok(Math.abs(got.memory - ((rate * pMs) / 1000) * p.memory - busyD * d.memory) < 1e-12);
+  assert.ok(Math.abs(got.busy - (rate * pMs) / 1000) < 1e-12);
+  // At ShareGPT-like means, 8B AWQ at 40 req/s is compute-heavy (slow dequantising prefill) and
+  // 8B FP16 at 5 req/s memory-heavy (streams 16 GB a step): paired they load a device less than
+  // two of either, where the sum of device-time shares cannot tell the pairs apart.
+  const heavyC = replicaDemand(cm, awq, 40, 350, 280);
+  const heavyM = replicaDemand(cm, fp16, 5, 350, 280);
+  assert.ok(heavyC.compute > heavyC.memory && heavyM.memory > heavyM.compute);
+  const mixed = deviceLoad([heavyC, heavyM]);
+  assert.ok(mixed < deviceLoad([heavyC, heavyC]) && mixed < deviceLoad([heavyM, heavyM]), `${mixed}`);
+  assert.equal(deviceLoad([heavyC, heavyM]), Math.max(heavyC.compute + heavyM.compute, heavyC.memory + heavyM.memory, heavyC.busy, heavyM.busy));
 });

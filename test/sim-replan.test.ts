@@ -60,3 +60,25 @@ test("Prism's migration moves one model off the most pressed device only past it
     assert.notDeepEqual(mv.from, mv.to);
   }
 });
+
+test('under the prefill/decode split a moved replica waits for both old jobs to drain, then both new jobs serve', () => {
+  const sys = buildSystem('fineserve', costModel, input);
+  assert.equal(sys.splitPrefillDecode, true);
+  const p0 = sys.plan.placements.find((p) => p.model === SHIFTED_MODEL)!;
+  assert.equal(p0.tp, 1);
+  const to = s.devices.map((d) => d.id).find((id) => !p0.devices.includes(id))!;
+  const moved: PlacementPlan = { ...sys.plan, version: 2, placements: sys.plan.placements.map((p) => (p === p0 ? { ...p, devices: [to] } : p)) };
+  const early = 4_000;
+  const r = simulate({ costModel, models: s.models, devices: s.devices, system: sys, arrivals: s.arrivals, drainMs: 20_000, replan: { atMs: early, plan: moved } });
+  assert.equal(r.finished + r.dropped + r.inFlight, s.arrivals.length);
+  assert.equal(r.migrations.length, 1);
+  const m = r.migrations[0]!;
+  // Sequences the old decode job held at the re-plan finish there; the model drains after them.
+  const old = r.outcomes.filter((o) => o.model === SHIFTED_MODEL && o.arrivalMs < early && o.finishMs !== undefined && o.finishMs > early);
+  assert.ok(old.length > 0, 'the old replica was decoding at the re-plan');
+  assert.ok(m.drainedAtMs >= Math.max(...old.map((o) => o.finishMs!)), `drained at ${m.drainedAtMs}`);
+  // Requests after the move get their first token and finish on the new replica: its decode job runs.
+  const late = r.outcomes.filter((o) => o.model === SHIFTED_MODEL && o.arrivalMs >= m.readyAtMs && o.state === 'finished' && o.outputTokens > 1);
+  assert.ok(late.length > 10, `${late.length} later requests finished`);
+  for (const o of late) assert.ok(o.finishMs! > o.arrivalMs + o.ttftMs!, `request ${o.id}`);
+});

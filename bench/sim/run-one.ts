@@ -51,6 +51,12 @@ function replacement(costModel: CostModel, system: SystemName, input: PlanInput,
   throw new Error(`rateShift online: no re-placement rule for ${system}`);
 }
 
+/** Mean prompt and output tokens of the workload, as an operator would configure them from its traffic. */
+function meanLengths(arrivals: readonly Arrival[]): { input: number; output: number } {
+  const n = Math.max(1, arrivals.length);
+  return { input: arrivals.reduce((a, x) => a + x.promptTokens, 0) / n, output: arrivals.reduce((a, x) => a + x.outputTokens, 0) / n };
+}
+
 let cached: CostModel | undefined;
 
 /** The model with its TTFT SLO as derived, and a TPOT SLO of `scale` × its batch-1 decode step on its base TP. */
@@ -69,7 +75,7 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
   // A rate shift is planned for the first half's rates, as an operator would have configured them.
   const planned = s.rateShift === undefined ? m.models : m.models.map((x) => ({ ...x, rate: ratesIn(m.models, arrivals, 0, half)[x.id]! }));
   const models = s.tpotSloScale === undefined ? planned : planned.map((spec) => withTpotSlo(cached!, spec, s.sloScale, s.tpotSloScale!));
-  const input = { models, devices, sloScale: s.sloScale };
+  const input = { models, devices, sloScale: s.sloScale, meanLengths: meanLengths(arrivals) };
   const sys = buildSystem(system, cached, input);
   let replan: SimReplan | undefined;
   if (s.rateShift === 'online') {

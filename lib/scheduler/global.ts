@@ -42,6 +42,7 @@ import {
   validatePlanInput,
   type DeviceState,
 } from './placement-state.js';
+import { deviceLoad, replicaDemand, type ReplicaDemand } from './replica-demand.js';
 import type { ModelDemand, Placement, PlacementPlan, PlanInput, Unplaced } from './types.js';
 
 /** Options of {@link planFineServe}. */
@@ -61,6 +62,12 @@ export interface FineServePlanOptions {
    * big8 at 160: 0.65 vs 0.78 attainment). Models it would replicate are listed in underProvisioned.
    */
   readonly dataParallel?: boolean;
+  /**
+   * Device load by what co-located replicas demand of compute and bandwidth (replica-demand.ts):
+   * complementary precisions share a device at the cost of the tighter resource, not the sum of
+   * their device times. Default true; false: load is the sum of device-time shares.
+   */
+  readonly interferenceAware?: boolean;
 }
 
 /** Share of a replica's SLO-limited throughput the planner loads it to before adding a replica. */
@@ -88,6 +95,8 @@ interface Replica {
   readonly minBatch: number;
   /** Device-time share on each device of the group. */
   readonly load: number;
+  /** Compute and bandwidth it demands of each device of the group. */
+  readonly need: ReplicaDemand;
   /** KV bytes per sequence on each device of the group. */
   readonly kvPerSeq: number;
   /** Marginal goodput (tokens/s per device) of its 1st, 2nd, ... sequence, up to the rate. */
@@ -169,6 +178,7 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
         maxBatch,
         minBatch,
         load: rate / capacity,
+        need: replicaDemand(costModel, entry, rate, input.meanLengths?.input, input.meanLengths?.output),
         kvPerSeq: ((PLAN_INPUT_TOKENS + PLAN_OUTPUT_TOKENS) * entry.kvBytesPerToken) / d.tp,
         marginals,
       });
@@ -181,6 +191,8 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
   const size = (r: Replica): number => Math.max(staticBytesPerDevice(r.entry) / (input.devices[0]!.memoryBytes * USABLE_MEMORY_FRACTION), r.load);
   replicas.sort((a, b) => Number(a.replica > 0) - Number(b.replica > 0) || size(b) - size(a) || b.entry.tp - a.entry.tp || a.model.localeCompare(b.model) || a.replica - b.replica);
 
+  const aware = options.interferenceAware ?? true;
+  const loadOf = (list: readonly Replica[]): number => (aware ? deviceLoad(list.map((x) => x.need)) : list.reduce((a, x) => a + x.load, 0));
   const residents = new Map<DeviceState, Replica[]>(devices.map((d) => [d, []]));
   const previous = new Map<string, readonly string[]>((options.previous?.placements ?? []).map((p) => [`${p.model}#${p.replica}`, p.devices]));
   const groupOf = new Map<Replica, DeviceState[]>();
@@ -198,8 +210,8 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
         for (const d of group) {
           const list = residents.get(d)!;
           const kv = kvBudget(d) - staticBytesPerDevice(r.entry);
-          gain += deviceValue(kv, [...list, r]) - deviceValue(kvBudget(d), list);
-          load = Math.max(load, list.reduce((a, x) => a + x.load, r.load));
+          gain += deviceValue(kv, [...list, r], loadOf) - deviceValue(kvBudget(d), list, loadOf);
+          load = Math.max(load, loadOf([r, ...list]));
           room = Math.min(room, kv);
         }
         cands.push({ group, gain, load, room });
@@ -247,7 +259,7 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
     list.forEach((r, i) => reserveOf.set(r, Math.min(reserveOf.get(r) ?? Infinity, Math.floor(want[i]! * scale))));
   }
   let score = 0;
-  for (const d of devices) score += deviceValue(kvBudget(d), residents.get(d)!);
+  for (const d of devices) score += deviceValue(kvBudget(d), residents.get(d)!, loadOf);
   const placements: Placement[] = [];
   const specRate = new Map(input.models.map((m) => [m.id, m.rate]));
   for (const r of replicas) {
@@ -293,13 +305,12 @@ function waterFill(kv: number, list: readonly Replica[]): number[] {
 
 // SLO goodput (tokens/s) a device delivers: water-filled KV, scaled down when its replicas need
 // more than all of its time.
-function deviceValue(kv: number, list: readonly Replica[]): number {
+function deviceValue(kv: number, list: readonly Replica[], loadOf: (list: readonly Replica[]) => number): number {
   if (list.length === 0 || kv <= 0) return 0;
   const got = waterFill(kv, list);
   let goodput = 0;
   list.forEach((r, i) => {
     for (let k = 0; k < got[i]!; k++) goodput += r.marginals[k]!;
   });
-  const load = list.reduce((a, r) => a + r.load, 0);
-  return goodput * Math.min(1, 1 / load);
+  return goodput * Math.min(1, 1 / loadOf(list));
 }

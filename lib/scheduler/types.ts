@@ -123,4 +123,10 @@ export interface PlanInput {
   readonly devices: readonly DeviceSpec[];
   /** Scale on the derived SLO when a model has none (the reference's default is 40). */
   readonly sloScale?: number;
+  /**
+   * Mean prompt and output tokens of the expected traffic, where the operator knows them as it
+   * knows the rates. Our planner's interference-aware load uses them; absent, it (and every
+   * other rule) plans at the reference's 0.8 × LMSYS-Chat p95 lengths, about 3x ShareGPT means.
+   */
+  readonly meanLengths?: { readonly input: number; readonly output: number };
 }

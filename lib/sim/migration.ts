@@ -10,11 +10,14 @@ import type { Replica, SimContext } from './state.js';
 
 /** Starts a model's new replicas (after their weights load) once its old replicas hold nothing. */
 export function checkDrained(ctx: SimContext, model: string, now: number): void {
-  if (ctx.readyModels.has(model) || ctx.retiring.some((r) => r.model.id === model && (r.queued > 0 || r.running.length > 0 || r.busy))) return;
+  const holds = (r: Replica | undefined): boolean => r !== undefined && (r.queued > 0 || r.running.length > 0 || r.busy);
+  // Under the prefill/decode split a replica has drained when both of its jobs have.
+  if (ctx.readyModels.has(model) || ctx.retiring.some((r) => r.model.id === model && (holds(r) || holds(r.decodeLane)))) return;
   ctx.readyModels.add(model);
   for (const r of ctx.fresh) {
     if (r.model.id !== model) continue;
     r.readyAtMs = now + ((r.entry.weightBytes / r.entry.tp) / ctx.hostToDeviceBytesPerS) * 1000;
+    if (r.decodeLane !== undefined) r.decodeLane.readyAtMs = r.readyAtMs;
     ctx.migrations.push({ model, replica: r.index, devices: r.devices.map((d) => [...ctx.devices].find(([, x]) => x === d)![0]), drainedAtMs: now, readyAtMs: r.readyAtMs });
     ctx.heap.push(r.readyAtMs, { kind: 'wake', replica: r });
     r.wakePending = true;

@@ -17,7 +17,7 @@ export function start(ctx: SimContext, r: Replica, now: number): void {
   if (r.busy || now > ctx.stopMs || now < r.readyAtMs) return;
   if (r.queued === 0 && r.running.length === 0) {
     setActive(r, false);
-    if (r.retiring) checkDrained(ctx, r.model.id, now);
+    if (r.retiring || r.prefillLane?.retiring === true) checkDrained(ctx, r.model.id, now);
     return;
   }
   const waiting = waitingWindow(r, ctx.window);

@@ -19,6 +19,7 @@ import type { SimSystem } from './simulator.js';
 /** Names of the systems {@link buildSystem} knows. */
 export const SYSTEM_NAMES = [
   'fineserve',
+  'ours-fused',
   'reference',
   'reference-floor',
   'prism',
@@ -35,7 +36,8 @@ export type SystemName = (typeof SYSTEM_NAMES)[number];
 
 /** One-line description of each system, for reports. */
 export const SYSTEM_NOTES: Readonly<Record<SystemName, string>> = {
-  fineserve: 'ours: MME+compute placement, KV Slab (one pool, fullest-first, reserves), EDF local policy with online latency model',
+  fineserve: 'ours: MME+compute placement, KV Slab (one pool, fullest-first, reserves), EDF local policy with online latency model, prefill and decode as two concurrent jobs per replica',
+  'ours-fused': 'ours with prefill chunks fused into decode steps (one job per replica, vLLM chunked prefill) instead of the prefill/decode split',
   reference: 'reference FineServe rules: slab-aware placement once, KV = memory - 1.8 x weights (a device short of its engines\' 2048-token reservations rejects the plan), slab pools split statically by layer count, saab with static batch-1 profile',
   'reference-floor': 'reference FineServe rules with the KV floor (10 % of usable memory) instead of rejection',
   prism: 'Prism-style: one engine per model at the smallest TP that fits, KV-pressure placement, kvcached-style paged KV (8 us per page map), deadline policy with static profile',
@@ -53,6 +55,11 @@ export function buildSystem(name: SystemName, costModel: CostModel, input: PlanI
   const prism = (): PlacementPlan => (plans.prism ??= planPrism(costModel, input));
   switch (name) {
     case 'fineserve':
+      // Prefill and decode as two concurrent jobs (MuxServe's split, which it measured): a
+      // compute-bound prefill beside a memory-bound decode overlaps where a fused step runs them
+      // one after the other; the complementary-demand argument of the paper, inside a replica.
+      return { name, plan: ours(), kv: 'slab', policy: fineserveLocal, latency: 'online', splitPrefillDecode: true };
+    case 'ours-fused':
       return { name, plan: ours(), kv: 'slab', policy: fineserveLocal, latency: 'online' };
     case 'reference':
       return { name, plan: planReference(costModel, input), kv: 'reference-slab', policy: saab, latency: 'static' };
@@ -69,7 +76,7 @@ export function buildSystem(name: SystemName, costModel: CostModel, input: PlanI
     case 'ablation-global':
       return { name, plan: ours(), kv: 'paged', policy: prismLocal, latency: 'static' };
     case 'ours-layer-pools':
-      return { name, plan: ours(), kv: 'reference-slab', policy: fineserveLocal, latency: 'online' };
+      return { name, plan: ours(), kv: 'reference-slab', policy: fineserveLocal, latency: 'online', splitPrefillDecode: true };
     case 'ablation-local':
       return { name, plan: prism(), kv: 'paged', policy: fineserveLocal, latency: 'online' };
   }
