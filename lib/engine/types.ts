@@ -63,8 +63,8 @@ export interface EngineOptions {
   /**
    * With several devices: how often the global scheduler re-plans at the arrival rates and busy
    * shares measured, moving a replica live where a device is seen in trouble; default 5,000 (0:
-   * never, placement at load only). bench:serve-multi measured 2.3-3.3x the attainment of placing
-   * once when demand moves between models, and 0.9-1.0x when the placement made at load still
+   * never, placement at load only). bench:serve-multi measured 2.0-3.0x the attainment of placing
+   * once when demand moves between models, and 1.1-1.7x when the placement made at load still
    * suits the new rates (README); {@link Engine.replan} re-plans on demand.
    */
   readonly replanIntervalMs?: number;
