@@ -52,8 +52,9 @@
 //         Activations: per token e4m3(x / sx) with sx = amax(x) / 448.
 // Activations of the GGUF types: Q8_0 and Q4_0 quantize x to Q8_0 blocks as llama.cpp's x86
 // quantize_row_q8_0 does (d = amax / 127 rounded to f16, q = round-half-even(x * 127 / amax)) and
-// take integer dot products per block, as ggml_vec_dot_q8_0_q8_0 / q4_0_q8_0; Q4_K and Q6_K use f32
-// activations against rows decoded to f32 a super-block at a time (llama.cpp uses Q8_K there).
+// take integer dot products per block, as ggml_vec_dot_q8_0_q8_0 / q4_0_q8_0; Q4_K and Q6_K quantize x
+// to Q8_K blocks of 256 and take integer dots per super-block, as ggml_vec_dot_q4_K_q8_K / q6_K_q8_K
+// (quant/kquant_dot.h; with FINESERVE_GEMM=0 or FINESERVE_KQUANT_DOT=0, f32 x against decoded rows).
 #pragma once
 
 #include <cstdint>
