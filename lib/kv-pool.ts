@@ -15,13 +15,16 @@ export type { KvFormat, KvGeometry, KvPolicy, KvPoolOptions, KvModelOptions, KvA
  * Bytes one token of a geometry takes in the cache (K and V of every layer and KV head, scales
  * included), before the layout's alignment padding: the addon's `layout().tokenBytes`. int4 keeps
  * V's scale per token and K's per channel over a block (`headDim` f16 steps and minima per head),
- * spread over the block's tokens and rounded down.
+ * fp8 K's per-channel references (`headDim` f16 per head and block), spread over the block's
+ * tokens and rounded down.
  */
 export function kvTokenBytes(g: Pick<KvGeometry, 'tokensPerBlock' | 'layers' | 'kvHeads' | 'headDim' | 'format' | 'scaleBytes'>): number {
   const bits = { f32: 32, f16: 16, bf16: 16, fp8: 8, int8: 8, int4: 4 }[g.format];
   const scale = g.scaleBytes ?? 0;
-  if (g.format !== 'int4') return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + scale);
-  const perBlock = g.layers * g.kvHeads * (g.tokensPerBlock * (g.headDim + scale) + 4 * g.headDim);
+  if (g.format !== 'int4' && g.format !== 'fp8') return 2 * g.layers * g.kvHeads * ((g.headDim * bits) / 8 + scale);
+  // K's params per block and head instead of its scales: int4 f16 steps and minima, fp8 f16 references.
+  const params = (g.format === 'int4' ? 4 : 2) * g.headDim;
+  const perBlock = g.layers * g.kvHeads * (g.tokensPerBlock * ((2 * g.headDim * bits) / 8 + scale) + params);
   return Math.floor(perBlock / g.tokensPerBlock);
 }
 

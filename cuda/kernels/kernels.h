@@ -122,7 +122,7 @@ FINESERVE_HOST_DEVICE inline bool k4_has_snapshot(const PagedBatch& b, uint32_t 
 }
 // One (row, KV head) snapshot: the block's tpb K rows of that head, then its channel params.
 FINESERVE_HOST_DEVICE inline uint64_t k4_snapshot_row_bytes(const kv::KvLayout& l) {
-  return uint64_t{l.geometry.tokens_per_block} * l.row_bytes + kv::KvLayout::k_params_bytes(l.geometry.head_dim);
+  return uint64_t{l.geometry.tokens_per_block} * l.row_bytes + l.k_params_bytes();
 }
 size_t k4_snapshot_bytes(const kv::KvLayout& layout, uint32_t n_tokens);
 

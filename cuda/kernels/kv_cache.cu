@@ -7,6 +7,12 @@
 // two channels (one byte of every row); it keeps the block's state after each row that a later
 // row of the same step changes, for paged_attention (PagedBatch::k4_snapshots).
 //
+// fp8's K is coded against its block's slot-0 row (kv::append_k_fp8). The warp of a slot-0 row
+// stores the references; a later row of the same block reads them from the slab when slot 0 was
+// written by an earlier step, and otherwise rounds slot 0's source row itself (its sequence's rows
+// in a step are consecutive, so that row is `slot` rows before it): the same f16 bits, and no
+// warp waits for another.
+//
 // One warp per (token, KV head, K|V) row: the integer formats need the row's absolute maximum
 // before any element is coded, and a warp reduces it with shuffles and no barrier. Lane c codes
 // elements [8c, 8c + 8) and stores them in one piece (32, 16, 8, 8 or 4 bytes by format), which
@@ -202,10 +208,31 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   uint8_t* row = block + layout.row_offset(layer, kv_sel, head, slot);
   constexpr uint32_t chunk_bytes = kChunk * kv::bits_per_element(F) / 8;
+  const bool k_ref = F == KvFormat::Fp8E4M3 && kv_sel == 0;
+  uint16_t* refs = k_ref ? reinterpret_cast<uint16_t*>(block + layout.k_params_at(layer, head)) : nullptr;
+  // Slot 0's source row when it is in this step (null: its references are in the slab already).
+  const float* first = nullptr;
+  if (k_ref && slot <= token && batch.token_seq[token - slot] == seq && batch.token_pos[token - slot] == pos - slot) {
+    first = k + (static_cast<size_t>(token - slot) * g.num_kv_heads + head) * d;
+  }
   for (uint32_t c = lane; c < d / kChunk; c += 32) {
     float x[kChunk];
 #pragma unroll
     for (uint32_t i = 0; i < kChunk; ++i) x[i] = src[c * kChunk + i];
+    if (k_ref) {
+#pragma unroll
+      for (uint32_t i = 0; i < kChunk; ++i) {
+        uint16_t h;
+        if (first != nullptr) {
+          const float x0 = first[c * kChunk + i];
+          h = f16_saturating(x0 == x0 ? x0 : 0.0f);
+          if (slot == 0) refs[c * kChunk + i] = h;
+        } else {
+          h = refs[c * kChunk + i];
+        }
+        x[i] = x[i] - f16_to_f32(h);
+      }
+    }
     store_chunk<F>(x, s, row + c * chunk_bytes);
   }
 }

@@ -79,7 +79,8 @@ __device__ __forceinline__ void decode_chunk(const uint8_t* p, float s, float (&
 }
 
 // Elements part * kE .. part * kE + kE - 1 of KV head `head`'s K (kv 0) or V (kv 1) row in `slot`
-// (int4: V only, its K is read_k4's).
+// (int4: V only, its K is read_k4's). fp8 K adds its block's per-channel references
+// (kv::decode_k_fp8: ref + e4m3).
 template <KvFormat F>
 __device__ __forceinline__ void read_row(const uint8_t* block, const kv::KvLayout& layout, uint32_t layer, uint32_t kv,
                                          uint32_t head, uint32_t slot, uint32_t part, float (&x)[kE]) {
@@ -87,6 +88,18 @@ __device__ __forceinline__ void read_row(const uint8_t* block, const kv::KvLayou
   float s = 0;
   if constexpr (F == KvFormat::Int8 || F == KvFormat::Int4) s = load_f16_scale(block + layout.scale_at(layer, kv, head, slot));
   decode_chunk<F>(block + layout.row_offset(layer, kv, head, slot) + part * chunk_bytes, s, x);
+  if constexpr (F == KvFormat::Fp8E4M3) {
+    if (kv == 0) {
+      // Params start 8-byte aligned (KvLayout::scale_offset): two 8-byte loads.
+      const Words2* r = reinterpret_cast<const Words2*>(block + layout.k_params_at(layer, head) + part * kE * 2);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t w = r[i / 2].w[i % 2];
+        x[2 * i] = f16_to_f32(static_cast<uint16_t>(w)) + x[2 * i];
+        x[2 * i + 1] = f16_to_f32(static_cast<uint16_t>(w >> 16)) + x[2 * i + 1];
+      }
+    }
+  }
 }
 
 // int4 K (kv::decode_k_int4): elements part * kE .. of the row in `slot` of one head's K rows, with

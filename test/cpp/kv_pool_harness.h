@@ -57,7 +57,7 @@ inline const std::vector<KvGeometry>& valid_geometries() {
   static const std::vector<KvGeometry> g = {
       make_geometry(16, 32, 8, 128, KvFormat::F16, 0),     // 2 MiB: one per slab, no tail
       make_geometry(16, 16, 8, 64, KvFormat::F16, 0),      // 512 KiB: 4 per slab, no tail
-      make_geometry(16, 24, 4, 64, KvFormat::Fp8E4M3, 4),  // 204 KiB: 10 per slab + 8 KiB tail
+      make_geometry(16, 24, 4, 64, KvFormat::Fp8E4M3, 0),  // 204 KiB (K references included): 10 per slab + 8 KiB tail
       make_geometry(16, 28, 2, 64, KvFormat::Int8, 4),     // 119 KiB: 17 per slab + 25 KiB tail
       make_geometry(8, 12, 2, 32, KvFormat::Int8, 4),      // 13.5 KiB: 151 per slab + 9.5 KiB tail
   };

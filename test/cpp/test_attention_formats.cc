@@ -17,6 +17,7 @@
 #include "kv/kv_geometry.h"
 #include "ops/attention.h"
 #include "quant/fp8.h"
+#include "simd/half.h"
 
 using namespace fineserve;
 using kv::KvFormat;
@@ -47,16 +48,19 @@ double bf16_bits_to_double(const uint8_t* p) {
 }
 
 // The documented layout (kv_geometry.h), worked out here rather than taken from KvLayout. int4's
-// K region holds per-channel params ([heads][2][d] f16) where the others hold per-token scales.
+// K region holds per-channel params ([heads][2][d] f16) where the others hold per-token scales,
+// fp8's K region its per-channel references ([heads][d] f16).
 struct Offsets {
-  uint64_t d, row_bytes, data_bytes, scale_offset, region, v_region;
+  uint64_t d, row_bytes, data_bytes, scale_offset, region, v_region, params_bytes = 0;
   Offsets(uint32_t head_dim, KvFormat f) : d(head_dim) {
     row_bytes = head_dim * kv::bits_per_element(f) / 8;
     data_bytes = uint64_t{kKvHeads} * kTpb * row_bytes;
     scale_offset = (data_bytes + 7) / 8 * 8;
     uint64_t end = kv::default_scale_bytes(f) ? scale_offset + uint64_t{kKvHeads} * kTpb * 2 : data_bytes;
     v_region = (end + 63) / 64 * 64;
-    if (f == KvFormat::Int4) end = scale_offset + uint64_t{kKvHeads} * 4 * head_dim;
+    if (f == KvFormat::Int4) params_bytes = 4 * head_dim;
+    if (f == KvFormat::Fp8E4M3) params_bytes = 2 * head_dim;
+    if (params_bytes) end = scale_offset + uint64_t{kKvHeads} * params_bytes;
     region = (end + 63) / 64 * 64;
   }
   uint64_t row(uint32_t layer, uint32_t k_or_v, uint32_t head, uint32_t slot) const {
@@ -65,9 +69,9 @@ struct Offsets {
   uint64_t scale(uint32_t layer, uint32_t k_or_v, uint32_t head, uint32_t slot) const {
     return layer * (region + v_region) + k_or_v * region + scale_offset + (uint64_t{head} * kTpb + slot) * 2;
   }
-  // int4 K: channel c's step; its minimum is 2 * d bytes further.
+  // int4 K: channel c's step, its minimum 2 * d bytes further; fp8 K: channel c's reference.
   uint64_t k_step(uint32_t layer, uint32_t head, uint32_t c) const {
-    return layer * (region + v_region) + scale_offset + uint64_t{head} * 4 * d + 2 * c;
+    return layer * (region + v_region) + scale_offset + uint64_t{head} * params_bytes + 2 * c;
   }
 };
 
@@ -78,6 +82,15 @@ std::vector<double> decode_k4(const uint8_t* rows, const uint8_t* params, uint32
   for (uint32_t i = 0; i < d; ++i) {
     const int nib = (rows[slot * d / 2 + i / 2] >> (4 * (i % 2))) & 0xF;
     out[i] = f16_bits_to_double(params + 2 * (d + i)) + f16_bits_to_double(params + 2 * i) * nib;
+  }
+  return out;
+}
+
+// fp8 K row by the format's definition: x = ref + e4m3, ref the block's f16 reference.
+std::vector<double> decode_k8(const uint8_t* row, const uint8_t* refs, uint32_t d) {
+  std::vector<double> out(d);
+  for (uint32_t i = 0; i < d; ++i) {
+    out[i] = static_cast<float>(f16_bits_to_double(refs + 2 * i)) + quant::fp8_to_f32(row[i]);
   }
   return out;
 }
@@ -230,6 +243,16 @@ void check_case(uint32_t d, KvFormat f) {
         *scale_out = step_max;
         return decode_k4(rows, params, d, p % kTpb);
       }
+      if (f == KvFormat::Fp8E4M3 && kv01 == 0) {
+        // The references are the block's first row (slot 0) rounded to f16.
+        const uint8_t* refs = block + c.off.k_step(kLayer, h, 0);
+        const std::vector<float>& first = c.k[s][p / kTpb * kTpb];
+        for (uint32_t i = 0; i < d; ++i) {
+          REQUIRE(f16_bits_to_double(refs + 2 * i) == static_cast<double>(simd::f16_to_f32_scalar(simd::f32_to_f16_scalar(first[h * d + i]))));
+        }
+        *scale_out = 0;
+        return decode_k8(block + c.off.row(kLayer, 0, h, p % kTpb), refs, d);
+      }
       if (kv::default_scale_bytes(f)) {
         const std::vector<float>& orig = (kv01 == 0 ? c.k : c.v)[s][p];
         double amax = 0;
@@ -263,7 +286,12 @@ void check_case(uint32_t d, KvFormat f) {
             a += qh[i] * kd[i];
             b += qh[i] * orig;
             abs_dot += std::fabs(qh[i] * kd[i]);
-            err += std::fabs(qh[i]) * (f == KvFormat::Int4 ? k4_error(orig, ks) : element_error(f, orig, ks));
+            double ek = f == KvFormat::Int4 ? k4_error(orig, ks) : element_error(f, orig, ks);
+            if (f == KvFormat::Fp8E4M3) {  // K: E4M3 of the residual from the reference, plus the f32 add
+              const double ref = f16_bits_to_double(tables[s][p / kTpb] + c.off.k_step(kLayer, kvh, i));
+              ek = element_error(f, orig - ref, 0) + std::fabs(orig) * 0x1p-23;
+            }
+            err += std::fabs(qh[i]) * ek;
             double vo = c.v[s][p][kvh * d + i];
             vmax = std::max(vmax, std::fabs(vo));
             ev_max = std::max(ev_max, element_error(f, vo, vs));
@@ -325,9 +353,9 @@ void check_case(uint32_t d, KvFormat f) {
         for (uint32_t h = 0; h < kKvHeads; ++h) {
           uint64_t row = base + c.off.row(kLayer, kv01, h, p % kTpb);
           for (uint64_t b = 0; b < c.off.row_bytes; ++b) expected_written[row + b] = 1;
-          if (f == KvFormat::Int4 && kv01 == 0) {
+          if (c.off.params_bytes && kv01 == 0) {
             const uint64_t at = base + c.off.k_step(kLayer, h, 0);
-            for (uint64_t b = 0; b < 4 * d; ++b) expected_written[at + b] = 1;
+            for (uint64_t b = 0; b < c.off.params_bytes; ++b) expected_written[at + b] = 1;
           } else if (kv::default_scale_bytes(f)) {
             uint64_t sc = base + c.off.scale(kLayer, kv01, h, p % kTpb);
             expected_written[sc] = expected_written[sc + 1] = 1;

@@ -40,9 +40,10 @@ KvGeometry geom(uint32_t layers = 2, KvFormat format = KvFormat::F16) {
 // By hand: F16 region = 2 * 16 * 128 = 4096, block = layers * 2 * 4096.
 constexpr uint64_t kF16Block2L = 16 * kKiB;   // geom(2)
 constexpr uint64_t kF16Block3L = 24 * kKiB;   // geom(3)
-constexpr uint64_t kFp8Block2L = 8 * kKiB;    // geom(2, Fp8E4M3)
+// fp8: K region 2048 B of rows + 2 heads x 128 B of K references (f16 per channel) = 2304, V 2048.
+constexpr uint64_t kFp8Block2L = 2 * (2304 + 2048);  // geom(2, Fp8E4M3): 8.5 KiB
 constexpr uint64_t kF16Token2L = 1024;        // 2 layers * 2 (K,V) * 2 heads * 128 bytes
-constexpr uint64_t kFp8Token2L = 512;
+constexpr uint64_t kFp8Token2L = 544;        // 512 B of E4M3 + 512 B of references / 16 tokens
 
 ModelOptions opts(const std::string& name, const KvGeometry& g, uint64_t partition_bytes = 0) {
   ModelOptions o;

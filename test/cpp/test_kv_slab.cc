@@ -72,20 +72,20 @@ TEST_CASE("models of different depth and KV format share one pool of slabs") {
   ModelId q4 = pool.add_model(model("8b-int4", {16, 32, 8, 128, KvFormat::Int4, 1}));
   std::vector<BlockId> a, b, c;
   REQUIRE(pool.alloc(m8, 40, &a).ok);   // 32 per slab: 2 slabs
-  REQUIRE(pool.alloc(m70, 30, &b).ok);  // 2.5 MiB blocks, 25 per slab: 2 slabs
+  REQUIRE(pool.alloc(m70, 30, &b).ok);  // 2.66 MiB blocks (K references included), 24 per slab: 2 slabs
   REQUIRE(pool.alloc(q4, 300, &c).ok);  // 644 KiB blocks (K's per-channel params), 101 per slab: 3 slabs
   PoolStats s = pool.stats();
   CHECK(s.num_slabs == 16);
   CHECK(s.free_slabs == 16 - 2 - 2 - 3);
   CHECK(s.models[0].blocks_per_slab == 32);
-  CHECK(s.models[1].blocks_per_slab == 25);
+  CHECK(s.models[1].blocks_per_slab == 24);
   CHECK(s.models[2].blocks_per_slab == 101);
   // Freeing every 8B block gives its slabs back and the 70B model can use them.
   pool.free(m8, a.data(), a.size());
   CHECK(pool.stats().free_slabs == 16 - 2 - 3);
   std::vector<BlockId> more;
-  REQUIRE(pool.available_blocks(m70) == (2 * 25 - 30) + 11 * 25);
-  REQUIRE(pool.alloc(m70, (2 * 25 - 30) + 11 * 25, &more).ok);  // fills what is left
+  REQUIRE(pool.available_blocks(m70) == (2 * 24 - 30) + 11 * 24);
+  REQUIRE(pool.alloc(m70, (2 * 24 - 30) + 11 * 24, &more).ok);  // fills what is left
   CHECK(pool.available_blocks(m70) == 0);
   CHECK_FALSE(pool.alloc(m70, 1, &more).ok);
 }

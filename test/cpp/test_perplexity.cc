@@ -102,7 +102,9 @@ TEST_CASE("perplexity: quantized KV caches stay within stated distances of the f
   const double base = total_ppl(KvFormat::F32);
   MESSAGE("stories260K golden sequences, f32 KV perplexity " << base);
   // Bounds: f16/bf16 round each K/V element by 2^-11 / 2^-8 relative, far below int8's
-  // amax/254 per element; int8 and fp8 limits are the project's acceptance figures (0.5 %, 2 %).
+  // amax/254 per element; int8's limit is the project's acceptance figure (0.5 %). fp8: K coded
+  // against a per-block per-channel reference (kv_format.h) costs about +0.1 % here; 1 % is the
+  // issue's +1.5 % with margin.
   // int4: stories260K's K channels sit at very different offsets, so one symmetric scale per
   // token x head (the earlier layout) cost +170 % here (1.745 -> 4.753); K per channel over each
   // block, asymmetric (kv_format.h), costs about +0.1 %; 1 % is the issue's +3 % with margin.
@@ -111,7 +113,7 @@ TEST_CASE("perplexity: quantized KV caches stay within stated distances of the f
     double percent;
   };
   for (Limit l : {Limit{KvFormat::F16, 0.1}, Limit{KvFormat::BF16, 0.5}, Limit{KvFormat::Int8, 0.5},
-                  Limit{KvFormat::Fp8E4M3, 2.0}, Limit{KvFormat::Int4, 1.0}}) {
+                  Limit{KvFormat::Fp8E4M3, 1.0}, Limit{KvFormat::Int4, 1.0}}) {
     const std::string name = kv::format_name(l.f);
     CAPTURE(name);
     const double ppl = total_ppl(l.f);

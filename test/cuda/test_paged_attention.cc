@@ -167,7 +167,7 @@ std::vector<uint8_t> k4_own_block(const Cache& c, const Step& st, uint32_t r, ui
   const uint32_t d = g.head_dim, pos = st.token_pos[r], seq = st.token_seq[r];
   const uint64_t codes = uint64_t{kTpb} * c.layout.row_bytes;
   const uint8_t* b = pre.data() + (st.cpu[seq].blocks[pos / kTpb] - c.host.data());
-  std::vector<uint8_t> own(codes + kv::KvLayout::k_params_bytes(d));
+  std::vector<uint8_t> own(codes + c.layout.k_params_bytes());
   std::memcpy(own.data(), b + c.layout.row_offset(kLayer, 0, kvh, 0), codes);
   std::memcpy(own.data() + codes, b + c.layout.k_params_at(kLayer, kvh), own.size() - codes);
   const uint32_t first = std::max(pos / kTpb * kTpb, st.cpu[seq].position);
@@ -204,6 +204,9 @@ std::vector<double> reference(const Cache& c, const Step& st, uint32_t heads, co
           kv::load_k_params(mine ? own.data() + uint64_t{kTpb} * c.layout.row_bytes : b + c.layout.k_params_at(kLayer, kvh), d,
                             step.data(), minimum.data());
           kv::decode_k_int4(rows + (p % kTpb) * c.layout.row_bytes, step.data(), minimum.data(), d, kb.data());
+        } else if (g.format == KvFormat::Fp8E4M3) {  // references fixed by slot 0: the final slab serves
+          kv::load_k_refs(b + c.layout.k_params_at(kLayer, kvh), d, minimum.data());
+          kv::decode_k_fp8(b + c.layout.row_offset(kLayer, 0, kvh, p % kTpb), minimum.data(), d, kb.data());
         } else {
           kr = kv::decode_row(b + c.layout.row_offset(kLayer, 0, kvh, p % kTpb),
                               b + c.layout.scale_at(kLayer, 0, kvh, p % kTpb), g.format, d, kb.data());

@@ -165,6 +165,30 @@ void decode_k_int4(const uint8_t* row, const float* step, const float* minimum, 
   }
 }
 
+void append_k_fp8(const float* src, uint32_t d, uint32_t slot, uint8_t* row, uint8_t* params) {
+  auto* ref_h = reinterpret_cast<uint16_t*>(params);
+  for (uint32_t c = 0; c < d; ++c) {
+    const float x = src[c];
+    uint16_t h;
+    if (slot == 0) {
+      h = f16_saturating(x == x ? x : 0.0f);
+      std::memcpy(ref_h + c, &h, 2);
+    } else {
+      std::memcpy(&h, ref_h + c, 2);
+    }
+    row[c] = quant::f32_to_fp8(x - simd::f16_to_f32_scalar(h));
+  }
+}
+
+void load_k_refs(const uint8_t* params, uint32_t d, float* ref) {
+  for (uint32_t c = 0; c < d; ++c) ref[c] = load_scale(params + 2 * c);
+}
+
+void decode_k_fp8(const uint8_t* row, const float* ref, uint32_t d, float* dst) {
+  decode_fp8(row, d, dst);
+  for (uint32_t c = 0; c < d; ++c) dst[c] = ref[c] + dst[c];
+}
+
 void encode_row(const float* src, KvFormat format, uint32_t n, uint8_t* row, uint8_t* scale) {
   const simd::Kernels& k = simd::active();
   switch (format) {

@@ -34,4 +34,16 @@ void load_k_params(const uint8_t* params, uint32_t d, float* step, float* minimu
 // One int4 K row decoded with its block's params: dst[c] = minimum[c] + step[c] * q[c].
 void decode_k_int4(const uint8_t* row, const float* step, const float* minimum, uint32_t d, float* dst);
 
+// fp8 K (kv_format.h): one head's K row at `slot` of a block, `params` at the head's references
+// (KvLayout::k_params_at: d f16). Slot 0 sets the references to this row (f16, saturating, NaN as
+// 0); every row, slot 0's included, stores e4m3(x - ref) per channel. Slot 0 of the block must be
+// written before (or as) any later slot, as write_kv does in position order.
+void append_k_fp8(const float* src, uint32_t d, uint32_t slot, uint8_t* row, uint8_t* params);
+
+// The block's fp8 K references as floats, c < d.
+void load_k_refs(const uint8_t* params, uint32_t d, float* ref);
+
+// One fp8 K row decoded with its block's references: dst[c] = ref[c] + e4m3(row[c]).
+void decode_k_fp8(const uint8_t* row, const float* ref, uint32_t d, float* dst);
+
 }  // namespace fineserve::kv

@@ -1,9 +1,15 @@
 // Element formats a KV cache can be stored in.
 //
 //   f32, f16, bf16  the value itself, no scale.
-//   fp8             OCP E4M3 (quant/fp8.h) with scale 1.0, saturating at +-448: what vLLM's fp8 KV
-//                   cache and the reference system's fp8_kv8 store. K/V of Llama-family models stay
-//                   far below 448, and a scale-free row can be written without a pass over it.
+//   fp8             OCP E4M3 (quant/fp8.h), saturating at +-448, no scale.
+//                   K: relative to a per-block per-channel reference, x = ref_c + e4m3(x - ref_c),
+//                   ref_c the f16 of the block's first K row (slot 0), kept per (block, KV head) in
+//                   the K region's params array (kv_geometry.h). K's channels sit at large offsets
+//                   that E4M3's 3 mantissa bits code coarsely: on stories260K eval.txt plain E4M3 K
+//                   costs +2.7 % perplexity (+4.8 % with f32 V), the residual +0.7 %. The
+//                   reference is fixed once slot 0 is written, so a row's code depends only on its
+//                   block's first row and itself, never on batching or prefill chunking.
+//                   V: plain E4M3 per element (+0.1 % alone), like vLLM's scale-1.0 fp8 cache.
 //   int8            symmetric per token x KV head: q = round(x / s) in -127..127, s = amax / 127,
 //                   kept as an f16 next to the row (the block's scale array, kv_geometry.h).
 //   int4            two values per byte, element 2i in the low nibble and 2i + 1 in the high one.
@@ -39,6 +45,16 @@ constexpr uint32_t bits_per_element(KvFormat f) {
     case KvFormat::Int4: return 4;
   }
   return 0;
+}
+
+// Whether K is coded per channel over each block with params kept once per (block, KV head)
+// (KvLayout::k_params_at): int4's step and minimum, fp8's reference.
+constexpr bool k_per_channel(KvFormat f) { return f == KvFormat::Int4 || f == KvFormat::Fp8E4M3; }
+
+// Bytes of those params per (block, KV head): int4 d f16 steps then d f16 minima, fp8 d f16
+// references; 0 for the other formats.
+constexpr uint64_t k_params_bytes(KvFormat f, uint32_t head_dim) {
+  return f == KvFormat::Int4 ? 4ull * head_dim : f == KvFormat::Fp8E4M3 ? 2ull * head_dim : 0;
 }
 
 // Bytes of the per token x head scale each format stores (KvGeometry::scale_bytes): an f16 for

@@ -57,8 +57,7 @@ KvLayout make_layout(const KvGeometry& g) {
   // Scales start on an 8-byte boundary so fp16/fp32 scales load aligned.
   l.scale_offset = align_up(l.data_bytes, 8);
   const uint64_t v_scales = slots * g.scale_bytes;
-  const bool k_channels = g.format == KvFormat::Int4;
-  const uint64_t k_scales = k_channels ? g.num_kv_heads * KvLayout::k_params_bytes(g.head_dim) : v_scales;
+  const uint64_t k_scales = k_per_channel(g.format) ? g.num_kv_heads * k_params_bytes(g.format, g.head_dim) : v_scales;
   auto region = [&](uint64_t scales) { return align_up(scales ? l.scale_offset + scales : l.data_bytes, kRegionAlign); };
   l.region_bytes = region(k_scales);
   l.v_offset = l.region_bytes;

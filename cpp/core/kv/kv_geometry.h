@@ -11,9 +11,10 @@
 //     for kv in {K, V}:
 //       data   [num_kv_heads][tokens_per_block][row_bytes]      row = head_dim elements
 //       scales [num_kv_heads][tokens_per_block][scale_bytes]    (absent when scale_bytes == 0)
-// except int4's K (KIVI-style, kv_format.h), whose scales are per channel over the block:
-//       params [num_kv_heads][2][head_dim] f16                  step, then minimum, per channel
-// so int4's K and V regions differ in size (v_offset says where V starts).
+// except int4's and fp8's K (kv_format.h), whose params are per channel over the block:
+//       params [num_kv_heads][2][head_dim] f16                  int4: step, then minimum, per channel
+//       params [num_kv_heads][head_dim] f16                     fp8: the reference (slot 0's row)
+// so their K and V regions differ in size (v_offset says where V starts).
 // Heads outermost and tokens contiguous within a head: attention for one head streams one run.
 #pragma once
 
@@ -56,11 +57,11 @@ struct KvLayout {
   uint64_t scale_offset;    // start of the scale (or int4 K channel params) array within a region
   uint64_t region_bytes;    // data + scales, aligned: one layer's K
   uint64_t v_offset;        // start of one layer's V region (== region_bytes)
-  uint64_t v_region_bytes;  // one layer's V (== region_bytes except for int4)
+  uint64_t v_region_bytes;  // one layer's V (== region_bytes except for int4 and fp8)
   uint64_t layer_stride;    // region_bytes + v_region_bytes
   uint64_t block_bytes;     // num_layers * layer_stride
-  // Bytes one token needs, all layers, K and V, with scales: exact, except that int4's per-block K
-  // channel params are spread over the block's tokens (rounded down, so a block always holds
+  // Bytes one token needs, all layers, K and V, with scales: exact, except that int4's and fp8's
+  // per-block K channel params are spread over the block's tokens (rounded down, so a block always holds
   // tokens_per_block * token_bytes).
   uint64_t token_bytes;
 
@@ -70,16 +71,19 @@ struct KvLayout {
     return layer * layer_stride + kv * v_offset +
            (static_cast<uint64_t>(head) * geometry.tokens_per_block + slot) * row_bytes;
   }
-  // The per-token scale of a row (int8 K and V, int4 V); not int4's K, see k_params_at.
+  // The per-token scale of a row (int8 K and V, int4 V); not int4's or fp8's K, see k_params_at.
   FINESERVE_HOST_DEVICE constexpr uint64_t scale_at(uint32_t layer, uint32_t kv, uint32_t head, uint32_t slot) const {
     return layer * layer_stride + kv * v_offset + scale_offset +
            (static_cast<uint64_t>(head) * geometry.tokens_per_block + slot) * geometry.scale_bytes;
   }
-  // int4 K: head `head`'s channel params in this block, head_dim f16 steps then head_dim f16 minima.
+  // int4 / fp8 K: head `head`'s channel params in this block (kv::k_params_bytes): int4 head_dim
+  // f16 steps then head_dim f16 minima, fp8 head_dim f16 references.
   FINESERVE_HOST_DEVICE constexpr uint64_t k_params_at(uint32_t layer, uint32_t head) const {
-    return layer * layer_stride + scale_offset + static_cast<uint64_t>(head) * k_params_bytes(geometry.head_dim);
+    return layer * layer_stride + scale_offset + static_cast<uint64_t>(head) * k_params_bytes();
   }
-  FINESERVE_HOST_DEVICE static constexpr uint64_t k_params_bytes(uint32_t head_dim) { return 4ull * head_dim; }
+  FINESERVE_HOST_DEVICE constexpr uint64_t k_params_bytes() const {
+    return kv::k_params_bytes(geometry.format, geometry.head_dim);
+  }
 };
 
 // Throws std::invalid_argument with validate()'s message on a bad geometry.

@@ -46,7 +46,7 @@ uint32_t step_rows(const std::vector<PagedSequence>& seqs) {
 void write_k_int4(const kv::KvLayout& layout, uint32_t layer, const std::vector<PagedSequence>& seqs, const float* k) {
   const kv::KvGeometry& g = layout.geometry;
   const uint32_t d = g.head_dim, tpb = g.tokens_per_block;
-  const uint64_t codes = static_cast<uint64_t>(tpb) * layout.row_bytes, params = kv::KvLayout::k_params_bytes(d);
+  const uint64_t codes = static_cast<uint64_t>(tpb) * layout.row_bytes, params = layout.k_params_bytes();
   K4Snapshots& snap = t_k4;
   snap.layout = &layout;
   snap.layer = layer;
@@ -93,6 +93,9 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<Page
                                 " KV cache needs " + std::to_string(kv::default_scale_bytes(g.format)));
   }
   const bool k_channels = g.format == kv::KvFormat::Int4;
+  // fp8 K is coded against its block's slot-0 row (kv_codec.h): rows go in position order, so a
+  // block's slot 0 is always written before its later slots, in this step or an earlier one.
+  const bool k_ref = g.format == kv::KvFormat::Fp8E4M3;
   if (k_channels) write_k_int4(layout, layer, seqs, k);
   const size_t stride = static_cast<size_t>(g.num_kv_heads) * g.head_dim;
   for (const PagedSequence& s : seqs) {
@@ -103,7 +106,10 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<Page
       const float* kr = k + (s.row + t) * stride;
       const float* vr = v + (s.row + t) * stride;
       for (uint32_t h = 0; h < g.num_kv_heads; ++h) {
-        if (!k_channels) {
+        if (k_ref) {
+          kv::append_k_fp8(kr + h * g.head_dim, g.head_dim, slot, block + layout.row_offset(layer, 0, h, slot),
+                           block + layout.k_params_at(layer, h));
+        } else if (!k_channels) {
           kv::encode_row(kr + h * g.head_dim, g.format, g.head_dim, block + layout.row_offset(layer, 0, h, slot),
                          block + layout.scale_at(layer, 0, h, slot));
         }
@@ -120,7 +126,7 @@ void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t la
   const uint32_t d = g.head_dim, group = heads / g.num_kv_heads, tpb = g.tokens_per_block;
   const size_t q_stride = static_cast<size_t>(heads) * d;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const bool k_channels = g.format == kv::KvFormat::Int4;
+  const bool k_channels = g.format == kv::KvFormat::Int4, k_ref = g.format == kv::KvFormat::Fp8E4M3;
   const K4Snapshots* snap = k_channels && t_k4.matches(layout, layer, seqs) ? &t_k4 : nullptr;
   // Work items: (token, kv head); each computes the `group` query heads that share the KV head, so
   // every cached row is decoded once per item.
@@ -162,6 +168,11 @@ void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t la
             kv::load_k_params(params, d, kstep.data(), kmin.data());
           }
           kv::decode_k_int4(k_rows + (p % tpb) * layout.row_bytes, kstep.data(), kmin.data(), d, row.data());
+          kr = row.data();
+        } else if (k_ref) {
+          const uint8_t* block = s.blocks[p / tpb];
+          if (p % tpb == 0) kv::load_k_refs(block + layout.k_params_at(layer, kvh), d, kmin.data());
+          kv::decode_k_fp8(block + layout.row_offset(layer, 0, kvh, p % tpb), kmin.data(), d, row.data());
           kr = row.data();
         } else {
           kr = read_row(s.blocks[p / tpb], 0, kvh, p % tpb, row.data());
