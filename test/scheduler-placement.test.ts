@@ -10,6 +10,7 @@ import { costModelEstimator, PLAN_INPUT_TOKENS, throughputAt } from '../lib/sche
 import { replanOnDrift } from '../lib/scheduler/drift.js';
 import { PlanError } from '../lib/scheduler/errors.js';
 import { planFineServe } from '../lib/scheduler/global.js';
+import { materialize } from '../bench/sim/scenarios.js';
 import { USABLE_MEMORY_FRACTION } from '../lib/scheduler/placement-state.js';
 import type { ModelSpec, PlacementPlan, PlanInput } from '../lib/scheduler/types.js';
 
@@ -229,4 +230,13 @@ test('bad inventories are typed errors naming the field and value', () => {
   bad({ devices: [{ id: 'x', memoryBytes: 0 }] }, /memoryBytes/);
   bad({ models: [{ ...models[0]!, precision: 'int3' }] }, /unknown precision "int3"/);
   bad({ devices: [{ id: 'x', memoryBytes: 1e10, speedClass: 'a100' }] }, /speedClass/);
+});
+
+test('interference-aware placement never costs a model its place: 16 GPUs at a low rate, where packing by demand alone left a TP-2 model out', () => {
+  const { models, devices, arrivals } = materialize({ mix: 'big16', gpus: 16, rate: 80, sloScale: 40, zipf: 1, lengths: 'sharegpt', durationMs: 10_000, seed: 2 });
+  const n = arrivals.length;
+  const input = { models, devices, sloScale: 40, meanLengths: { input: arrivals.reduce((a, x) => a + x.promptTokens, 0) / n, output: arrivals.reduce((a, x) => a + x.outputTokens, 0) / n } };
+  const plan = planFineServe(costModel, input);
+  assert.equal(plan.feasible, true, JSON.stringify(plan.unplaced));
+  assert.equal(new Set(plan.placements.map((p) => p.model)).size, models.length);
 });

@@ -279,7 +279,15 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
     });
   }
   placements.sort((a, b) => a.model.localeCompare(b.model) || a.replica - b.replica);
-  return finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1, underProvisioned);
+  const plan = finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1, underProvisioned);
+  // Packing by interference can stack light models across a node and leave no empty TP group for
+  // a big model placed later (16 GPUs at low rates: a 70B FP16 TP-4 left out); the sum of device
+  // times spreads them. Whichever places every model wins, the interference-aware plan first.
+  if (aware && !plan.feasible) {
+    const spread = planFineServe(costModel, input, { ...options, interferenceAware: false });
+    if (spread.feasible) return spread;
+  }
+  return plan;
 }
 
 function kvBudget(d: DeviceState): number {

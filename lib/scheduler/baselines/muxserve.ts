@@ -2,9 +2,10 @@
  * MuxServe-style placement (notes §8.3): one engine per model on a mesh sized by its popularity
  * (the smallest TP whose throughput carries its rate), models in decreasing compute need, each
  * onto the device group with the least compute load that keeps its KV floor; KV in one unified
- * pool of equal, padded blocks. Its local side is FCFS with chunked prefill; MuxServe's separate
- * prefill/decode MPS jobs are approximated by the work-aware interference model, not simulated
- * as two processes.
+ * pool of equal, padded blocks. Its local side is FCFS, with each model's prefill and decode run
+ * as two concurrent jobs (the simulator's `splitPrefillDecode`, as MuxServe's MPS processes do).
+ * Its adaptive batch scheduling (ADBS: prefill priority across models and KV quotas adapted to
+ * use) is not modelled: the unified pool is shared first come, first served.
  * @module
  */
 import type { CostModel } from '../cost-model.js';
