@@ -63,12 +63,57 @@ __m128i q4_k_scales_mins(const uint8_t* s) {
 
 }  // namespace
 
+// One token, NR rows at once: the token's activation bytes and block sums are loaded once for all
+// of them, and the rows' independent chains overlap. Per row the arithmetic is dot_q4_k's.
+template <int NR>
+void q4_k_one_token(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r, const __m256i* pick, float* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  float sum[NR] = {};
+  for (size_t b = 0; b < a.blocks; ++b) {
+    const int8_t* q8 = a.q.data() + b * kSuper;
+    const __m256i bs = load256(a.bsums.data() + b * 16);
+    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    const float dx = a.d[b];
+    for (int n = 0; n < NR; ++n) {
+      const uint8_t* blk = w + (r + n) * w_stride + b * 144;
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 144), _MM_HINT_T0);
+      const __m256i sm16 = _mm256_cvtepu8_epi16(q4_k_scales_mins(blk + 4));
+      const __m256i scales = _mm256_permute2x128_si256(sm16, sm16, 0x00);
+      __m256i acc = _mm256_setzero_si256();
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q = load256(blk + 16 + 32 * k);
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, low4), load256(q8 + 64 * k));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), load256(q8 + 64 * k + 32));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scales, pick[2 * k])));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, pick[2 * k + 1])));
+      }
+      const int32_t m = hsum_i32_128(_mm_madd_epi16(pairs, _mm256_extracti128_si256(sm16, 1)));
+      sum[n] = std::fma(half_at(blk) * dx, static_cast<float>(hsum_i32(acc)), sum[n]);
+      sum[n] = std::fma(-(half_at(blk + 2) * dx), static_cast<float>(m), sum[n]);
+    }
+  }
+  for (int n = 0; n < NR; ++n) out[n] = sum[n];
+}
+
 void dot_q4_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t r1, const float* bias, float* y,
               size_t y_stride) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   // Sub-block j's scale in every int16 lane, from a vector holding the eight scales in each half.
   __m256i pick[8];
   for (int j = 0; j < 8; ++j) pick[j] = lane_pair(j, j);
+  if (a.tokens == 1) {
+    size_t r = r0;
+    float out[2];
+    for (; r + 2 <= r1; r += 2) {
+      q4_k_one_token<2>(w, w_stride, a, r, pick, out);
+      for (int n = 0; n < 2; ++n) y[r + n] = bias != nullptr ? out[n] + bias[r + n] : out[n];
+    }
+    if (r < r1) {
+      q4_k_one_token<1>(w, w_stride, a, r, pick, out);
+      y[r] = bias != nullptr ? out[0] + bias[r] : out[0];
+    }
+    return;
+  }
   float* sums = sums_for(a.tokens);
   for (size_t r = r0; r < r1; ++r) {
     // One token (decode): its sum stays in a register, not in memory from one super-block to the next.
