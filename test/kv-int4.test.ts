@@ -46,8 +46,12 @@ test('int4 KV: perplexity on eval.txt within +3 % of fp32 with an f32 cache, ide
 
 // fp32 weights with every KV format, and the issue's case: INT4 weights with an int4 cache (#16
 // item 11; its ~1e-2 log-prob drift came from the w4a16 GEMM's 1e-6 batch dependence, which int4's
-// rounding magnified).
-const CASES = [...FORMATS.map((kvFormat) => ({ precision: 'fp32' as const, kvFormat })), { precision: 'w4a16-kv4' as const, kvFormat: 'int4' as const }];
+// rounding magnified); likewise FP8 weights with an fp8 cache (K against its block's first row).
+const CASES = [
+  ...FORMATS.map((kvFormat) => ({ precision: 'fp32' as const, kvFormat })),
+  { precision: 'w4a16-kv4' as const, kvFormat: 'int4' as const },
+  { precision: 'fp8-kv8' as const, kvFormat: 'fp8' as const },
+];
 
 for (const { precision, kvFormat } of CASES) {
   test(`${precision} weights, ${kvFormat} KV: greedy and seeded requests give the same tokens and logprobs alone and batched`, async () => {

@@ -28,6 +28,13 @@
 #include <cstdint>
 #include <string_view>
 
+// What CUDA kernels call too (KvLayout's offsets, k_params_bytes) is compiled for the GPU as well.
+#if defined(__CUDACC__)
+#define FINESERVE_HOST_DEVICE __host__ __device__
+#else
+#define FINESERVE_HOST_DEVICE
+#endif
+
 namespace fineserve::kv {
 
 enum class KvFormat : uint8_t { F32, F16, BF16, Fp8E4M3, Int8, Int4 };
@@ -53,7 +60,7 @@ constexpr bool k_per_channel(KvFormat f) { return f == KvFormat::Int4 || f == Kv
 
 // Bytes of those params per (block, KV head): int4 d f16 steps then d f16 minima, fp8 d f16
 // references; 0 for the other formats.
-constexpr uint64_t k_params_bytes(KvFormat f, uint32_t head_dim) {
+FINESERVE_HOST_DEVICE constexpr uint64_t k_params_bytes(KvFormat f, uint32_t head_dim) {
   return f == KvFormat::Int4 ? 4ull * head_dim : f == KvFormat::Fp8E4M3 ? 2ull * head_dim : 0;
 }
 

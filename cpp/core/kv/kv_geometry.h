@@ -23,12 +23,8 @@
 
 #include "kv/kv_format.h"
 
-// The offset functions are compiled for the GPU too: CUDA kernels address slab blocks with them.
-#if defined(__CUDACC__)
-#define FINESERVE_HOST_DEVICE __host__ __device__
-#else
-#define FINESERVE_HOST_DEVICE
-#endif
+// The offset functions are compiled for the GPU too (FINESERVE_HOST_DEVICE, kv_format.h): CUDA
+// kernels address slab blocks with them.
 
 namespace fineserve::kv {
 
