@@ -92,7 +92,7 @@ export interface KvLayout {
   readonly rowBytes: number;
   readonly dataBytes: number;
   readonly scaleOffset: number;
-  /** One layer's K region (data, then scales; int4: K's per-channel params). */
+  /** One layer's K region (data, then scales; int4: K's per-channel params, fp8: K's per-channel references). */
   readonly regionBytes: number;
   /** One layer's V region, after the K one: `layerStride = regionBytes + vRegionBytes`. */
   readonly vRegionBytes: number;

@@ -8,7 +8,8 @@
 //                   that E4M3's 3 mantissa bits code coarsely: on stories260K eval.txt plain E4M3 K
 //                   costs +2.7 % perplexity (+4.8 % with f32 V), the residual +0.7 %. The
 //                   reference is fixed once slot 0 is written, so a row's code depends only on its
-//                   block's first row and itself, never on batching or prefill chunking.
+//                   block's first row and itself, never on batching or prefill chunking. A
+//                   residual beyond +-448 saturates, as a plain E4M3 value would.
 //                   V: plain E4M3 per element (+0.1 % alone), like vLLM's scale-1.0 fp8 cache.
 //   int8            symmetric per token x KV head: q = round(x / s) in -127..127, s = amax / 127,
 //                   kept as an f16 next to the row (the block's scale array, kv_geometry.h).
