@@ -82,3 +82,23 @@ test('under the prefill/decode split a moved replica waits for both old jobs to 
   assert.ok(late.length > 10, `${late.length} later requests finished`);
   for (const o of late) assert.ok(o.finishMs! > o.arrivalMs + o.ttftMs!, `request ${o.id}`);
 });
+
+test('make-before-break: with overlap a moved replica serves once its weights are loaded, while the old one still drains', () => {
+  const sys = buildSystem('prism', costModel, input);
+  const p0 = sys.plan.placements.find((p) => p.model === SHIFTED_MODEL)!;
+  const to = s.devices.map((d) => d.id).find((id) => !p0.devices.includes(id))!;
+  const moved: PlacementPlan = { ...sys.plan, version: 2, placements: sys.plan.placements.map((p) => (p === p0 ? { ...p, devices: [to] } : p)) };
+  const bw = 10e9;
+  const run = (overlap: boolean) => simulate({ costModel, models: s.models, devices: s.devices, system: sys, arrivals: s.arrivals, drainMs: 10_000, replan: { atMs, plan: moved, hostToDeviceBytesPerS: bw, overlap } });
+  const r = run(true);
+  assert.equal(r.finished + r.dropped + r.inFlight, s.arrivals.length);
+  const m = r.migrations[0]!;
+  const load = (costModel.entry('llama-3.1-8b', 'w4a16', 1).weightBytes / bw) * 1000;
+  assert.equal(m.drainedAtMs, atMs, 'the load starts at the re-plan');
+  assert.ok(Math.abs(m.readyAtMs - atMs - load) < 1e-6);
+  // The old replica was still finishing sequences after the new one took its first requests.
+  const oldLast = Math.max(...r.outcomes.filter((o) => o.model === SHIFTED_MODEL && o.arrivalMs < atMs && o.finishMs !== undefined).map((o) => o.finishMs!));
+  assert.ok(oldLast > m.readyAtMs, `old replica done at ${oldLast}, new one up at ${m.readyAtMs}`);
+  // Break-before-make waits for that drain: the new replica comes up later.
+  assert.ok(run(false).migrations[0]!.readyAtMs > m.readyAtMs);
+});

@@ -9,7 +9,8 @@
  * - mapCost: the kvcached-style pool's map cost swept for the Prism-style system (fig1).
  * - rateShift (beyond the paper): one model's rate goes from 0.5x to 6x its share halfway (mix4,
  *   uniform popularity, 30 s): ours and Prism placed once, and re-placed online (ours:
- *   replanOnDrift; Prism: its KVPR migration) with drain + weights load as the migration cost;
+ *   replanOnDrift; Prism: its KVPR migration) with drain + weights load as the migration cost,
+ *   and ours re-placed make-before-break (the new replica loads while the old one drains);
  * - depthShift (beyond the paper): demand moving from 32-layer to 64/80-layer models halfway,
  *   long prompts, ours with one KV Slab against ours with the reference's per-layer-count pools
  *   (mix4, big8).
@@ -105,9 +106,10 @@ export function buildJobs(size: SweepSize): Job[] {
     }
     if (mix === 'mix4' || size.mixes.length === 1) {
       for (const r of size.rateShiftRatesPerGpu) {
-        for (const rateShift of ['once', 'online'] as const) {
+        for (const rateShift of ['once', 'online', 'overlap'] as const) {
           const seeds = size.seeds(mix).slice(0, 3);
-          for (const seed of seeds) for (const system of ['fineserve', 'prism'] as const) jobs.push({ index: jobs.length, part: 'rateShift', system, scenario: { ...base, zipf: 0, rate: r * g, rateShift, gpus: g, durationMs: 30_000, seed } });
+          // Prism's migration has no make-before-break variant here (it never moves in this part).
+          for (const seed of seeds) for (const system of rateShift === 'overlap' ? (['fineserve'] as const) : (['fineserve', 'prism'] as const)) jobs.push({ index: jobs.length, part: 'rateShift', system, scenario: { ...base, zipf: 0, rate: r * g, rateShift, gpus: g, durationMs: 30_000, seed } });
         }
       }
     }

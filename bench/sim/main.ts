@@ -77,7 +77,7 @@ mkdirSync(OUT, { recursive: true });
 const suffix = mode === 'smoke' ? '-smoke' : mode === 'quick' ? '-quick' : '';
 const part = (p: Job['part']): RunSummary[] => jobs.filter((j) => j.part === p).map((j) => runs[j.index]!);
 const BASELINES: SystemName[] = MAIN_SYSTEMS.filter((s) => s !== 'fineserve');
-const ABLATIONS: SystemName[] = ['fineserve', 'prism', 'ablation-kvslab', 'ablation-global', 'ablation-local'];
+const ABLATIONS: SystemName[] = ['fineserve', 'ours-fused', 'prism', 'ablation-kvslab', 'ablation-global', 'ablation-local'];
 const pct = (x: number): string => `${(100 * x).toFixed(1)}`;
 const fmtStat = (p: CurvePoint, k: 'attainment' | 'throughput'): string => (k === 'attainment' ? `${pct(p.attainment.mean)}±${pct(p.attainment.sd)}` : `${p.throughput.mean.toFixed(0)}±${p.throughput.sd.toFixed(0)}`);
 
@@ -115,7 +115,7 @@ for (const mix of size.mixes) {
   const rateShift =
     rsRuns.length > 0
       ? (['fineserve', 'prism'] as const).flatMap((system) =>
-          (['once', 'online'] as const).map((mode) => {
+          (system === 'fineserve' ? (['once', 'online', 'overlap'] as const) : (['once', 'online'] as const)).map((mode) => {
             const runsOf = rsRuns.filter((r) => r.system === system && r.rateShift === mode);
             const rates = [...new Set(runsOf.map((r) => r.rate))].sort((a, b) => a - b);
             return {
@@ -166,7 +166,7 @@ for (const mix of size.mixes) {
     systems.map((s) => ({ name: s, points: curves[s].map((p) => [p.x, p[k].mean] as const) }));
   chart(`sim${suffix}-${mix}-attainment`, `SLO attainment, ${mix} on ${g} H100s (SLO scale ${DEFAULT_SLO_SCALE}; rejected plans count 0)`, 'total request rate (req/s)', 'SLO attainment', ser(MAIN_SYSTEMS, 'attainment'), 1);
   chart(`sim${suffix}-${mix}-throughput`, `Token throughput, ${mix} on ${g} H100s`, 'total request rate (req/s)', 'output tokens/s', ser(MAIN_SYSTEMS, 'throughput'));
-  chart(`sim${suffix}-${mix}-ablation`, `Ablation: one component on top of Prism-style, ${mix}`, 'total request rate (req/s)', 'SLO attainment', ser(ABLATIONS, 'attainment'), 1);
+  chart(`sim${suffix}-${mix}-ablation`, `Ablation: one component on top of Prism-style, and ours without the prefill/decode split, ${mix}`, 'total request rate (req/s)', 'SLO attainment', ser(ABLATIONS, 'attainment'), 1);
 
   lines.push(`== ${mix} (${g} GPUs): attainment % and tokens/s, mean ± sd over ${size.seeds(mix).length} seed(s); 'R' = plan rejected in some seed`);
   lines.push(['rate'.padStart(6), ...MAIN_SYSTEMS.map((s) => s.padStart(22))].join(' '));

@@ -78,10 +78,10 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
   const input = { models, devices, sloScale: s.sloScale, meanLengths: meanLengths(arrivals) };
   const sys = buildSystem(system, cached, input);
   let replan: SimReplan | undefined;
-  if (s.rateShift === 'online') {
+  if (s.rateShift === 'online' || s.rateShift === 'overlap') {
     const atMs = half + SHIFT_DETECT_MS;
     const next = replacement(cached, system, input, sys.plan, ratesIn(models, arrivals, half, atMs));
-    if (next !== sys.plan) replan = { atMs, plan: next };
+    if (next !== sys.plan) replan = { atMs, plan: next, ...(s.rateShift === 'overlap' && { overlap: true }) };
   }
   const r = simulate({ costModel: cached, models, devices, system: sys, arrivals, drainMs: 30_000, ...(s.mapCostMs !== undefined && { kvOptions: { mapCostMs: s.mapCostMs } }), ...(replan !== undefined && { replan }) });
   const phase = (early: boolean): number => {
@@ -105,6 +105,6 @@ export function runOne(s: Scenario, system: SystemName): RunSummary {
     extrapolatedShare: r.extrapolatedShare,
     wallMs: performance.now() - t0,
     ...(s.rateShift !== undefined && { phaseAttainment: [phase(true), phase(false)] as const }),
-    ...(s.rateShift === 'online' && { migrations: r.migrations }),
+    ...((s.rateShift === 'online' || s.rateShift === 'overlap') && { migrations: r.migrations }),
   };
 }

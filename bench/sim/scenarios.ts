@@ -45,9 +45,10 @@ export interface Scenario {
    * 0.5x its share in the first half and 6x in the second). `once`: placed for the first half's
    * rates and never changed; `online`: re-placed {@link SHIFT_DETECT_MS} after the shift from the
    * rates observed since (ours: replanOnDrift; Prism: its KVPR migration), moved replicas paying
-   * drain + weights load.
+   * drain + weights load; `overlap` (ours only): the same re-placement, the new replica loading
+   * while the old one drains (make-before-break).
    */
-  readonly rateShift?: 'once' | 'online';
+  readonly rateShift?: 'once' | 'online' | 'overlap';
 }
 
 /** The model whose rate shifts in the rateShift part: the 8B AWQ model. */

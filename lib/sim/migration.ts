@@ -2,7 +2,7 @@
  * Online re-placement in a run: at the re-plan event the moved replicas stop taking requests and
  * hand their not-yet-started ones to the new plan's replicas; once every old replica of a model
  * has drained, its new replicas load weights (bytes per device / host-to-device bandwidth) and
- * then start.
+ * then start; with `overlap` they load at once while the old ones drain (make-before-break).
  * @module
  */
 import { enqueue, leastLoaded, waitingWindow } from './replica-queue.js';
@@ -13,6 +13,11 @@ export function checkDrained(ctx: SimContext, model: string, now: number): void 
   const holds = (r: Replica | undefined): boolean => r !== undefined && (r.queued > 0 || r.running.length > 0 || r.busy);
   // Under the prefill/decode split a replica has drained when both of its jobs have.
   if (ctx.readyModels.has(model) || ctx.retiring.some((r) => r.model.id === model && (holds(r) || holds(r.decodeLane)))) return;
+  bringUp(ctx, model, now);
+}
+
+/** Starts `model`'s new replicas once their weights are loaded from `now`. */
+function bringUp(ctx: SimContext, model: string, now: number): void {
   ctx.readyModels.add(model);
   for (const r of ctx.fresh) {
     if (r.model.id !== model) continue;
@@ -40,6 +45,9 @@ export function applyReplan(ctx: SimContext, time: number, start: (r: Replica, n
       start(best, time);
     }
   }
-  for (const m of new Set(ctx.fresh.map((r) => r.model.id))) checkDrained(ctx, m, time);
+  for (const m of new Set(ctx.fresh.map((r) => r.model.id))) {
+    if (ctx.config.replan?.overlap === true) bringUp(ctx, m, time);
+    else checkDrained(ctx, m, time);
+  }
   for (const r of ctx.retiring) if (!r.busy) start(r, time);
 }

@@ -65,6 +65,12 @@ export interface SimReplan {
   readonly plan: PlacementPlan;
   /** Default 25 GB/s: pinned host-to-device copies over PCIe 5.0 x16 reach about half its 64 GB/s. */
   readonly hostToDeviceBytesPerS?: number;
+  /**
+   * Make-before-break: a moved model's new replicas load their weights at once and serve as soon as
+   * loaded while the old ones drain, instead of waiting for the drain. Optimistic: the KV accounts
+   * do not take the new weights out of the devices' KV while both copies are resident.
+   */
+  readonly overlap?: boolean;
 }
 
 /** One replica started by a re-placement. */
@@ -72,7 +78,7 @@ export interface SimMigration {
   readonly model: string;
   readonly replica: number;
   readonly devices: readonly string[];
-  /** When the model's old replicas had drained. */
+  /** When the model's old replicas had drained (with `overlap`: when the load began). */
   readonly drainedAtMs: number;
   /** When the new replica took its first step: drained + weights load. */
   readonly readyAtMs: number;
