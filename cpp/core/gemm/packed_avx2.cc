@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "gemm/packed.h"
+#include "gemm/packed_tiles.h"
 
 namespace fineserve::gemm {
 
@@ -137,43 +138,19 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0, con
   }
 }
 
-// Prefill: 2 tokens x 2 halves (one group); decode: 1 token x 4 halves (two groups).
-constexpr size_t kTokens = 2, kHalves = 2, kDecodeHalves = 4;
-constexpr size_t kTokenChunk = 32;
-
-template <bool Q4, size_t M>
-void halves_switch(size_t nh, const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0,
-                   const float* bias, float* y, size_t ys) {
-  switch (nh) {
-    case 1: return tile<Q4, M, 1>(w, a, t0, u0, bias, y, ys);
-    case 2: return tile<Q4, M, 2>(w, a, t0, u0, bias, y, ys);
-    case 3:
-      if constexpr (M == 1) return tile<Q4, 1, 3>(w, a, t0, u0, bias, y, ys);
-      [[fallthrough]];
-    default:
-      if constexpr (M == 1) return tile<Q4, 1, 4>(w, a, t0, u0, bias, y, ys);
-      return tile<Q4, M, 2>(w, a, t0, u0, bias, y, ys);
+template <bool Q4, size_t M, size_t H>
+struct Tile {
+  static void run(const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0, const float* bias, float* y,
+                  size_t ys) {
+    tile<Q4, M, H>(w, a, t0, u0, bias, y, ys);
   }
-}
+};
 
+// Prefill: 2 tokens x 2 halves (one group); decode: 1 token x 4 halves (two groups).
 template <bool Q4>
 void block(const PackedWeights& w, const PackedActs& a, size_t tokens, size_t r0, size_t r1, const float* bias,
            float* y, size_t ys) {
-  const size_t u0 = r0 / kHalf, u1 = (r1 + kHalf - 1) / kHalf;
-  const size_t step = tokens == 1 ? kDecodeHalves : kHalves;
-  for (size_t c0 = 0; c0 < tokens; c0 += kTokenChunk) {
-    const size_t c1 = std::min(tokens, c0 + kTokenChunk);
-    for (size_t u = u0; u < u1; u += step) {
-      const size_t nh = std::min(step, u1 - u);
-      for (size_t t = c0; t < c1; t += kTokens) {
-        if (c1 - t >= 2) {
-          halves_switch<Q4, 2>(nh, w, a, t, u, bias, y, ys);
-        } else {
-          halves_switch<Q4, 1>(nh, w, a, t, u, bias, y, ys);
-        }
-      }
-    }
-  }
+  tiles::block<Tile, Q4, 2, kHalf, 2, 4>(w, a, tokens, r0, r1, bias, y, ys);
 }
 
 }  // namespace

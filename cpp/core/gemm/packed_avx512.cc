@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "gemm/packed.h"
+#include "gemm/packed_tiles.h"
 
 namespace fineserve::gemm {
 
@@ -100,51 +101,20 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0, con
   }
 }
 
+template <bool Q4, size_t M, size_t N>
+struct Tile {
+  static void run(const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0, const float* bias, float* y,
+                  size_t ys) {
+    tile<Q4, M, N>(w, a, t0, g0, bias, y, ys);
+  }
+};
+
 // Prefill: 4 tokens x 2 groups (8 int32 + 8 float accumulators, 2 weight and 2 activation
 // vectors). Decode: 1 token x 4 groups, four independent chains over 64 rows.
-constexpr size_t kTokens = 4, kGroups = 2, kDecodeGroups = 4;
-// Tokens whose activations (about 1 KiB each per 1024 columns) stay in L1/L2 while the row
-// tiles of a block pass over them; each tile's weights stay in L1 for the whole chunk.
-constexpr size_t kTokenChunk = 32;
-
-template <bool Q4, size_t M>
-void groups_switch(size_t ng, const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0,
-                   const float* bias, float* y, size_t ys) {
-  switch (ng) {
-    case 1: return tile<Q4, M, 1>(w, a, t0, g0, bias, y, ys);
-    case 2: return tile<Q4, M, 2>(w, a, t0, g0, bias, y, ys);
-    case 3:
-      if constexpr (M == 1) return tile<Q4, 1, 3>(w, a, t0, g0, bias, y, ys);
-      [[fallthrough]];
-    default:
-      if constexpr (M == 1) return tile<Q4, 1, 4>(w, a, t0, g0, bias, y, ys);
-      return tile<Q4, M, 2>(w, a, t0, g0, bias, y, ys);
-  }
-}
-
-template <bool Q4>
-void tiles(size_t nt, size_t ng, const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0,
-           const float* bias, float* y, size_t ys) {
-  switch (nt) {
-    case 1: return groups_switch<Q4, 1>(ng, w, a, t0, g0, bias, y, ys);
-    case 2: return groups_switch<Q4, 2>(ng, w, a, t0, g0, bias, y, ys);
-    case 3: return groups_switch<Q4, 3>(ng, w, a, t0, g0, bias, y, ys);
-    default: return groups_switch<Q4, 4>(ng, w, a, t0, g0, bias, y, ys);
-  }
-}
-
 template <bool Q4>
 void block(const PackedWeights& w, const PackedActs& a, size_t tokens, size_t r0, size_t r1, const float* bias,
            float* y, size_t ys) {
-  const size_t g0 = r0 / kPackRows, g1 = (r1 + kPackRows - 1) / kPackRows;
-  const size_t step = tokens == 1 ? kDecodeGroups : kGroups;
-  for (size_t c0 = 0; c0 < tokens; c0 += kTokenChunk) {
-    const size_t c1 = std::min(tokens, c0 + kTokenChunk);
-    for (size_t g = g0; g < g1; g += step) {
-      const size_t ng = std::min(step, g1 - g);
-      for (size_t t = c0; t < c1; t += kTokens) tiles<Q4>(std::min(kTokens, c1 - t), ng, w, a, t, g, bias, y, ys);
-    }
-  }
+  tiles::block<Tile, Q4, 4, kPackRows, 2, 4>(w, a, tokens, r0, r1, bias, y, ys);
 }
 
 }  // namespace
