@@ -181,7 +181,7 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
         for (int h = 0; h < 2; ++h) {
           const __m256i ql0 = load256(blk + 64 * h), ql1 = load256(blk + 64 * h + 32);
           const __m256i qh = load256(blk + 128 + 32 * h);
-          const __m256i half = _mm256_permute2x128_si256(sc16, sc16, h == 0 ? 0x00 : 0x11);
+          const __m256i half = (h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11));
           const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
           const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
           const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
@@ -207,7 +207,7 @@ void dot_q6_k(const uint8_t* w, size_t w_stride, const Q8K& a, size_t r0, size_t
         q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
         q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-        const __m256i half = _mm256_permute2x128_si256(sc16, sc16, h == 0 ? 0x00 : 0x11);
+        const __m256i half = (h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11));
         for (int g = 0; g < 4; ++g) scale[4 * h + g] = _mm256_shuffle_epi8(half, pick[g]);
       }
       for (size_t t = 0; t < a.tokens; ++t) {
