@@ -73,6 +73,12 @@ const MIN_CALIBRATED_LOAD = 0.02;
 /** A device busier than this is saturated: its models' measured shares are lower bounds. */
 const SATURATED = 0.95;
 
+/** Busy shares measured now: per model, its settled serving replicas' by device; per device, the sum. */
+interface MeasuredBusy {
+  readonly replicas: ReadonlyMap<string, ReadonlyMap<string, number>>;
+  readonly devices: ReadonlyMap<string, number>;
+}
+
 /** See the module comment. */
 export class GlobalScheduler {
   readonly #devices: readonly Device[];
@@ -197,10 +203,9 @@ export class GlobalScheduler {
    * (predicted SLO goodput, output tokens per second), at the arrival rates measured now.
    */
   placement(): EnginePlacement {
-    const now = performance.now();
-    const models = this.#calibrated(this.#placementModels(), now);
+    const busy = this.#measuredBusy(performance.now());
+    const models = this.#calibrated(this.#placementModels(), busy);
     const e = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
-    const busy = this.#measuredBusy(now);
     return {
       version: this.#version,
       score: e.score,
@@ -210,7 +215,7 @@ export class GlobalScheduler {
   }
 
   /** Each serving replica's measured busy share (settled meters only), and each device's sum. */
-  #measuredBusy(nowMs: number): { replicas: Map<string, Map<string, number>>; devices: Map<string, number> } {
+  #measuredBusy(nowMs: number): MeasuredBusy {
     const replicas = new Map<string, Map<string, number>>();
     const devices = new Map<string, number>();
     for (const g of this.#models.values()) {
@@ -233,8 +238,7 @@ export class GlobalScheduler {
    * factor, and re-planning on it alone has moved models the wrong way. A device that is
    * saturated shows only a lower bound of its models' demand, so there the scale only rises.
    */
-  #calibrated(models: PlacementModel[], nowMs: number): PlacementModel[] {
-    const busy = this.#measuredBusy(nowMs);
+  #calibrated(models: PlacementModel[], busy: MeasuredBusy): PlacementModel[] {
     const predicted = evaluatePlacement(models, this.#placementDevices(), this.#assignment());
     return models.map((m) => {
       const measured = busy.replicas.get(m.id);
@@ -301,7 +305,8 @@ export class GlobalScheduler {
 
   async #replan(): Promise<ReplanResult> {
     const now = performance.now();
-    const models = this.#calibrated(this.#placementModels(), now).filter((m) => this.#models.get(m.id)?.state === 'ready');
+    const busy = this.#measuredBusy(now);
+    const models = this.#calibrated(this.#placementModels(), busy).filter((m) => this.#models.get(m.id)?.state === 'ready');
     // A model being unloaded drains where it is and is no one's to move.
     const assignment = new Map([...this.#assignment()].filter(([id]) => models.some((m) => m.id === id)));
     const frozen = new Set([...this.#models.values()].filter((g) => now - g.lastMoveMs < this.#cooldownMs).map((g) => g.id));
@@ -309,19 +314,17 @@ export class GlobalScheduler {
     // every model that has finished requests lately meets its SLOs on most of them, nothing moves.
     const measured = [...this.#models.values()].map((g) => g.stats.recentAttainment).filter((a) => a !== undefined);
     const settling = now - this.#lastMoveMs < Math.min(this.#cooldownMs, SETTLE_MS);
+    const current = evaluatePlacement(models, this.#placementDevices(), assignment);
     if (settling || (measured.length > 0 && measured.length === this.#models.size && measured.every((a) => a >= MEETING))) {
-      const e = evaluatePlacement(models, this.#placementDevices(), assignment);
-      return { moves: [], scoreBefore: e.score, scoreAfter: e.score };
+      return { moves: [], scoreBefore: current.score, scoreAfter: current.score };
     }
     // Moves are made only to relieve a device in trouble: one where a model misses its SLOs on
     // its recent requests (or, before any finished, is predicted to). One at a time: the next
     // re-plan waits to see what it did instead of stacking moves on predictions.
-    const current = evaluatePlacement(models, this.#placementDevices(), assignment);
     const relieve = new Set<string>();
     // How busy each device is: as measured, or as predicted where its queue says more (a burst
     // just arrived shows in the rates before it shows in the busy share).
-    const measuredBusy = this.#measuredBusy(now).devices;
-    const pressure = new Map(current.devices.map((d) => [d.id, Math.max(d.utilization, measuredBusy.get(d.id) ?? 0)]));
+    const pressure = new Map(current.devices.map((d) => [d.id, Math.max(d.utilization, busy.devices.get(d.id) ?? 0)]));
     for (const r of current.replicas) {
       const seen = this.#models.get(r.model)?.stats.recentAttainment;
       if ((seen ?? r.attainment) < MEETING) relieve.add(r.device);

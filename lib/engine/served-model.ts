@@ -272,12 +272,15 @@ export class ServedModel {
     return { chunks: runnable, progressed: runnable.length > 0 || d.admit.length > 0 || d.drop.length > 0 || d.preempt.length > 0 };
   }
 
-  /** Moves a waiting sequence into the engine; false (and the request ended) if the executor refused it. */
+  /**
+   * Moves a waiting sequence into the engine; false (and the request ended) if the executor
+   * refused it. A sequence that generated tokens on another replica resumes its sampler after them.
+   */
   admit(seq: Sequence, nowMs: number): boolean {
     const at = this.waiting.indexOf(seq);
     if (at >= 0) this.waiting.splice(at, 1);
     try {
-      this.#executor.addSequence(seq.id, seq.tokens, seq.sampling);
+      this.#executor.addSequence(seq.id, seq.decoded === 0 ? seq.tokens : seq.tokens.slice(0, seq.promptTokens), seq.sampling, seq.generated());
     } catch (err) {
       this.finish(seq, 'error', nowMs, err instanceof ExecutorError ? err : new ExecutorError('ERR_SAMPLING_INVALID', (err as Error).message, { cause: err }));
       return false;
@@ -312,18 +315,8 @@ export class ServedModel {
    * preemption; never dropped for its TTFT, which is past), its sampler resumed.
    */
   adopt(seq: Sequence, nowMs: number): void {
-    if (seq.movable) {
-      this.enqueue(seq);
-      return;
-    }
-    try {
-      this.#executor.addSequence(seq.id, seq.tokens.slice(0, seq.promptTokens), seq.sampling, seq.generated());
-    } catch (err) {
-      this.finish(seq, 'error', nowMs, err instanceof ExecutorError ? err : new ExecutorError('ERR_EXECUTOR_INVALID', (err as Error).message, { cause: err }));
-      return;
-    }
-    seq.admitted(nowMs);
-    this.running.push(seq);
+    if (seq.movable) this.enqueue(seq);
+    else this.admit(seq, nowMs);
   }
 
   /** Runs one executor step over the plan's chunks; never rejects (a failure is an outcome). */
