@@ -122,7 +122,8 @@ function zipfMix(gpus: number, totalRate: number): PlanInput {
 test('ours at paper scale and high load: every model placed before extras, replicas on disjoint devices, a KV floor per device, the hottest model not on the most crowded device', () => {
   for (const [gpus, rate, dataParallel] of [[2, 60, true], [8, 240, true], [16, 480, true], [16, 192, true], [8, 240, false], [16, 480, false]] as const) {
     const mix = zipfMix(gpus, rate);
-    const p = planFineServe(costModel, mix, { dataParallel });
+    // Without data parallelism: one replica per model, the plan the crowding check is about.
+    const p = planFineServe(costModel, mix, dataParallel ? { dataParallel } : { maxReplicas: 1 });
     const where = `${gpus} GPUs at ${rate} req/s${dataParallel ? ' (data parallel)' : ''}`;
     assert.equal(p.feasible, true, `${where}: ${JSON.stringify(p.unplaced)}`);
     assert.deepEqual(new Set(p.placements.map((x) => x.model)), new Set(mix.models.map((m) => m.id)), where);
@@ -193,6 +194,30 @@ test('extra replicas come after every first replica: a hot model cannot crowd ou
   assert.ok(p.placements.filter((x) => x.model === 'hot').length >= 1);
   assert.ok(p.placements.some((x) => x.model === 'cold70') && p.placements.some((x) => x.model === 'cold'));
   assert.ok((p.underProvisioned ?? []).some((u) => u.model === 'hot' && u.constraint === 'compute'), JSON.stringify(p.underProvisioned));
+});
+
+test('a model one replica cannot carry gets copies where devices have time, and only when the plan rates them higher', () => {
+  // 16 GPUs at 240 req/s, seed 5 of bench:sim's big16: the Zipf-hottest model alone would load
+  // its devices past their whole time; copies on devices with time to spare carry it.
+  const m = materialize({ mix: 'big16', gpus: 16, rate: 240, sloScale: 40, zipf: 1, lengths: 'sharegpt', durationMs: 10_000, seed: 5 });
+  const means = { input: 370, output: 260 };
+  const big: PlanInput = { models: m.models, devices: m.devices, sloScale: 40, meanLengths: means };
+  const copies = planFineServe(costModel, big);
+  const single = planFineServe(costModel, big, { maxReplicas: 1 });
+  assert.equal(copies.feasible, true, JSON.stringify(copies.unplaced));
+  const extra = copies.placements.filter((x) => x.replica > 0);
+  assert.ok(extra.length > 0, 'no model got a copy');
+  assert.ok(copies.score > single.score, `copies score ${copies.score} <= one replica each ${single.score}`);
+  for (const x of extra) {
+    const all = copies.placements.filter((y) => y.model === x.model);
+    const used = all.flatMap((y) => y.devices);
+    assert.equal(new Set(used).size, used.length, `copies of ${x.model} share a device`);
+  }
+  // Four GPUs at 120 req/s (mix4, seed 5): a copy of the hot Qwen3-32B FP16 would crowd every 8B
+  // model beside it; the plan's objective keeps one replica each.
+  const s = materialize({ mix: 'mix4', gpus: 4, rate: 120, sloScale: 40, zipf: 1, lengths: 'sharegpt', durationMs: 15_000, seed: 5 });
+  const small = planFineServe(costModel, { models: s.models, devices: s.devices, sloScale: 40, meanLengths: means });
+  assert.equal(small.placements.filter((x) => x.replica > 0).length, 0, JSON.stringify(small.placements.map((x) => `${x.model}#${x.replica}`)));
 });
 
 test('reserves fit the KV left on each device; the plan is versioned', () => {

@@ -68,10 +68,22 @@ export interface FineServePlanOptions {
    * their device times. Default true; false: load is the sum of device-time shares.
    */
   readonly interferenceAware?: boolean;
+  /**
+   * Place every model's first replica before any extra one (else all by size, so a hot model's
+   * copies find empty groups). Default false; a plan that leaves a model out is retried with it.
+   */
+  readonly extraReplicasLast?: boolean;
+  /** Place TP groups before smaller ones (the retry after a plan that leaves a model out). */
+  readonly tpFirst?: boolean;
+  /** Most replicas of one model (the retry after a plan that leaves a model out lowers it). */
+  readonly maxReplicas?: number;
 }
 
 /** Share of a replica's SLO-limited throughput the planner loads it to before adding a replica. */
 const TARGET_LOAD = 0.8;
+
+/** Load of one replica alone past which the model gets data-parallel replicas. */
+const SPLIT_LOAD = 1;
 
 /** Device-time share by which a less loaded group wins outright. */
 const LOAD_TOLERANCE = 0.25;
@@ -151,9 +163,16 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
     const capacity = throughputAt(est, trustedBatch(entry, sloBatch));
     const fitting = Math.max(1, Math.floor(input.devices.length / d.tp));
     const wanted = Math.max(d.replicas, Math.ceil(spec.rate / (TARGET_LOAD * capacity)));
-    const count = options.dataParallel === true ? Math.min(fitting, wanted) : 1;
-    if (count < wanted) {
-      underProvisioned.push({ model: spec.id, constraint: 'compute', reason: `rate ${spec.rate} req/s needs ${wanted} replica(s) within the SLO; ${fitting} fit on ${input.devices.length} device(s)` });
+    // A replica that cannot keep up even alone on its devices (its busiest prefill job or its
+    // tighter resource past the whole device, at the workload's lengths) gets data-parallel
+    // copies: on 16 GPUs a Zipf-hot 70B FP16 at 59 req/s had one TP-4 replica loading its devices
+    // 2.4x (75 % of its requests met the SLO) while other devices idled at 0.7.
+    const alone = deviceLoad([replicaDemand(costModel, entry, spec.rate, input.meanLengths?.input, input.meanLengths?.output)]);
+    const byDemand = Math.max(1, Math.ceil(alone / SPLIT_LOAD));
+    const needed = options.dataParallel === true ? wanted : byDemand;
+    const count = Math.min(fitting, needed, options.maxReplicas ?? Infinity);
+    if (count < needed) {
+      underProvisioned.push({ model: spec.id, constraint: 'compute', reason: `rate ${spec.rate} req/s needs ${needed} replica(s) within the SLO; ${count} planned (${fitting} fit on ${input.devices.length} device(s))` });
     }
     // The local policy holds each request to its deadline, so the engine's batch is vLLM's cap;
     // the SLO-limited batch is a planning figure (it had capped decode batches at 60-115).
@@ -184,14 +203,15 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
       });
     }
   }
-  // Every model's first replica before any extra one; within each round the largest of memory
-  // share and device-time share first, so the hottest model picks a device while devices are
-  // still empty (TP groups first had left no empty device for a hot 8B model beside two TP-2
+  // The largest of memory share and device-time share first, so the hottest model picks a
+  // device while devices are still empty (TP groups first had left no empty device for a hot 8B model beside two TP-2
   // models on 4 GPUs: 0.89 vs 1.00 attainment); TP degree breaks ties.
-  const size = (r: Replica): number => Math.max(staticBytesPerDevice(r.entry) / (input.devices[0]!.memoryBytes * USABLE_MEMORY_FRACTION), r.load);
-  replicas.sort((a, b) => Number(a.replica > 0) - Number(b.replica > 0) || size(b) - size(a) || b.entry.tp - a.entry.tp || a.model.localeCompare(b.model) || a.replica - b.replica);
-
   const aware = options.interferenceAware ?? true;
+  const size = (r: Replica): number => Math.max(staticBytesPerDevice(r.entry) / (input.devices[0]!.memoryBytes * USABLE_MEMORY_FRACTION), aware ? deviceLoad([r.need]) : r.load);
+  const extraLast = options.extraReplicasLast === true;
+  const tpFirst = options.tpFirst === true;
+  replicas.sort((a, b) => (extraLast ? Number(a.replica > 0) - Number(b.replica > 0) : 0) || (tpFirst ? b.entry.tp - a.entry.tp : 0) || size(b) - size(a) || b.entry.tp - a.entry.tp || a.model.localeCompare(b.model) || a.replica - b.replica);
+
   const loadOf = (list: readonly Replica[]): number => (aware ? deviceLoad(list.map((x) => x.need)) : list.reduce((a, x) => a + x.load, 0));
   const residents = new Map<DeviceState, Replica[]>(devices.map((d) => [d, []]));
   const previous = new Map<string, readonly string[]>((options.previous?.placements ?? []).map((p) => [`${p.model}#${p.replica}`, p.devices]));
@@ -240,6 +260,12 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
       const stay = cands.find((c) => c.group.length === was.length && c.group.every((d, i) => d.spec.id === was[i]));
       if (stay !== undefined && (stay.load <= 1 || best.load > 1) && stay.gain >= best.gain * (1 - stickiness) - 1e-9 && stay.load <= best.load + stickiness) best = stay;
     }
+    if (r.replica > 0 && best.load > Math.max(1, loadOf([r]))) {
+      // An extra replica is worth its weights only where it adds time a device has (or finds
+      // a group to itself).
+      underProvisioned.push({ model: r.model, constraint: 'compute', reason: `replica ${r.replica}: every group of ${t} device(s) would be past its whole time (${best.load.toFixed(2)})` });
+      continue;
+    }
     for (const d of best.group) residents.get(d)!.push(r);
     place(best.group, { model: r.model, entry: r.entry, tp: t, rate: r.rate, sloMs: r.demand.sloMs, maxBatch: r.maxBatch, minBatch: r.minBatch });
     groupOf.set(r, best.group);
@@ -280,9 +306,30 @@ export function planFineServe(costModel: CostModel, input: PlanInput, options: F
   }
   placements.sort((a, b) => a.model.localeCompare(b.model) || a.replica - b.replica);
   const plan = finishPlan('fineserve', input.models, devices, placements, unplaced, score, 'shared', (options.previous?.version ?? 0) + 1, underProvisioned);
+  // Copies of a hot model help only where the devices have time to spare: crowded beside every
+  // other model they can cost more than they carry (4 GPUs at 120 req/s: two Qwen3-32B FP16 TP-2
+  // copies next to all the 8B models, 0.86 vs 0.96 attainment). The plan's own objective, SLO
+  // goodput scaled down on overcommitted devices, decides between copies and one replica each.
+  if (plan.feasible && placements.some((p) => p.replica > 0) && options.maxReplicas === undefined) {
+    const single = planFineServe(costModel, input, { ...options, maxReplicas: 1 });
+    if (single.feasible && single.score >= plan.score) return single;
+  }
   // Packing by interference can stack light models across a node and leave no empty TP group for
   // a big model placed later (16 GPUs at low rates: a 70B FP16 TP-4 left out); the sum of device
   // times spreads them. Whichever places every model wins, the interference-aware plan first.
+  // Extra replicas placed by size can take the room a later model needed: then fewer copies of
+  // each model, and at last every model's first replica before any extra one.
+  // TP groups first packs them as bin packing does, largest items first (two copies of a hot 70B
+  // by size had left no free pair for a Qwen3-32B FP16 at TP 2).
+  const most = Math.max(0, ...replicas.map((r) => r.replica));
+  if (!plan.feasible && !extraLast && most > 0) {
+    if (!tpFirst) {
+      const packed = planFineServe(costModel, input, { ...options, tpFirst: true });
+      if (packed.feasible) return packed;
+    }
+    const fewer = planFineServe(costModel, input, most > 1 ? { ...options, maxReplicas: most, tpFirst: false } : { ...options, extraReplicasLast: true, tpFirst: false });
+    if (fewer.feasible) return fewer;
+  }
   if (aware && !plan.feasible) {
     const spread = planFineServe(costModel, input, { ...options, interferenceAware: false });
     if (spread.feasible) return spread;
