@@ -1,11 +1,10 @@
 #include "engine/llama_forward.h"
 
-#include <cmath>
-
 #include "ops/linear.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 #include "ops/rows.h"
+#include "simd/dispatch.h"
 
 namespace fineserve::engine {
 
@@ -58,10 +57,13 @@ void LlamaForward::run(const std::vector<int32_t>& tokens, const std::vector<ops
     observe(l, P::MlpInput, xn_.data(), n, hidden);
     ops::linear(pool_, xn_.data(), n, lw.w_gate, nullptr, gate_.data());
     ops::linear(pool_, xn_.data(), n, lw.w_up, nullptr, up_.data());
-    for (size_t i = 0; i < n * ffn; ++i) {
-      float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) * up
-    }
+    // SwiGLU, one token's row per call: each element's lane depends only on its column, so a
+    // token's result does not depend on how many tokens share the step.
+    pool_.parallel_for(n, [&](size_t begin, size_t end) {
+      for (size_t r = begin; r < end; ++r) {
+        simd::active().silu_mul_f32(gate_.data() + r * ffn, up_.data() + r * ffn, gate_.data() + r * ffn, ffn);
+      }
+    });
     observe(l, P::DownInput, gate_.data(), n, ffn);
     ops::linear(pool_, gate_.data(), n, lw.w_down, nullptr, xn_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += xn_[i];

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "simd/exp_poly.h"
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define FINESERVE_SAMPLER_SSE2 1
@@ -69,48 +71,17 @@ double uniform01(uint64_t seed, uint64_t index) {
 
 // --- exp over a vocabulary ----------------------------------------------------------------------
 
-// exp(x) for x <= 0, within 2e-7 relative (Cephes expf: Cody-Waite reduction, degree-6
-// polynomial). libm's expf is scalar and was most of the time on a 128k row; this runs four
-// lanes of plain SSE2, which every x86-64 has, so the baseline build needs no dispatch.
-// Inputs below about -87.7 give exactly 0 (they round to n = -127, whose 2^n bit pattern is
-// +0; clamping at -88 keeps -inf there too): a masked token has weight 0, and so does one
-// below e^-87.7 relative to the best, which could never be drawn anyway.
-constexpr float kExpLo = -88.0f;
-constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-constexpr int32_t kRoundBits = 0x4B400000;
-constexpr float kLn2Hi = 0.693359375f;
-constexpr float kLn2Lo = -2.12194440e-4f;
-constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f,
-                kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
-
-// The same operations in the same order as the SSE2 lanes: a row's tail agrees with its body.
-float exp_nonpos(float x) {
-  x = x < kExpLo ? kExpLo : x;
-  float k = x * kLog2e + kRound;
-  float n = k - kRound;
-  float r = x - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float p = kP0;
-  p = p * r + kP1;
-  p = p * r + kP2;
-  p = p * r + kP3;
-  p = p * r + kP4;
-  p = p * r + kP5;
-  float y = p * r * r + r + 1.0f;
-  int32_t kb;
-  std::memcpy(&kb, &k, sizeof kb);
-  uint32_t sbits = static_cast<uint32_t>(kb - kRoundBits + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &sbits, sizeof scale);
-  return y * scale;
-}
+// exp over a row by simd/exp_poly.h's method. libm's expf is scalar and was most of the time on a
+// 128k row; this runs four lanes of plain SSE2, which every x86-64 has, so the baseline build
+// needs no dispatch. A masked token has weight 0, and so does one below e^-87.7 relative to the
+// best, which could never be drawn anyway.
+using namespace simd::exp_poly;
 
 // out[i] = exp(x[i] - m), for m >= every x[i] and finite.
 void exp_shifted(const float* x, float m, float* out, size_t n) {
   size_t i = 0;
 #if FINESERVE_SAMPLER_SSE2
-  const __m128 vm = _mm_set1_ps(m), lo = _mm_set1_ps(kExpLo), log2e = _mm_set1_ps(kLog2e),
+  const __m128 vm = _mm_set1_ps(m), lo = _mm_set1_ps(kLo), log2e = _mm_set1_ps(kLog2e),
                round = _mm_set1_ps(kRound), hi = _mm_set1_ps(kLn2Hi), lo2 = _mm_set1_ps(kLn2Lo),
                one = _mm_set1_ps(1.0f);
   const __m128i round_bits = _mm_set1_epi32(kRoundBits - 127);

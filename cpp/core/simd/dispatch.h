@@ -51,6 +51,8 @@ struct Kernels {
   // GEMV, where converting the weight row to a float buffer first would double its memory traffic.
   float (*dot_f16_f32)(const uint16_t* a, const float* b, size_t n);
   float (*dot_bf16_f32)(const uint16_t* a, const float* b, size_t n);
+  // out[i] = silu(gate[i]) * up[i] (SwiGLU), exp by exp_poly.h's method; out may alias gate.
+  void (*silu_mul_f32)(const float* gate, const float* up, float* out, size_t n);
 };
 
 // Calls f(&Kernels::field, "field") for every kernel field: the one list of them.
@@ -64,6 +66,7 @@ void for_each_kernel(F&& f) {
   f(&Kernels::axpy_f32, "axpy_f32");
   f(&Kernels::dot_f16_f32, "dot_f16_f32");
   f(&Kernels::dot_bf16_f32, "dot_bf16_f32");
+  f(&Kernels::silu_mul_f32, "silu_mul_f32");
 }
 
 // Names of the kernel fields `k` leaves null ("" when complete); the baseline table must be

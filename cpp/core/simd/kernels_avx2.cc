@@ -2,6 +2,7 @@
 // table after the host was checked, so nothing here may run at static-initialisation time.
 #include <immintrin.h>
 
+#include "simd/exp_poly.h"
 #include "simd/half.h"
 #include "simd/variants.h"
 
@@ -107,9 +108,45 @@ float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
   return dot_half_f32<load_bf16x8, bf16_to_f32_scalar>(a, b, n);
 }
 
+// exp_poly::exp_nonpos in eight lanes (with FMA, so within a rounding of the scalar form).
+inline __m256 exp_nonpos8(__m256 x) {
+  using namespace exp_poly;
+  x = _mm256_max_ps(x, _mm256_set1_ps(kLo));
+  const __m256 round = _mm256_set1_ps(kRound);
+  __m256 k = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), round);
+  __m256 nf = _mm256_sub_ps(k, round);
+  __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kP0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
+  __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+  __m256i sbits = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_castps_si256(k), _mm256_set1_epi32(kRoundBits - 127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(sbits));
+}
+
+// The tail goes through the same lanes (masked), so every element of a row is computed alike.
+void silu_mul_f32(const float* gate, const float* up, float* out, size_t n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  for (size_t i = 0; i < n; i += 8) {
+    const size_t left = n - i;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left < 8 ? left : 8)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 g = _mm256_maskload_ps(gate + i, mask), u = _mm256_maskload_ps(up + i, mask);
+    __m256 e = exp_nonpos8(_mm256_or_ps(g, sign));
+    __m256 num = _mm256_blendv_ps(one, e, _mm256_cmp_ps(g, zero, _CMP_LT_OQ));
+    __m256 s = _mm256_div_ps(num, _mm256_add_ps(one, e));
+    _mm256_maskstore_ps(out + i, mask, _mm256_mul_ps(_mm256_mul_ps(g, s), u));
+  }
+}
+
 }  // namespace
 
 const Kernels kAvx2Kernels = {Level::Avx2, dot_f32,  f16_to_f32,  bf16_to_f32, f32_to_f16,
-                              f32_to_bf16, axpy_f32, dot_f16_f32, dot_bf16_f32};
+                              f32_to_bf16, axpy_f32, dot_f16_f32, dot_bf16_f32,
+                              silu_mul_f32};
 
 }  // namespace fineserve::simd

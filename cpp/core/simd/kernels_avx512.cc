@@ -2,6 +2,7 @@
 // reached only through the dispatch table after the host was checked.
 #include <immintrin.h>
 
+#include "simd/exp_poly.h"
 #include "simd/half.h"
 #include "simd/variants.h"
 
@@ -98,9 +99,44 @@ float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) {
   return dot_half_f32<load_bf16x16, bf16_to_f32_scalar>(a, b, n);
 }
 
+// exp_poly::exp_nonpos in sixteen lanes (with FMA, so within a rounding of the scalar form).
+inline __m512 exp_nonpos16(__m512 x) {
+  using namespace exp_poly;
+  x = _mm512_max_ps(x, _mm512_set1_ps(kLo));
+  const __m512 round = _mm512_set1_ps(kRound);
+  __m512 k = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), round);
+  __m512 nf = _mm512_sub_ps(k, round);
+  __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kP0);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
+  __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  __m512i sbits = _mm512_slli_epi32(_mm512_sub_epi32(_mm512_castps_si512(k), _mm512_set1_epi32(kRoundBits - 127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(sbits));
+}
+
+// The tail goes through the same lanes (masked), so every element of a row is computed alike.
+void silu_mul_f32(const float* gate, const float* up, float* out, size_t n) {
+  const __m512 sign = _mm512_set1_ps(-0.0f), one = _mm512_set1_ps(1.0f);
+  for (size_t i = 0; i < n; i += 16) {
+    const size_t left = n - i;
+    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+    __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+    __m512 e = exp_nonpos16(_mm512_or_ps(g, sign));
+    __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ), one, e);
+    __m512 s = _mm512_div_ps(num, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(g, s), u));
+  }
+}
+
 }  // namespace
 
 const Kernels kAvx512Kernels = {Level::Avx512, dot_f32,  f16_to_f32,  bf16_to_f32, f32_to_f16,
-                                f32_to_bf16,   axpy_f32, dot_f16_f32, dot_bf16_f32};
+                                f32_to_bf16,   axpy_f32, dot_f16_f32, dot_bf16_f32,
+                                silu_mul_f32};
 
 }  // namespace fineserve::simd

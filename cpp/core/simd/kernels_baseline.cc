@@ -1,4 +1,5 @@
 // Portable kernels: what any x86-64 (or other) CPU runs when no vector extension is usable.
+#include "simd/exp_poly.h"
 #include "simd/half.h"
 #include "simd/variants.h"
 
@@ -58,9 +59,14 @@ float dot_half_f32(const uint16_t* a, const float* b, size_t n) {
 float dot_f16_f32(const uint16_t* a, const float* b, size_t n) { return dot_half_f32<f16_to_f32_scalar>(a, b, n); }
 float dot_bf16_f32(const uint16_t* a, const float* b, size_t n) { return dot_half_f32<bf16_to_f32_scalar>(a, b, n); }
 
+void silu_mul_f32(const float* gate, const float* up, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = exp_poly::silu_mul(gate[i], up[i]);
+}
+
 }  // namespace
 
 const Kernels kBaselineKernels = {Level::Baseline, dot_f32,     f16_to_f32,  bf16_to_f32, f32_to_f16,
-                                  f32_to_bf16,     axpy_f32,    dot_f16_f32, dot_bf16_f32};
+                                  f32_to_bf16,     axpy_f32,    dot_f16_f32, dot_bf16_f32,
+                                  silu_mul_f32};
 
 }  // namespace fineserve::simd
