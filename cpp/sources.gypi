@@ -61,14 +61,16 @@
       "cpp/core/gemm/packed.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
-      "cpp/core/ops/attention.cc"
+      "cpp/core/ops/attention.cc",
+      "cpp/core/ops/attention_kernels.cc"
     ],
     "fineserve_avx2_sources": [
       "cpp/core/simd/kernels_avx2.cc",
       "cpp/core/quant/qdot_avx2.cc",
       "cpp/core/quant/kquant_dot_avx2.cc",
       "cpp/core/gemm/gemm_avx2.cc",
-      "cpp/core/gemm/packed_avx2.cc"
+      "cpp/core/gemm/packed_avx2.cc",
+      "cpp/core/ops/attention_avx2.cc"
     ],
     "fineserve_avx512_sources": [
       "cpp/core/simd/kernels_avx512.cc",
@@ -117,6 +119,7 @@
       "test/cpp/test_gemm.cc",
       "test/cpp/test_gemm_packed.cc",
       "test/cpp/test_attention_formats.cc",
+      "test/cpp/test_attention_invariance.cc",
       "test/cpp/test_perplexity.cc",
       "test/cpp/test_quantize_model.cc",
       "test/cpp/test_gguf_quantize.cc",

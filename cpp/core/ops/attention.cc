@@ -1,12 +1,15 @@
 #include "ops/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "kv/kv_codec.h"
+#include "ops/attention_kernels.h"
 #include "simd/dispatch.h"
 
 namespace fineserve::ops {
@@ -120,88 +123,204 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<Page
   }
 }
 
-void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
-               const std::vector<PagedSequence>& seqs, const float* q, float* out) {
-  const kv::KvGeometry& g = layout.geometry;
-  const uint32_t d = g.head_dim, group = heads / g.num_kv_heads, tpb = g.tokens_per_block;
-  const size_t q_stride = static_cast<size_t>(heads) * d;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const bool k_channels = g.format == kv::KvFormat::Int4, k_ref = g.format == kv::KvFormat::Fp8E4M3;
-  const K4Snapshots* snap = k_channels && t_k4.matches(layout, layer, seqs) ? &t_k4 : nullptr;
-  // Work items: (token, kv head); each computes the `group` query heads that share the KV head, so
-  // every cached row is decoded once per item.
-  std::vector<std::pair<uint32_t, uint32_t>> tokens;  // (sequence, token within it)
-  for (uint32_t s = 0; s < seqs.size(); ++s) {
-    for (uint32_t t = 0; t < seqs[s].n_tokens; ++t) tokens.push_back({s, t});
-  }
-  const simd::Kernels& k = simd::active();
-  auto read_row = [&](const uint8_t* block, uint32_t kv, uint32_t kvh, uint32_t slot, float* buf) {
-    return kv::decode_row(block + layout.row_offset(layer, kv, kvh, slot), block + layout.scale_at(layer, kv, kvh, slot),
-                          g.format, d, buf);
-  };
-  pool.parallel_for(tokens.size() * g.num_kv_heads, [&](size_t begin, size_t end) {
-    thread_local std::vector<float> scores, row, acc, kstep, kmin;
-    for (size_t item = begin; item < end; ++item) {
-      auto [si, t] = tokens[item / g.num_kv_heads];
-      uint32_t kvh = static_cast<uint32_t>(item % g.num_kv_heads);
-      const PagedSequence& s = seqs[si];
-      const uint32_t ctx = s.position + t + 1;  // causal: positions 0 .. own
-      const float* qt = q + (s.row + t) * q_stride;
-      scores.resize(static_cast<size_t>(group) * ctx);
-      row.resize(d);
-      kstep.resize(d);
-      kmin.resize(d);
-      const uint8_t* k_rows = nullptr;  // int4: the current block's K rows (slot 0) and params
-      for (uint32_t p = 0; p < ctx; ++p) {
-        const float* kr;
-        if (k_channels) {
-          if (p % tpb == 0) {
-            const uint8_t* params;
-            const uint8_t* block = s.blocks[p / tpb];
-            if (snap != nullptr && p / tpb == (ctx - 1) / tpb && snap->has[s.row + t]) {
-              k_rows = snap->data.data() + (static_cast<size_t>(s.row + t) * g.num_kv_heads + kvh) * snap->bytes;
-              params = k_rows + static_cast<uint64_t>(tpb) * layout.row_bytes;
-            } else {
-              k_rows = block + layout.row_offset(layer, 0, kvh, 0);
-              params = block + layout.k_params_at(layer, kvh);
-            }
-            kv::load_k_params(params, d, kstep.data(), kmin.data());
+namespace {
+
+// Keys per online-softmax step: a block is taken in chunks of at most this many slots (the whole
+// block at the default 16 tokens), so the buffers stay in L1 whatever tokens_per_block is. Chunk
+// bounds depend only on the block geometry, never on the step.
+constexpr uint32_t kChunkKeys = 32;
+// Query rows (tokens x the query heads of one KV head) per work item: each decoded key and value
+// chunk serves all of them.
+constexpr uint32_t kTileRows = 64, kTileTokens = 16;
+
+struct Item {
+  uint32_t seq, t0, n, kvh;
+};
+
+// One work item's buffers, reused across items on a thread.
+struct Scratch {
+  std::vector<float> q, m, l, acc, s, alpha, kt, row, v, kstep, kmin, own_step, own_min;
+  std::vector<uint32_t> nvis;
+};
+
+class Attend {
+ public:
+  Attend(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const std::vector<PagedSequence>& seqs,
+         const float* q, float* out, const K4Snapshots* snap, const AttnKernels& kernels)
+      : layout_(layout), g_(layout.geometry), layer_(layer), heads_(heads), group_(heads / g_.num_kv_heads),
+        seqs_(seqs), q_(q), out_(out), snap_(snap), k_(kernels) {}
+
+  void run(const Item& it, Scratch& w) const {
+    const PagedSequence& s = seqs_[it.seq];
+    const uint32_t d = g_.head_dim, tpb = g_.tokens_per_block, rows = it.n * group_;
+    const size_t q_stride = static_cast<size_t>(heads_) * d;
+    // log2(e) / sqrt(d) folded into the queries: the kernels' scores are in the log2 domain.
+    const float qscale = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
+    w.q.resize(static_cast<size_t>(rows) * d);
+    for (uint32_t t = 0; t < it.n; ++t) {
+      const float* src = q_ + (s.row + it.t0 + t) * q_stride + static_cast<size_t>(it.kvh) * group_ * d;
+      float* dst = w.q.data() + static_cast<size_t>(t) * group_ * d;
+      for (size_t i = 0; i < static_cast<size_t>(group_) * d; ++i) dst[i] = src[i] * qscale;
+    }
+    w.m.assign(rows, -std::numeric_limits<float>::infinity());
+    w.l.assign(rows, 0.0f);
+    w.acc.assign(static_cast<size_t>(rows) * d, 0.0f);
+    const uint32_t kc_max = std::min(tpb, kChunkKeys), kp_max = round_up(kc_max);
+    w.s.resize(static_cast<size_t>(rows) * kp_max);
+    w.alpha.resize(rows);
+    w.nvis.resize(rows);
+    w.kt.resize(static_cast<size_t>(d) * kp_max);
+    w.row.resize(static_cast<size_t>(kc_max) * d);
+    w.v.resize(static_cast<size_t>(kc_max) * d);
+    w.kstep.resize(d);
+    w.kmin.resize(d);
+
+    const uint32_t pos0 = s.position + it.t0, last = pos0 + it.n - 1;
+    for (uint32_t b = 0; b <= last / tpb; ++b) {
+      const uint8_t* block = s.blocks[b];
+      const uint32_t base = b * tpb;
+      // int4 K: the tokens of this tile whose own block this is and whose write left a snapshot read
+      // it from there (K4Snapshots), a contiguous run; everyone else reads the slab.
+      uint32_t own0 = it.n, own1 = it.n;
+      if (snap_ != nullptr) {
+        for (uint32_t t = 0; t < it.n; ++t) {
+          if ((pos0 + t) / tpb == b && snap_->has[s.row + it.t0 + t]) {
+            own0 = std::min(own0, t);
+            own1 = t + 1;
           }
-          kv::decode_k_int4(k_rows + (p % tpb) * layout.row_bytes, kstep.data(), kmin.data(), d, row.data());
-          kr = row.data();
-        } else if (k_ref) {
-          const uint8_t* block = s.blocks[p / tpb];
-          if (p % tpb == 0) kv::load_k_refs(block + layout.k_params_at(layer, kvh), d, kmin.data());
-          kv::decode_k_fp8(block + layout.row_offset(layer, 0, kvh, p % tpb), kmin.data(), d, row.data());
-          kr = row.data();
-        } else {
-          kr = read_row(s.blocks[p / tpb], 0, kvh, p % tpb, row.data());
-        }
-        for (uint32_t j = 0; j < group; ++j) {
-          scores[j * ctx + p] = k.dot_f32(qt + (kvh * group + j) * d, kr, d) * scale;
         }
       }
-      for (uint32_t j = 0; j < group; ++j) {
-        float* sc = scores.data() + j * ctx;
-        float mx = sc[0];
-        for (uint32_t p = 1; p < ctx; ++p) mx = std::max(mx, sc[p]);
-        double sum = 0;
-        for (uint32_t p = 0; p < ctx; ++p) {
-          sc[p] = std::exp(sc[p] - mx);
-          sum += sc[p];
+      if (k_channels()) {
+        kv::load_k_params(block + layout_.k_params_at(layer_, it.kvh), d, w.kstep.data(), w.kmin.data());
+      } else if (g_.format == kv::KvFormat::Fp8E4M3) {
+        kv::load_k_refs(block + layout_.k_params_at(layer_, it.kvh), d, w.kmin.data());
+      }
+      for (uint32_t c0 = 0; c0 < tpb && base + c0 <= last; c0 += kChunkKeys) {
+        const uint32_t key0 = base + c0, kc = std::min(kChunkKeys, tpb - c0);
+        const uint32_t avail = std::min(kc, last + 1 - key0), kp = round_up(kc);
+        const uint32_t first = key0 > pos0 ? key0 - pos0 : 0;  // tokens before it do not see this chunk
+        const float* v = load_values(block, it.kvh, c0, avail, w);
+        auto attend = [&](uint32_t t_begin, uint32_t t_end) {
+          if (t_begin >= t_end) return;
+          const uint32_t r0 = t_begin * group_, nr = (t_end - t_begin) * group_;
+          float* sc = w.s.data() + static_cast<size_t>(r0) * kp;
+          k_.scores(w.q.data() + static_cast<size_t>(r0) * d, nr, d, w.kt.data(), kp, sc);
+          for (uint32_t r = r0; r < r0 + nr; ++r) {
+            const uint32_t pos = pos0 + r / group_;
+            w.nvis[r] = std::min(kc, pos + 1 - key0);
+            w.alpha[r] = k_.softmax(sc + static_cast<size_t>(r - r0) * kp, kp, w.nvis[r], &w.m[r], &w.l[r]);
+          }
+          k_.accumulate(sc, kp, w.alpha.data() + r0, w.nvis.data() + r0, nr, v, d,
+                        w.acc.data() + static_cast<size_t>(r0) * d);
+        };
+        const uint32_t mid0 = std::max(first, own0), mid1 = std::max(first, own1);
+        if (first < mid0 || mid1 < it.n) {
+          load_keys(block + layout_.row_offset(layer_, 0, it.kvh, 0), block, it.kvh, c0, avail, kp, w.kstep.data(),
+                    w.kmin.data(), w);
+          attend(first, mid0);
+          attend(mid1, it.n);
         }
-        float inv = static_cast<float>(1.0 / sum);
-        for (uint32_t p = 0; p < ctx; ++p) sc[p] *= inv;
-      }
-      acc.assign(static_cast<size_t>(group) * d, 0.0f);
-      for (uint32_t p = 0; p < ctx; ++p) {
-        const float* vr = read_row(s.blocks[p / tpb], 1, kvh, p % tpb, row.data());
-        for (uint32_t j = 0; j < group; ++j) k.axpy_f32(scores[j * ctx + p], vr, acc.data() + j * d, d);
-      }
-      for (uint32_t j = 0; j < group; ++j) {
-        std::memcpy(out + (s.row + t) * q_stride + (kvh * group + j) * d, acc.data() + j * d, d * sizeof(float));
+        for (uint32_t t = mid0; t < mid1; ++t) {
+          const uint8_t* own = snap_->data.data() +
+                               (static_cast<size_t>(s.row + it.t0 + t) * g_.num_kv_heads + it.kvh) * snap_->bytes;
+          w.own_step.resize(d);
+          w.own_min.resize(d);
+          kv::load_k_params(own + static_cast<uint64_t>(tpb) * layout_.row_bytes, d, w.own_step.data(),
+                            w.own_min.data());
+          load_keys(own, block, it.kvh, c0, avail, kp, w.own_step.data(), w.own_min.data(), w);
+          attend(t, t + 1);
+        }
       }
     }
+    for (uint32_t r = 0; r < rows; ++r) {
+      float* dst = out_ + (s.row + it.t0 + r / group_) * q_stride + (static_cast<size_t>(it.kvh) * group_ + r % group_) * d;
+      const float* a = w.acc.data() + static_cast<size_t>(r) * d;
+      for (uint32_t c = 0; c < d; ++c) dst[c] = a[c] / w.l[r];
+    }
+  }
+
+ private:
+  bool k_channels() const { return g_.format == kv::KvFormat::Int4; }
+  uint32_t round_up(uint32_t n) const { return (n + k_.lanes - 1) / k_.lanes * k_.lanes; }
+
+  // K slots [c0, c0 + avail) of a head transposed into w.kt ([d][kp], lanes past avail zero).
+  // `k4_rows`: int4 K's slot 0 (the slab's or a snapshot's), with its params `step` / `minimum`;
+  // fp8's references are in `minimum`.
+  void load_keys(const uint8_t* k4_rows, const uint8_t* block, uint32_t kvh, uint32_t c0, uint32_t avail,
+                 uint32_t kp, const float* step, const float* minimum, Scratch& w) const {
+    const uint32_t d = g_.head_dim;
+    const float* rows = w.row.data();
+    if (g_.format == kv::KvFormat::F32) {
+      rows = reinterpret_cast<const float*>(block + layout_.row_offset(layer_, 0, kvh, c0));  // in place
+    } else {
+      for (uint32_t i = 0; i < avail; ++i) {
+        const uint32_t slot = c0 + i;
+        float* dst = w.row.data() + static_cast<size_t>(i) * d;
+        if (k_channels()) {
+          kv::decode_k_int4(k4_rows + slot * layout_.row_bytes, step, minimum, d, dst);
+        } else if (g_.format == kv::KvFormat::Fp8E4M3) {
+          kv::decode_k_fp8(block + layout_.row_offset(layer_, 0, kvh, slot), minimum, d, dst);
+        } else {
+          kv::decode_row(block + layout_.row_offset(layer_, 0, kvh, slot), block + layout_.scale_at(layer_, 0, kvh, slot),
+                         g_.format, d, dst);
+        }
+      }
+    }
+    k_.transpose(rows, avail, d, w.kt.data(), kp);
+  }
+
+  // V slots [c0, c0 + avail) of a head as float rows [avail][d]; an f32 cache's rows in place.
+  const float* load_values(const uint8_t* block, uint32_t kvh, uint32_t c0, uint32_t avail, Scratch& w) const {
+    const uint32_t d = g_.head_dim;
+    if (g_.format == kv::KvFormat::F32) {
+      return reinterpret_cast<const float*>(block + layout_.row_offset(layer_, 1, kvh, c0));
+    }
+    for (uint32_t i = 0; i < avail; ++i) {
+      kv::decode_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), block + layout_.scale_at(layer_, 1, kvh, c0 + i),
+                     g_.format, d, w.v.data() + static_cast<size_t>(i) * d);
+    }
+    return w.v.data();
+  }
+
+  const kv::KvLayout& layout_;
+  const kv::KvGeometry& g_;
+  uint32_t layer_, heads_, group_;
+  const std::vector<PagedSequence>& seqs_;
+  const float* q_;
+  float* out_;
+  const K4Snapshots* snap_;
+  const AttnKernels& k_;
+};
+
+}  // namespace
+
+void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
+               const std::vector<PagedSequence>& seqs, const float* q, float* out) {
+  attention(pool, layout, layer, heads, seqs, q, out, simd::active().level);
+}
+
+void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
+               const std::vector<PagedSequence>& seqs, const float* q, float* out, simd::Level level) {
+  const kv::KvGeometry& g = layout.geometry;
+  const uint32_t group = heads / g.num_kv_heads;
+  const K4Snapshots* snap =
+      g.format == kv::KvFormat::Int4 && t_k4.matches(layout, layer, seqs) ? &t_k4 : nullptr;
+  // Work items: (sequence, tile of consecutive tokens, KV head), costliest (latest) first; threads
+  // take them in that order from a shared counter, so a prefill's long tail does not land on one.
+  const uint32_t tile = std::max(1u, std::min(kTileTokens, kTileRows / std::max(1u, group)));
+  std::vector<Item> items;
+  for (uint32_t s = 0; s < seqs.size(); ++s) {
+    for (uint32_t t0 = 0; t0 < seqs[s].n_tokens; t0 += tile) {
+      for (uint32_t h = 0; h < g.num_kv_heads; ++h) items.push_back({s, t0, std::min(tile, seqs[s].n_tokens - t0), h});
+    }
+  }
+  auto end_pos = [&](const Item& it) { return seqs[it.seq].position + it.t0 + it.n; };
+  std::stable_sort(items.begin(), items.end(), [&](const Item& a, const Item& b) { return end_pos(a) > end_pos(b); });
+  const Attend attend(layout, layer, heads, seqs, q, out, snap, attn_kernels(level));
+  std::atomic<size_t> next{0};
+  pool.parallel_for(std::min<size_t>(pool.size(), items.size()), [&](size_t, size_t) {
+    thread_local Scratch w;
+    for (size_t i = next++; i < items.size(); i = next++) attend.run(items[i], w);
   });
 }
 

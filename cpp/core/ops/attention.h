@@ -8,6 +8,7 @@
 
 #include "engine/thread_pool.h"
 #include "kv/kv_geometry.h"
+#include "simd/dispatch.h"
 
 namespace fineserve::ops {
 
@@ -26,9 +27,16 @@ void write_kv(const kv::KvLayout& layout, uint32_t layer, const std::vector<Page
 
 // Causal attention for one layer: each token attends to its sequence's positions up to its own.
 // q: [rows][heads * head_dim]; out: same shape. GQA: query head h reads KV head
-// h / (heads / kv_heads). Scores are scaled by 1/sqrt(head_dim) and soft-maxed in float with
-// the running maximum subtracted. Each cached row is decoded to float once per (token, KV head).
+// h / (heads / kv_heads). Scores are scaled by 1/sqrt(head_dim) and soft-maxed in float, online
+// (flash-style: a running maximum and sum per query, block by block in position order). Work
+// items are (sequence, tile of up to 16 consecutive tokens, KV head): each chunk of a cached
+// block is decoded to float once per item and serves every query row of the tile
+// (ops/attention_kernels.h). A token's output is bit-identical whatever else is in the step,
+// however its prompt was chunked and however many threads run.
 void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
                const std::vector<PagedSequence>& seqs, const float* q, float* out);
+// The same with the kernels of a given SIMD level (tests check every level the host runs).
+void attention(engine::ThreadPool& pool, const kv::KvLayout& layout, uint32_t layer, uint32_t heads,
+               const std::vector<PagedSequence>& seqs, const float* q, float* out, simd::Level level);
 
 }  // namespace fineserve::ops

@@ -1,0 +1,192 @@
+// AVX2 + FMA attention kernels (attention_kernels.h), compiled with -mavx2 -mfma -mf16c. Scores
+// take a 4-row x 16-key tile of accumulators (one 8-key vector of the transposed keys feeds four
+// query rows); the value sum a 2-row x 32-channel tile (one value vector feeds two rows).
+#include <immintrin.h>
+
+#include <cmath>
+#include <limits>
+
+#include "ops/attention_exp2.h"
+#include "ops/attention_kernels.h"
+
+namespace fineserve::ops {
+namespace {
+
+inline __m256 exp2_ps(__m256 x) {
+  using namespace exp2_poly;
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kMin), _CMP_GE_OQ);  // false for NaN too
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kMin)), _mm256_set1_ps(kMax));
+  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(x, n);
+  __m256 p = _mm256_set1_ps(kC[7]);
+  for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kC[k]));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+// Lanes i with i < n (n may be <= 0) all ones.
+inline __m256 below(long n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int clamped = n > 8 ? 8 : (n < 0 ? 0 : static_cast<int>(n));
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(clamped), lane));
+}
+
+// 8 x 8 blocks through registers (rows past n read as zero), the channels past a multiple of 8 one
+// by one.
+void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
+  const size_t d8 = d / 8 * 8;
+  for (size_t i0 = 0; i0 < kp; i0 += 8) {
+    for (size_t c0 = 0; c0 < d8; c0 += 8) {
+      __m256 r[8];
+      for (size_t i = 0; i < 8; ++i) r[i] = i0 + i < n ? _mm256_loadu_ps(rows + (i0 + i) * d + c0) : _mm256_setzero_ps();
+      __m256 t[8], s[8];
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      for (int j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(kt + (c0 + j) * kp + i0, _mm256_permute2f128_ps(s[j], s[j + 4], 0x20));
+        _mm256_storeu_ps(kt + (c0 + j + 4) * kp + i0, _mm256_permute2f128_ps(s[j], s[j + 4], 0x31));
+      }
+    }
+    for (size_t c = d8; c < d; ++c) {
+      for (size_t i = i0; i < i0 + 8; ++i) kt[c * kp + i] = i < n ? rows[i * d + c] : 0.0f;
+    }
+  }
+}
+
+template <int R, int V>
+inline void score_tile(const float* q, size_t d, const float* kt, size_t kp, float* s) {
+  __m256 acc[R][V];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
+  }
+  for (size_t c = 0; c < d; ++c) {
+    __m256 k[V];
+    for (int v = 0; v < V; ++v) k[v] = _mm256_loadu_ps(kt + c * kp + 8 * v);
+    for (int r = 0; r < R; ++r) {
+      const __m256 qb = _mm256_broadcast_ss(q + r * d + c);
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(qb, k[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(s + r * kp + 8 * v, acc[r][v]);
+  }
+}
+
+template <int V, int RMax>
+void score_rows(const float* q, size_t rows, size_t d, const float* kt, size_t kp, float* s) {
+  size_t r = 0;
+  for (; r + RMax <= rows; r += RMax) score_tile<RMax, V>(q + r * d, d, kt, kp, s + r * kp);
+  switch (rows - r) {
+    case 1: score_tile<1, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 2: score_tile<2, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 3: score_tile<3, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 4: if constexpr (RMax > 4) score_tile<4, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 5: if constexpr (RMax > 5) score_tile<5, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 6: if constexpr (RMax > 6) score_tile<6, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 7: if constexpr (RMax > 7) score_tile<7, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    default: break;
+  }
+}
+
+void scores(const float* q, size_t rows, size_t d, const float* kt, size_t kp, float* s) {
+  size_t v = 0;
+  for (; v + 16 <= kp; v += 16) score_rows<2, 4>(q, rows, d, kt + v, kp, s + v);
+  if (v < kp) score_rows<1, 8>(q, rows, d, kt + v, kp, s + v);
+}
+
+float softmax(float* s, size_t kp, size_t n, float* m, float* l) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const __m256 ninf = _mm256_set1_ps(neg_inf);
+  __m256 vmax = ninf;
+  for (size_t i = 0; i < kp; i += 8) {
+    vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, _mm256_loadu_ps(s + i), below(long(n) - long(i))));
+  }
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  const float mx = _mm_cvtss_f32(h);
+  const float m_new = *m > mx ? *m : mx;
+  const float alpha = *m == neg_inf ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(*m - m_new)));
+  const __m256 mb = _mm256_set1_ps(m_new);
+  __m256 sum = _mm256_setzero_ps();
+  for (size_t i = 0; i < kp; i += 8) {
+    const __m256 p = _mm256_and_ps(exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb)), below(long(n) - long(i)));
+    _mm256_storeu_ps(s + i, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  // ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)), as the baseline kernel adds them.
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+  *l = *l * alpha + _mm_cvtss_f32(t);
+  *m = m_new;
+  return alpha;
+}
+
+// Rows r < R of acc, channels [c0, c0 + 8 NV).
+template <int R, int NV>
+inline void acc_tile(const float* p, size_t kp, const float* alpha, const uint32_t* n, const float* v, size_t d,
+                     float* acc, size_t c0) {
+  __m256 a[R][NV];
+  uint32_t common = n[0];
+  for (int r = 0; r < R; ++r) {
+    common = n[r] < common ? n[r] : common;
+    const __m256 al = _mm256_set1_ps(alpha[r]);
+    for (int j = 0; j < NV; ++j) {
+      a[r][j] = _mm256_loadu_ps(acc + r * d + c0 + 8 * j);
+      if (alpha[r] != 1.0f) a[r][j] = _mm256_mul_ps(a[r][j], al);
+    }
+  }
+  for (uint32_t i = 0; i < common; ++i) {
+    __m256 vv[NV];
+    for (int j = 0; j < NV; ++j) vv[j] = _mm256_loadu_ps(v + i * d + c0 + 8 * j);
+    for (int r = 0; r < R; ++r) {
+      const __m256 w = _mm256_broadcast_ss(p + r * kp + i);
+      for (int j = 0; j < NV; ++j) a[r][j] = _mm256_fmadd_ps(w, vv[j], a[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (uint32_t i = common; i < n[r]; ++i) {
+      const __m256 w = _mm256_broadcast_ss(p + r * kp + i);
+      for (int j = 0; j < NV; ++j) a[r][j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + i * d + c0 + 8 * j), a[r][j]);
+    }
+    for (int j = 0; j < NV; ++j) _mm256_storeu_ps(acc + r * d + c0 + 8 * j, a[r][j]);
+  }
+}
+
+template <int R>
+inline void acc_rows(const float* p, size_t kp, const float* alpha, const uint32_t* n, const float* v, size_t d,
+                     float* acc) {
+  size_t c = 0;
+  for (; c + 32 <= d; c += 32) acc_tile<R, 4>(p, kp, alpha, n, v, d, acc, c);
+  for (; c + 8 <= d; c += 8) acc_tile<R, 1>(p, kp, alpha, n, v, d, acc, c);
+  for (; c < d; ++c) {  // a head_dim that is not a multiple of 8: the same steps, one lane
+    for (int r = 0; r < R; ++r) {
+      float x = acc[r * d + c];
+      if (alpha[r] != 1.0f) x *= alpha[r];
+      for (uint32_t i = 0; i < n[r]; ++i) x = std::fma(p[r * kp + i], v[i * d + c], x);
+      acc[r * d + c] = x;
+    }
+  }
+}
+
+void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n, size_t rows, const float* v,
+                size_t d, float* acc) {
+  size_t r = 0;
+  for (; r + 2 <= rows; r += 2) acc_rows<2>(p + r * kp, kp, alpha + r, n + r, v, d, acc + r * d);
+  if (r < rows) acc_rows<1>(p + r * kp, kp, alpha + r, n + r, v, d, acc + r * d);
+}
+
+}  // namespace
+
+extern const AttnKernels kAvx2Attn{8, transpose, scores, softmax, accumulate};
+
+}  // namespace fineserve::ops
