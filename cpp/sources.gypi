@@ -59,6 +59,7 @@
       "cpp/core/ops/linear.cc",
       "cpp/core/gemm/gemm.cc",
       "cpp/core/gemm/packed.cc",
+      "cpp/core/gemm/packed_w8a8.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
       "cpp/core/ops/attention.cc",
@@ -70,12 +71,14 @@
       "cpp/core/quant/kquant_dot_avx2.cc",
       "cpp/core/gemm/gemm_avx2.cc",
       "cpp/core/gemm/packed_avx2.cc",
+      "cpp/core/gemm/packed_w8a8_avx2.cc",
       "cpp/core/ops/attention_avx2.cc"
     ],
     "fineserve_avx512_sources": [
       "cpp/core/simd/kernels_avx512.cc",
       "cpp/core/quant/qdot_avx512.cc",
       "cpp/core/gemm/packed_avx512.cc",
+      "cpp/core/gemm/packed_w8a8_avx512.cc",
       "cpp/core/gemm/gemm_avx512.cc"
     ],
     "fineserve_no_cuda_sources": [
@@ -118,6 +121,7 @@
       "test/cpp/test_linear_quant.cc",
       "test/cpp/test_gemm.cc",
       "test/cpp/test_gemm_packed.cc",
+      "test/cpp/test_gemm_w8a8.cc",
       "test/cpp/test_attention_formats.cc",
       "test/cpp/test_attention_invariance.cc",
       "test/cpp/test_perplexity.cc",

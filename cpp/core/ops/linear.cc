@@ -8,6 +8,7 @@
 
 #include "gemm/gemm.h"
 #include "gemm/packed.h"
+#include "gemm/packed_w8a8.h"
 #include "ops/rows.h"
 #include "quant/kquant_linear.h"
 #include "quant/qdot.h"
@@ -109,6 +110,19 @@ void linear_packed(engine::ThreadPool& pool, const gemm::PackedKernels& k, const
   for_row_blocks(pool, out, rows, [&](size_t r0, size_t r1) { fn(p, a, tokens, r0, r1, bias, y, out); });
 }
 
+// W8A8 through its packed integer GEMM (gemm/packed_w8a8.h): the rows interleaved 16 per group
+// once (on first use), the activations quantized per token once per call (input_scale applied).
+void linear_w8a8(engine::ThreadPool& pool, const gemm::W8A8Kernels& k, const float* x, size_t tokens,
+                 const model::TensorView& w, const float* bias, float* y) {
+  const size_t out = w.rows(), in = w.cols();
+  const gemm::PackedWeights& p = gemm::packed_w8a8_for(w);
+  thread_local gemm::W8A8Acts acts;
+  k.quantize(x, tokens, in, w.input_scale, acts);
+  const gemm::W8A8Acts& a = acts;  // this thread's: the pool's threads have their own `acts`
+  const size_t rows = gemm_block_rows(in, out, pool.size(), k.unit_rows);
+  for_row_blocks(pool, out, rows, [&](size_t r0, size_t r1) { k.gemm(p, a, tokens, r0, r1, bias, y, out); });
+}
+
 // The register-blocked GEMM (gemm/gemm.h) for every token count, decode included, so that a
 // token's outputs do not depend on how many others share the call.
 void linear_gemm(engine::ThreadPool& pool, gemm::BlockFn kernel, const float* x, size_t tokens,
@@ -158,14 +172,30 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     load_f32(*bias, 0, out, bias_f32.data());
   }
   // Q4_K / Q6_K: integer dots against Q8_K activations (quant/kquant_dot.h).
-  if (gemm::enabled() && quant::kquant::linear(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level)) return;
+  // A view packed at load (TensorView::packed_only) has no rows in the file's layout: it takes its
+  // packed path whatever FINESERVE_GEMM / FINESERVE_GEMM_PACK say.
+  if ((gemm::enabled() || w.packed_only) &&
+      quant::kquant::linear(pool, x, tokens, w, bias_f32.empty() ? nullptr : bias_f32.data(), y, level)) {
+    return;
+  }
   const float* b = bias_f32.empty() ? nullptr : bias_f32.data();
   const bool gemm_on = gemm::enabled();
   const gemm::PackedKernels* packed = gemm_on && gemm::packable(w.dtype) && gemm::pack_enabled()
                                           ? gemm::packed_kernels_for(level)
                                           : nullptr;
+  if (packed == nullptr && w.packed_only && gemm::packable(w.dtype)) {
+    packed = gemm::packed_kernels_for(level);
+    if (packed == nullptr) packed = &gemm::packed_reference_kernels();
+  }
   if (packed != nullptr) {
     linear_packed(pool, *packed, x, tokens, w, b, y);
+    return;
+  }
+  const gemm::W8A8Kernels* w8a8 = gemm_on && w.dtype == model::DType::W8A8 && gemm::pack_enabled()
+                                      ? gemm::w8a8_kernels_for(level)
+                                      : nullptr;
+  if (w8a8 != nullptr) {
+    linear_w8a8(pool, *w8a8, x, tokens, w, b, y);
     return;
   }
   const gemm::BlockFn gemm_kernel = gemm_on ? gemm::block_kernel(w.dtype, level) : nullptr;
