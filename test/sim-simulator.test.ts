@@ -90,8 +90,9 @@ test("MuxServe's split: prefill and decode run as two jobs at once: first tokens
   const split = buildSystem('muxserve', costModel, s.input);
   assert.equal(split.splitPrefillDecode, true);
   const run = (system: typeof split) => simulate({ costModel, models: s.models, devices, system, arrivals: s.arrivals, drainMs: 10_000 });
-  const a = run(split);
-  const b = run({ ...split, splitPrefillDecode: false });
+  // The split alone (MuxServe's adaptive batch scheduling is tested in sim-adbs.test.ts).
+  const a = run({ ...split, adaptiveBatching: false });
+  const b = run({ ...split, splitPrefillDecode: false, adaptiveBatching: false });
   for (const r of [a, b]) assert.equal(r.finished + r.dropped + r.inFlight, s.arrivals.length);
   // A prompt no longer waits for the decode batch's step to end, nor decode for a prefill chunk; the
   // two contend for the device instead (the TPOT tail is not lower: prefill now runs beside decode).

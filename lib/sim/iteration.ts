@@ -22,8 +22,9 @@ export function decideIteration(ctx: SimContext, r: Replica, now: number, waitin
     waiting: waiting as readonly WaitingRequest[],
     running: r.running as readonly RunningSequence[],
     kv: { freeBlocks: freeBlocks(r), tokensPerBlock: tpb },
-    // Split jobs share the engine's batch cap: the prefill job admits only what the decode job leaves.
-    limits: { maxBatch: r.decodeLane === undefined ? r.maxBatch : Math.max(0, r.maxBatch - r.decodeLane.running.length), maxBatchTokens: ctx.maxBatchTokens, minBatch: r.minBatch },
+    // Split jobs share the engine's batch cap (under ADBS the model's quota): the prefill job admits
+    // only what the decode job leaves.
+    limits: { maxBatch: r.decodeLane === undefined ? r.maxBatch : Math.max(0, (r.adbs?.maxSeqs ?? r.maxBatch) - r.decodeLane.running.length), maxBatchTokens: ctx.maxBatchTokens, minBatch: r.minBatch },
     slo: { ttftMs: r.sloMs, ...(r.model.slo?.tpotMs !== undefined && { tpotMs: r.model.slo.tpotMs }) },
     latency: r.latency,
     ttftPerTokenMs: r.ttftPerTokenMs,

@@ -7,6 +7,7 @@
 import { PlanError } from '../scheduler/errors.js';
 import { OnlineLatencyModel } from '../scheduler/latency-model.js';
 import type { PlacementPlan } from '../scheduler/types.js';
+import { ADBS_ADAPT_MS, initQuotas } from './adbs.js';
 import { EventHeap } from './heap.js';
 import { makeAccount } from './kv/index.js';
 import { ttftPerTokenMs } from './profile-bounds.js';
@@ -44,6 +45,7 @@ export function setUp(config: SimConfig): SimContext {
 
   // Replicas.
   const replicas: Replica[] = [];
+  const rates = new Map<Replica, number>();
   const addReplica = (p: Placement, list: Map<string, Replica[]>, fresh: boolean): Replica => {
     const model = specs.get(p.model);
     if (model === undefined) throw new PlanError('ERR_SIM_INPUT', `plan ${plan.policy}`, 'placements', `model "${p.model}" is not in the models list`);
@@ -77,6 +79,7 @@ export function setUp(config: SimConfig): SimContext {
       retiring: false,
     };
     replicas.push(r);
+    rates.set(r, p.rate);
     if (system.splitPrefillDecode === true) {
       // The decode job: same devices and KV slots, its own steps; it takes no arrivals.
       const d: Replica = { ...r, index: replicas.length, queue: [], gone: new Set(), running: [], prefillLane: r };
@@ -106,7 +109,7 @@ export function setUp(config: SimConfig): SimContext {
   for (const d of devices.values()) d.account.seal();
 
   const lastArrival = config.arrivals.at(-1)?.arrivalMs ?? 0;
-  return {
+  const ctx: SimContext = {
     config,
     costModel,
     system,
@@ -132,6 +135,12 @@ export function setUp(config: SimConfig): SimContext {
     iterations: 0,
     extrapolated: 0,
   };
+  if (system.adaptiveBatching === true) {
+    if (system.splitPrefillDecode !== true) throw new PlanError('ERR_SIM_INPUT', `system ${system.name}`, 'adaptiveBatching', 'MuxServe\'s adaptive batch scheduling runs prefill and decode jobs: set splitPrefillDecode');
+    initQuotas(ctx, rates);
+    ctx.heap.push(ADBS_ADAPT_MS, { kind: 'adapt' });
+  }
+  return ctx;
 }
 
 /** Next arrival time per model after `now`; queried with non-decreasing `now` per model. */

@@ -23,6 +23,12 @@ export interface SimSystem {
    * bandwidth like any two co-located steps; a sequence moves to the decode job at its first token.
    */
   readonly splitPrefillDecode?: boolean;
+  /**
+   * MuxServe's adaptive batch scheduling (lib/sim/adbs.ts; needs `splitPrefillDecode`): per-model
+   * KV token-block quotas capping its sequences, re-divided by use every 8 s, and prefill jobs
+   * first on the SMs.
+   */
+  readonly adaptiveBatching?: boolean;
 }
 
 /** Inputs of one simulation. */

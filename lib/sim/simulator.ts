@@ -10,6 +10,7 @@
  * sums the outcomes up.
  * @module
  */
+import { adaptQuotas, ADBS_ADAPT_MS } from './adbs.js';
 import { finishIteration } from './finish.js';
 import { applyReplan } from './migration.js';
 import { enqueue, leastLoaded } from './replica-queue.js';
@@ -55,6 +56,11 @@ export function simulate(config: SimConfig): SimResult {
       const { time, item } = heap.pop()!;
       if (item.kind === 'end') finishIteration(ctx, item.replica, time);
       else if (item.kind === 'replan') applyReplan(ctx, time, step);
+      else if (item.kind === 'adapt') {
+        adaptQuotas(ctx);
+        for (const r of ctx.replicas) if (r.adbs !== undefined) step(r, time);
+        if (time + ADBS_ADAPT_MS <= stopMs) heap.push(time + ADBS_ADAPT_MS, { kind: 'adapt' });
+      }
       else {
         item.replica.wakePending = false;
         step(item.replica, time);

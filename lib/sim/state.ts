@@ -7,6 +7,7 @@ import type { CostEntry, CostModel } from '../scheduler/cost-model.js';
 import type { StepDemand } from '../scheduler/interference.js';
 import type { IterationShape, LatencyModel } from '../scheduler/latency-model.js';
 import type { ModelSpec } from '../scheduler/types.js';
+import type { AdbsQuota } from './adbs.js';
 import type { EventHeap } from './heap.js';
 import type { KvAccount } from './kv/index.js';
 import type { RequestOutcome, SimConfig, SimMigration, SimSystem } from './sim-types.js';
@@ -72,10 +73,12 @@ export interface Replica {
   /** Split prefill/decode: on the prefill job, its decode job; on the decode job, its prefill job. */
   decodeLane?: Replica;
   prefillLane?: Replica;
+  /** MuxServe's adaptive batch scheduling: the model's quota (on its prefill job). */
+  adbs?: AdbsQuota;
   work?: Work | undefined;
 }
 
-export type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica } | { kind: 'replan' };
+export type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica } | { kind: 'replan' } | { kind: 'adapt' };
 
 /** What the summary needs of each request. */
 export interface OutcomeRecord {

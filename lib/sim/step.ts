@@ -5,6 +5,7 @@
  * @module
  */
 import { iterationMs } from '../scheduler/latency-model.js';
+import { contenders, recordDecodeBatch } from './adbs.js';
 import { fastForward } from './fast-forward.js';
 import { decideIteration } from './iteration.js';
 import { checkDrained } from './migration.js';
@@ -45,8 +46,7 @@ function charge(ctx: SimContext, r: Replica, work: Work, now: number): void {
     const demand = costModel.stepDemand(r.entry, work.shape, solo);
     slow = 1;
     for (const d of r.devices) {
-      const others = [...d.steps].filter(([i]) => i !== r.index).map(([, x]) => x);
-      slow = Math.max(slow, costModel.contendedSlowdown(demand, others));
+      slow = Math.max(slow, costModel.contendedSlowdown(demand, contenders(ctx, r, d)));
       d.steps.set(r.index, demand);
     }
   } else {
@@ -54,6 +54,7 @@ function charge(ctx: SimContext, r: Replica, work: Work, now: number): void {
     slow = costModel.colocationSlowdown(k, solo > 0 ? Math.min(1, prefillMs / solo) : 0);
   }
   if (outsideProfile(r.entry.latency, work.shape)) ctx.extrapolated += work.steps;
+  if (work.decode.length > 0) recordDecodeBatch(r, work.decode.length, work.steps);
   let overhead = 0;
   for (let i = 0; i < r.devices.length; i++) overhead += r.devices[i]!.account.takeOverheadMs(r.slots[i]!);
   work.ms = solo * slow * work.steps + overhead;

@@ -41,7 +41,7 @@ export const SYSTEM_NOTES: Readonly<Record<SystemName, string>> = {
   reference: 'reference FineServe rules: slab-aware placement once, KV = memory - 1.8 x weights (a device short of its engines\' 2048-token reservations rejects the plan), slab pools split statically by layer count, saab with static batch-1 profile',
   'reference-floor': 'reference FineServe rules with the KV floor (10 % of usable memory) instead of rejection',
   prism: 'Prism-style: one engine per model at the smallest TP that fits, KV-pressure placement, kvcached-style paged KV (8 us per page map), deadline policy with static profile',
-  muxserve: 'MuxServe-style: one engine per model on the mesh its rate needs, compute-load placement, unified padded KV blocks, FCFS, prefill and decode as two concurrent jobs per model',
+  muxserve: 'MuxServe-style: one engine per model on the mesh its rate needs, compute-load placement, unified padded KV blocks, FCFS, prefill and decode as two concurrent jobs per model, adaptive batch scheduling (KV token-block quotas adapted by use every 8 s, prefill jobs first on the SMs)',
   static: 'static partitioning (spart): one vLLM engine per model at the smallest TP that fits, round-robin, KV partitions of its placement share normalised to 0.9, FCFS',
   'ablation-kvslab': 'Prism-style with our KV Slab instead of paged KV',
   'ablation-global': 'Prism-style with our placement instead of KV pressure',
@@ -68,7 +68,7 @@ export function buildSystem(name: SystemName, costModel: CostModel, input: PlanI
     case 'prism':
       return { name, plan: prism(), kv: 'paged', policy: prismLocal, latency: 'static' };
     case 'muxserve':
-      return { name, plan: planMuxServe(costModel, input), kv: 'unified', policy: fcfs, latency: 'static', splitPrefillDecode: true };
+      return { name, plan: planMuxServe(costModel, input), kv: 'unified', policy: fcfs, latency: 'static', splitPrefillDecode: true, adaptiveBatching: true };
     case 'static':
       return { name, plan: planStaticSplit(costModel, input), kv: 'static', policy: fcfs, latency: 'static' };
     case 'ablation-kvslab':

@@ -4,8 +4,9 @@
  * onto the device group with the least compute load that keeps its KV floor; KV in one unified
  * pool of equal, padded blocks. Its local side is FCFS, with each model's prefill and decode run
  * as two concurrent jobs (the simulator's `splitPrefillDecode`, as MuxServe's MPS processes do).
- * Its adaptive batch scheduling (ADBS: prefill priority across models and KV quotas adapted to
- * use) is not modelled: the unified pool is shared first come, first served.
+ * Its adaptive batch scheduling (ADBS: per-model KV token-block quotas adapted to use every 8 s,
+ * prefill jobs first on the SMs) runs in the simulator (lib/sim/adbs.ts, the system's
+ * `adaptiveBatching`).
  * @module
  */
 import type { CostModel } from '../cost-model.js';
