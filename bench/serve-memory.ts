@@ -10,7 +10,13 @@
  * Also measures one model's decode step time against batch size: where CPU batching stops
  * turning more concurrent sequences into throughput. Not a test.
  *
- *   node --import tsx bench/serve-memory.ts [--seconds 60] [--rate R] [--kv-mib M] [--slo-scale 10] [--threads N] [--seed 1] [--only a,b] [--out FILE] [--full | --smoke]
+ *   node --import tsx bench/serve-memory.ts [--seconds 60] [--rate R] [--kv-mib M] [--slo-scale 10] [--threads N] [--seed 1] [--only a,b] [--repeats K] [--out FILE] [--full | --smoke]
+ *
+ * --repeats K: K rounds of every system on the same arrivals, each round starting one system later
+ * in the order (so none always runs first or last into the machine's load swings). Each system is
+ * reported by its median-throughput round, and the JSON adds every round's paired ratios
+ * (kv-slab/static in the same round) with their median: on this shared VM one run per system moved
+ * the ratio by more than 0.1x.
  *
  * Default size: scaled to what this shared 2-core machine serves in minutes: prompts 32-176 and
  * outputs 16-64 tokens (context 256) on a 5 MiB KV budget. --full: the issue's prompts 256-1,500
@@ -34,7 +40,7 @@ import { calibrateMemory, disposeModels, mixedLineup, type MemoryRun, type Memor
 import { addonIdentity, ForeignLoad } from './engine-cpu/machine.js';
 import { batchScaling, type BatchPoint } from './serve-memory/batch-scaling.js';
 import { writeCharts } from './serve-memory/charts.js';
-import { summaryOf, targetsOf } from './serve-memory/report.js';
+import { medianRuns, pairedRounds, summaryOf, targetsOf } from './serve-memory/report.js';
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +52,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     'slo-scale': { type: 'string', default: '10' },
     only: { type: 'string' },
+    repeats: { type: 'string', default: '1' },
     out: { type: 'string' },
     smoke: { type: 'boolean', default: false },
   },
@@ -104,21 +111,29 @@ log(`workload: ${arrivals.length} requests over ${seconds} s at ${rate} req/s; t
 
 const only = values.only?.split(',');
 const systems = [...POOL_SYSTEMS, ...POLICY_SYSTEMS, FCFS_SLAB].filter((s) => only === undefined || only.includes(s.label));
-const runs: MemoryRun[] = [];
+const repeats = Math.max(1, Math.floor(Number(values.repeats)));
+const rounds: MemoryRun[][] = [];
 const failures: string[] = [];
-for (const system of systems) {
-  try {
-    const run = await runMemorySystem(system, setup, calibration, arrivals);
-    runs.push(run);
-    const s = summaryOf(run);
-    log(`  ${system.label.padEnd(12)} attainment ${(s.sloAttainment * 100).toFixed(1)}%, ${s.tokensPerSecond.toFixed(1)} tok/s, wall ${(s.wallMs / 1000).toFixed(1)} s, mean running ${s.meanRunning.toFixed(1)} (${Object.entries(s.meanRunningByModel).map(([m, v]) => `${m} ${v.toFixed(1)}`).join(', ')}), mean live KV tokens ${s.meanLiveTokens.toFixed(0)}, preemptions ${s.preemptions}`);
-  } catch (err) {
-    failures.push(`${system.label}: ${(err as Error).message}`);
-    log(`  ${system.label}: FAILED ${(err as Error).stack}`);
+for (let round = 0; round < repeats; round++) {
+  const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
+  if (repeats > 1) log(` round ${round + 1}/${repeats}: ${order.map((s) => s.label).join(', ')}`);
+  const roundRuns: MemoryRun[] = [];
+  for (const system of order) {
+    try {
+      const run = await runMemorySystem(system, setup, calibration, arrivals);
+      roundRuns.push(run);
+      const s = summaryOf(run);
+      log(`  ${system.label.padEnd(12)} attainment ${(s.sloAttainment * 100).toFixed(1)}%, ${s.tokensPerSecond.toFixed(1)} tok/s, wall ${(s.wallMs / 1000).toFixed(1)} s, mean running ${s.meanRunning.toFixed(1)} (${Object.entries(s.meanRunningByModel).map(([m, v]) => `${m} ${v.toFixed(1)}`).join(', ')}), mean live KV tokens ${s.meanLiveTokens.toFixed(0)}, preemptions ${s.preemptions}`);
+    } catch (err) {
+      failures.push(`${system.label} (round ${round + 1}): ${(err as Error).message}`);
+      log(`  ${system.label}: FAILED ${(err as Error).stack}`);
+    }
   }
+  rounds.push(roundRuns);
 }
+const runs = medianRuns(systems.map((s) => s.label), rounds);
 
-const targets = targetsOf(runs);
+const targets = { ...targetsOf(runs), rounds: pairedRounds(rounds) };
 const out = {
   bench: 'serve-memory',
   command: ['node --import tsx bench/serve-memory.ts', ...process.argv.slice(2)].join(' '),
@@ -126,11 +141,13 @@ const out = {
   machine: { cpu: cpus()[0]?.model, cores: availableParallelism(), threads, loadAverageAtStart: load0, foreignLoadCores: foreign.cores() ?? null },
   addon: addonIdentity(root),
   setup: { ...files, models: files.models.map((m) => ({ ...m, source: String(m.source) })) },
-  workload: { requests: arrivals.length, seconds, ratePerSecond: rate, phases },
+  workload: { requests: arrivals.length, seconds, ratePerSecond: rate, phases, repeats },
   batchScaling: batch,
   calibration,
   targets,
   systems: runs.map((r) => ({ ...summaryOf(r), report: r.report, peakHeldBytesByFormat: r.peakHeldBytesByFormat, concurrency: r.concurrency, samples: r.samples.filter((_, i) => i % 4 === 0) })),
+  // Every round's summary in the order it ran (the systems above are the median rounds).
+  rounds: repeats > 1 ? rounds.map((r) => r.map(summaryOf)) : undefined,
   failures,
 };
 disposeModels(setup);
@@ -138,8 +155,9 @@ mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, `${JSON.stringify(out, null, 2)}\n`);
 const charts = writeCharts(runs, batch, outFile.replace(/\.json$/, ''));
 const fmt = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
+const paired = repeats > 1 ? ` [paired median over ${repeats} rounds ${fmt(targets.rounds.slabVsStaticThroughput.median)}: ${targets.rounds.slabVsStaticThroughput.perRound.map(fmt).join(' ')}]` : '';
 console.log(
-  `serve-memory: kv-slab/static throughput ${fmt(targets.slabVsStatic.throughput)} (attainment ${fmt(targets.slabVsStatic.attainment)}), unified ${fmt(targets.poolThroughputVsStatic['unified'] ?? null)}, paged ${fmt(targets.poolThroughputVsStatic['paged'] ?? null)}; ` +
+  `serve-memory: kv-slab/static throughput ${fmt(targets.slabVsStatic.throughput)}${paired} (attainment ${fmt(targets.slabVsStatic.attainment)}), unified ${fmt(targets.poolThroughputVsStatic['unified'] ?? null)}, paged ${fmt(targets.poolThroughputVsStatic['paged'] ?? null)}; ` +
     `fineserve/static-fcfs attainment ${fmt(targets.fineserveVsStaticFcfs.attainment)}, throughput ${fmt(targets.fineserveVsStaticFcfs.throughput)} -> ${outFile} (+${charts.length} charts)`,
 );
 const idle = runs.filter((r) => !(r.report.tokensPerSecond > 0)).map((r) => r.system.label);

@@ -143,3 +143,17 @@ test('bench:serve-memory --smoke: every KV pool and both policies serve, ratios 
   real(r.targets.slabVsStatic.throughput, 'kv-slab/static throughput');
   real(r.targets.fineserveVsStaticFcfs.throughput, 'fineserve/static-fcfs throughput');
 });
+
+test('bench:serve-memory --repeats: rounds in rotated order, each system by its median round, paired ratios', () => {
+  smoke('bench/serve-memory.ts', ['--smoke', '--repeats', '3', '--only', 'kv-slab,static', '--out', out('serve-memory-repeats.json')]);
+  type Summary = { label: string; tokensPerSecond: number };
+  const r = json<{ systems: Summary[]; rounds: Summary[][]; targets: { rounds: { count: number; slabVsStaticThroughput: { perRound: unknown[]; median: unknown } } } }>(out('serve-memory-repeats.json'));
+  assert.deepEqual(r.rounds.map((round) => round.map((s) => s.label)), [['kv-slab', 'static'], ['static', 'kv-slab'], ['kv-slab', 'static']]);
+  for (const s of r.systems) {
+    const tps = r.rounds.flat().filter((x) => x.label === s.label).map((x) => x.tokensPerSecond).sort((a, b) => a - b);
+    assert.equal(s.tokensPerSecond, tps[1], `${s.label} is reported by its median round`);
+  }
+  assert.equal(r.targets.rounds.count, 3);
+  r.targets.rounds.slabVsStaticThroughput.perRound.forEach((x, i) => real(x, `round ${i + 1} kv-slab/static`));
+  real(r.targets.rounds.slabVsStaticThroughput.median, 'paired median');
+});

@@ -28,6 +28,36 @@ export function summaryOf(r: MemoryRun) {
 
 const ratio = (a: number | undefined, b: number | undefined): number | null => (a === undefined || b === undefined || !(b > 0) ? null : a / b);
 
+function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Each system's run of median throughput over the rounds (the lower middle one for an even count), in `labels` order. */
+export function medianRuns(labels: readonly string[], rounds: readonly (readonly MemoryRun[])[]): MemoryRun[] {
+  return labels.flatMap((label) => {
+    const mine = rounds.flatMap((r) => r.filter((x) => x.system.label === label)).sort((a, b) => a.report.tokensPerSecond - b.report.tokensPerSecond);
+    return mine.length === 0 ? [] : [mine[(mine.length - 1) >> 1]!];
+  });
+}
+
+/** Ratios of systems measured in the same round (paired), per round and their median. */
+export function pairedRounds(rounds: readonly (readonly MemoryRun[])[]) {
+  const pair = (a: string, b: string, field: 'tokensPerSecond' | 'sloAttainment') => {
+    const perRound = rounds.map((r) => ratio(r.find((x) => x.system.label === a)?.report[field], r.find((x) => x.system.label === b)?.report[field]));
+    return { perRound, median: median(perRound.filter((x): x is number => x !== null)) };
+  };
+  return {
+    count: rounds.length,
+    slabVsStaticThroughput: pair('kv-slab', 'static', 'tokensPerSecond'),
+    slabVsStaticAttainment: pair('kv-slab', 'static', 'sloAttainment'),
+    fineserveVsStaticFcfsThroughput: pair('fineserve', 'static-fcfs', 'tokensPerSecond'),
+    fineserveVsStaticFcfsAttainment: pair('fineserve', 'static-fcfs', 'sloAttainment'),
+  };
+}
+
 export function targetsOf(runs: readonly MemoryRun[]) {
   const by = (label: string) => runs.find((r) => r.system.label === label)?.report;
   const slab = by('kv-slab');
