@@ -7,8 +7,11 @@ import { materialize, SHIFTED_MODEL } from '../bench/sim/scenarios.js';
 import { prismMigration } from '../lib/scheduler/baselines/prism-migration.js';
 import { planPrism } from '../lib/scheduler/baselines/prism.js';
 import { CostModel } from '../lib/scheduler/cost-model.js';
-import type { PlacementPlan } from '../lib/scheduler/types.js';
-import { simulate } from '../lib/sim/simulator.js';
+import type { ModelSpec, PlacementPlan } from '../lib/scheduler/types.js';
+import { applyReplan, bringUp, checkDrained } from '../lib/sim/migration.js';
+import { setUp } from '../lib/sim/setup.js';
+import { simulate, type SimConfig } from '../lib/sim/simulator.js';
+import { generateWorkload } from '../lib/sim/workload.js';
 import { buildSystem } from '../lib/sim/systems.js';
 
 const costModel = CostModel.reference();
@@ -101,4 +104,47 @@ test('make-before-break: with overlap a moved replica serves once its weights ar
   assert.ok(oldLast > m.readyAtMs, `old replica done at ${oldLast}, new one up at ${m.readyAtMs}`);
   // Break-before-make waits for that drain: the new replica comes up later.
   assert.ok(run(false).migrations[0]!.readyAtMs > m.readyAtMs);
+});
+
+test('make-before-break holds both copies: a swap takes the new weights out of the KV until the old replica drains, and waits while the KV holds that memory', () => {
+  const two: ModelSpec[] = [
+    { id: 'a', family: 'llama-3.1-8b', precision: 'fp16', rate: 4 },
+    { id: 'b', family: 'llama-3.1-8b', precision: 'w4a16', rate: 4 },
+  ];
+  const devs = [{ id: 'g0', memoryBytes: 80e9 }, { id: 'g1', memoryBytes: 80e9 }];
+  const sys = buildSystem('prism', costModel, { models: two, devices: devs, sloScale: 40 });
+  const [pa, pb] = ['a', 'b'].map((id) => sys.plan.placements.find((p) => p.model === id)!);
+  assert.notDeepEqual(pa!.devices, pb!.devices, 'one model per device');
+  const swapped: PlacementPlan = { ...sys.plan, version: 2, placements: [{ ...pa!, devices: pb!.devices }, { ...pb!, devices: pa!.devices }] };
+  const arrivals = generateWorkload({ models: ['a', 'b'], rates: { a: 4, b: 4 }, durationMs: 6_000, seed: 1 });
+  const config: SimConfig = { costModel, models: two, devices: devs, system: sys, arrivals, drainMs: 10_000, replan: { atMs: 3_000, plan: swapped, overlap: true } };
+  const ctx = setUp(config);
+  const g0 = ctx.devices.get(pa!.devices[0]!)!;
+  const pool = g0.account.stats().capacityBytes;
+  const aOld = ctx.replicas.find((r) => r.model.id === 'a' && r.readyAtMs === 0)!;
+  const slot = aOld.slots[0]!;
+  // a's old replica still runs a sequence that holds all of g0's KV.
+  const seq = { id: 1e9, arrivalMs: 0, deadlineMs: 1e9, priority: 0, promptTokens: 16, outputTokens: 1e6, decodedTokens: 1, computedTokens: 16, targetTokens: 16, blocks: 0, started: true, firstTokenMs: 1, finishMs: NaN };
+  assert.ok(g0.account.grow(slot, seq.id, g0.account.available(slot)));
+  aOld.running.push(seq);
+  applyReplan(ctx, 3_000, () => {});
+  assert.ok(!ctx.readyModels.has('b'), "b's weights wait: g0's KV holds the memory they need");
+  assert.equal(g0.account.stats().capacityBytes, pool, 'nothing withheld while waiting');
+  // The sequence finishes; the retry finds the room and b loads beside a's old copy.
+  g0.account.release(slot, seq.id);
+  bringUp(ctx, 'b', 3_050);
+  assert.ok(ctx.readyModels.has('b'));
+  const eb = costModel.entry('llama-3.1-8b', 'w4a16', 1);
+  const bBytes = eb.weightBytes + eb.activationBytes;
+  const during = pool - g0.account.stats().capacityBytes;
+  assert.ok(Math.abs(during - bBytes) <= 2 * 1024 * 1024, `withheld ${during} B while both copies are resident, b needs ${bBytes} B`);
+  assert.equal(ctx.migrations.find((m) => m.model === 'b')!.drainedAtMs, 3_050, 'the load began when the memory was free');
+  // a's old replica drains: its weights leave g0 and the pool is whole again.
+  aOld.running.length = 0;
+  checkDrained(ctx, 'a', 4_000);
+  assert.equal(g0.account.stats().capacityBytes, pool);
+  // End to end: every request accounted for, both models moved.
+  const r = simulate(config);
+  assert.equal(r.finished + r.dropped + r.inFlight, arrivals.length);
+  assert.deepEqual(new Set(r.migrations.map((m) => m.model)), new Set(['a', 'b']));
 });

@@ -3,24 +3,64 @@
  * hand their not-yet-started ones to the new plan's replicas; once every old replica of a model
  * has drained, its new replicas load weights (bytes per device / host-to-device bandwidth) and
  * then start; with `overlap` they load at once while the old ones drain (make-before-break).
+ *
+ * Memory holds both copies while both are resident: a device's KV is what the first plan leaves
+ * it, less the weights (and activation reserve) of new replicas loading onto it, plus those of
+ * moved-away replicas that have drained off it. What that leaves below the account's pool is
+ * withheld from the pool; a load that would need memory the KV holds waits (retried every
+ * {@link LOAD_RETRY_MS}) until sequences finish or old replicas drain. Accounts with static
+ * partitions cannot give memory back and are not withheld from.
  * @module
  */
 import { enqueue, leastLoaded, waitingWindow } from './replica-queue.js';
-import type { Replica, SimContext } from './state.js';
+import type { Device, Replica, SimContext } from './state.js';
 
-/** Starts a model's new replicas (after their weights load) once its old replicas hold nothing. */
-export function checkDrained(ctx: SimContext, model: string, now: number): void {
-  const holds = (r: Replica | undefined): boolean => r !== undefined && (r.queued > 0 || r.running.length > 0 || r.busy);
-  // Under the prefill/decode split a replica has drained when both of its jobs have.
-  if (ctx.readyModels.has(model) || ctx.retiring.some((r) => r.model.id === model && (holds(r) || holds(r.decodeLane)))) return;
-  bringUp(ctx, model, now);
+/** Retry period of a weights load that found its devices' memory taken by KV, ms. */
+export const LOAD_RETRY_MS = 50;
+
+const holds = (r: Replica | undefined): boolean => r !== undefined && (r.queued > 0 || r.running.length > 0 || r.busy);
+// Under the prefill/decode split a replica has drained when both of its jobs have.
+const draining = (r: Replica): boolean => holds(r) || holds(r.decodeLane);
+const residentBytes = (r: Replica): number => (r.entry.weightBytes + r.entry.activationBytes) / r.entry.tp;
+
+/** Withholds from `d`'s pool what the weights resident now leave short; false if the KV holds it. */
+function settle(d: Device): boolean {
+  const kvNow = d.kvPlanned - d.weightsIn + d.weightsOut;
+  return d.account.withhold?.(Math.max(0, d.kvPool - kvNow)) ?? true;
 }
 
-/** Starts `model`'s new replicas once their weights are loaded from `now`. */
-function bringUp(ctx: SimContext, model: string, now: number): void {
+/** Frees a model's moved-away weights once its old replicas hold nothing; then starts its new ones. */
+export function checkDrained(ctx: SimContext, model: string, now: number): void {
+  const old = ctx.retiring.filter((r) => r.model.id === model);
+  if (old.some(draining)) return;
+  if (!ctx.drainedModels.has(model)) {
+    ctx.drainedModels.add(model);
+    for (const r of old) {
+      for (const d of r.devices) {
+        d.weightsOut += residentBytes(r);
+        settle(d);
+      }
+    }
+  }
+  if (!ctx.readyModels.has(model)) bringUp(ctx, model, now);
+}
+
+/** Starts loading `model`'s new replicas if their devices have the memory, else retries later. */
+export function bringUp(ctx: SimContext, model: string, now: number): void {
+  if (ctx.readyModels.has(model)) return;
+  const fresh = ctx.fresh.filter((r) => r.model.id === model);
+  const touched = new Set<Device>();
+  for (const r of fresh) for (const d of r.devices) (d.weightsIn += residentBytes(r)), touched.add(d);
+  // Once nothing anywhere is left to drain the plans' own sums hold; start whatever the rounding says.
+  const last = ctx.retiring.every((r) => !draining(r));
+  if (![...touched].every(settle) && !last) {
+    for (const r of fresh) for (const d of r.devices) d.weightsIn -= residentBytes(r);
+    for (const d of touched) settle(d);
+    ctx.heap.push(now + LOAD_RETRY_MS, { kind: 'load', model });
+    return;
+  }
   ctx.readyModels.add(model);
-  for (const r of ctx.fresh) {
-    if (r.model.id !== model) continue;
+  for (const r of fresh) {
     r.readyAtMs = now + ((r.entry.weightBytes / r.entry.tp) / ctx.hostToDeviceBytesPerS) * 1000;
     if (r.decodeLane !== undefined) r.decodeLane.readyAtMs = r.readyAtMs;
     ctx.migrations.push({ model, replica: r.index, devices: r.devices.map((d) => [...ctx.devices].find(([, x]) => x === d)![0]), drainedAtMs: now, readyAtMs: r.readyAtMs });

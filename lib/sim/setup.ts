@@ -40,7 +40,7 @@ export function setUp(config: SimConfig): SimContext {
         const e = costModel.entry(m.family, m.precision, p.tp, m.id);
         return (e.tokensPerBlock * e.kvBytesPerToken) / p.tp;
       });
-    devices.set(d.id, { account: makeAccount(system.kv, kvBytes, blocks, config.kvOptions), active: 0, steps: new Map() });
+    devices.set(d.id, { account: makeAccount(system.kv, kvBytes, blocks, config.kvOptions), active: 0, steps: new Map(), kvPlanned: pd.kvBytes, kvPool: kvBytes, weightsIn: 0, weightsOut: 0 });
   }
 
   // Replicas.
@@ -126,6 +126,7 @@ export function setUp(config: SimConfig): SimContext {
     fresh,
     retiring,
     readyModels: new Set(),
+    drainedModels: new Set(),
     migrations: [],
     hostToDeviceBytesPerS: config.replan?.hostToDeviceBytesPerS ?? 25e9,
     outcomes: new Map(),

@@ -63,8 +63,9 @@ export interface SimConfig {
  * plan moves (or drops) stops taking requests, hands its not-yet-started requests to the new
  * plan's replicas of the model and drains the running ones; the new replicas start once every old
  * replica of the model has drained and their weights are loaded (weight bytes per device /
- * `hostToDeviceBytesPerS`), requests queueing meanwhile, so the migration costs drain + load. Unmoved replicas carry on. A device's KV is sized for the tighter
- * of the two plans over the whole run (the simulator's accounts are not resized mid-run).
+ * `hostToDeviceBytesPerS`), requests queueing meanwhile, so the migration costs drain + load.
+ * Unmoved replicas carry on. A device's KV pool is sized for the tighter of the two plans, and
+ * shrinks further while old and new weights are both resident on it.
  */
 export interface SimReplan {
   readonly atMs: number;
@@ -73,8 +74,10 @@ export interface SimReplan {
   readonly hostToDeviceBytesPerS?: number;
   /**
    * Make-before-break: a moved model's new replicas load their weights at once and serve as soon as
-   * loaded while the old ones drain, instead of waiting for the drain. Optimistic: the KV accounts
-   * do not take the new weights out of the devices' KV while both copies are resident.
+   * loaded while the old ones drain, instead of waiting for the drain. Memory holds both copies
+   * meanwhile: what the new weights need beyond the device's pool is withheld from its KV until the
+   * old copy drains, and a load whose memory the KV holds waits until sequences free it
+   * (lib/sim/migration.ts).
    */
   readonly overlap?: boolean;
 }

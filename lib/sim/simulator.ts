@@ -12,7 +12,7 @@
  */
 import { adaptQuotas, ADBS_ADAPT_MS } from './adbs.js';
 import { finishIteration } from './finish.js';
-import { applyReplan } from './migration.js';
+import { applyReplan, bringUp } from './migration.js';
 import { enqueue, leastLoaded } from './replica-queue.js';
 import { setUp } from './setup.js';
 import type { SimConfig, SimResult } from './sim-types.js';
@@ -56,6 +56,7 @@ export function simulate(config: SimConfig): SimResult {
       const { time, item } = heap.pop()!;
       if (item.kind === 'end') finishIteration(ctx, item.replica, time);
       else if (item.kind === 'replan') applyReplan(ctx, time, step);
+      else if (item.kind === 'load') bringUp(ctx, item.model, time);
       else if (item.kind === 'adapt') {
         adaptQuotas(ctx);
         for (const r of ctx.replicas) if (r.adbs !== undefined) step(r, time);

@@ -32,6 +32,13 @@ export interface Seq {
 /** A simulated GPU. */
 export interface Device {
   readonly account: KvAccount;
+  /** KV bytes the first plan leaves it, and the pool its account has (the tighter of both plans). */
+  readonly kvPlanned: number;
+  readonly kvPool: number;
+  /** Weights and activations of re-placement replicas loading or loaded on it, bytes. */
+  weightsIn: number;
+  /** Weights and activations of moved-away replicas that have drained off it, bytes. */
+  weightsOut: number;
   active: number;
   /** Demand of the step each replica is running on it now. */
   readonly steps: Map<number, StepDemand>;
@@ -78,7 +85,7 @@ export interface Replica {
   work?: Work | undefined;
 }
 
-export type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica } | { kind: 'replan' } | { kind: 'adapt' };
+export type SimEvent = { kind: 'end'; replica: Replica } | { kind: 'wake'; replica: Replica } | { kind: 'replan' } | { kind: 'adapt' } | { kind: 'load'; model: string };
 
 /** What the summary needs of each request. */
 export interface OutcomeRecord {
@@ -110,6 +117,8 @@ export interface SimContext {
   readonly fresh: Replica[];
   readonly retiring: Replica[];
   readonly readyModels: Set<string>;
+  /** Models whose moved-away replicas have all drained (their weights are gone). */
+  readonly drainedModels: Set<string>;
   readonly migrations: SimMigration[];
   readonly hostToDeviceBytesPerS: number;
   readonly outcomes: Map<number, OutcomeRecord>;

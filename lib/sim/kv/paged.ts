@@ -82,6 +82,8 @@ export class PagedAccount implements KvAccount {
   readonly #seqs = new Map<number, number[]>();
   /** Physical pages not mapped by any model. */
   #free: number;
+  /** Pages taken out for weights loaded beside the KV. */
+  #withheld = 0;
 
   constructor(o: PagedAccountOptions) {
     this.#page = o.pageBytes ?? 2 * 1024 * 1024;
@@ -180,6 +182,14 @@ export class PagedAccount implements KvAccount {
     s.overhead += s.ranges * this.#mapCost;
   }
 
+  withhold(bytes: number): boolean {
+    const want = Math.max(0, Math.ceil(bytes / this.#page));
+    if (want - this.#withheld > this.#free) return false;
+    this.#free -= want - this.#withheld;
+    this.#withheld = want;
+    return true;
+  }
+
   takeOverheadMs(m: number): number {
     const s = this.#spaces[m]!;
     const o = s.overhead;
@@ -190,6 +200,6 @@ export class PagedAccount implements KvAccount {
   stats(): KvAccountStats {
     let blocks = 0;
     for (const s of this.#spaces) blocks += s.blocks * s.spec.blockBytes;
-    return { capacityBytes: this.#pages * this.#page, heldBytes: (this.#pages - this.#free) * this.#page, blockBytes: blocks };
+    return { capacityBytes: (this.#pages - this.#withheld) * this.#page, heldBytes: (this.#pages - this.#withheld - this.#free) * this.#page, blockBytes: blocks };
   }
 }

@@ -42,6 +42,7 @@ export class SlabAccount implements KvAccount {
   readonly #free: number[] = [];
   readonly #models: SlabModel[] = [];
   readonly #seqs = new Map<number, number[]>();
+  readonly #withheld: number[] = [];
 
   constructor(o: SlabAccountOptions) {
     this.slabBytes = o.slabBytes;
@@ -134,6 +135,15 @@ export class SlabAccount implements KvAccount {
     x.blocks -= list.length;
   }
 
+  withhold(bytes: number): boolean {
+    const want = Math.max(0, Math.ceil(bytes / this.slabBytes));
+    // Weights take free slabs no model is owed (reserves stay whole).
+    if (want - this.#withheld.length > this.#takeable(-1)) return false;
+    while (this.#withheld.length < want) this.#withheld.push(this.#free.pop()!);
+    while (this.#withheld.length > want) this.#free.push(this.#withheld.pop()!);
+    return true;
+  }
+
   takeOverheadMs(): number {
     return 0;
   }
@@ -145,7 +155,7 @@ export class SlabAccount implements KvAccount {
       held += x.held * this.slabBytes;
       blocks += x.blocks * x.spec.blockBytes;
     }
-    return { capacityBytes: this.slabs * this.slabBytes, heldBytes: held, blockBytes: blocks };
+    return { capacityBytes: (this.slabs - this.#withheld.length) * this.slabBytes, heldBytes: held, blockBytes: blocks };
   }
 }
 

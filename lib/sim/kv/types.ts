@@ -38,6 +38,13 @@ export interface KvAccount {
   grow(m: number, seq: number, blocks: number): boolean;
   /** Frees everything sequence `seq` holds. */
   release(m: number, seq: number): void;
+  /**
+   * Takes `bytes` in all out of the pool for weights being loaded beside the KV (a
+   * make-before-break move), or gives back what a smaller figure no longer needs; false, and
+   * nothing changes, when the free memory is short. Shared pools only: static partitions cannot
+   * give memory back.
+   */
+  withhold?(bytes: number): boolean;
   /** Modelled allocator time (ms) charged to model `m` since the last call (VMM mapping). */
   takeOverheadMs(m: number): number;
   stats(): KvAccountStats;

@@ -13,6 +13,7 @@ export class UnifiedAccount implements KvAccount {
   #unit = 0;
   #capacity = 0;
   #used = 0;
+  #withheld = 0;
 
   constructor(poolBytes: number) {
     this.#poolBytes = poolBytes;
@@ -29,14 +30,14 @@ export class UnifiedAccount implements KvAccount {
   }
 
   available(_m: number): number {
-    return this.#capacity - this.#used;
+    return this.#capacity - this.#withheld - this.#used;
   }
 
   grow(_m: number, seq: number, blocks: number): boolean {
     const have = this.#seqs.get(seq) ?? 0;
     const need = blocks - have;
     if (need <= 0) return true;
-    if (need > this.#capacity - this.#used) return false;
+    if (need > this.available(_m)) return false;
     this.#used += need;
     this.#seqs.set(seq, blocks);
     return true;
@@ -49,11 +50,18 @@ export class UnifiedAccount implements KvAccount {
     this.#used -= have;
   }
 
+  withhold(bytes: number): boolean {
+    const want = Math.max(0, Math.ceil(bytes / this.#unit));
+    if (want > this.#capacity - this.#used) return false;
+    this.#withheld = want;
+    return true;
+  }
+
   takeOverheadMs(): number {
     return 0;
   }
 
   stats(): KvAccountStats {
-    return { capacityBytes: this.#poolBytes, heldBytes: this.#used * this.#unit, blockBytes: this.#used * this.#unit };
+    return { capacityBytes: this.#poolBytes - this.#withheld * this.#unit, heldBytes: this.#used * this.#unit, blockBytes: this.#used * this.#unit };
   }
 }
