@@ -12,6 +12,10 @@
 namespace fineserve::ops {
 namespace {
 
+// The register tiles' loops over rows and vectors unrolled first: at -O3 GCC 12 otherwise keeps
+// the accumulator arrays in memory as well, with a store per update inside the hot loops.
+#define FS_UNROLL _Pragma("GCC unroll 16")
+
 inline __m256 exp2_ps(__m256 x) {
   using namespace exp2_poly;
   const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kMin), _CMP_GE_OQ);  // false for NaN too
@@ -19,7 +23,7 @@ inline __m256 exp2_ps(__m256 x) {
   const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(x, n);
   __m256 p = _mm256_set1_ps(kC[7]);
-  for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kC[k]));
+  FS_UNROLL for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kC[k]));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
 }
@@ -40,17 +44,17 @@ void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
       __m256 r[8];
       for (size_t i = 0; i < 8; ++i) r[i] = i0 + i < n ? _mm256_loadu_ps(rows + (i0 + i) * d + c0) : _mm256_setzero_ps();
       __m256 t[8], s[8];
-      for (int i = 0; i < 8; i += 2) {
+      FS_UNROLL for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
       }
-      for (int i = 0; i < 8; i += 4) {
+      FS_UNROLL for (int i = 0; i < 8; i += 4) {
         s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
         s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
         s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
       }
-      for (int j = 0; j < 4; ++j) {
+      FS_UNROLL for (int j = 0; j < 4; ++j) {
         _mm256_storeu_ps(kt + (c0 + j) * kp + i0, _mm256_permute2f128_ps(s[j], s[j + 4], 0x20));
         _mm256_storeu_ps(kt + (c0 + j + 4) * kp + i0, _mm256_permute2f128_ps(s[j], s[j + 4], 0x31));
       }
@@ -63,20 +67,19 @@ void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
 
 template <int R, int V>
 inline void score_tile(const float* q, size_t d, const float* kt, size_t kp, float* s) {
-  __m256 acc[R][V];
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
-  }
-  for (size_t c = 0; c < d; ++c) {
+  __m256 acc[R * V];
+  FS_UNROLL for (int i = 0; i < R * V; ++i) acc[i] = _mm256_setzero_ps();
+  const float* kc = kt;
+  for (size_t c = 0; c < d; ++c, kc += kp) {
     __m256 k[V];
-    for (int v = 0; v < V; ++v) k[v] = _mm256_loadu_ps(kt + c * kp + 8 * v);
-    for (int r = 0; r < R; ++r) {
+    FS_UNROLL for (int v = 0; v < V; ++v) k[v] = _mm256_loadu_ps(kc + 8 * v);
+    FS_UNROLL for (int r = 0; r < R; ++r) {
       const __m256 qb = _mm256_broadcast_ss(q + r * d + c);
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(qb, k[v], acc[r][v]);
+      FS_UNROLL for (int v = 0; v < V; ++v) acc[r * V + v] = _mm256_fmadd_ps(qb, k[v], acc[r * V + v]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < V; ++v) _mm256_storeu_ps(s + r * kp + 8 * v, acc[r][v]);
+  FS_UNROLL for (int r = 0; r < R; ++r) {
+    FS_UNROLL for (int v = 0; v < V; ++v) _mm256_storeu_ps(s + r * kp + 8 * v, acc[r * V + v]);
   }
 }
 
@@ -88,7 +91,7 @@ void score_rows(const float* q, size_t rows, size_t d, const float* kt, size_t k
     case 1: score_tile<1, V>(q + r * d, d, kt, kp, s + r * kp); break;
     case 2: score_tile<2, V>(q + r * d, d, kt, kp, s + r * kp); break;
     case 3: score_tile<3, V>(q + r * d, d, kt, kp, s + r * kp); break;
-    case 4: if constexpr (RMax > 4) score_tile<4, V>(q + r * d, d, kt, kp, s + r * kp); break;
+    case 4: score_tile<4, V>(q + r * d, d, kt, kp, s + r * kp); break;
     case 5: if constexpr (RMax > 5) score_tile<5, V>(q + r * d, d, kt, kp, s + r * kp); break;
     case 6: if constexpr (RMax > 6) score_tile<6, V>(q + r * d, d, kt, kp, s + r * kp); break;
     case 7: if constexpr (RMax > 7) score_tile<7, V>(q + r * d, d, kt, kp, s + r * kp); break;
@@ -131,34 +134,48 @@ float softmax(float* s, size_t kp, size_t n, float* m, float* l) {
   return alpha;
 }
 
-// Rows r < R of acc, channels [c0, c0 + 8 NV).
+// One row's keys [i0, i1) into channels [c0, c0 + 8 NV) of its accumulator.
+template <int NV>
+inline void acc_keys(const float* p, uint32_t i0, uint32_t i1, const float* v, size_t d, float* acc, size_t c0) {
+  __m256 a[NV];
+  FS_UNROLL for (int j = 0; j < NV; ++j) a[j] = _mm256_loadu_ps(acc + c0 + 8 * j);
+  for (uint32_t i = i0; i < i1; ++i) {
+    const __m256 w = _mm256_broadcast_ss(p + i);
+    FS_UNROLL for (int j = 0; j < NV; ++j) a[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + i * d + c0 + 8 * j), a[j]);
+  }
+  FS_UNROLL for (int j = 0; j < NV; ++j) _mm256_storeu_ps(acc + c0 + 8 * j, a[j]);
+}
+
+// Rows r < R of acc, channels [c0, c0 + 8 NV): the keys every row sees with the rows side by side
+// (the accumulators stay in registers), then each row's remaining keys alone.
 template <int R, int NV>
 inline void acc_tile(const float* p, size_t kp, const float* alpha, const uint32_t* n, const float* v, size_t d,
                      float* acc, size_t c0) {
-  __m256 a[R][NV];
+  __m256 a[R * NV];
   uint32_t common = n[0];
-  for (int r = 0; r < R; ++r) {
+  FS_UNROLL for (int r = 0; r < R; ++r) {
     common = n[r] < common ? n[r] : common;
+    // Times 1 is exact: multiplying unconditionally is the same as skipping alpha == 1.
     const __m256 al = _mm256_set1_ps(alpha[r]);
-    for (int j = 0; j < NV; ++j) {
-      a[r][j] = _mm256_loadu_ps(acc + r * d + c0 + 8 * j);
-      if (alpha[r] != 1.0f) a[r][j] = _mm256_mul_ps(a[r][j], al);
-    }
+    FS_UNROLL for (int j = 0; j < NV; ++j) a[r * NV + j] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * d + c0 + 8 * j), al);
   }
-  for (uint32_t i = 0; i < common; ++i) {
+  const float* vi = v + c0;
+  for (uint32_t i = 0; i < common; ++i, vi += d) {
     __m256 vv[NV];
-    for (int j = 0; j < NV; ++j) vv[j] = _mm256_loadu_ps(v + i * d + c0 + 8 * j);
-    for (int r = 0; r < R; ++r) {
+    FS_UNROLL for (int j = 0; j < NV; ++j) {
+      vv[j] = _mm256_loadu_ps(vi + 8 * j);
+      __asm__("" : "+x"(vv[j]));  // one load per vector for all R rows (GCC would fold one per row)
+    }
+    FS_UNROLL for (int r = 0; r < R; ++r) {
       const __m256 w = _mm256_broadcast_ss(p + r * kp + i);
-      for (int j = 0; j < NV; ++j) a[r][j] = _mm256_fmadd_ps(w, vv[j], a[r][j]);
+      FS_UNROLL for (int j = 0; j < NV; ++j) a[r * NV + j] = _mm256_fmadd_ps(w, vv[j], a[r * NV + j]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (uint32_t i = common; i < n[r]; ++i) {
-      const __m256 w = _mm256_broadcast_ss(p + r * kp + i);
-      for (int j = 0; j < NV; ++j) a[r][j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + i * d + c0 + 8 * j), a[r][j]);
-    }
-    for (int j = 0; j < NV; ++j) _mm256_storeu_ps(acc + r * d + c0 + 8 * j, a[r][j]);
+  FS_UNROLL for (int r = 0; r < R; ++r) {
+    FS_UNROLL for (int j = 0; j < NV; ++j) _mm256_storeu_ps(acc + r * d + c0 + 8 * j, a[r * NV + j]);
+  }
+  FS_UNROLL for (int r = 0; r < R; ++r) {
+    if (n[r] > common) acc_keys<NV>(p + r * kp, common, n[r], v, d, acc + r * d, c0);
   }
 }
 
@@ -169,7 +186,7 @@ inline void acc_rows(const float* p, size_t kp, const float* alpha, const uint32
   for (; c + 32 <= d; c += 32) acc_tile<R, 4>(p, kp, alpha, n, v, d, acc, c);
   for (; c + 8 <= d; c += 8) acc_tile<R, 1>(p, kp, alpha, n, v, d, acc, c);
   for (; c < d; ++c) {  // a head_dim that is not a multiple of 8: the same steps, one lane
-    for (int r = 0; r < R; ++r) {
+    FS_UNROLL for (int r = 0; r < R; ++r) {
       float x = acc[r * d + c];
       if (alpha[r] != 1.0f) x *= alpha[r];
       for (uint32_t i = 0; i < n[r]; ++i) x = std::fma(p[r * kp + i], v[i * d + c], x);
