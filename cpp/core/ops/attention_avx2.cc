@@ -117,7 +117,8 @@ float softmax(float* s, size_t kp, size_t n, float* m, float* l) {
   h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
   const float mx = _mm_cvtss_f32(h);
   const float m_new = *m > mx ? *m : mx;
-  const float alpha = *m == neg_inf ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(*m - m_new)));
+  // exp2_ps(0) is exactly 1: an unchanged maximum skips the polynomial without changing a bit.
+  const float alpha = *m == neg_inf ? 0.0f : *m == m_new ? 1.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(*m - m_new)));
   const __m256 mb = _mm256_set1_ps(m_new);
   __m256 sum = _mm256_setzero_ps();
   for (size_t i = 0; i < kp; i += 8) {

@@ -54,7 +54,7 @@ float softmax(float* s, size_t kp, size_t n, float* m, float* l) {
   float mx = kNegInf;
   for (size_t i = 0; i < n; ++i) mx = s[i] > mx ? s[i] : mx;
   const float m_new = *m > mx ? *m : mx;
-  const float alpha = *m == kNegInf ? 0.0f : exp2_scalar(*m - m_new);
+  const float alpha = *m == kNegInf ? 0.0f : *m == m_new ? 1.0f : exp2_scalar(*m - m_new);  // exp2(0) == 1
   // Lane sums in the AVX2 kernel's order: one partial per lane position, then a pairwise tree.
   float part[kLanes] = {};
   for (size_t i = 0; i < kp; ++i) {
