@@ -59,6 +59,8 @@
       "cpp/core/ops/linear.cc",
       "cpp/core/gemm/gemm.cc",
       "cpp/core/gemm/packed.cc",
+      "cpp/core/gemm/packed_k.cc",
+      "cpp/core/gemm/packed_load.cc",
       "cpp/core/gemm/packed_w8a8.cc",
       "cpp/core/ops/norm.cc",
       "cpp/core/ops/rope.cc",
@@ -71,6 +73,7 @@
       "cpp/core/quant/kquant_dot_avx2.cc",
       "cpp/core/gemm/gemm_avx2.cc",
       "cpp/core/gemm/packed_avx2.cc",
+      "cpp/core/gemm/packed_k_avx2.cc",
       "cpp/core/gemm/packed_w8a8_avx2.cc",
       "cpp/core/ops/attention_avx2.cc"
     ],
@@ -78,6 +81,7 @@
       "cpp/core/simd/kernels_avx512.cc",
       "cpp/core/quant/qdot_avx512.cc",
       "cpp/core/gemm/packed_avx512.cc",
+      "cpp/core/gemm/packed_k_avx512.cc",
       "cpp/core/gemm/packed_w8a8_avx512.cc",
       "cpp/core/gemm/gemm_avx512.cc"
     ],

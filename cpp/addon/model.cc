@@ -7,6 +7,7 @@
 #include <set>
 
 #include "addon.h"
+#include "engine/make_executor.h"
 #include "progress_job.h"
 #include "wraps.h"
 
@@ -210,6 +211,7 @@ class LoadJob : public ProgressJob {
   void run(const std::function<bool(double)>& on_progress) override {
     model::LoadOptions options;
     options.check_finite = check_finite_;
+    options.repack = !engine::cuda_backend_compiled();  // the CPU serves it: one packed copy
     options.on_progress = on_progress;
     options.quantize = std::move(quantize_);
     model_ = model::load_model(path_, options);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "gemm/packed_k.h"
 #include "simd/half.h"
 
 namespace fineserve::gemm {
@@ -77,7 +78,7 @@ const PackedWeights& packed_for(const model::TensorView& w) {
   std::lock_guard<std::mutex> lock(mu);
   p = std::atomic_load(&w.packed);
   if (!p) {
-    p = pack(w.dtype, w.data, w.rows(), w.cols());
+    p = packable_k(w.dtype) ? pack_k(w.dtype, w.data, w.rows(), w.cols()) : pack(w.dtype, w.data, w.rows(), w.cols());
     std::atomic_store(&w.packed, p);
   }
   return *p;
@@ -144,6 +145,11 @@ void packed_reference(const PackedWeights& w, const PackedActs& a, size_t tokens
   }
 }
 
+const PackedKernels& packed_reference_kernels() {
+  static const PackedKernels k = {quantize_reference, packed_reference, packed_reference};
+  return k;
+}
+
 #if defined(FINESERVE_HAVE_AVX2)
 extern const PackedKernels kAvx2Packed;  // packed_avx2.cc
 #endif
@@ -152,16 +158,14 @@ extern const PackedKernels kAvx512Packed;  // packed_avx512.cc
 #endif
 
 const PackedKernels* packed_kernels_for(simd::Level level) {
-  if (simd::kernels_for(level) == nullptr) return nullptr;  // not compiled in, or not this host's
-  const PackedKernels* by_level[simd::kLevelCount] = {};
+  const PackedKernels *avx2 = nullptr, *avx512 = nullptr;
 #if defined(FINESERVE_HAVE_AVX2)
-  by_level[static_cast<int>(simd::Level::Avx2)] = &kAvx2Packed;
+  avx2 = &kAvx2Packed;
 #endif
-#if defined(FINESERVE_HAVE_AVX512) && (defined(__x86_64__) || defined(__i386__))
-  static const bool vnni = __builtin_cpu_supports("avx512vnni");
-  if (vnni) by_level[static_cast<int>(simd::Level::Avx512)] = &kAvx512Packed;
+#if defined(FINESERVE_HAVE_AVX512)
+  avx512 = &kAvx512Packed;
 #endif
-  return simd::resolve_kernel(by_level, level);
+  return resolve_packed<PackedKernels>(level, nullptr, avx2, avx512);
 }
 
 PackedFn packed_kernel(const PackedKernels& k, DType t) {

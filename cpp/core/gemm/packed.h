@@ -51,15 +51,16 @@ inline void prefetch_block(const uint8_t* p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
 }
 
-// True for the weight types this file repacks.
+// True for the weight types this file repacks (packed_k.h has Q4_K / Q6_K).
 bool packable(model::DType t);
 // The 16-row interleaved copy of a Q8_0 / Q4_0 matrix (rows x cols, cols a multiple of 32).
 std::shared_ptr<const PackedWeights> pack(model::DType t, const uint8_t* data, size_t rows, size_t cols);
 // Row r of a packed matrix back in the file's block layout (tests: the repack loses nothing).
 void unpack_row(const PackedWeights& w, size_t r, uint8_t* out);
 
-// The copy linear() reads, made on first use and kept in w.packed (copies of the view made before
-// that make their own). Safe to call from several threads at once.
+// The copy linear() reads, made at load (gemm/packed_load.h) or on first use and kept in w.packed
+// (copies of the view made before that make their own). Safe to call from several threads at
+// once. Q4_K / Q6_K get packed_k.h's layout.
 const PackedWeights& packed_for(const model::TensorView& w);
 
 // Activations of one call as the packed kernels read them: Q8_0 blocks (llama.cpp's x86
@@ -87,7 +88,23 @@ struct PackedKernels {
 const PackedKernels* packed_kernels_for(simd::Level level);
 PackedFn packed_kernel(const PackedKernels& k, model::DType t);
 
+// The rule of packed_kernels_for and its siblings: each level's own kernels (nullptr: none, or
+// not compiled in), AVX-512's only where the host has VNNI, resolved by resolve_kernel; nullptr
+// when `level` is not this build's or this host's.
+template <class K>
+const K* resolve_packed(simd::Level level, const K* baseline, const K* avx2, const K* avx512_vnni) {
+  if (simd::kernels_for(level) == nullptr) return nullptr;
+  const K* by_level[simd::kLevelCount] = {baseline, avx2, nullptr};
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  if (vnni) by_level[static_cast<int>(simd::Level::Avx512)] = avx512_vnni;
+#endif
+  return simd::resolve_kernel(by_level, level);
+}
+
 // Portable versions: the arithmetic every level's kernels must reproduce bit for bit.
+// packed_reference_kernels() holds them, for a view packed at load at a level without its own.
+const PackedKernels& packed_reference_kernels();
 void quantize_reference(const float* x, size_t tokens, size_t cols, PackedActs& out);
 void packed_reference(const PackedWeights& w, const PackedActs& a, size_t tokens, size_t r0, size_t r1,
                       const float* bias, float* y, size_t y_stride);

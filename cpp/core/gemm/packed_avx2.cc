@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "gemm/packed.h"
+#include "gemm/packed_store.h"
 #include "gemm/packed_tiles.h"
 
 namespace fineserve::gemm {
@@ -120,22 +121,7 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0, con
       }
     }
   }
-  for (size_t h = 0; h < H; ++h) {
-    const size_t r = (u0 + h) * kHalf;
-    if (r >= w.rows) break;
-    const size_t valid = std::min(kHalf, w.rows - r);
-    for (size_t m = 0; m < M; ++m) {
-      alignas(32) float out[kHalf];
-      __m256 v = facc[m][h];
-      if (bias != nullptr) {
-        alignas(32) float bv[kHalf] = {};
-        std::memcpy(bv, bias + r, 4 * valid);
-        v = _mm256_add_ps(v, _mm256_load_ps(bv));
-      }
-      _mm256_store_ps(out, v);
-      std::memcpy(y + (t0 + m) * y_stride + r, out, 4 * valid);
-    }
-  }
+  tiles::store_halves(facc, w.rows, u0, t0, bias, y, y_stride);
 }
 
 template <bool Q4, size_t M, size_t H>

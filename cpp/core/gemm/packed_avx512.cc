@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "gemm/packed.h"
+#include "gemm/packed_store.h"
 #include "gemm/packed_tiles.h"
 
 namespace fineserve::gemm {
@@ -89,16 +90,7 @@ void tile(const PackedWeights& w, const PackedActs& a, size_t t0, size_t g0, con
       }
     }
   }
-  for (size_t n = 0; n < N; ++n) {
-    const size_t r = (g0 + n) * kPackRows;
-    const size_t valid = std::min(kPackRows, w.rows - r);
-    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-    const __m512 bv = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + r) : _mm512_setzero_ps();
-    for (size_t m = 0; m < M; ++m) {
-      const __m512 v = bias != nullptr ? _mm512_add_ps(facc[m][n], bv) : facc[m][n];
-      _mm512_mask_storeu_ps(y + (t0 + m) * y_stride + r, mask, v);
-    }
-  }
+  tiles::store_groups(facc, w.rows, g0, t0, bias, y, y_stride);
 }
 
 template <bool Q4, size_t M, size_t N>

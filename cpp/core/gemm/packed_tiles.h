@@ -16,9 +16,10 @@ namespace fineserve::gemm::tiles {
 // Tokens per chunk: about 1 KiB of activations each per 1,024 columns.
 inline constexpr size_t kTokenChunk = 32;
 
-// Tile<Q4, M, U>::run(w, a, t0, u0, bias, y, y_stride) computes M tokens x U units.
-template <template <bool, size_t, size_t> class Tile, bool Q4, size_t M>
-void units_switch(size_t nu, const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0, const float* bias,
+// Tile<Q4, M, U>::run(w, a, t0, u0, bias, y, y_stride) computes M tokens x U units. Acts is the
+// kernels' activation type (PackedActs, or PackedKActs for the K-quants, where Q4 picks Q6_K).
+template <template <bool, size_t, size_t> class Tile, bool Q4, size_t M, class Acts>
+void units_switch(size_t nu, const PackedWeights& w, const Acts& a, size_t t0, size_t u0, const float* bias,
                   float* y, size_t ys) {
   switch (nu) {
     case 1: return Tile<Q4, M, 1>::run(w, a, t0, u0, bias, y, ys);
@@ -32,8 +33,8 @@ void units_switch(size_t nu, const PackedWeights& w, const PackedActs& a, size_t
   }
 }
 
-template <template <bool, size_t, size_t> class Tile, bool Q4, size_t MaxM>
-void tokens_switch(size_t nt, size_t nu, const PackedWeights& w, const PackedActs& a, size_t t0, size_t u0,
+template <template <bool, size_t, size_t> class Tile, bool Q4, size_t MaxM, class Acts>
+void tokens_switch(size_t nt, size_t nu, const PackedWeights& w, const Acts& a, size_t t0, size_t u0,
                    const float* bias, float* y, size_t ys) {
   switch (nt) {
     case 1: return units_switch<Tile, Q4, 1>(nu, w, a, t0, u0, bias, y, ys);
@@ -51,8 +52,8 @@ void tokens_switch(size_t nt, size_t nu, const PackedWeights& w, const PackedAct
 
 // Rows [r0, r1) of y for every token; r0 a multiple of kPackRows.
 template <template <bool, size_t, size_t> class Tile, bool Q4, size_t MaxM, size_t UnitRows, size_t Units,
-          size_t DecodeUnits>
-void block(const PackedWeights& w, const PackedActs& a, size_t tokens, size_t r0, size_t r1, const float* bias,
+          size_t DecodeUnits, class Acts>
+void block(const PackedWeights& w, const Acts& a, size_t tokens, size_t r0, size_t r1, const float* bias,
            float* y, size_t ys) {
   const size_t u0 = r0 / UnitRows, u1 = (r1 + UnitRows - 1) / UnitRows;
   const size_t step = tokens == 1 ? DecodeUnits : Units;

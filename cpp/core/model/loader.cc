@@ -8,6 +8,7 @@
 #include <new>
 
 #include "engine/thread_pool.h"
+#include "gemm/packed_load.h"
 #include "model/loader_internal.h"
 #include "model/model_error.h"
 #include "model/quantize_model.h"
@@ -124,6 +125,17 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
     std::vector<FileBytes>& files = model->files;
     quantize_model(*model, *options.quantize, pool, progress,
                    [&files](const TensorView& replaced) { release_pages(files, replaced); });
+  }
+  if (options.repack) {
+    // The packed copies replace the files' bytes, whose pages release_unused then gives back.
+    auto held = [&] {
+      uint64_t n = 0;
+      for (const TensorView* t : detail::distinct_tensors(model->weights)) n += t->bytes;
+      return n;
+    };
+    const uint64_t before = held();
+    gemm::pack_linear_weights(model->weights);
+    model->weight_bytes = model->weight_bytes + held() - before;
   }
   release_unused(model->files, model->weights);
   return model;

@@ -47,6 +47,11 @@ struct LoadOptions {
   // another type, a bad group, calibration tokens outside the vocabulary, or a source whose linear
   // weights are not F32/F16/BF16 is a ModelError naming the field or tensor and the value.
   std::optional<QuantizeSpec> quantize;
+  // Replace the Q8_0 / Q4_0 / Q4_K / Q6_K linear weights by the CPU GEMM's packed copies now
+  // (gemm/packed_load.h), so they are held once and weight_bytes counts what is held. Off, the
+  // CPU path packs on first use and keeps the file's bytes too. Only for models the CPU serves:
+  // the CUDA upload reads the file's layout (the addon sets it when built without CUDA).
+  bool repack = false;
 };
 
 // A heap buffer aligned for 16-byte (and cache-line) loads, for the tensors the loader makes.

@@ -49,9 +49,13 @@ struct TensorView {
   // linear() multiplies its input by input_scale[c] (cols floats) before the product; the weights
   // already carry the inverse. nullptr: no scaling.
   const float* input_scale = nullptr;
-  // Q8_0 / Q4_0: linear()'s copy of the rows interleaved for the CPU GEMM (gemm/packed.h), made on
-  // first use (data keeps the file's layout for every other reader). Shared by the view's copies.
+  // Q8_0 / Q4_0 / Q4_K / Q6_K: linear()'s copy of the rows interleaved for the CPU GEMM
+  // (gemm/packed.h), made at load or on first use. Shared by the view's copies.
   mutable std::shared_ptr<const gemm::PackedWeights> packed;
+  // Set when the packed copy replaced the file's bytes at load (gemm/packed_load.h): data and
+  // bytes are then the copy's, and readers that need the file's layout unpack a row
+  // (ops::row_data).
+  bool packed_only = false;
 
   uint64_t elements() const {
     uint64_t n = 1;

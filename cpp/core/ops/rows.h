@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "gemm/packed_load.h"
 #include "model/tensor.h"
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
@@ -14,8 +15,16 @@
 
 namespace fineserve::ops {
 
-// Where row `row` of a matrix starts, for every storage type.
+// Where row `row` of a matrix starts, for every storage type. A view packed at load
+// (TensorView::packed_only) has no rows in the file's layout: the row is unpacked into a buffer of
+// this thread's, valid until its next call.
 inline const uint8_t* row_data(const model::TensorView& t, uint64_t row) {
+  if (t.packed_only) {
+    thread_local std::vector<uint8_t> unpacked;
+    unpacked.resize(quant::row_bytes(t.dtype, t.cols(), t.group));
+    gemm::unpack_any_row(*t.packed, row, unpacked.data());
+    return unpacked.data();
+  }
   return t.data + row * quant::row_bytes(t.dtype, t.cols(), t.group);
 }
 

@@ -1,9 +1,11 @@
 #include "quant/kquant_linear.h"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
+#include "gemm/packed.h"
+#include "gemm/packed_k.h"
+#include "gemm/row_blocks.h"
 #include "quant/kquant_dot.h"
 #include "quant/weight_format.h"
 
@@ -12,7 +14,7 @@ namespace fineserve::quant::kquant {
 bool linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model::TensorView& w, const float* bias,
             float* y, simd::Level level) {
   const DotFn dot = dot_kernel(w.dtype, level);
-  if (dot == nullptr || !enabled()) return false;
+  if (dot == nullptr || !(enabled() || w.packed_only)) return false;
   const size_t out = w.rows(), in = w.cols();
   thread_local std::vector<float> scaled;
   if (w.input_scale != nullptr) {  // smoothing scales, applied before quantizing as every format does
@@ -20,22 +22,28 @@ bool linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     for (size_t i = 0; i < tokens * in; ++i) scaled[i] = x[i] * w.input_scale[i % in];
     x = scaled.data();
   }
+  // The packed GEMM (gemm/packed_k.h) unless FINESERVE_GEMM_PACK=0; always for a view packed at
+  // load, which has no rows in the file's layout.
+  const gemm::PackedKKernels* packed =
+      gemm::pack_enabled() || w.packed_only ? gemm::packed_k_kernels_for(level) : nullptr;
+  if (packed == nullptr && w.packed_only) packed = gemm::packed_k_kernels_for(simd::Level::Baseline);
+  if (packed != nullptr) {
+    const gemm::PackedWeights& p = gemm::packed_for(w);
+    thread_local gemm::PackedKActs pacts;
+    packed->quantize(x, tokens, in, pacts);
+    const gemm::PackedKActs& a = pacts;  // this thread's: the pool's threads have their own
+    const gemm::PackedKFn fn = gemm::packed_k_kernel(*packed, w.dtype);
+    // Blocks of whole 4-group decode tiles (64 rows), as the Q8_0 / Q4_0 packed path.
+    const size_t rows = gemm::gemm_block_rows(p.group_bytes / gemm::kPackRows, out, pool.size(), 4 * gemm::kPackRows);
+    gemm::for_row_blocks(pool, out, rows, [&](size_t r0, size_t r1) { fn(p, a, tokens, r0, r1, bias, y, out); });
+    return true;
+  }
   thread_local Q8K acts;
   quantize_q8_k(x, tokens, in, acts);
   const size_t stride = row_bytes(w.dtype, in);
-  // Blocks of rows small enough that every thread gets several (a thread whose core another
-  // process takes does not hold the step), claimed from a shared counter; the arithmetic of a
-  // row does not depend on which thread computes it.
-  const size_t rows = std::clamp<size_t>(out / (8 * pool.size()), 8, 64);
-  const size_t blocks = (out + rows - 1) / rows;
-  std::atomic<size_t> next{0};
   const Q8K& a = acts;
-  pool.parallel_for(std::min<size_t>(pool.size(), blocks), [&](size_t, size_t) {
-    for (size_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
-         b = next.fetch_add(1, std::memory_order_relaxed)) {
-      dot(w.data, stride, a, b * rows, std::min(out, (b + 1) * rows), bias, y, out);
-    }
-  });
+  gemm::for_row_blocks(pool, out, std::clamp<size_t>(out / (8 * pool.size()), 8, 64),
+                       [&](size_t r0, size_t r1) { dot(w.data, stride, a, r0, r1, bias, y, out); });
   return true;
 }
 

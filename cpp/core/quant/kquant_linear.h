@@ -1,5 +1,7 @@
-// linear() for Q4_K / Q6_K weights through the integer Q8_K dots (quant/kquant_dot.h): the
-// activations quantized to Q8_K once per call, blocks of output rows claimed by the pool's threads.
+// linear() for Q4_K / Q6_K weights with activations quantized to Q8_K once per call: the packed
+// integer GEMM (gemm/packed_k.h; the rows interleaved 16 per group, at load or on first use), or
+// with FINESERVE_GEMM_PACK=0 the row dots of quant/kquant_dot.h (the same arithmetic, bit for bit);
+// blocks of output rows claimed by the pool's threads.
 #pragma once
 
 #include <cstddef>
