@@ -2,8 +2,9 @@
 // (a) a token's output is bit-identical whether its prompt is prefilled whole or in chunks of
 // 1, 5, 16 or 17 tokens, alone or batched with other sequences (at other rows of the step), on 1
 // or 2 threads; (b) it matches a float64 attention over the values the cache stores, across many
-// blocks (the online softmax rescales many times). Unwritten cache bytes are 0xFF (NaN in every
-// float format), so a masked key that leaked into a sum would show.
+// blocks (the online softmax rescales many times); (c) the fp8 row kernel decodes as kv_codec does.
+// Unwritten cache bytes are 0xFF (NaN in every float format), so a masked key that leaked into a
+// sum would show.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "kv/kv_codec.h"
 #include "kv/kv_geometry.h"
 #include "ops/attention.h"
+#include "ops/attention_kernels.h"
 #include "simd/dispatch.h"
 
 using namespace fineserve;
@@ -270,6 +272,30 @@ TEST_CASE("attention: long contexts match float64 attention over the stored valu
       }
       MESSAGE("worst error / bound: " << worst);
       CHECK(worst > 0);  // the bound is not vacuous: some rounding is seen
+    }
+  }
+}
+
+TEST_CASE("attention kernels: fp8 rows decode as kv_codec does, every code, with and without references") {
+  std::vector<uint8_t> codes(256 + 13);
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 37 + 11);
+  for (size_t i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(i);
+  std::vector<float> ref(codes.size());
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (float& r : ref) r = normal(rng);
+  for (simd::Level level : simd::supported_levels()) {
+    const std::string level_name = simd::level_name(level);
+    CAPTURE(level_name);
+    for (uint32_t n : {256u + 13u, 8u, 13u, 3u}) {
+      CAPTURE(n);
+      std::vector<float> want(n), got(n, -1.0f);
+      kv::decode_row(codes.data(), nullptr, KvFormat::Fp8E4M3, n, want.data());
+      ops::attn_kernels(level).fp8_row(codes.data(), n, nullptr, got.data());
+      CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
+      kv::decode_k_fp8(codes.data(), ref.data(), n, want.data());
+      ops::attn_kernels(level).fp8_row(codes.data(), n, ref.data(), got.data());
+      CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
     }
   }
 }

@@ -259,7 +259,7 @@ class Attend {
         if (k_channels()) {
           kv::decode_k_int4(k4_rows + slot * layout_.row_bytes, step, minimum, d, dst);
         } else if (g_.format == kv::KvFormat::Fp8E4M3) {
-          kv::decode_k_fp8(block + layout_.row_offset(layer_, 0, kvh, slot), minimum, d, dst);
+          k_.fp8_row(block + layout_.row_offset(layer_, 0, kvh, slot), d, minimum, dst);
         } else {
           kv::decode_row(block + layout_.row_offset(layer_, 0, kvh, slot), block + layout_.scale_at(layer_, 0, kvh, slot),
                          g_.format, d, dst);
@@ -276,6 +276,10 @@ class Attend {
       return reinterpret_cast<const float*>(block + layout_.row_offset(layer_, 1, kvh, c0));
     }
     for (uint32_t i = 0; i < avail; ++i) {
+      if (g_.format == kv::KvFormat::Fp8E4M3) {
+        k_.fp8_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), d, nullptr, w.v.data() + static_cast<size_t>(i) * d);
+        continue;
+      }
       kv::decode_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), block + layout_.scale_at(layer_, 1, kvh, c0 + i),
                      g_.format, d, w.v.data() + static_cast<size_t>(i) * d);
     }

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "ops/attention_exp2.h"
@@ -33,6 +34,31 @@ inline __m256 below(long n) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int clamped = n > 8 ? 8 : (n < 0 ? 0 : static_cast<int>(n));
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(clamped), lane));
+}
+
+// E4M3 as kv_codec.cc decodes it: the 7 magnitude bits at f32 bit 20, times 2^120, S.1111.111 NaN.
+inline __m256 fp8_8(const uint8_t* codes) {
+  const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+  const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7F));
+  __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24), _mm256_slli_epi32(mag, 20));
+  bits = _mm256_or_si256(bits, _mm256_and_si256(_mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7F)), _mm256_set1_epi32(0x7FC00000)));
+  return _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+}
+
+void fp8_row(const uint8_t* codes, size_t n, const float* ref, float* dst) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = fp8_8(codes + i);
+    if (ref != nullptr) x = _mm256_add_ps(_mm256_loadu_ps(ref + i), x);
+    _mm256_storeu_ps(dst + i, x);
+  }
+  if (i < n) {  // the last n % 8 codes through a zero-padded copy
+    uint8_t tail[8] = {};
+    std::memcpy(tail, codes + i, n - i);
+    float x[8];
+    _mm256_storeu_ps(x, fp8_8(tail));
+    for (size_t j = 0; i + j < n; ++j) dst[i + j] = ref != nullptr ? ref[i + j] + x[j] : x[j];
+  }
 }
 
 // 8 x 8 blocks through registers (rows past n read as zero), the channels past a multiple of 8 one
@@ -205,6 +231,6 @@ void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n
 
 }  // namespace
 
-extern const AttnKernels kAvx2Attn{8, transpose, scores, softmax, accumulate};
+extern const AttnKernels kAvx2Attn{8, fp8_row, transpose, scores, softmax, accumulate};
 
 }  // namespace fineserve::ops

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kv/kv_codec.h"
 #include "ops/attention_exp2.h"
 
 namespace fineserve::ops {
@@ -29,6 +30,14 @@ float exp2_scalar(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return zero ? 0.0f : p * scale;
+}
+
+void fp8_row(const uint8_t* codes, size_t n, const float* ref, float* dst) {
+  if (ref == nullptr) {
+    kv::decode_row(codes, nullptr, kv::KvFormat::Fp8E4M3, static_cast<uint32_t>(n), dst);
+  } else {
+    kv::decode_k_fp8(codes, ref, static_cast<uint32_t>(n), dst);
+  }
 }
 
 void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
@@ -82,7 +91,7 @@ void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n
   }
 }
 
-const AttnKernels kBaselineAttn{kLanes, transpose, scores, softmax, accumulate};
+const AttnKernels kBaselineAttn{kLanes, fp8_row, transpose, scores, softmax, accumulate};
 
 }  // namespace
 

@@ -25,6 +25,10 @@ namespace fineserve::ops {
 struct AttnKernels {
   // Keys per vector: a chunk's kp (score lanes per row) is its key count rounded up to this.
   uint32_t lanes;
+  // An fp8 (E4M3) row as float, plus the block's K references when `ref` is not null: the same
+  // values as kv::decode_row / kv::decode_k_fp8 (the decode is exact, the reference add one
+  // rounding), 8 codes per step where the level has vectors.
+  void (*fp8_row)(const uint8_t* codes, size_t n, const float* ref, float* dst);
   // kt[c * kp + i] = rows[i * d + c] for i < n, 0 for n <= i < kp; c < d. Moves data only.
   void (*transpose)(const float* rows, size_t n, size_t d, float* kt, size_t kp);
   // s[r * kp + i] = sum over c < d, ascending, of q[r * d + c] * kt[c * kp + i]; r < rows, i < kp.
