@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 
 import { SYSTEM_NAMES, SYSTEM_NOTES, type SystemName } from '../../lib/sim/systems.js';
 import { lineChart, vegaLiteSpec, type Series } from './charts.js';
-import { buildJobs, DEFAULT_SLO_SCALE, MAIN_SYSTEMS, sweepSize, TPOT_SLO_SCALE, type Job } from './jobs.js';
+import { buildJobs, DEFAULT_SLO_SCALE, LONG_RUN_MS, LONG_RUN_SYSTEMS, MAIN_SYSTEMS, sweepSize, TPOT_SLO_SCALE, type Job } from './jobs.js';
 import { curve, ratios, sustained, type CurvePoint } from './report.js';
 import type { RunSummary } from './run-one.js';
 import { LENGTHS, MIX_GPUS, scenarioModels, SHIFT_DETECT_MS, SHIFTED_MODEL } from './scenarios.js';
@@ -140,6 +140,9 @@ for (const mix of size.mixes) {
           }),
         )
       : undefined;
+  const lrRuns = part('longRun').filter((r) => r.mix === mix);
+  const longRun = lrRuns.length > 0 ? Object.fromEntries(LONG_RUN_SYSTEMS.map((s) => [s, curve(lrRuns, s, (r) => r.rate)])) : undefined;
+  const longRunVs = longRun === undefined ? undefined : Object.fromEntries(LONG_RUN_SYSTEMS.filter((s) => s !== 'fineserve').map((b) => [b, ratios(longRun['fineserve']!, longRun[b]!)]));
   const mapRuns = part('mapCost').filter((r) => r.mix === mix);
   const mapCost = mapRuns.length > 0 ? curve(mapRuns, 'prism', (r) => r.mapCostMs ?? 0) : undefined;
   mixes.push({
@@ -158,6 +161,7 @@ for (const mix of size.mixes) {
     ...(long !== undefined && { long }),
     ...(longTpot !== undefined && { longTpot }),
     ...(mapCost !== undefined && { prismMapCost: mapCost }),
+    ...(longRun !== undefined && { longRun, oursOverBaselineLongRun: longRunVs }),
     ...(depthShift !== undefined && { depthShift }),
     ...(rateShift !== undefined && { rateShift }),
   });
@@ -184,6 +188,12 @@ for (const mix of size.mixes) {
     const row = (c: Record<string, CurvePoint[]>) => MAIN_SYSTEMS.map((s) => `${s} ${c[s]!.map((p) => `${p.x}: ${pct(p.attainment.mean)}`).join(', ')}`).join('; ');
     lines.push(`long prompts, attainment % (TTFT SLO only): ${row(long)}`);
     lines.push(`long prompts with TPOT SLOs (${TPOT_SLO_SCALE} x batch-1 decode step), attainment %: ${row(longTpot)}`);
+  }
+  if (longRun !== undefined && longRunVs !== undefined) {
+    lines.push(
+      `long prompts, ${LONG_RUN_MS / 1000} s runs, attainment % / tokens/s (ours over each: attainment x / throughput x): ` +
+        longRun['fineserve']!.map((p) => `${p.x}: ours ${pct(p.attainment.mean)} / ${p.throughput.mean.toFixed(0)}; ${Object.entries(longRunVs).map(([b, v]) => { const q = longRun[b]!.find((c) => c.x === p.x)!; const r = v.find((c) => c.x === p.x)!; return `${b} ${pct(q.attainment.mean)} / ${q.throughput.mean.toFixed(0)} (${(r.attainment ?? 0).toFixed(2)}x / ${(r.throughput ?? 0).toFixed(2)}x)`; }).join(', ')}`).join('; '),
+    );
   }
   if (depthShift !== undefined) {
     lines.push(
