@@ -20,8 +20,11 @@
  *   hottest model does not land on the most crowded device.
  * - A model with no placement makes the plan infeasible (`feasible: false`) with the failed
  *   constraint named; an extra replica that finds no device leaves the model under-provisioned.
- * - One replica per model unless `dataParallel` (see its note); the engine's batch cap is vLLM's
- *   256, since the local policy holds each request to its deadline.
+ * - Copies (data-parallel replicas) only for a model one replica could not carry alone by its
+ *   interference-aware load, and only when the plan's objective rates them above one replica
+ *   each (the reference's rule by throughput at planning lengths over-replicates; `dataParallel`
+ *   keeps it as an option); the engine's batch cap is vLLM's 256, since the local policy holds
+ *   each request to its deadline.
  * - TP is judged on throughput at batches near the profiled range (at most twice its largest
  *   batch), and the smallest TP within 10 % of the cheapest wins: throughput extrapolated to batch
  *   256 had made TP 4 look cheapest for an 8B AWQ model.
@@ -56,7 +59,7 @@ export interface FineServePlanOptions {
   /**
    * Add data-parallel replicas for models whose rate one replica cannot carry (at 80 % of its
    * throughput at the SLO-limited batch, extrapolated at most 2x past the profile); default false:
-   * one replica per model. Sized at the reference's planning lengths (0.8 x the LMSYS p95s, about
+   * copies by interference-aware load instead (see the module comment). Sized at the reference's planning lengths (0.8 x the LMSYS p95s, about
    * 3x the ShareGPT-like means), the rule over-replicates, and in bench:sim every extra replica's
    * weights and co-location cost more than its capacity gave (fig1 at 60 req/s: 0.97 vs 1.00;
    * big8 at 160: 0.65 vs 0.78 attainment). Models it would replicate are listed in underProvisioned.
