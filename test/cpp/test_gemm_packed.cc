@@ -6,6 +6,7 @@
 // threads).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -383,6 +384,19 @@ uint64_t resident_file_pages(const fm::LoadedModel& m) {
 }
 #endif
 
+// A one-layer llama-100m-shaped F16 GGUF in `dir` (its options, out = the path).
+fm::GenerateOptions one_layer_f16(const fm::testing::TempDir& dir, uint32_t seed) {
+  fm::GenerateOptions o;
+  o.shape = "llama-100m";
+  o.layers = 1;
+  o.vocab = 512;
+  o.dtype = DType::F16;
+  o.seed = seed;
+  o.out = (dir / "f16.gguf").string();
+  fm::generate_model(o);
+  return o;
+}
+
 // One forward step of `prompt` through the CPU executor: the next token's logits.
 std::vector<float> forward_logits(const fm::LoadedModel& m, const std::vector<int32_t>& prompt) {
   namespace kv = fineserve::kv;
@@ -413,14 +427,7 @@ std::vector<float> forward_logits(const fm::LoadedModel& m, const std::vector<in
 
 TEST_CASE("packed at load: each matrix is held once, and the reported bytes are the bytes held, before and after a forward pass") {
   fm::testing::TempDir dir;
-  fm::GenerateOptions o;
-  o.shape = "llama-100m";
-  o.layers = 1;
-  o.vocab = 512;
-  o.dtype = DType::F16;
-  o.seed = 3;
-  o.out = (dir / "f16.gguf").string();
-  fm::generate_model(o);
+  const fm::GenerateOptions o = one_layer_f16(dir, 3);
   const std::vector<int32_t> prompt = {1, 17, 300, 42, 9};
   for (fm::GgufQuantType type : {fm::GgufQuantType::Q8_0, fm::GgufQuantType::Q4_K_M}) {
     const std::string path = (dir / "q.gguf").string();
@@ -475,5 +482,52 @@ TEST_CASE("packed at load: each matrix is held once, and the reported bytes are 
       fineserve::ops::load_row(lazy->weights.layers[0].w_down, r, b.data());
       CHECK(a == b);
     }
+  }
+}
+
+TEST_CASE("packed at load: W8A8 made by PTQ is held once (its owned rows freed), reported == held, logits as lazily packed") {
+  fm::testing::TempDir dir;
+  const fm::GenerateOptions o = one_layer_f16(dir, 5);
+  const std::vector<int32_t> prompt = {1, 17, 300, 42, 9};
+  fm::QuantizeSpec spec;
+  spec.weights = DType::W8A8;
+  spec.calibration = {prompt};  // smoothing: the views carry input scales
+  fm::LoadOptions lazy_opts, packed_opts;
+  lazy_opts.quantize = spec;
+  packed_opts.quantize = spec;
+  packed_opts.repack = true;
+  std::unique_ptr<fm::LoadedModel> m = fm::load_model(o.out, packed_opts);
+  std::unique_ptr<fm::LoadedModel> lazy = fm::load_model(o.out, lazy_opts);
+  if (!m->weights.layers[0].wq.packed_only) {
+    MESSAGE("no W8A8 GEMM at the active level: nothing is packed at load");
+    return;
+  }
+  for (const fm::TensorView* t : linear_views(m->weights)) {
+    CAPTURE(t->name);
+    if (t->dtype != DType::W8A8) continue;  // the output projection stays as loaded
+    CHECK(t->packed_only);
+    REQUIRE(t->packed);
+    CHECK(t->data == t->packed->bytes.data());
+  }
+  // weight_bytes also counts the smoothing's input scales (one array per distinct input).
+  std::vector<const float*> scales;
+  uint64_t scale_bytes = 0;
+  for (const fm::TensorView* t : linear_views(m->weights)) {
+    if (t->input_scale == nullptr || std::find(scales.begin(), scales.end(), t->input_scale) != scales.end()) continue;
+    scales.push_back(t->input_scale);
+    scale_bytes += 4 * t->cols();
+  }
+  CHECK(scale_bytes > 0);
+  CHECK(m->weight_bytes == held_bytes(*m) + scale_bytes);
+  // The PTQ rows of the seven matrices are gone from the owned buffers.
+  CHECK(m->owned.size() + 7 == lazy->owned.size());
+  const std::vector<float> got = forward_logits(*m, prompt), want = forward_logits(*lazy, prompt);
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  CHECK(m->weight_bytes == held_bytes(*m) + scale_bytes);  // no copy made by the forward pass
+  std::vector<float> a(m->weights.layers[0].w_up.cols()), b(a.size());
+  for (uint64_t r : {0ull, 5ull, 2047ull}) {
+    fineserve::ops::load_row(m->weights.layers[0].w_up, r, a.data());
+    fineserve::ops::load_row(lazy->weights.layers[0].w_up, r, b.data());
+    CHECK(a == b);
   }
 }

@@ -4,11 +4,14 @@
 
 #include "gemm/gemm.h"
 #include "gemm/packed_k.h"
+#include "gemm/packed_w8a8.h"
 #include "quant/kquant_dot.h"
 
 namespace fineserve::gemm {
 
 bool packs(const model::TensorView& t) {
+  // W8A8's quantizer applies the input scale itself (gemm/packed_w8a8.h).
+  if (t.dtype == model::DType::W8A8) return t.shape.size() == 2 && enabled() && pack_enabled() && w8a8_kernels_for(simd::active().level) != nullptr;
   if (t.shape.size() != 2 || t.input_scale != nullptr || !enabled() || !pack_enabled()) return false;
   const simd::Level level = simd::active().level;
   if (packable(t.dtype)) return packed_kernels_for(level) != nullptr;
@@ -21,6 +24,7 @@ size_t pack_linear_weights(model::LlamaWeights& w) {
   auto pack_view = [&](model::TensorView& t) {
     if (t.packed_only || t.data == nullptr || !packs(t)) return;
     std::shared_ptr<const PackedWeights>& p = done[t.data];
+    if (!p && t.dtype == model::DType::W8A8) p = pack_w8a8(t.data, t.rows(), t.cols());
     if (!p) p = packable_k(t.dtype) ? pack_k(t.dtype, t.data, t.rows(), t.cols()) : pack(t.dtype, t.data, t.rows(), t.cols());
     t.packed = p;
     t.data = p->bytes.data();
@@ -37,6 +41,7 @@ size_t pack_linear_weights(model::LlamaWeights& w) {
 }
 
 void unpack_any_row(const PackedWeights& w, size_t r, uint8_t* out) {
+  if (w.dtype == model::DType::W8A8) return unpack_w8a8_row(w, r, out);
   if (packable_k(w.dtype)) {
     unpack_k_row(w, r, out);
   } else {

@@ -118,6 +118,11 @@ void w8a8_reference(const PackedWeights& w, const W8A8Acts& a, size_t tokens, si
   }
 }
 
+const W8A8Kernels& w8a8_reference_kernels() {
+  static const W8A8Kernels k = {w8a8_quantize_reference, w8a8_reference, kPackRows};
+  return k;
+}
+
 #if defined(FINESERVE_HAVE_AVX2)
 extern const W8A8Kernels kAvx2W8A8;  // packed_w8a8_avx2.cc
 #endif

@@ -73,7 +73,9 @@ struct W8A8Kernels {
 // Baseline, where linear() keeps its per-row path.
 const W8A8Kernels* w8a8_kernels_for(simd::Level level);
 
-// Portable versions: the arithmetic every level must reproduce bit for bit.
+// Portable versions: the arithmetic every level must reproduce bit for bit. The kernel table
+// holds them, for a view packed at load (TensorView::packed_only) at a level without its own.
+const W8A8Kernels& w8a8_reference_kernels();
 void w8a8_quantize_reference(const float* x, size_t tokens, size_t cols, const float* input_scale, W8A8Acts& out);
 void w8a8_reference(const PackedWeights& w, const W8A8Acts& a, size_t tokens, size_t r0, size_t r1, const float* bias,
                     float* y, size_t y_stride);

@@ -134,8 +134,17 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
       return n;
     };
     const uint64_t before = held();
+    std::vector<const uint8_t*> rows_before;  // W8A8 rows live in owned buffers, not in the files
+    for (const TensorView* t : detail::distinct_tensors(model->weights)) rows_before.push_back(t->data);
     gemm::pack_linear_weights(model->weights);
     model->weight_bytes = model->weight_bytes + held() - before;
+    // Owned buffers whose rows were all replaced by packed copies are freed, so they are held once.
+    std::vector<const uint8_t*> read;
+    for (const TensorView* t : detail::distinct_tensors(model->weights)) read.push_back(t->data);
+    auto in = [](const std::vector<const uint8_t*>& v, const uint8_t* p) { return std::find(v.begin(), v.end(), p) != v.end(); };
+    model->owned.erase(std::remove_if(model->owned.begin(), model->owned.end(),
+                                      [&](const AlignedBytes& b) { return in(rows_before, b.get()) && !in(read, b.get()); }),
+                       model->owned.end());
   }
   release_unused(model->files, model->weights);
   return model;

@@ -28,7 +28,7 @@ void check_layout(const model::TensorView& w) {
   const std::string why = quant::row_layout_error(w.dtype, w.cols(), w.group);
   if (!why.empty()) throw std::invalid_argument("linear: tensor \"" + w.name + "\": " + why);
   const uint64_t need = w.rows() * quant::row_bytes(w.dtype, w.cols(), w.group);
-  if (w.bytes < need) {
+  if (!w.packed_only && w.bytes < need) {  // a copy packed at load has a size of its own
     throw std::invalid_argument("linear: tensor \"" + w.name + "\" holds " + std::to_string(w.bytes) +
                                 " bytes, its shape needs " + std::to_string(need));
   }
@@ -167,9 +167,11 @@ void linear(engine::ThreadPool& pool, const float* x, size_t tokens, const model
     linear_packed(pool, *packed, x, tokens, w, b, y);
     return;
   }
-  const gemm::W8A8Kernels* w8a8 = gemm_on && w.dtype == model::DType::W8A8 && gemm::pack_enabled()
+  const bool is_w8a8 = w.dtype == model::DType::W8A8;
+  const gemm::W8A8Kernels* w8a8 = is_w8a8 && ((gemm_on && gemm::pack_enabled()) || w.packed_only)
                                       ? gemm::w8a8_kernels_for(level)
                                       : nullptr;
+  if (w8a8 == nullptr && is_w8a8 && w.packed_only) w8a8 = &gemm::w8a8_reference_kernels();
   if (w8a8 != nullptr) {
     linear_w8a8(pool, *w8a8, x, tokens, w, b, y);
     return;
