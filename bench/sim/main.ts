@@ -10,6 +10,8 @@
  *   npm run bench:sim -- --quick 2 and 4 GPUs, 2 seeds, shorter runs
  *   npm run bench:sim -- --smoke 2 GPUs, two rates, one seed, 5 s runs: checks it works (npm test),
  *                                to build/sim-smoke/ (--out DIR for another folder)
+ *   npm run bench:sim -- --latency-fit   the roofline step-latency fit and its hold-out errors
+ *                                (bench/sim/latency-fit.ts) to bench/results/latency-fit.json
  * @module
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -27,8 +29,12 @@ import type { RunSummary } from './run-one.js';
 import { LENGTHS, MIX_GPUS, scenarioModels, SHIFT_DETECT_MS, SHIFTED_MODEL } from './scenarios.js';
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' }, gpus16: { type: 'boolean', default: false }, seeds: { type: 'string' } },
+  options: { quick: { type: 'boolean', default: false }, smoke: { type: 'boolean', default: false }, out: { type: 'string' }, gpus16: { type: 'boolean', default: false }, seeds: { type: 'string' }, 'latency-fit': { type: 'boolean', default: false } },
 });
+if (args['latency-fit']) {
+  const { main } = await import('./latency-fit.js');
+  process.exit(main(resolve(fileURLToPath(new URL('../..', import.meta.url)), args.out ?? 'bench/results')));
+}
 const mode = args.smoke ? 'smoke' : args.quick ? 'quick' : 'full';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OUT = resolve(ROOT, args.out ?? (mode === 'smoke' ? 'build/sim-smoke' : 'bench/results'));

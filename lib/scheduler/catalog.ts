@@ -47,13 +47,17 @@ export interface ModelShapeInfo {
   readonly headDim: number;
   /** Model width (d_model), for attention FLOPs in the interference model. */
   readonly hidden: number;
+  /** Query heads (× headDim is the attention width; Qwen3-32B's 8,192 is not its d_model). */
+  readonly heads: number;
+  /** MLP width, for the activation bytes a prefill moves (lib/scheduler/roofline.ts). */
+  readonly intermediate: number;
 }
 
 /** The shapes in the reference profiles (HF configs). */
 export const MODEL_FAMILIES: Readonly<Record<string, ModelShapeInfo>> = {
-  'llama-3.1-8b': { family: 'llama-3.1-8b', params: 8.03e9, embedParams: 1.05e9, layers: 32, kvHeads: 8, headDim: 128, hidden: 4096 },
-  'qwen-3-32b': { family: 'qwen-3-32b', params: 32.8e9, embedParams: 1.56e9, layers: 64, kvHeads: 8, headDim: 128, hidden: 5120 },
-  'llama-3.1-70b': { family: 'llama-3.1-70b', params: 70.6e9, embedParams: 2.1e9, layers: 80, kvHeads: 8, headDim: 128, hidden: 8192 },
+  'llama-3.1-8b': { family: 'llama-3.1-8b', params: 8.03e9, embedParams: 1.05e9, layers: 32, kvHeads: 8, headDim: 128, hidden: 4096, heads: 32, intermediate: 14336 },
+  'qwen-3-32b': { family: 'qwen-3-32b', params: 32.8e9, embedParams: 1.56e9, layers: 64, kvHeads: 8, headDim: 128, hidden: 5120, heads: 64, intermediate: 25600 },
+  'llama-3.1-70b': { family: 'llama-3.1-70b', params: 70.6e9, embedParams: 2.1e9, layers: 80, kvHeads: 8, headDim: 128, hidden: 8192, heads: 64, intermediate: 28672 },
 };
 
 /** Looks up a precision; `source`/`field` name the input in the error. */

@@ -18,8 +18,11 @@ import {
 } from './catalog.js';
 import { PlanError } from './errors.js';
 import { contendedSlowdown, DEVICE_PEAKS, stepDemand, type StepDemand } from './interference.js';
-import { interpolate, iterationMs, ProfileLatencyModel, type IterationShape } from './latency-model.js';
-import { loadReferenceProfiles, type ProfileRow, type ReferenceProfileSet } from './profiles.js';
+import { GridRooflineLatencyModel } from './grid-roofline-latency.js';
+import { interpolate, iterationMs, ProfileLatencyModel, type IterationShape, type LatencyModel } from './latency-model.js';
+import { loadReferenceProfiles, selectRows, type ProfileRow, type ReferenceProfileSet } from './profiles.js';
+import { RooflineLatencyModel, type RooflineConfig } from './roofline.js';
+import { fitRoofline, rooflineConfig } from './roofline-fit.js';
 
 /** Everything the planner and simulator need about one model at one precision and TP degree. */
 export interface CostEntry {
@@ -27,8 +30,14 @@ export interface CostEntry {
   readonly precision: PrecisionInfo;
   readonly shape: ModelShapeInfo;
   readonly tp: number;
-  /** Solo latency at MPS 100 % (the whole device), per TP group. */
+  /** Solo latency at MPS 100 % (the whole device), per TP group: what planners and policies estimate with. */
   readonly latency: ProfileLatencyModel;
+  /**
+   * What a step takes, as the simulator charges it: the profile inside its grid, the roofline
+   * fitted to it outside (lib/scheduler/grid-roofline-latency.ts); the profile alone with
+   * `extrapolation: 'linear'` or where the roofline does not know the model or precision.
+   */
+  readonly stepLatency: LatencyModel;
   /** Whole model; each device of the TP group holds weightBytes / tp. */
   readonly weightBytes: number;
   /** Per replica; each device holds activationBytes / tp, as the reference budgets it. */
@@ -46,6 +55,11 @@ export interface CostModelOptions {
    * 60 % of H100 bandwidth (16 GB in 8 ms of 3.35 TB/s). Not in the profiles; an assumption.
    */
   readonly decodeBandwidthShare?: number;
+  /**
+   * How steps past the profiled grid are timed (CostEntry.stepLatency): `roofline` (default) by
+   * the roofline fitted to the profile, `linear` by the profile's straight lines.
+   */
+  readonly extrapolation?: 'roofline' | 'linear';
 }
 
 /** Calibrated costs of every profiled configuration. */
@@ -55,12 +69,15 @@ export class CostModel {
   readonly #mpsShares: number[];
   readonly #mpsSlowdown: number[];
   readonly #decodeShare: number;
+  readonly #extrapolation: 'roofline' | 'linear';
+  readonly #stepLatency = new Map<string, LatencyModel>();
   readonly #computeScale = new Map<string, number>();
   #computeScaleAll: number | undefined;
 
   constructor(rows: readonly ProfileRow[], options: CostModelOptions = {}) {
     this.rows = rows;
     this.#decodeShare = options.decodeBandwidthShare ?? 0.6;
+    this.#extrapolation = options.extrapolation ?? 'roofline';
     const groups = new Map<string, ProfileRow[]>();
     for (const r of rows) {
       const key = `${r.model}|${r.qformat}|${r.tp}|${r.mpsPercentage}`;
@@ -112,6 +129,7 @@ export class CostModel {
       shape,
       tp,
       latency,
+      stepLatency: this.#stepLatencyOf(name, p.qformat, tp, latency),
       weightBytes: weightBytes(shape, p),
       activationBytes: activationBytes(p),
       kvBytesPerToken: kvBytesPerToken(shape, p.kv),
@@ -149,6 +167,19 @@ export class CostModel {
   /** Slowdown of a step with demand `self` while `others` run beside it on a device. */
   contendedSlowdown(self: StepDemand, others: readonly StepDemand[]): number {
     return contendedSlowdown(self, others);
+  }
+
+  // Fitted once per configuration (a few ms each).
+  #stepLatencyOf(model: string, qformat: string, tp: number, profile: ProfileLatencyModel): LatencyModel {
+    if (this.#extrapolation === 'linear') return profile;
+    const key = `${model}|${qformat}|${tp}`;
+    let m = this.#stepLatency.get(key);
+    if (m === undefined) {
+      const config = knownRooflineConfig(model, qformat, tp);
+      m = config === undefined ? profile : new GridRooflineLatencyModel(profile, new RooflineLatencyModel(config, fitRoofline(config, selectRows(this.rows, model, qformat, tp))));
+      this.#stepLatency.set(key, m);
+    }
+    return m;
   }
 
   #occupancyScale(entry: CostEntry): number {
@@ -194,6 +225,15 @@ export class CostModel {
       out.push(...this.#scalesOf(key, this.entry(family, precision, r.tp)));
     }
     return out.length > 0 ? out : [1];
+  }
+}
+
+// Our engine's own profiles (`fineserve profile`) name formats and models the roofline does not know.
+function knownRooflineConfig(model: string, qformat: string, tp: number): RooflineConfig | undefined {
+  try {
+    return rooflineConfig(model, qformat, tp);
+  } catch {
+    return undefined;
   }
 }
 

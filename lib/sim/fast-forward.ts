@@ -16,7 +16,7 @@ export function fastForward(ctx: SimContext, r: Replica, now: number): Work | un
   for (const s of r.running) steps = Math.min(steps, s.outputTokens - s.decodedTokens);
   const ctxTokens = r.running.reduce((a, s) => a + s.computedTokens, 0) / r.running.length;
   const shape: IterationShape = { prefillSeqs: 0, prefillTokens: 0, decodeSeqs: r.running.length, decodeContext: ctxTokens + steps / 2 };
-  const stepMs = iterationMs(r.entry.latency, shape) * ctx.costModel.colocationSlowdown(Math.max(...r.devices.map((d) => d.active), 1), 0);
+  const stepMs = iterationMs(r.entry.stepLatency, shape) * ctx.costModel.colocationSlowdown(Math.max(...r.devices.map((d) => d.active), 1), 0);
   const next = ctx.nextArrivalOf(r.model.id, now);
   steps = Math.min(steps, Math.max(1, Math.floor((next - now) / stepMs)));
   if (steps <= 1) return undefined;

@@ -1,7 +1,7 @@
 /**
  * Starting a replica's next iteration and charging its time: the solo step time from the latency
- * profile, slowed by what the steps co-located on its devices demand (or by their count under the
- * older rule), plus the KV policy's map overhead. The iteration's end is an event.
+ * profile (the fitted roofline past its grid), slowed by what the steps co-located on its devices
+ * demand (or by their count under the older rule), plus the KV policy's map overhead. The iteration's end is an event.
  * @module
  */
 import { iterationMs } from '../scheduler/latency-model.js';
@@ -39,8 +39,9 @@ export function start(ctx: SimContext, r: Replica, now: number): void {
 function charge(ctx: SimContext, r: Replica, work: Work, now: number): void {
   const { costModel } = ctx;
   setActive(r, true);
-  const solo = iterationMs(r.entry.latency, work.shape);
-  const prefillMs = work.shape.prefillSeqs > 0 ? r.entry.latency.prefillMs(work.shape.prefillSeqs, work.shape.prefillTokens) : 0;
+  // The profile inside its grid, the roofline past it (CostEntry.stepLatency).
+  const solo = iterationMs(r.entry.stepLatency, work.shape);
+  const prefillMs = work.shape.prefillSeqs > 0 ? r.entry.stepLatency.prefillMs(work.shape.prefillSeqs, work.shape.prefillTokens) : 0;
   let slow: number;
   if (ctx.workInterference) {
     const demand = costModel.stepDemand(r.entry, work.shape, solo);
