@@ -3,12 +3,14 @@
 // row decoded per token, one dot_f32 per row and query head, std::exp, one axpy per value row.
 // Shapes: llama-100m (12 heads over 4 KV heads, head_dim 64) and a Llama-3-8B layer (32 over 8,
 // head_dim 128); prefill of one prompt (256, 1024 tokens, one step) and decode (1 and 8 sequences
-// at 1,024 cached tokens, one token each). One thread, thread CPU time (a shared VM's other load
-// barely moves it), median of the repetitions. The row-wise path reads f32/f16/bf16/int8 caches;
+// at 1,024 cached tokens, one token each). One thread by default, timed by thread CPU time (a shared
+// VM's other load barely moves it); --threads N runs the blocked path on N and times by wall clock
+// (--wall does on one thread too).
+// Median of the repetitions. The row-wise path reads f32/f16/bf16/int8 caches;
 // int4 and fp8 (per-channel K) run the blocked path only. Both outputs are compared: the bench
 // fails when they differ by more than float rounding.
 // Build: the CMake target fineserve_attention_bench (built with the C++ tests; ctest runs it once).
-// Run:   fineserve_attention_bench [--reps N] [--formats f16,int8,...] [--smoke] [--out FILE.json]
+// Run:   fineserve_attention_bench [--reps N] [--threads N] [--wall] [--formats f16,int8,...] [--smoke] [--out FILE.json]
 #include <time.h>
 
 #include <algorithm>
@@ -29,9 +31,11 @@ using namespace fineserve;
 
 namespace {
 
+// One thread: its CPU time (a shared VM's other load barely moves it); several: wall time.
+bool g_wall = false;
 double thread_seconds() {
   timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(g_wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -163,30 +167,37 @@ Result run_case(const Shape& sh, kv::KvFormat f, const Case& c, int reps, engine
 
 int main(int argc, char** argv) {
   int reps = 5;
+  unsigned threads = 1;
   bool smoke = false;
   std::string formats = "f16,f32,bf16,int8,int4,fp8", out_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--formats" && i + 1 < argc) formats = argv[++i];
+    else if (a == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
     else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
     else if (a == "--smoke") smoke = true;
+    else if (a == "--wall") g_wall = true;
     else {
-      std::fprintf(stderr, "usage: fineserve_attention_bench [--reps N] [--formats f16,int8,...] [--smoke] [--out FILE.json]\n");
+      std::fprintf(stderr, "usage: fineserve_attention_bench [--reps N] [--threads N] [--wall] [--formats f16,int8,...] [--smoke] [--out FILE.json]\n");
       return 2;
     }
   }
-  engine::ThreadPool pool(1);
+  engine::ThreadPool pool(threads);
+  threads = pool.size();  // clamped to the usable cores
+  g_wall = g_wall || threads > 1;
   const std::vector<Shape> shapes = smoke ? std::vector<Shape>{{"tiny", 4, 2, 16}}
                                           : std::vector<Shape>{{"llama-100m", 12, 4, 64}, {"llama-3-8b", 32, 8, 128}};
   const std::vector<Case> cases = smoke ? std::vector<Case>{{"prefill", 40, 1}, {"decode", 40, 2}}
                                         : std::vector<Case>{{"prefill", 256, 1}, {"prefill", 1024, 1}, {"decode", 1024, 1}, {"decode", 1024, 8}};
   if (smoke) reps = 1;
-  std::printf("SIMD level %s, 1 thread, thread CPU time, median of %d\n", simd::level_name(simd::active().level), reps);
+  const char* timing = g_wall ? "wall time (the row-wise path on one thread)" : "thread CPU time";
+  std::printf("SIMD level %s, %u thread(s), %s, median of %d\n", simd::level_name(simd::active().level), threads, timing, reps);
   std::printf("%-11s %-5s %-8s %6s %5s %11s %9s %11s %9s %7s\n", "shape", "kv", "case", "tokens", "seqs", "blocked ms", "GFLOP/s",
               "rowwise ms", "GFLOP/s", "speedup");
-  std::string json = "{\n  \"simd\": \"" + std::string(simd::level_name(simd::active().level)) + "\",\n  \"threads\": 1,\n  \"reps\": " +
-                     std::to_string(reps) + ",\n  \"timing\": \"thread CPU time, median\",\n  \"results\": [";
+  std::string json = "{\n  \"simd\": \"" + std::string(simd::level_name(simd::active().level)) + "\",\n  \"threads\": " +
+                     std::to_string(threads) + ",\n  \"reps\": " + std::to_string(reps) + ",\n  \"timing\": \"" + timing +
+                     ", median\",\n  \"results\": [";
   bool ok = true, first = true;
   for (const Shape& sh : shapes) {
     for (kv::KvFormat f : kv::kAllKvFormats) {
