@@ -2,7 +2,8 @@
 // (a) a token's output is bit-identical whether its prompt is prefilled whole or in chunks of
 // 1, 5, 16 or 17 tokens, alone or batched with other sequences (at other rows of the step), on 1
 // or 2 threads; (b) it matches a float64 attention over the values the cache stores, across many
-// blocks (the online softmax rescales many times); (c) the fp8 row kernel decodes as kv_codec does.
+// blocks (the online softmax rescales many times); (c) the fp8 and int4 row kernels decode as
+// kv_codec does.
 // Unwritten cache bytes are 0xFF (NaN in every float format), so a masked key that leaked into a
 // sum would show.
 #include <doctest/doctest.h>
@@ -20,6 +21,7 @@
 #include "ops/attention.h"
 #include "ops/attention_kernels.h"
 #include "simd/dispatch.h"
+#include "simd/half.h"
 
 using namespace fineserve;
 using kv::KvFormat;
@@ -295,6 +297,37 @@ TEST_CASE("attention kernels: fp8 rows decode as kv_codec does, every code, with
       CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
       kv::decode_k_fp8(codes.data(), ref.data(), n, want.data());
       ops::attn_kernels(level).fp8_row(codes.data(), n, ref.data(), got.data());
+      CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("attention kernels: int4 K and V rows decode as kv_codec does") {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const uint32_t n_max = 72;
+  std::vector<uint8_t> codes(n_max / 2), scale_bits(2);
+  for (uint8_t& c : codes) c = static_cast<uint8_t>(byte(rng));
+  // Params as the cache holds them: f16 values (a step, a minimum per channel; a V scale per row).
+  std::vector<float> step(n_max), minimum(n_max);
+  for (uint32_t c = 0; c < n_max; ++c) {
+    step[c] = simd::f16_to_f32_scalar(simd::f32_to_f16_scalar(std::fabs(normal(rng)) / 15));
+    minimum[c] = simd::f16_to_f32_scalar(simd::f32_to_f16_scalar(normal(rng)));
+  }
+  const uint16_t sh = simd::f32_to_f16_scalar(0.37f);
+  std::memcpy(scale_bits.data(), &sh, 2);
+  for (simd::Level level : simd::supported_levels()) {
+    const std::string level_name = simd::level_name(level);
+    CAPTURE(level_name);
+    for (uint32_t n : {n_max, 64u, 24u, 6u}) {
+      CAPTURE(n);
+      std::vector<float> want(n), got(n, -1.0f);
+      kv::decode_k_int4(codes.data(), step.data(), minimum.data(), n, want.data());
+      ops::attn_kernels(level).int4_k_row(codes.data(), step.data(), minimum.data(), n, got.data());
+      CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
+      kv::decode_row(codes.data(), scale_bits.data(), KvFormat::Int4, n, want.data());
+      ops::attn_kernels(level).int4_v_row(codes.data(), simd::f16_to_f32_scalar(sh), n, got.data());
       CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
     }
   }

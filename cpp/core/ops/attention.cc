@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kv/kv_codec.h"
+#include "simd/half.h"
 #include "ops/attention_kernels.h"
 #include "simd/dispatch.h"
 
@@ -191,9 +192,9 @@ class Attend {
         }
       }
       if (k_channels()) {
-        kv::load_k_params(block + layout_.k_params_at(layer_, it.kvh), d, w.kstep.data(), w.kmin.data());
+        load_params(block + layout_.k_params_at(layer_, it.kvh), w.kstep.data(), w.kmin.data());
       } else if (g_.format == kv::KvFormat::Fp8E4M3) {
-        kv::load_k_refs(block + layout_.k_params_at(layer_, it.kvh), d, w.kmin.data());
+        load_params(block + layout_.k_params_at(layer_, it.kvh), nullptr, w.kmin.data());
       }
       for (uint32_t c0 = 0; c0 < tpb && base + c0 <= last; c0 += kChunkKeys) {
         const uint32_t key0 = base + c0, kc = std::min(kChunkKeys, tpb - c0);
@@ -225,8 +226,7 @@ class Attend {
                                (static_cast<size_t>(s.row + it.t0 + t) * g_.num_kv_heads + it.kvh) * snap_->bytes;
           w.own_step.resize(d);
           w.own_min.resize(d);
-          kv::load_k_params(own + static_cast<uint64_t>(tpb) * layout_.row_bytes, d, w.own_step.data(),
-                            w.own_min.data());
+          load_params(own + static_cast<uint64_t>(tpb) * layout_.row_bytes, w.own_step.data(), w.own_min.data());
           load_keys(own, block, it.kvh, c0, avail, kp, w.own_step.data(), w.own_min.data(), w);
           attend(t, t + 1);
         }
@@ -243,6 +243,20 @@ class Attend {
   bool k_channels() const { return g_.format == kv::KvFormat::Int4; }
   uint32_t round_up(uint32_t n) const { return (n + k_.lanes - 1) / k_.lanes * k_.lanes; }
 
+  // A block's per-channel K params as floats (kv::load_k_params / load_k_refs, through the dispatch
+  // table's f16 conversion): int4's steps then minima, fp8's references alone (step null).
+  void load_params(const uint8_t* params, float* step, float* minimum) const {
+    const uint32_t d = g_.head_dim;
+    const simd::Kernels& k = simd::active();
+    // f16s at an even offset of the block (KvLayout), read as decode_row reads an f16 row.
+    const auto* h = reinterpret_cast<const uint16_t*>(params);
+    if (step != nullptr) {
+      k.f16_to_f32(h, step, d);
+      h += d;
+    }
+    k.f16_to_f32(h, minimum, d);
+  }
+
   // K slots [c0, c0 + avail) of a head transposed into w.kt ([d][kp], lanes past avail zero).
   // `k4_rows`: int4 K's slot 0 (the slab's or a snapshot's), with its params `step` / `minimum`;
   // fp8's references are in `minimum`.
@@ -257,7 +271,7 @@ class Attend {
         const uint32_t slot = c0 + i;
         float* dst = w.row.data() + static_cast<size_t>(i) * d;
         if (k_channels()) {
-          kv::decode_k_int4(k4_rows + slot * layout_.row_bytes, step, minimum, d, dst);
+          k_.int4_k_row(k4_rows + slot * layout_.row_bytes, step, minimum, d, dst);
         } else if (g_.format == kv::KvFormat::Fp8E4M3) {
           k_.fp8_row(block + layout_.row_offset(layer_, 0, kvh, slot), d, minimum, dst);
         } else {
@@ -276,8 +290,15 @@ class Attend {
       return reinterpret_cast<const float*>(block + layout_.row_offset(layer_, 1, kvh, c0));
     }
     for (uint32_t i = 0; i < avail; ++i) {
+      float* dst = w.v.data() + static_cast<size_t>(i) * d;
       if (g_.format == kv::KvFormat::Fp8E4M3) {
-        k_.fp8_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), d, nullptr, w.v.data() + static_cast<size_t>(i) * d);
+        k_.fp8_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), d, nullptr, dst);
+        continue;
+      }
+      if (g_.format == kv::KvFormat::Int4) {
+        uint16_t h;
+        std::memcpy(&h, block + layout_.scale_at(layer_, 1, kvh, c0 + i), sizeof h);
+        k_.int4_v_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), simd::f16_to_f32_scalar(h), d, dst);
         continue;
       }
       kv::decode_row(block + layout_.row_offset(layer_, 1, kvh, c0 + i), block + layout_.scale_at(layer_, 1, kvh, c0 + i),

@@ -61,6 +61,52 @@ void fp8_row(const uint8_t* codes, size_t n, const float* ref, float* dst) {
   }
 }
 
+// 16 nibbles of 8 bytes in element order (byte i's low nibble, then its high one), as 2 x 8 int32.
+inline void nibbles16(const uint8_t* codes, __m256i* lo8, __m256i* hi8) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i q = _mm_unpacklo_epi8(_mm_and_si128(b, mask), _mm_and_si128(_mm_srli_epi16(b, 4), mask));
+  *lo8 = _mm256_cvtepu8_epi32(q);
+  *hi8 = _mm256_cvtepu8_epi32(_mm_srli_si128(q, 8));
+}
+
+void int4_k_row(const uint8_t* codes, const float* step, const float* minimum, size_t n, float* dst) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i q[2];
+    nibbles16(codes + i / 2, &q[0], &q[1]);
+    FS_UNROLL for (int h = 0; h < 2; ++h) {
+      const size_t c = i + 8 * h;
+      // step * q is exact (an f16 step times 0..15), so a fused add rounds as kv_codec's does.
+      _mm256_storeu_ps(dst + c, _mm256_fmadd_ps(_mm256_loadu_ps(step + c), _mm256_cvtepi32_ps(q[h]), _mm256_loadu_ps(minimum + c)));
+    }
+  }
+  for (; i < n; i += 2) {
+    const uint32_t b = codes[i / 2];
+    dst[i] = std::fma(step[i], static_cast<float>(b & 0xFu), minimum[i]);
+    dst[i + 1] = std::fma(step[i + 1], static_cast<float>(b >> 4), minimum[i + 1]);
+  }
+}
+
+void int4_v_row(const uint8_t* codes, float scale, size_t n, float* dst) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256i eight = _mm256_set1_epi32(8);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i q[2];
+    nibbles16(codes + i / 2, &q[0], &q[1]);
+    FS_UNROLL for (int h = 0; h < 2; ++h) {  // (q ^ 8) - 8 sign-extends a nibble
+      const __m256i signed_q = _mm256_sub_epi32(_mm256_xor_si256(q[h], eight), eight);
+      _mm256_storeu_ps(dst + i + 8 * h, _mm256_mul_ps(s, _mm256_cvtepi32_ps(signed_q)));
+    }
+  }
+  for (; i < n; i += 2) {
+    const auto b = static_cast<int8_t>(codes[i / 2]);
+    dst[i] = scale * static_cast<float>(static_cast<int8_t>(b << 4) >> 4);
+    dst[i + 1] = scale * static_cast<float>(b >> 4);
+  }
+}
+
 // 8 x 8 blocks through registers (rows past n read as zero), the channels past a multiple of 8 one
 // by one.
 void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
@@ -231,6 +277,6 @@ void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n
 
 }  // namespace
 
-extern const AttnKernels kAvx2Attn{8, fp8_row, transpose, scores, softmax, accumulate};
+extern const AttnKernels kAvx2Attn{8, fp8_row, int4_k_row, int4_v_row, transpose, scores, softmax, accumulate};
 
 }  // namespace fineserve::ops

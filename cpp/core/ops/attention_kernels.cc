@@ -40,6 +40,19 @@ void fp8_row(const uint8_t* codes, size_t n, const float* ref, float* dst) {
   }
 }
 
+void int4_k_row(const uint8_t* codes, const float* step, const float* minimum, size_t n, float* dst) {
+  kv::decode_k_int4(codes, step, minimum, static_cast<uint32_t>(n), dst);
+}
+
+// kv::decode_row's int4 case takes the scale as its stored f16; this one as the float it stands for.
+void int4_v_row(const uint8_t* codes, float scale, size_t n, float* dst) {
+  for (size_t i = 0; i < n / 2; ++i) {
+    const auto b = static_cast<int8_t>(codes[i]);
+    dst[2 * i] = scale * static_cast<float>(static_cast<int8_t>(b << 4) >> 4);  // arithmetic shifts sign-extend
+    dst[2 * i + 1] = scale * static_cast<float>(b >> 4);
+  }
+}
+
 void transpose(const float* rows, size_t n, size_t d, float* kt, size_t kp) {
   for (size_t c = 0; c < d; ++c) {
     for (size_t i = 0; i < kp; ++i) kt[c * kp + i] = i < n ? rows[i * d + c] : 0.0f;
@@ -91,7 +104,7 @@ void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n
   }
 }
 
-const AttnKernels kBaselineAttn{kLanes, fp8_row, transpose, scores, softmax, accumulate};
+const AttnKernels kBaselineAttn{kLanes, fp8_row, int4_k_row, int4_v_row, transpose, scores, softmax, accumulate};
 
 }  // namespace
 

@@ -29,6 +29,11 @@ struct AttnKernels {
   // values as kv::decode_row / kv::decode_k_fp8 (the decode is exact, the reference add one
   // rounding), 8 codes per step where the level has vectors.
   void (*fp8_row)(const uint8_t* codes, size_t n, const float* ref, float* dst);
+  // int4 rows as kv_codec decodes them (the same bits: every product there is exact, so fused
+  // or not it rounds once): K, minimum[c] + step[c] * q with q the unsigned nibble; V, scale times
+  // the signed nibble. Element 2i is byte i's low nibble. n even.
+  void (*int4_k_row)(const uint8_t* codes, const float* step, const float* minimum, size_t n, float* dst);
+  void (*int4_v_row)(const uint8_t* codes, float scale, size_t n, float* dst);
   // kt[c * kp + i] = rows[i * d + c] for i < n, 0 for n <= i < kp; c < d. Moves data only.
   void (*transpose)(const float* rows, size_t n, size_t d, float* kt, size_t kp);
   // s[r * kp + i] = sum over c < d, ascending, of q[r * d + c] * kt[c * kp + i]; r < rows, i < kp.
