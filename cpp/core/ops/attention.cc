@@ -144,6 +144,8 @@ struct Scratch {
   std::vector<uint32_t> nvis;
 };
 
+// One work item: its query rows against every chunk of their sequence's blocks up to the tile's
+// last position, in position order; each row takes only the keys at or before its own position.
 class Attend {
  public:
   Attend(const kv::KvLayout& layout, uint32_t layer, uint32_t heads, const std::vector<PagedSequence>& seqs,
@@ -181,7 +183,8 @@ class Attend {
       const uint8_t* block = s.blocks[b];
       const uint32_t base = b * tpb;
       // int4 K: the tokens of this tile whose own block this is and whose write left a snapshot read
-      // it from there (K4Snapshots), a contiguous run; everyone else reads the slab.
+      // it from there (K4Snapshots); everyone else reads the slab. They are a contiguous run: every
+      // token of the step in this block but the last one written to it.
       uint32_t own0 = it.n, own1 = it.n;
       if (snap_ != nullptr) {
         for (uint32_t t = 0; t < it.n; ++t) {
