@@ -13,10 +13,13 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "engine/step_plan.h"
+#include "engine/thread_pool.h"
 
 using fineserve::engine::SampleResult;
 using fineserve::engine::SamplerState;
 using fineserve::engine::SamplingParams;
+using fineserve::engine::SequenceChunk;
 using fineserve::engine::sample;
 using fineserve::engine::validate;
 
@@ -763,5 +766,54 @@ TEST_CASE("sampler: timing over a 128256-token vocabulary") {
     for (int i = 0; i < n; ++i) draw(*c.logits, c.p, s);
     double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
     MESSAGE("sample() over " << V << " tokens, " << std::string(c.name) << ": " << us << " us");
+  }
+}
+
+TEST_CASE("sample_step: a pool samples the same tokens as one thread, and a failed row advances no state") {
+  constexpr uint32_t V = 1000;
+  constexpr size_t kRows = 9;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> logits(kRows * V);
+  for (float& x : logits) x = dist(rng);
+  std::vector<SamplingParams> params(kRows);
+  for (size_t i = 0; i < kRows; ++i) {
+    params[i].temperature = i % 3 == 0 ? 0.0f : 0.8f;
+    params[i].top_p = 0.9f;
+    params[i].seed = 100 + i;
+  }
+  const int32_t prompt[] = {1, 2, 3};
+  auto run = [&](fineserve::engine::ThreadPool* pool, std::vector<float> rows, std::vector<SamplerState>& states) {
+    states.assign(kRows, SamplerState{});
+    std::vector<SequenceChunk> batch(kRows + 1);
+    for (size_t i = 0; i < kRows; ++i) {
+      states[i].reset(V, prompt, 3);
+      batch[i].sampling = &params[i];
+      batch[i].sampler_state = &states[i];
+    }
+    batch[kRows].sample = false;  // a prefill chunk in the middle of the batch: no logits row
+    std::rotate(batch.begin() + 4, batch.begin() + kRows, batch.end());
+    std::vector<int32_t> tokens;
+    fineserve::engine::StepOutput out = fineserve::engine::sample_step(batch, rows, V, false, pool);
+    for (const auto& s : out.samples) tokens.push_back(s.token);
+    return tokens;
+  };
+  std::vector<SamplerState> one, two;
+  fineserve::engine::ThreadPool pool(2);
+  const std::vector<int32_t> serial = run(nullptr, logits, one);
+  CHECK(serial == run(&pool, logits, two));
+  CHECK(serial[4] == -1);
+  for (size_t i = 0; i < kRows; ++i) CHECK(two[i].output_index == 1);
+
+  // Row 6 all NaN: the step throws that row's error and every state is as before the step.
+  std::vector<float> bad = logits;
+  std::fill(bad.begin() + 6 * V, bad.begin() + 7 * V, std::numeric_limits<float>::quiet_NaN());
+  for (fineserve::engine::ThreadPool* p : {static_cast<fineserve::engine::ThreadPool*>(nullptr), &pool}) {
+    std::vector<SamplerState> states;
+    CHECK_THROWS_WITH_AS(run(p, bad, states), "logits are all NaN", std::invalid_argument);
+    for (const SamplerState& s : states) {
+      CHECK(s.output_index == 0);
+      CHECK(std::all_of(s.output_counts.begin(), s.output_counts.end(), [](uint32_t c) { return c == 0; }));
+    }
   }
 }

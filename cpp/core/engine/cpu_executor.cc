@@ -54,7 +54,7 @@ class CpuExecutor final : public Executor {
     logits_.resize(logit_rows.size() * static_cast<size_t>(vocab));
     if (!tokens.empty()) forward_.run(tokens, seqs, logit_rows, logits_.data());
 
-    return sample_step(batch, logits_, vocab, return_logits);
+    return sample_step(batch, logits_, vocab, return_logits, threads_.get());
   }
 
  private:

@@ -512,4 +512,9 @@ void record_sample(SamplerState& state, int32_t token) {
   ++state.output_index;
 }
 
+void unrecord_sample(SamplerState& state, int32_t token) {
+  --state.output_counts[static_cast<size_t>(token)];
+  --state.output_index;
+}
+
 }  // namespace fineserve::engine

@@ -53,6 +53,8 @@ bool is_plain_greedy(const SamplingParams& params);
 
 // Records a token chosen outside sample() in the state, as sample() records its own.
 void record_sample(SamplerState& state, int32_t token);
+// Takes back the last record_sample of `token` (a step that failed after sampling some rows).
+void unrecord_sample(SamplerState& state, int32_t token);
 
 // Empty when the parameters are usable; otherwise names the first bad field and its value.
 std::string validate(const SamplingParams& params);

@@ -1,5 +1,6 @@
 #include "engine/step_plan.h"
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -55,14 +56,36 @@ StepOutput Executor::step(const std::vector<SequenceChunk>& batch, bool return_l
 }
 
 StepOutput sample_step(const std::vector<SequenceChunk>& batch, std::vector<float>& logits, uint32_t vocab,
-                       bool return_logits) {
+                       bool return_logits, ThreadPool* pool) {
   StepOutput out;
   out.samples.resize(batch.size());
-  size_t next = 0;
+  std::vector<size_t> sampled;  // chunk index of each logits row
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (!batch[i].sample) continue;
-    out.samples[i] = sample(logits.data() + next * vocab, vocab, *batch[i].sampling, *batch[i].sampler_state);
-    ++next;
+    if (batch[i].sample) sampled.push_back(i);
+  }
+  std::vector<std::exception_ptr> errors(sampled.size());
+  auto draw = [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) {
+      const SequenceChunk& ch = batch[sampled[r]];
+      try {
+        out.samples[sampled[r]] = sample(logits.data() + r * vocab, vocab, *ch.sampling, *ch.sampler_state);
+      } catch (...) {
+        errors[r] = std::current_exception();  // a pool thread must not throw
+      }
+    }
+  };
+  if (pool != nullptr && sampled.size() > 1) {
+    pool->parallel_for(sampled.size(), draw);
+  } else {
+    draw(0, sampled.size());
+  }
+  for (size_t r = 0; r < sampled.size(); ++r) {
+    if (!errors[r]) continue;
+    // Take back the draws that succeeded, so a retried step draws the same tokens.
+    for (size_t k = 0; k < sampled.size(); ++k) {
+      if (!errors[k]) unrecord_sample(*batch[sampled[k]].sampler_state, out.samples[sampled[k]].token);
+    }
+    std::rethrow_exception(errors[r]);
   }
   if (return_logits) out.logits = logits;
   return out;

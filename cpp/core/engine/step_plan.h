@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/executor.h"
+#include "engine/thread_pool.h"
 #include "kv/kv_slab.h"
 
 namespace fineserve::engine {
@@ -32,8 +33,11 @@ StepPlan plan_step(const std::vector<SequenceChunk>& batch, uint32_t vocab_size,
                    const kv::KvSlab& pool, kv::ModelId kv_model);
 
 // Samples every sampling chunk of `batch` on the host from `logits` (one row of vocab_size per
-// sampling chunk, in chunk order), and hands the logits back when asked.
+// sampling chunk, in chunk order), and hands the logits back when asked. With a pool, the rows are
+// sampled on its threads (each draw depends only on its own row, params and state, so the tokens
+// are the same). All or nothing: when a row cannot be sampled, the first such error in chunk order
+// is thrown and no sampler state has advanced.
 StepOutput sample_step(const std::vector<SequenceChunk>& batch, std::vector<float>& logits, uint32_t vocab_size,
-                       bool return_logits);
+                       bool return_logits, ThreadPool* pool = nullptr);
 
 }  // namespace fineserve::engine
