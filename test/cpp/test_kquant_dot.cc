@@ -5,7 +5,8 @@
 //     decoded activations (within f32 rounding of the per-super-block steps);
 //   - every SIMD level bit-identical to the portable kernel, and each token's result the same
 //     whatever else shares the call (batch invariance);
-//   - linear() takes this path for Q4_K / Q6_K (same bits as the kernel), input scale included.
+//   - linear() for Q4_K / Q6_K (the packed GEMM of gemm/packed_k.h, which reproduces these row dots)
+//     gives the same bits as the kernel, input scale included.
 #include <doctest/doctest.h>
 
 #include <cmath>

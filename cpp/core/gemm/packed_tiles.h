@@ -1,7 +1,8 @@
 // The walk over one block of output rows that every level's packed kernels share (packed.h):
 // chunks of tokens whose activations stay in L1/L2, then tiles of row units (a unit is the rows
 // one vector register holds: 16 with AVX-512, 8 with AVX2) whose weights stay in L1 for the whole
-// chunk, then tiles of up to MaxM tokens. Decode (one token) takes wider row tiles instead.
+// chunk, then tiles of up to MaxM tokens. Decode (one token) takes its own row-tile width: the
+// kernels' choice is one 16-row group, read as a single sequential stream.
 // Included only by the kernel files, whose Tile is in their own anonymous namespace, so each
 // instantiation is compiled with that file's instruction set.
 #pragma once
