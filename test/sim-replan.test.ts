@@ -8,16 +8,31 @@ import { prismMigration } from '../lib/scheduler/baselines/prism-migration.js';
 import { planPrism } from '../lib/scheduler/baselines/prism.js';
 import { CostModel } from '../lib/scheduler/cost-model.js';
 import type { ModelSpec, PlacementPlan } from '../lib/scheduler/types.js';
+import { ReferenceSlabAccount } from '../lib/sim/kv/index.js';
 import { applyReplan, bringUp, checkDrained } from '../lib/sim/migration.js';
 import { setUp } from '../lib/sim/setup.js';
 import { simulate, type SimConfig } from '../lib/sim/simulator.js';
 import { generateWorkload } from '../lib/sim/workload.js';
-import { buildSystem } from '../lib/sim/systems.js';
+import { buildSystem, type SystemName } from '../lib/sim/systems.js';
 
 const costModel = CostModel.reference();
 const s = materialize({ mix: 'mix4', gpus: 4, rate: 40, sloScale: 40, zipf: 0, lengths: 'sharegpt', durationMs: 20_000, seed: 3, rateShift: 'online' });
 const input = { models: s.models, devices: s.devices, sloScale: 40 };
 const atMs = 12_000;
+
+/** Two models, one per 80 GB GPU under `system`'s plan, and the plan that swaps their GPUs. */
+function swapOnTwoGpus(system: SystemName) {
+  const two: ModelSpec[] = [
+    { id: 'a', family: 'llama-3.1-8b', precision: 'fp16', rate: 4 },
+    { id: 'b', family: 'llama-3.1-8b', precision: 'w4a16', rate: 4 },
+  ];
+  const devs = [{ id: 'g0', memoryBytes: 80e9 }, { id: 'g1', memoryBytes: 80e9 }];
+  const sys = buildSystem(system, costModel, { models: two, devices: devs, sloScale: 40 });
+  const [pa, pb] = ['a', 'b'].map((id) => sys.plan.placements.find((p) => p.model === id)!);
+  assert.notDeepEqual(pa!.devices, pb!.devices, 'one model per device');
+  const swapped: PlacementPlan = { ...sys.plan, version: 2, placements: [{ ...pa!, devices: pb!.devices }, { ...pb!, devices: pa!.devices }] };
+  return { two, devs, sys, pa: pa!, swapped };
+}
 
 test('a re-plan to the same placement changes nothing; a moved replica serves only after its old one drained and its weights loaded', () => {
   const sys = buildSystem('prism', costModel, input);
@@ -107,19 +122,11 @@ test('make-before-break: with overlap a moved replica serves once its weights ar
 });
 
 test('make-before-break holds both copies: a swap takes the new weights out of the KV until the old replica drains, and waits while the KV holds that memory', () => {
-  const two: ModelSpec[] = [
-    { id: 'a', family: 'llama-3.1-8b', precision: 'fp16', rate: 4 },
-    { id: 'b', family: 'llama-3.1-8b', precision: 'w4a16', rate: 4 },
-  ];
-  const devs = [{ id: 'g0', memoryBytes: 80e9 }, { id: 'g1', memoryBytes: 80e9 }];
-  const sys = buildSystem('prism', costModel, { models: two, devices: devs, sloScale: 40 });
-  const [pa, pb] = ['a', 'b'].map((id) => sys.plan.placements.find((p) => p.model === id)!);
-  assert.notDeepEqual(pa!.devices, pb!.devices, 'one model per device');
-  const swapped: PlacementPlan = { ...sys.plan, version: 2, placements: [{ ...pa!, devices: pb!.devices }, { ...pb!, devices: pa!.devices }] };
+  const { two, devs, sys, pa, swapped } = swapOnTwoGpus('prism');
   const arrivals = generateWorkload({ models: ['a', 'b'], rates: { a: 4, b: 4 }, durationMs: 6_000, seed: 1 });
   const config: SimConfig = { costModel, models: two, devices: devs, system: sys, arrivals, drainMs: 10_000, replan: { atMs: 3_000, plan: swapped, overlap: true } };
   const ctx = setUp(config);
-  const g0 = ctx.devices.get(pa!.devices[0]!)!;
+  const g0 = ctx.devices.get(pa.devices[0]!)!;
   const pool = g0.account.stats().capacityBytes;
   const aOld = ctx.replicas.find((r) => r.model.id === 'a' && r.readyAtMs === 0)!;
   const slot = aOld.slots[0]!;
@@ -147,4 +154,69 @@ test('make-before-break holds both copies: a swap takes the new weights out of t
   const r = simulate(config);
   assert.equal(r.finished + r.dropped + r.inFlight, arrivals.length);
   assert.deepEqual(new Set(r.migrations.map((m) => m.model)), new Set(['a', 'b']));
+});
+
+test('static partitions under make-before-break: a new engine loads only once its weights and partition fit beside the live partitions', () => {
+  const { two, devs, sys, pa, swapped } = swapOnTwoGpus('static');
+  assert.equal(sys.kv, 'static');
+  const arrivals = generateWorkload({ models: ['a', 'b'], rates: { a: 4, b: 4 }, durationMs: 8_000, seed: 1 });
+  const config: SimConfig = { costModel, models: two, devices: devs, system: sys, arrivals, drainMs: 20_000, replan: { atMs: 3_000, plan: swapped, overlap: true } };
+  const ctx = setUp(config);
+  const g0 = ctx.devices.get(pa.devices[0]!)!;
+  const aOld = ctx.replicas.find((r) => r.model.id === 'a' && r.readyAtMs === 0)!;
+  const bNew = ctx.replicas.find((r) => r.model.id === 'b' && r.readyAtMs === Infinity)!;
+  assert.equal(g0.account.available(bNew.slots[0]!), 0, 'no partition before the engine starts');
+  // a's old engine holds one short sequence: its partition is still its own, however empty.
+  const seq = { id: 1e9, arrivalMs: 0, deadlineMs: 1e9, priority: 0, promptTokens: 16, outputTokens: 1e6, decodedTokens: 1, computedTokens: 16, targetTokens: 16, blocks: 0, started: true, firstTokenMs: 1, finishMs: NaN };
+  assert.ok(g0.account.grow(aOld.slots[0]!, seq.id, 1));
+  aOld.running.push(seq);
+  applyReplan(ctx, 3_000, () => {});
+  assert.ok(!ctx.readyModels.has('b'), "b waits: a's partition fills g0 though it holds one block");
+  assert.equal(g0.account.available(bNew.slots[0]!), 0);
+  // a's old engine drains and exits: its weights and partition are free, b loads with its own partition.
+  g0.account.release(aOld.slots[0]!, seq.id);
+  aOld.running.length = 0;
+  checkDrained(ctx, 'a', 4_000);
+  assert.equal(g0.account.available(aOld.slots[0]!), 0, "the exited engine's partition is gone");
+  bringUp(ctx, 'b', 4_050);
+  assert.ok(ctx.readyModels.has('b'));
+  const eb = costModel.entry('llama-3.1-8b', 'w4a16', 1);
+  const blockBytes = eb.tokensPerBlock * eb.kvBytesPerToken;
+  const partition = swapped.placements.find((p) => p.model === 'b')!.reserveBytes;
+  assert.ok(partition > 0);
+  const got = g0.account.available(bNew.slots[0]!) * blockBytes;
+  assert.ok(got > 0 && got <= partition && partition - got < blockBytes + (eb.weightBytes + eb.activationBytes), `b's partition ${got} B of the ${partition} B its plan gives`);
+  // End to end: both models move and serve after the move.
+  const r = simulate(config);
+  assert.equal(r.finished + r.dropped + r.inFlight, arrivals.length);
+  assert.deepEqual(new Set(r.migrations.map((m) => m.model)), new Set(['a', 'b']));
+  for (const m of r.migrations) {
+    const after = r.outcomes.filter((o) => o.model === m.model && o.arrivalMs > m.readyAtMs);
+    assert.ok(after.length > 0 && after.every((o) => o.finishMs !== undefined), `${m.model}'s new engine serves what arrives after it is up`);
+  }
+});
+
+test("the reference's per-layer-count pools give a make-before-break load free slabs in proportion to their sizes, or make it wait", () => {
+  const acc = new ReferenceSlabAccount(8e9);
+  const blk = (layers: number) => 32 * 2 * layers * 1024;
+  const shallow = acc.addModel({ key: 's', blockBytes: blk(32), layers: 32, reserveBytes: 0, rate: 1, tokensPerBlock: 32 } as never);
+  const deep = acc.addModel({ key: 'd', blockBytes: blk(64), layers: 64, reserveBytes: 0, rate: 1, tokensPerBlock: 32 } as never);
+  acc.seal();
+  const pool = acc.stats().capacityBytes;
+  // The deep pool is full: a load that needs any of its share waits, though the shallow pool is empty.
+  assert.ok(acc.grow(deep, 1, acc.available(deep)));
+  assert.equal(acc.withhold(1e9), false);
+  assert.equal(acc.stats().capacityBytes, pool, 'nothing withheld from either pool');
+  acc.release(deep, 1);
+  const shallowBefore = acc.available(shallow);
+  const deepBefore = acc.available(deep);
+  assert.ok(acc.withhold(1e9));
+  const taken = pool - acc.stats().capacityBytes;
+  assert.ok(taken >= 1e9 && taken < 1e9 + 4 * 64 * 1024 * 1024, `withheld ${taken} B for 1 GB of weights`);
+  // Each pool gave in proportion to its size.
+  const fracS = 1 - acc.available(shallow) / shallowBefore;
+  const fracD = 1 - acc.available(deep) / deepBefore;
+  assert.ok(fracS > 0 && fracD > 0 && Math.abs(fracS - fracD) < 0.05, `shallow gave ${fracS}, deep ${fracD}`);
+  assert.ok(acc.withhold(0));
+  assert.equal(acc.stats().capacityBytes, pool);
 });

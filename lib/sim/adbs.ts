@@ -11,8 +11,15 @@
  *   500 decode steps is under 90 % of its cap gives up (0.95 − use) × cap sequences' blocks; a
  *   model at 90 % or more with 10 % more requests waiting or running than its mean batch takes
  *   min(max(1, 10 % of its mean batch), what waits beyond it) sequences' worth, from the
- *   under-used models in proportion to what each gives up. (MuxServe also hands the blocks lost
- *   to rounding to the models with the longest queues; that remainder is dropped here.)
+ *   under-used models in proportion to what each gives up. Each new quota is floored to whole
+ *   sequences; the blocks lost to rounding gather in the device's fragment pool (kept across
+ *   adaptations), which buys a model one more sequence when its remainder plus the pool passes a
+ *   sequence's blocks, and what is left of it goes to the models with the longest waiting queues
+ *   (`num_fragment_blocks`).
+ * - **Whole-prompt prefill batches** (`schedule_prefill`): a prefill job takes waiting requests in
+ *   order while their prompts fit `max_num_batched_tokens` (2048) and the quota has seats, and
+ *   prefills each prompt whole in one step (no chunking; a prompt waits until its blocks are free).
+ *   MuxServe would stall its queue behind a prompt longer than the budget; here one goes alone.
  * - **Prefill first.** Prefill jobs take the larger MPS share of the SMs and are scheduled before
  *   decode jobs; here a prefill job's step ignores the compute the decode jobs beside it demand
  *   (it keeps contending for bandwidth and with other prefills), while a decode step is slowed by
@@ -21,7 +28,7 @@
  * @module
  */
 import type { StepDemand } from '../scheduler/interference.js';
-import type { Device, Replica, SimContext } from './state.js';
+import type { Device, Replica, Seq, SimContext } from './state.js';
 
 /** How often MuxServe re-divides the quotas, ms of simulated time. */
 export const ADBS_ADAPT_MS = 8_000;
@@ -42,6 +49,9 @@ export interface AdbsQuota {
   readonly history: number[];
 }
 
+// Each device's blocks lost to rounding quotas to whole sequences (MuxServe's `num_fragment_blocks`).
+const fragments = new WeakMap<Device, number>();
+
 /** Sets every prefill job's initial quota: shares of each device's pool by rate × blocks per token. */
 export function initQuotas(ctx: SimContext, rates: ReadonlyMap<Replica, number>): void {
   const arrivals = ctx.config.arrivals;
@@ -57,7 +67,13 @@ export function initQuotas(ctx: SimContext, rates: ReadonlyMap<Replica, number>)
     // One padded block of the unified pool holds tokensPerBlock tokens of any model.
     const weight = (r: Replica): number => (rates.get(r) ?? 0) / r.entry.tokensPerBlock;
     const total = here.reduce((a, r) => a + weight(r), 0);
-    for (const r of here) r.adbs!.blocks.set(d, Math.floor(total > 0 ? (pool * weight(r)) / total : pool / here.length));
+    // MuxServe keeps only the whole sequences of each share (its quota is max_num_seqs).
+    for (const r of here) {
+      const q = r.adbs!;
+      const share = Math.floor(total > 0 ? (pool * weight(r)) / total : pool / here.length);
+      q.blocks.set(d, Math.floor(share / q.blocksPerSeq) * q.blocksPerSeq);
+    }
+    fragments.set(d, 0);
   }
   for (const r of jobs) r.adbs!.maxSeqs = seqsOf(r.adbs!);
 }
@@ -111,8 +127,45 @@ export function adaptQuotas(ctx: SimContext): void {
       r.adbs!.blocks.set(d, (r.adbs!.blocks.get(d) ?? 0) + got);
     }
     for (const [src, took] of stolen) src.adbs!.blocks.set(d, Math.max(0, (src.adbs!.blocks.get(d) ?? 0) - took));
+    // Whole sequences only, under-used models first, then busy ones by use; the remainders pool.
+    let frag = fragments.get(d) ?? 0;
+    for (const r of [...spare.keys(), ...busy.map((b) => b.r)]) {
+      const q = r.adbs!;
+      const blocks = q.blocks.get(d) ?? 0;
+      let seqs = Math.floor(blocks / q.blocksPerSeq);
+      const rest = blocks % q.blocksPerSeq;
+      if (rest + frag > q.blocksPerSeq) {
+        seqs++;
+        frag -= q.blocksPerSeq - rest;
+      } else frag += rest;
+      q.blocks.set(d, seqs * q.blocksPerSeq);
+    }
+    // What is left buys sequences for the longest waiting queues first (a stable sort, as Python's).
+    for (const r of [...here].sort((a, b) => b.queued - a.queued)) {
+      const q = r.adbs!;
+      const n = Math.floor(frag / q.blocksPerSeq);
+      q.blocks.set(d, (q.blocks.get(d) ?? 0) + n * q.blocksPerSeq);
+      frag -= n * q.blocksPerSeq;
+    }
+    fragments.set(d, frag);
   }
   for (const r of jobs) r.adbs!.maxSeqs = seqsOf(r.adbs!);
+}
+
+/**
+ * MuxServe's next prefill batch from `waiting` (in order): requests while their prompts fit
+ * `budgetTokens` and `seats` last; the first goes even when alone it passes the budget.
+ */
+export function prefillBatch(waiting: readonly Seq[], seats: number, budgetTokens: number): Seq[] {
+  const out: Seq[] = [];
+  let tokens = 0;
+  for (const s of waiting) {
+    const t = s.targetTokens - s.computedTokens;
+    if (out.length >= seats || (out.length > 0 && tokens + t > budgetTokens)) break;
+    out.push(s);
+    tokens += t;
+  }
+  return out;
 }
 
 function seqsOf(q: AdbsQuota): number {

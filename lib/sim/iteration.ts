@@ -2,11 +2,12 @@
  * One scheduling decision: the replica's local policy sees a snapshot (head of the queue, running
  * sequences, free KV, limits, SLO, latency model), and its drops, admissions, preemptions, prefill
  * chunks and decodes are applied against the KV accounts. Under MuxServe's split the prefill job
- * only prefills and the decode job only decodes.
+ * only prefills and the decode job only decodes; under its ADBS prefills are whole prompts.
  * @module
  */
 import type { IterationShape } from '../scheduler/latency-model.js';
 import { blocksFor, type ModelSnapshot, type RunningSequence, type WaitingRequest } from '../scheduler/local/types.js';
+import { prefillBatch } from './adbs.js';
 import { freeBlocks, grow, preemptSeq } from './replica-kv.js';
 import { setActive, wake } from './replica-queue.js';
 import type { Replica, Seq, SimContext, Work } from './state.js';
@@ -17,14 +18,20 @@ const POLL_MS = 5;
 /** Asks the policy what `r` runs next; undefined (and a retry scheduled) when nothing can run. */
 export function decideIteration(ctx: SimContext, r: Replica, now: number, waiting: readonly Seq[], byId: ReadonlyMap<number, Seq>): Work | undefined {
   const tpb = r.entry.tokensPerBlock;
+  // Split jobs share the engine's batch cap (under ADBS the model's quota): the prefill job admits
+  // only what the decode job leaves.
+  const maxBatch = r.decodeLane === undefined ? r.maxBatch : Math.max(0, (r.adbs?.maxSeqs ?? r.maxBatch) - r.decodeLane.running.length);
+  // Under ADBS (only prefill jobs hold a quota) the policy sees MuxServe's whole-prompt batch and
+  // no chunking budget.
+  const whole = r.adbs !== undefined;
+  const pending = whole ? r.running.reduce((a, s) => a + s.targetTokens - s.computedTokens, 0) : 0;
+  const shown = whole ? prefillBatch(waiting, maxBatch - r.running.length, ctx.maxBatchTokens - pending) : waiting;
   const snapshot: ModelSnapshot = {
     nowMs: now,
-    waiting: waiting as readonly WaitingRequest[],
+    waiting: shown as readonly WaitingRequest[],
     running: r.running as readonly RunningSequence[],
     kv: { freeBlocks: freeBlocks(r), tokensPerBlock: tpb },
-    // Split jobs share the engine's batch cap (under ADBS the model's quota): the prefill job admits
-    // only what the decode job leaves.
-    limits: { maxBatch: r.decodeLane === undefined ? r.maxBatch : Math.max(0, (r.adbs?.maxSeqs ?? r.maxBatch) - r.decodeLane.running.length), maxBatchTokens: ctx.maxBatchTokens, minBatch: r.minBatch },
+    limits: { maxBatch, maxBatchTokens: whole ? Infinity : ctx.maxBatchTokens, minBatch: r.minBatch },
     slo: { ttftMs: r.sloMs, ...(r.model.slo?.tpotMs !== undefined && { tpotMs: r.model.slo.tpotMs }) },
     latency: r.latency,
     ttftPerTokenMs: r.ttftPerTokenMs,
@@ -65,6 +72,13 @@ export function decideIteration(ctx: SimContext, r: Replica, now: number, waitin
     const s = byId.get(c.id);
     if (s === undefined || s.computedTokens >= s.targetTokens) continue;
     let tokens = Math.min(c.tokens, s.targetTokens - s.computedTokens);
+    if (whole) {
+      // All of the prompt in this step, or none of it until its blocks are free.
+      tokens = s.targetTokens - s.computedTokens;
+      if (!grow(r, s, blocksFor(s.targetTokens, tpb))) continue;
+      prefill.push({ seq: s, tokens });
+      continue;
+    }
     while (tokens > 0 && !grow(r, s, blocksFor(s.computedTokens + tokens, tpb))) tokens = Math.min(tokens - 1, s.blocks * tpb + freeBlocks(r) * tpb - s.computedTokens);
     if (tokens > 0) prefill.push({ seq: s, tokens });
   }

@@ -8,8 +8,11 @@
  * it, less the weights (and activation reserve) of new replicas loading onto it, plus those of
  * moved-away replicas that have drained off it. What that leaves below the account's pool is
  * withheld from the pool; a load that would need memory the KV holds waits (retried every
- * {@link LOAD_RETRY_MS}) until sequences finish or old replicas drain. Accounts with static
- * partitions cannot give memory back and are not withheld from.
+ * {@link LOAD_RETRY_MS}) until sequences finish or old replicas drain. Static partitions are
+ * never shrunk: each engine owns its partition from start to exit, so a new replica loads only
+ * when its weights and its partition fit beside the live partitions, and a drained old replica
+ * frees its partition with its weights. The reference's per-layer-count pools give the weights
+ * free slabs in proportion to their sizes (lib/sim/kv/reference-slab.ts).
  * @module
  */
 import { enqueue, leastLoaded, waitingWindow } from './replica-queue.js';
@@ -36,10 +39,11 @@ export function checkDrained(ctx: SimContext, model: string, now: number): void 
   if (!ctx.drainedModels.has(model)) {
     ctx.drainedModels.add(model);
     for (const r of old) {
-      for (const d of r.devices) {
+      r.devices.forEach((d, i) => {
         d.weightsOut += residentBytes(r);
+        d.account.retire?.(r.slots[i]!);
         settle(d);
-      }
+      });
     }
   }
   if (!ctx.readyModels.has(model)) bringUp(ctx, model, now);
@@ -49,16 +53,24 @@ export function checkDrained(ctx: SimContext, model: string, now: number): void 
 export function bringUp(ctx: SimContext, model: string, now: number): void {
   if (ctx.readyModels.has(model)) return;
   const fresh = ctx.fresh.filter((r) => r.model.id === model);
-  const touched = new Set<Device>();
-  for (const r of fresh) for (const d of r.devices) (d.weightsIn += residentBytes(r)), touched.add(d);
+  // Each device's slots of the new replicas (static pools give them their partitions now).
+  const touched = new Map<Device, number[]>();
+  for (const r of fresh) {
+    r.devices.forEach((d, i) => {
+      d.weightsIn += residentBytes(r);
+      touched.set(d, [...(touched.get(d) ?? []), r.slots[i]!]);
+    });
+  }
   // Once nothing anywhere is left to drain the plans' own sums hold; start whatever the rounding says.
   const last = ctx.retiring.every((r) => !draining(r));
-  if (![...touched].every(settle) && !last) {
+  const fits = [...touched.keys()].every(settle) && [...touched].every(([d, slots]) => d.account.canOpen?.(slots) ?? true);
+  if (!fits && !last) {
     for (const r of fresh) for (const d of r.devices) d.weightsIn -= residentBytes(r);
-    for (const d of touched) settle(d);
+    for (const d of touched.keys()) settle(d);
     ctx.heap.push(now + LOAD_RETRY_MS, { kind: 'load', model });
     return;
   }
+  for (const [d, slots] of touched) d.account.open?.(slots);
   ctx.readyModels.add(model);
   for (const r of fresh) {
     r.readyAtMs = now + ((r.entry.weightBytes / r.entry.tp) / ctx.hostToDeviceBytesPerS) * 1000;

@@ -54,7 +54,7 @@ export function setUp(config: SimConfig): SimContext {
     const blockBytes = (entry.tokensPerBlock * entry.kvBytesPerToken) / p.tp;
     // A replica a re-placement starts holds no reserve before it exists.
     const slots = devs.map((d) =>
-      d.account.addModel({ key: `${p.model}#${p.replica}${fresh ? "'" : ''}`, blockBytes, layers: entry.shape.layers, reserveBytes: fresh ? 0 : p.reserveBytes, rate: p.rate, tokensPerBlock: entry.tokensPerBlock } as never),
+      d.account.addModel({ key: `${p.model}#${p.replica}${fresh ? "'" : ''}`, blockBytes, layers: entry.shape.layers, reserveBytes: fresh ? 0 : p.reserveBytes, ...(fresh && { pendingBytes: p.reserveBytes }), rate: p.rate, tokensPerBlock: entry.tokensPerBlock } as never),
     );
     const r: Replica = {
       index: replicas.length,

@@ -25,8 +25,8 @@ export interface SimSystem {
   readonly splitPrefillDecode?: boolean;
   /**
    * MuxServe's adaptive batch scheduling (lib/sim/adbs.ts; needs `splitPrefillDecode`): per-model
-   * KV token-block quotas capping its sequences, re-divided by use every 8 s, and prefill jobs
-   * first on the SMs.
+   * KV token-block quotas capping its sequences, re-divided by use every 8 s (rounding remainders
+   * to the longest queues), whole-prompt prefill batches, and prefill jobs first on the SMs.
    */
   readonly adaptiveBatching?: boolean;
 }

@@ -5,8 +5,8 @@
  * pool of equal, padded blocks. Its local side is FCFS, with each model's prefill and decode run
  * as two concurrent jobs (the simulator's `splitPrefillDecode`, as MuxServe's MPS processes do).
  * Its adaptive batch scheduling (ADBS: per-model KV token-block quotas adapted to use every 8 s,
- * prefill jobs first on the SMs) runs in the simulator (lib/sim/adbs.ts, the system's
- * `adaptiveBatching`).
+ * whole-prompt prefill batches, prefill jobs first on the SMs) runs in the simulator
+ * (lib/sim/adbs.ts, the system's `adaptiveBatching`).
  * @module
  */
 import type { CostModel } from '../cost-model.js';

@@ -3,6 +3,11 @@
  * co-located per-layer block size; one pool per layer count, split statically at start (each
  * engine's minimum of one 2048-token prefill, the rest by configured rate × layers); inside a
  * pool, slabs are shared dynamically and a partial slab is picked arbitrarily.
+ *
+ * The split is never re-balanced (notes §2.9), so weights loading beside the KV in a
+ * make-before-break move take their memory from every pool in proportion to its size, each only
+ * from its free slabs; when one pool has too few free slabs the load waits, even if another pool
+ * has room.
  * @module
  */
 import { SlabAccount } from './slab.js';
@@ -76,6 +81,19 @@ export class ReferenceSlabAccount implements KvAccount {
   release(m: number, seq: number): void {
     const w = this.#where[m]!;
     w.pool.release(w.index, seq);
+  }
+
+  withhold(bytes: number): boolean {
+    const total = this.#pools.reduce((a, p) => a + p.slabs * p.slabBytes, 0);
+    const before = this.#pools.map((p) => (p.slabs * p.slabBytes - p.stats().capacityBytes));
+    const share = (p: SlabAccount): number => (total > 0 ? Math.max(0, bytes) * ((p.slabs * p.slabBytes) / total) : 0);
+    for (let i = 0; i < this.#pools.length; i++) {
+      if (this.#pools[i]!.withhold(share(this.#pools[i]!))) continue;
+      // All or nothing: put back what the pools before this one had withheld.
+      for (let j = 0; j < i; j++) this.#pools[j]!.withhold(before[j]!);
+      return false;
+    }
+    return true;
   }
 
   takeOverheadMs(): number {

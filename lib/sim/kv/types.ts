@@ -15,6 +15,11 @@ export interface KvModelSpec {
   readonly reserveBytes: number;
   /** Configured rate (the reference sizes its pools by it). */
   readonly rate: number;
+  /**
+   * static: a replica a re-placement starts has no partition until it loads; this is the one it
+   * then asks for (its plan's share), see {@link KvAccount.open}.
+   */
+  readonly pendingBytes?: number;
 }
 
 /** Totals over a device's pool. */
@@ -41,10 +46,19 @@ export interface KvAccount {
   /**
    * Takes `bytes` in all out of the pool for weights being loaded beside the KV (a
    * make-before-break move), or gives back what a smaller figure no longer needs; false, and
-   * nothing changes, when the free memory is short. Shared pools only: static partitions cannot
-   * give memory back.
+   * nothing changes, when the free memory is short. Shared pools take free blocks or slabs;
+   * static partitions are never shrunk: only memory no live partition holds can be taken.
    */
   withhold?(bytes: number): boolean;
+  /**
+   * Static partitions: whether the pending partitions of `models` (replicas a re-placement
+   * starts) fit the memory no live partition or withheld weight holds.
+   */
+  canOpen?(models: readonly number[]): boolean;
+  /** Gives `models` their pending partitions, each cut to what is free if it does not fit. */
+  open?(models: readonly number[]): void;
+  /** A moved-away replica has drained and exited: its partition (holding nothing) is free. */
+  retire?(m: number): void;
   /** Modelled allocator time (ms) charged to model `m` since the last call (VMM mapping). */
   takeOverheadMs(m: number): number;
   stats(): KvAccountStats;
