@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "gemm/packed_k.h"
+#include "gemm/packed_w8a8.h"
 #include "simd/half.h"
 
 namespace fineserve::gemm {
@@ -78,10 +79,15 @@ const PackedWeights& packed_for(const model::TensorView& w) {
   std::lock_guard<std::mutex> lock(mu);
   p = std::atomic_load(&w.packed);
   if (!p) {
-    p = packable_k(w.dtype) ? pack_k(w.dtype, w.data, w.rows(), w.cols()) : pack(w.dtype, w.data, w.rows(), w.cols());
+    p = pack_any(w.dtype, w.data, w.rows(), w.cols());
     std::atomic_store(&w.packed, p);
   }
   return *p;
+}
+
+std::shared_ptr<const PackedWeights> pack_any(DType t, const uint8_t* data, size_t rows, size_t cols) {
+  if (t == DType::W8A8) return pack_w8a8(data, rows, cols);
+  return packable_k(t) ? pack_k(t, data, rows, cols) : pack(t, data, rows, cols);
 }
 
 void PackedActs::resize(size_t t, size_t b) {

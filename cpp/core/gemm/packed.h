@@ -60,8 +60,10 @@ void unpack_row(const PackedWeights& w, size_t r, uint8_t* out);
 
 // The copy linear() reads, made at load (gemm/packed_load.h) or on first use and kept in w.packed
 // (copies of the view made before that make their own). Safe to call from several threads at
-// once. Q4_K / Q6_K get packed_k.h's layout.
+// once. Q4_K / Q6_K get packed_k.h's layout, W8A8 packed_w8a8.h's.
 const PackedWeights& packed_for(const model::TensorView& w);
+// The packed copy in whichever layout the type has: pack, pack_k or pack_w8a8.
+std::shared_ptr<const PackedWeights> pack_any(model::DType t, const uint8_t* data, size_t rows, size_t cols);
 
 // Activations of one call as the packed kernels read them: Q8_0 blocks (llama.cpp's x86
 // quantize_row_q8_0, as quant::prepare_activations makes them) and each block's sum of q.

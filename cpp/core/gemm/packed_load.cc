@@ -24,8 +24,7 @@ size_t pack_linear_weights(model::LlamaWeights& w) {
   auto pack_view = [&](model::TensorView& t) {
     if (t.packed_only || t.data == nullptr || !packs(t)) return;
     std::shared_ptr<const PackedWeights>& p = done[t.data];
-    if (!p && t.dtype == model::DType::W8A8) p = pack_w8a8(t.data, t.rows(), t.cols());
-    if (!p) p = packable_k(t.dtype) ? pack_k(t.dtype, t.data, t.rows(), t.cols()) : pack(t.dtype, t.data, t.rows(), t.cols());
+    if (!p) p = pack_any(t.dtype, t.data, t.rows(), t.cols());
     t.packed = p;
     t.data = p->bytes.data();
     t.bytes = p->bytes.size();

@@ -3,10 +3,8 @@
 #include "gemm/packed_w8a8.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 
 #include "quant/weight_format.h"
 
@@ -55,19 +53,6 @@ void unpack_w8a8_row(const PackedWeights& w, size_t r, uint8_t* out) {
     const size_t k = c % 32;
     out[quant::kRowAlign + c] = uint8_t(w.block(r / kPackRows, c / 32)[lane_byte(k / 4, lane, k % 4)] ^ 0x80);
   }
-}
-
-const PackedWeights& packed_w8a8_for(const model::TensorView& w) {
-  std::shared_ptr<const PackedWeights> p = std::atomic_load(&w.packed);
-  if (p) return *p;
-  static std::mutex mu;  // packing happens once per matrix, on the first forward pass
-  std::lock_guard<std::mutex> lock(mu);
-  p = std::atomic_load(&w.packed);
-  if (!p) {
-    p = pack_w8a8(w.data, w.rows(), w.cols());
-    std::atomic_store(&w.packed, p);
-  }
-  return *p;
 }
 
 void W8A8Acts::resize(size_t t, size_t cols) {
@@ -131,16 +116,14 @@ extern const W8A8Kernels kAvx512W8A8;  // packed_w8a8_avx512.cc
 #endif
 
 const W8A8Kernels* w8a8_kernels_for(simd::Level level) {
-  if (simd::kernels_for(level) == nullptr) return nullptr;  // not compiled in, or not this host's
-  const W8A8Kernels* by_level[simd::kLevelCount] = {};
+  const W8A8Kernels *avx2 = nullptr, *avx512 = nullptr;
 #if defined(FINESERVE_HAVE_AVX2)
-  by_level[static_cast<int>(simd::Level::Avx2)] = &kAvx2W8A8;
+  avx2 = &kAvx2W8A8;
 #endif
-#if defined(FINESERVE_HAVE_AVX512) && (defined(__x86_64__) || defined(__i386__))
-  static const bool vnni = __builtin_cpu_supports("avx512vnni");
-  if (vnni) by_level[static_cast<int>(simd::Level::Avx512)] = &kAvx512W8A8;
+#if defined(FINESERVE_HAVE_AVX512)
+  avx512 = &kAvx512W8A8;
 #endif
-  return simd::resolve_kernel(by_level, level);
+  return resolve_packed<W8A8Kernels>(level, nullptr, avx2, avx512);
 }
 
 }  // namespace fineserve::gemm

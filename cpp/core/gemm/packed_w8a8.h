@@ -44,9 +44,6 @@ inline const float* w8a8_row_scales(const PackedWeights& w) {
   return reinterpret_cast<const float*>(w.bytes.data() + w.groups() * w.group_bytes);
 }
 
-// The copy linear() reads, made on first use and kept in w.packed (as packed_for does for Q8_0).
-const PackedWeights& packed_w8a8_for(const model::TensorView& w);
-
 // One call's activations: per token, `stride` int8 (cols rounded up to 32, zero padded), its
 // scale sx = amax / 127 and the sum of its q. Exactly quant::prepare_activations' W8A8 q and scale.
 struct W8A8Acts {

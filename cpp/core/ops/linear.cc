@@ -91,7 +91,7 @@ void linear_packed(engine::ThreadPool& pool, const gemm::PackedKernels& k, const
 void linear_w8a8(engine::ThreadPool& pool, const gemm::W8A8Kernels& k, const float* x, size_t tokens,
                  const model::TensorView& w, const float* bias, float* y) {
   const size_t out = w.rows(), in = w.cols();
-  const gemm::PackedWeights& p = gemm::packed_w8a8_for(w);
+  const gemm::PackedWeights& p = gemm::packed_for(w);
   thread_local gemm::W8A8Acts acts;
   k.quantize(x, tokens, in, w.input_scale, acts);
   const gemm::W8A8Acts& a = acts;  // this thread's: the pool's threads have their own `acts`
