@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { demoModel } from '../../lib/cli/demo.js';
 import type { PrecisionName } from '../../lib/precision.js';
 import { addonIdentity } from '../engine-cpu/machine.js';
+import { median } from '../engine-cpu/measure.js';
 import { batchScaling, type BatchPoint } from './batch-scaling.js';
 
 const { values } = parseArgs({
@@ -52,10 +53,6 @@ const source = smoke ? fixture : await demoModel(log);
 const promptTokens = smoke ? 16 : 80; // bench:serve-memory's scaled prompt median
 const outputTokens = smoke ? 8 : 48;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 type Side = 'before' | 'after';
 const raw: { threads: number; side: Side; round: number; points: BatchPoint[] }[] = [];

@@ -4,6 +4,7 @@
  * @module
  */
 import type { MemoryRun } from '../../lib/sim/memory-comparison.js';
+import { median } from '../engine-cpu/measure.js';
 
 export function summaryOf(r: MemoryRun) {
   const byModel = Object.entries(r.concurrency);
@@ -28,12 +29,6 @@ export function summaryOf(r: MemoryRun) {
 
 const ratio = (a: number | undefined, b: number | undefined): number | null => (a === undefined || b === undefined || !(b > 0) ? null : a / b);
 
-function median(xs: readonly number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** Each system's run of median throughput over the rounds (the lower middle one for an even count), in `labels` order. */
 export function medianRuns(labels: readonly string[], rounds: readonly (readonly MemoryRun[])[]): MemoryRun[] {
@@ -47,7 +42,8 @@ export function medianRuns(labels: readonly string[], rounds: readonly (readonly
 export function pairedRounds(rounds: readonly (readonly MemoryRun[])[]) {
   const pair = (a: string, b: string, field: 'tokensPerSecond' | 'sloAttainment') => {
     const perRound = rounds.map((r) => ratio(r.find((x) => x.system.label === a)?.report[field], r.find((x) => x.system.label === b)?.report[field]));
-    return { perRound, median: median(perRound.filter((x): x is number => x !== null)) };
+    const measured = perRound.filter((x): x is number => x !== null);
+    return { perRound, median: measured.length === 0 ? null : median(measured) };
   };
   return {
     count: rounds.length,
