@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cpu_info.h"
+#include "simd/upper_state.h"
 
 namespace fineserve::engine {
 
@@ -13,6 +14,13 @@ void split(size_t n, unsigned parts, unsigned i, size_t* begin, size_t* end) {
   size_t base = n / parts, extra = n % parts;
   *begin = i * base + std::min<size_t>(i, extra);
   *end = *begin + base + (i < extra ? 1 : 0);
+}
+
+// Jobs are kernels; the code after them is baseline code (simd/upper_state.h says why it must
+// find the upper register halves clean).
+void run(const std::function<void(size_t, size_t)>& fn, size_t begin, size_t end) {
+  fn(begin, end);
+  simd::clean_upper();
 }
 
 }  // namespace
@@ -47,7 +55,7 @@ void ThreadPool::worker(unsigned index) {
     }
     size_t begin, end;
     split(n, size(), index, &begin, &end);
-    if (begin < end) (*job)(begin, end);
+    if (begin < end) run(*job, begin, end);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (--pending_ == 0) done_.notify_one();
@@ -58,7 +66,7 @@ void ThreadPool::worker(unsigned index) {
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
   if (workers_.empty() || n == 1) {
-    fn(0, n);
+    run(fn, 0, n);
     return;
   }
   {
@@ -71,7 +79,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   wake_.notify_all();
   size_t begin, end;
   split(n, size(), 0, &begin, &end);
-  if (begin < end) fn(begin, end);
+  if (begin < end) run(fn, begin, end);
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return pending_ == 0; });
 }

@@ -9,6 +9,7 @@
 
 #include "ops/attention_exp2.h"
 #include "ops/attention_kernels.h"
+#include "simd/clean_exit.h"
 
 namespace fineserve::ops {
 namespace {
@@ -277,6 +278,14 @@ void accumulate(const float* p, size_t kp, const float* alpha, const uint32_t* n
 
 }  // namespace
 
-extern const AttnKernels kAvx2Attn{8, fp8_row, int4_k_row, int4_v_row, transpose, scores, softmax, accumulate};
+// attention.cc's loops call these between their own (baseline) float code.
+extern const AttnKernels kAvx2Attn{8,
+                                   simd::CleanExit<fp8_row>::call,
+                                   simd::CleanExit<int4_k_row>::call,
+                                   simd::CleanExit<int4_v_row>::call,
+                                   simd::CleanExit<transpose>::call,
+                                   simd::CleanExit<scores>::call,
+                                   simd::CleanExit<softmax>::call,
+                                   simd::CleanExit<accumulate>::call};
 
 }  // namespace fineserve::ops

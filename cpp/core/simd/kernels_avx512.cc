@@ -2,6 +2,7 @@
 // reached only through the dispatch table after the host was checked.
 #include <immintrin.h>
 
+#include "simd/clean_exit.h"
 #include "simd/exp_poly.h"
 #include "simd/half.h"
 #include "simd/variants.h"
@@ -135,8 +136,15 @@ void silu_mul_f32(const float* gate, const float* up, float* out, size_t n) {
 
 }  // namespace
 
-const Kernels kAvx512Kernels = {Level::Avx512, dot_f32,  f16_to_f32,  bf16_to_f32, f32_to_f16,
-                                f32_to_bf16,   axpy_f32, dot_f16_f32, dot_bf16_f32,
-                                silu_mul_f32};
+const Kernels kAvx512Kernels = {Level::Avx512,
+                                CleanExit<dot_f32>::call,
+                                CleanExit<f16_to_f32>::call,
+                                CleanExit<bf16_to_f32>::call,
+                                CleanExit<f32_to_f16>::call,
+                                CleanExit<f32_to_bf16>::call,
+                                CleanExit<axpy_f32>::call,
+                                CleanExit<dot_f16_f32>::call,
+                                CleanExit<dot_bf16_f32>::call,
+                                CleanExit<silu_mul_f32>::call};
 
 }  // namespace fineserve::simd
