@@ -126,7 +126,7 @@ struct Shape {
   DType t;
   size_t in;
 };
-const Shape kShapes[] = {{DType::F32, 172}, {DType::F32, 64}, {DType::F16, 172}, {DType::BF16, 100},
+const Shape kShapes[] = {{DType::F32, 172}, {DType::F32, 64}, {DType::F16, 172}, {DType::F16, 48}, {DType::BF16, 100},
                          {DType::Q8_0, 96}, {DType::Q4_0, 160}, {DType::Q4_K, 256},
                          {DType::Q6_K, 512}, {DType::W4A16, 172}, {DType::W4A8, 172}, {DType::FP8, 172},
                          {DType::FP8, 33}, {DType::W4A16, 33}};
