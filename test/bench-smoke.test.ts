@@ -7,7 +7,7 @@
 // committed SIMT sample (bench/cuda/sample-simt/). About 30 s on 2 cores.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -77,6 +77,40 @@ test('bench:engine-cpu --smoke: fineserve prefill and decode tok/s', () => {
   const metrics = Object.entries(r.models['stories260K']?.metrics ?? {});
   assert.deepEqual(metrics.map(([m]) => m).sort(), ['decode', 'decode-4', 'prefill']);
   for (const [m, v] of metrics) real(v.fineserve, `${m} tok/s`);
+});
+
+test('bench:engine-cpu --smoke --shape/--gguf: generated shapes and a GGUF file benched under their keys', () => {
+  const fixture = fileURLToPath(new URL('../../shared/fixtures/stories260K/stories260K.gguf', import.meta.url));
+  assert.ok(existsSync(fixture), `missing fixture ${fixture} (the stories260K fixture is expected in ../shared/fixtures)`);
+  const dir = out('engine-cpu-models');
+  const args = ['--smoke', '--shape', 'tiny', '--layers', '1', '--vocab', '64', '--models-dir', dir];
+  const first = smoke('bench/engine-cpu.ts', [...args, '--types', 'f16,q8_0', '--gguf', fixture, '--out', out('engine-cpu-shapes.json')]);
+  type Model = { model: { layers: number; vocabSize: number; source: string }; metrics: Record<string, { fineserve: unknown }> };
+  const r = json<{ models: Record<string, Model> }>(out('engine-cpu-shapes.json'));
+  // --smoke benches the named models only: the fixture's own key comes from --gguf here.
+  assert.deepEqual(Object.keys(r.models), ['stories260K', 'tiny-l1-v64-f16', 'tiny-l1-v64-q8_0']);
+  assert.equal(r.models['stories260K']!.model.source, '--gguf');
+  for (const key of ['tiny-l1-v64-f16', 'tiny-l1-v64-q8_0']) {
+    assert.deepEqual([r.models[key]!.model.layers, r.models[key]!.model.vocabSize], [1, 64], `${key}: the overrides reached the generator`);
+  }
+  for (const [key, m] of Object.entries(r.models)) {
+    assert.deepEqual(Object.keys(m.metrics).sort(), ['decode', 'decode-4', 'prefill'], key);
+    for (const [name, v] of Object.entries(m.metrics)) real(v.fineserve, `${key} ${name} tok/s`);
+  }
+  assert.match(first, /generating .*tiny-l1-v64-f16\.gguf/);
+  // Generated once: a second run reuses the cached F16 file.
+  const again = smoke('bench/engine-cpu.ts', [...args, '--out', out('engine-cpu-shapes-again.json')]);
+  assert.doesNotMatch(again, /generating/);
+  assert.deepEqual(Object.keys(json<{ models: object }>(out('engine-cpu-shapes-again.json')).models), ['tiny-l1-v64-f16']);
+});
+
+test('bench:engine-cpu --gguf fails naming a file that is missing or not a GGUF', () => {
+  for (const [file, why] of [[join(scratch, 'no-such.gguf'), /no such file/], [join(ROOT, 'package.json'), /not a GGUF file/]] as const) {
+    const r = bench('bench/engine-cpu.ts', ['--smoke', '--gguf', file, '--out', out('engine-cpu-bad.json')]);
+    assert.notEqual(r.status, 0, `exit 0 with --gguf ${file}`);
+    assert.ok(r.output.includes(file), `the error names ${file}:\n${r.output.slice(-1000)}`);
+    assert.match(r.output, why);
+  }
 });
 
 test('bench:sim --smoke: every system simulated, headline ratios', () => {

@@ -4,12 +4,13 @@
  * and print the summary line.
  * @module
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, relative } from 'node:path';
 
-import { devices, generateModel, quantizeGguf } from '../../lib/index.js';
-import { LLAMA_100M_GGUF, llama100mQuantGguf, type ModelKey, parseArgs, ROOT, STORIES_GGUF, type BenchConfig } from './config.js';
+import { devices } from '../../lib/index.js';
+import { type ModelSpec, parseArgs, ROOT, type BenchConfig } from './config.js';
+import { modelPath, modelSource } from './models.js';
 import { FineserveEngine, PeerEngine, PerRowKernelsEngine, type Engine } from './engines.js';
 import { measureRoofline, type Roofline } from './roofline.js';
 import { type ModelShape, rates } from './rates.js';
@@ -26,27 +27,6 @@ function quietCores(threads: number): number {
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-async function modelPath(key: ModelKey): Promise<string> {
-  if (key === 'stories260K') {
-    if (!existsSync(STORIES_GGUF)) throw new Error(`missing fixture ${STORIES_GGUF} (the stories260K fixture is expected in ../shared/fixtures)`);
-    return STORIES_GGUF;
-  }
-  if (!existsSync(LLAMA_100M_GGUF)) {
-    log(`generating ${relative(ROOT, LLAMA_100M_GGUF)} (llama-100m shape, F16 matrices, seed 0)...`);
-    mkdirSync(dirname(LLAMA_100M_GGUF), { recursive: true });
-    const t0 = performance.now();
-    const g = await generateModel({ shape: 'llama-100m', dtype: 'f16', format: 'gguf', seed: 0, out: LLAMA_100M_GGUF });
-    log(`  ${(g.parameters / 1e6).toFixed(1)}M parameters, ${(g.bytes / 2 ** 20).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  }
-  if (key === 'llama-100m-f16') return LLAMA_100M_GGUF;
-  // Rewritten every run, so the file always comes from the writer being measured.
-  const type = key === 'llama-100m-q8_0' ? 'q8_0' : key === 'llama-100m-q4_k_m' ? 'q4_k_m' : 'q4_0';
-  const out = llama100mQuantGguf(type);
-  const q = await quantizeGguf(LLAMA_100M_GGUF, out, type);
-  log(`wrote ${relative(ROOT, out)}: ${(q.bytes / 2 ** 20).toFixed(0)} MiB, ${q.quantized} tensors ${type.toUpperCase()}, kept ${q.kept.map((k) => `${k.name}:${k.type}`).join(' ') || 'none'}`);
-  return out;
 }
 
 const METRIC_LABELS: Record<string, string> = { prefill: 'prefill', decode: 'decode' };
@@ -70,15 +50,25 @@ function prefillName(tokens: number, config: BenchConfig): string {
   return tokens === headline ? 'prefill' : `prefill-${tokens}`;
 }
 
+/** Opens fineserve on `path`; a file that does not load fails naming the model and the file. */
+async function openFineserve(key: string, path: string, config: BenchConfig): Promise<FineserveEngine> {
+  try {
+    return await FineserveEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat });
+  } catch (err) {
+    throw new Error(`${key}: ${path} does not load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 async function benchModel(
-  key: ModelKey,
+  spec: ModelSpec,
   config: BenchConfig,
   roofline: Roofline,
 ): Promise<{ model: Record<string, unknown>; metrics: Record<string, MetricResult> }> {
-  const path = await modelPath(key);
+  const key = spec.key;
+  const path = await modelPath(spec, log);
   const quiet = quietCores(config.threads);
   const reps = config.reps ?? (key === 'stories260K' ? 5 : 3);
-  const fs = await FineserveEngine.open(path, { threads: config.threads, kvFormat: config.kvFormat });
+  const fs = await openFineserve(key, path, config);
   const peer = await openComparison(path, config);
   const engines: Engines = peer === undefined ? [fs] : [fs, peer];
   const c = fs.model.config;
@@ -117,6 +107,7 @@ async function benchModel(
     return {
       model: {
         path: relative(ROOT, path),
+        source: modelSource(spec),
         layers: c.layers,
         hiddenSize: c.hiddenSize,
         intermediateSize: c.intermediateSize,
@@ -158,10 +149,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   log(`  roofline (1 thread): copy ${roofline.copyGBps.toFixed(1)} GB/s, FMA ${roofline.fmaGflops.toFixed(1)} GFLOP/s`);
   const models: Record<string, unknown> = {};
   const parts: string[] = [];
-  for (const key of config.models) {
-    const r = await benchModel(key, config, roofline);
-    models[key] = r;
-    const name = key.replace(/^llama-100m-/, 'llama-100m ');
+  for (const spec of config.models) {
+    const r = await benchModel(spec, config, roofline);
+    models[spec.key] = r;
+    const name = spec.key.replace(/^llama-100m-/, 'llama-100m ');
     parts.push(`${name} ${Object.entries(r.metrics).map(([m, v]) => `${label(m)} ${v.ratio === null ? `${v.fineserve.toFixed(0)} tok/s` : `${v.ratio.toFixed(2)}x`}`).join(', ')}`);
   }
   const loadAfter = loadavg();
@@ -196,7 +187,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       decodeTokens: config.decodeTokens,
       concurrency: config.concurrency,
       against: config.against,
-      reps: config.reps ?? { stories260K: 5, 'llama-100m-*': 3 },
+      reps: config.reps ?? { stories260K: 5, others: 3 },
       waitQuietSeconds: config.waitQuiet,
       smoke: config.smoke,
     },
