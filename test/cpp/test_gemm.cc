@@ -19,9 +19,11 @@
 #include "quant/weight_format.h"
 #include "simd/dispatch.h"
 #include "simd/half.h"
+#include "test_matrices.h"
 
 using fineserve::model::DType;
 using fineserve::model::TensorView;
+using fineserve::test::Matrix;
 namespace quant = fineserve::quant;
 namespace simd = fineserve::simd;
 
@@ -30,54 +32,28 @@ namespace {
 // The block types the GEMM covers; they quantize the activations to Q8_0 blocks.
 bool model_is_block(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 bool e4m3_acts(DType t) { return t == DType::FP8 || t == DType::W4A8; }
-bool encoded(DType t) { return model_is_block(t) || e4m3_acts(t) || t == DType::W4A16; }
 uint32_t group_of(DType t, size_t in) {
   return t == DType::W4A16 || t == DType::W4A8 ? (in >= 128 ? 64 : 32) : 0;
 }
 
-struct Matrix {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
+bool kquant(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
 
 Matrix make_matrix(DType t, size_t out, size_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  Matrix m;
-  const uint32_t group = group_of(t, in);
-  const uint64_t rb = quant::row_bytes(t, in, group);
-  m.bytes.assign(rb * out, 0);
-  std::vector<float> row(in);
-  for (size_t r = 0; r < out; ++r) {
-    for (float& v : row) v = dist(rng);
-    uint8_t* dst = m.bytes.data() + r * rb;
-    for (size_t i = 0; i < in; ++i) {
-      if (t == DType::F32) {
-        std::memcpy(dst + 4 * i, &row[i], 4);
-      } else if (t == DType::F16 || t == DType::BF16) {
-        const uint16_t h = t == DType::F16 ? simd::f32_to_f16_scalar(row[i]) : simd::f32_to_bf16_scalar(row[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-    }
-    if (encoded(t)) quant::quantize_row(t, row.data(), in, group, dst);
-  }
-  if (t == DType::Q4_K || t == DType::Q6_K) {  // nothing quantizes to them: random blocks
+  fineserve::test::WeightDraws draws(seed);
+  Matrix m = fineserve::test::random_matrix(t, out, in, draws, group_of(t, in));
+  // Q4_K / Q6_K: random blocks written over the quantized rows, as this test has always had them
+  // (drawn after the rows from the same draws, so the same inputs).
+  if (kquant(t)) {
     std::uniform_int_distribution<int> byte(0, 255);
-    for (uint8_t& v : m.bytes) v = uint8_t(byte(rng));
+    for (uint8_t& v : m.bytes) v = uint8_t(byte(draws.rng));
     const size_t blk = t == DType::Q4_K ? 144 : 210;
     for (size_t at = 0; at < m.bytes.size(); at += blk) {  // finite super-block scales
       for (size_t off : t == DType::Q4_K ? std::vector<size_t>{0, 2} : std::vector<size_t>{208}) {
-        const uint16_t h = simd::f32_to_f16_scalar(std::fabs(dist(rng)) * 0.05f);
+        const uint16_t h = simd::f32_to_f16_scalar(std::fabs(draws()) * 0.05f);
         std::memcpy(&m.bytes[at + off], &h, 2);
       }
     }
   }
-  m.view.name = "w";
-  m.view.dtype = t;
-  m.view.shape = {out, in};
-  m.view.data = m.bytes.data();
-  m.view.bytes = m.bytes.size();
-  m.view.group = group;
   return m;
 }
 
@@ -110,7 +86,6 @@ std::vector<float> q8k_blocks(const float* x, size_t n) {
   }
   return out;
 }
-bool kquant(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
 
 // FP8 / W4A8 activations: per token e4m3(x / sx) * sx with sx = amax / 448.
 std::vector<float> e4m3_token(const float* x, size_t n) {
@@ -158,11 +133,7 @@ TEST_CASE("GEMM: a token's outputs are bit-identical alone and in a batch of any
       for (float& v : scale) v = 0.5f + std::fabs(dist(rng));
       for (float& v : bias) v = dist(rng);
       m.view.input_scale = scale.data();
-      TensorView b;
-      b.name = "b";
-      b.shape = {out};
-      b.data = reinterpret_cast<const uint8_t*>(bias.data());
-      b.bytes = 4 * out;
+      const TensorView b = fineserve::test::bias_view(bias);
       const size_t max_tokens = 13;
       std::vector<float> x(max_tokens * s.in);
       for (float& v : x) v = dist(rng);
@@ -193,10 +164,8 @@ TEST_CASE("GEMM: every output within f32 accumulation error of the float64 produ
     CAPTURE(type);
     CAPTURE(s.in);
     Matrix m = make_matrix(s.t, out, s.in, 3);
-    std::mt19937 rng(11);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> x(tokens * s.in), y(tokens * out), old(tokens * out), wrow(s.in);
-    for (float& v : x) v = dist(rng);
+    const std::vector<float> x = fineserve::test::random_activations(tokens, s.in, 11);
+    std::vector<float> y(tokens * out), old(tokens * out), wrow(s.in);
     fineserve::engine::ThreadPool pool(1);
     fineserve::ops::linear(pool, x.data(), tokens, m.view, nullptr, y.data());
     fineserve::gemm::set_enabled(false);

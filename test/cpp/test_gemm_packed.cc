@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -32,6 +31,7 @@
 #include "simd/dispatch.h"
 #include "simd/half.h"
 #include "model_test_files.h"
+#include "test_matrices.h"
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -40,45 +40,22 @@
 
 using fineserve::model::DType;
 using fineserve::model::TensorView;
+using fineserve::test::Matrix;
 namespace gemm = fineserve::gemm;
 namespace quant = fineserve::quant;
 namespace simd = fineserve::simd;
 
 namespace {
 
-struct Matrix {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
 Matrix make(DType t, size_t out, size_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  Matrix m;
-  const uint64_t rb = quant::row_bytes(t, in, 0);
-  m.bytes.assign(rb * out, 0);
-  std::vector<float> row(in);
-  for (size_t r = 0; r < out; ++r) {
-    for (float& v : row) v = dist(rng);
+  return fineserve::test::random_matrix(t, out, in, seed, [](size_t r, std::vector<float>& row) {
     if (r == 1) row[3] = 1.0f;  // a block whose weights reach -128 / +127 (Q8_0) and 0 / 15 (Q4_0)
     if (r == 2) row[5] = -1.0f;
-    quant::quantize_row(t, row.data(), in, 0, m.bytes.data() + r * rb);
-  }
-  m.view.name = "w";
-  m.view.dtype = t;
-  m.view.shape = {out, in};
-  m.view.data = m.bytes.data();
-  m.view.bytes = m.bytes.size();
-  return m;
+  });
 }
 
 std::vector<float> activations(size_t tokens, size_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(tokens * in);
-  for (float& v : x) v = dist(rng);
-  for (size_t i = 0; i < 32 && i < in; ++i) x[i] = 0.0f;  // an all-zero block: d = 0
-  return x;
+  return fineserve::test::random_activations(tokens, in, seed, std::min<size_t>(32, in));  // an all-zero block: d = 0
 }
 
 // Weight element i of a row in the file's layout (weight_format.h), written out from the spec.

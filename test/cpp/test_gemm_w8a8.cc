@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,48 +19,27 @@
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
 #include "simd/dispatch.h"
+#include "test_matrices.h"
 
 using fineserve::model::DType;
 using fineserve::model::TensorView;
+using fineserve::test::Matrix;
 namespace gemm = fineserve::gemm;
 namespace quant = fineserve::quant;
 namespace simd = fineserve::simd;
 
 namespace {
 
-struct Matrix {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
 Matrix make(size_t out, size_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  Matrix m;
-  const uint64_t rb = quant::row_bytes(DType::W8A8, in);
-  m.bytes.assign(rb * out, 0);
-  std::vector<float> row(in);
-  for (size_t r = 0; r < out; ++r) {
-    for (float& v : row) v = dist(rng);
+  return fineserve::test::random_matrix(DType::W8A8, out, in, seed, [in](size_t r, std::vector<float>& row) {
     if (r == 1) row[in / 2] = 1.0f;  // q reaches +127 and -127
     if (r == 2) row[0] = -1.0f;
-    quant::quantize_row(DType::W8A8, row.data(), in, 0, m.bytes.data() + r * rb);
-  }
-  m.view.name = "w";
-  m.view.dtype = DType::W8A8;
-  m.view.shape = {out, in};
-  m.view.data = m.bytes.data();
-  m.view.bytes = m.bytes.size();
-  return m;
+  });
 }
 
 std::vector<float> activations(size_t tokens, size_t in, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(tokens * in);
-  for (float& v : x) v = dist(rng);
-  for (size_t i = 0; i < in; ++i) x[i] = 0.0f;  // an all-zero token: sx = 0
-  if (tokens > 1) x[in + 1] = 50.0f;             // an outlier: most of that token's q round to 0
+  std::vector<float> x = fineserve::test::random_activations(tokens, in, seed, in);  // an all-zero token: sx = 0
+  if (tokens > 1) x[in + 1] = 50.0f;  // an outlier: most of that token's q round to 0
   return x;
 }
 
@@ -193,11 +171,7 @@ TEST_CASE("W8A8 GEMM: linear() equals the per-row kernels and is batch invariant
       for (size_t i = 0; i < in; ++i) scale[i] = 0.75f + 0.005f * float(i);
       for (size_t r = 0; r < out; ++r) bias[r] = 0.1f - 0.001f * float(r);
       m.view.input_scale = scale.data();
-      TensorView b;
-      b.name = "b";
-      b.shape = {out};
-      b.data = reinterpret_cast<const uint8_t*>(bias.data());
-      b.bytes = 4 * out;
+      const TensorView b = fineserve::test::bias_view(bias);
       fineserve::engine::ThreadPool one(1), two(2);
       for (simd::Level l : levels()) {
         const std::string level = simd::level_name(l);

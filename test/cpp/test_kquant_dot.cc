@@ -11,7 +11,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 
 #include "engine/thread_pool.h"
 #include "ops/linear.h"
@@ -19,44 +18,25 @@
 #include "quant/quantize.h"
 #include "quant/weight_format.h"
 #include "simd/dispatch.h"
+#include "test_matrices.h"
 
 using namespace fineserve;
 using model::DType;
+using test::Matrix;
 namespace kq = quant::kquant;
 
 namespace {
 
-struct Matrix {
-  std::vector<uint8_t> bytes;
-  model::TensorView view;
-};
-
 Matrix make_matrix(DType t, size_t rows, size_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  Matrix m;
-  const size_t rb = quant::row_bytes(t, cols);
-  m.bytes.resize(rows * rb);
-  std::vector<float> row(cols);
-  for (size_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = dist(rng) + (r % 3 == 0 ? 0.02f : 0.0f);  // some rows off-centre (Q4_K mins)
-    quant::quantize_row(t, row.data(), cols, 0, m.bytes.data() + r * rb);
-  }
-  m.view.name = "w";
-  m.view.dtype = t;
-  m.view.shape = {rows, cols};
-  m.view.data = m.bytes.data();
-  m.view.bytes = m.bytes.size();
-  return m;
+  return test::random_matrix(t, rows, cols, seed, [](size_t r, std::vector<float>& row) {
+    if (r % 3 == 0) {
+      for (float& v : row) v += 0.02f;  // some rows off-centre (Q4_K mins)
+    }
+  });
 }
 
 std::vector<float> activations(size_t tokens, size_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(tokens * cols);
-  for (float& v : x) v = dist(rng);
-  for (size_t i = 0; i < 256 && i < x.size(); ++i) x[i] = 0.0f;  // an all-zero super-block: d = 0
-  return x;
+  return test::random_activations(tokens, cols, seed, 256);  // an all-zero super-block: d = 0
 }
 
 }  // namespace
@@ -141,11 +121,7 @@ TEST_CASE("kquant dot: float64 reference, every level bit-identical, batch invar
           CHECK(std::memcmp(y1.data(), base.data() + k * rows, rows * sizeof(float)) == 0);
         }
         // linear() at this level: the same kernel over its own row blocks.
-        model::TensorView b;
-        b.name = "b";
-        b.shape = {rows};
-        b.data = reinterpret_cast<const uint8_t*>(bias.data());
-        b.bytes = 4 * rows;
+        const model::TensorView b = test::bias_view(bias);
         std::vector<float> yl(tokens * rows);
         ops::linear(pool, x.data(), tokens, m.view, &b, yl.data(), level);
         CHECK(std::memcmp(yl.data(), base.data(), yl.size() * sizeof(float)) == 0);
