@@ -5,13 +5,11 @@
  * tok/s = sequences * (G - 1) / (median T(G) - median T(1)).
  * @module
  */
+import { median } from '../../lib/stats.js';
 import type { Engine } from './engines.js';
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
+// Re-exported: the serve-memory benches take it from here.
+export { median };
 
 /** Deterministic prompts: BOS then pseudo-random ids in [3, vocab). */
 export function makePrompts(count: number, length: number, vocab: number, seed: number): number[][] {

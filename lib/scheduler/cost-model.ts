@@ -5,6 +5,7 @@
  * reference H100 profiles, or from our engine's own through `fineserve profile`.
  * @module
  */
+import { upperMedian } from '../stats.js';
 import {
   PRECISIONS,
   activationBytes,
@@ -188,10 +189,10 @@ export class CostModel {
     if (cached !== undefined) return cached;
     const own = this.#scalesOf(key, entry);
     if (own.length === 0) {
-      this.#computeScaleAll ??= median(this.#allScales());
+      this.#computeScaleAll ??= upperMedian(this.#allScales());
       return this.#computeScaleAll;
     }
-    const scale = median(own);
+    const scale = upperMedian(own);
     this.#computeScale.set(key, scale);
     return scale;
   }
@@ -237,11 +238,6 @@ function knownRooflineConfig(model: string, qformat: string, tp: number): Roofli
   }
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 1;
-}
-
 // Median TTFT(mps) / TTFT(100) over every configuration profiled at both, per MPS share.
 function mpsSlowdownTable(rows: readonly ProfileRow[]): [number[], number[]] {
   const solo = new Map<string, number>();
@@ -257,10 +253,7 @@ function mpsSlowdownTable(rows: readonly ProfileRow[]): [number[], number[]] {
     list.push(r.ttft / base);
   }
   const shares = [...ratios.keys()].sort((a, b) => a - b);
-  const medians = shares.map((s) => {
-    const list = ratios.get(s)!.sort((a, b) => a - b);
-    return list[Math.floor(list.length / 2)]!;
-  });
+  const medians = shares.map((s) => upperMedian(ratios.get(s)!));
   if (shares.length > 0) {
     shares.push(100);
     medians.push(1);

@@ -15,6 +15,7 @@ import type { KvPoolKind } from '../engine/kv-memory.js';
 import type { KvFormat } from '../kv-pool.js';
 import { Model } from '../model.js';
 import type { PrecisionName } from '../precision.js';
+import { median } from '../stats.js';
 import { promptFor } from './policy-comparison.js';
 import { generateWorkload, type Arrival, type LengthFit, type RatePhase } from './workload.js';
 import { replayWorkload, type ReplayReport } from './workload-replay.js';
@@ -172,11 +173,6 @@ export async function preloadModels(setup: MemorySetup): Promise<MemorySetup> {
 export function disposeModels(setup: MemorySetup): void {
   for (const m of setup.models) if (typeof m.source !== 'string') m.source.dispose();
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * Each model alone on the setup's KV Slab: TTFT of a p95-length prompt and TPOT of a median output
