@@ -12,6 +12,7 @@ import type { KvFormat, KvGeometry } from '../kv-types.js';
 import type { Model } from '../model.js';
 import type { NativeExecutor, NativeThreadPool } from '../native/addon-types.js';
 import { loadNative } from '../native/loader.js';
+import { blockBytesOf, tokensPerBlockFor } from './block-size.js';
 
 /** One sequence's part of a step: `tokens` enter the cache at `position`; `blocks` is its block table. */
 export interface ExecutorChunk {
@@ -50,7 +51,7 @@ export interface AttachOptions {
   readonly threadPool?: NativeThreadPool | undefined;
   /** The thread pool is this executor's alone: {@link Executor.dispose} disposes it too. */
   readonly ownsThreadPool?: boolean;
-  /** Tokens per KV block wanted; default 16. Halved while fewer than 8 blocks fit a slab of the pool. */
+  /** Tokens per KV block wanted; default 16. Halved where smaller blocks fill the pool's slabs with over 5 % more tokens ({@link tokensPerBlockFor}). */
   readonly tokensPerBlock?: number;
   /** KV tokens the pool keeps for this model whatever the others hold, capped at `maxBytes`. */
   readonly reserve?: { readonly tokens: number; readonly maxBytes: number };
@@ -115,15 +116,11 @@ export class Executor {
    */
   static attach(model: Model, pool: KvPool, options: AttachOptions): Executor {
     const kvFormat = options.kvFormat ?? model.precision.kv;
-    // A block is every layer of `tokensPerBlock` tokens; at least 8 of them per slab keep the
-    // slab's tail small whatever the model's shape.
+    // A block is every layer of `tokensPerBlock` tokens, sized to the pool's slabs: neither a
+    // large tail per slab nor small blocks' padding per token.
     const slabBytes = pool.stats().slabBytes;
-    let tokensPerBlock = options.tokensPerBlock ?? 16;
-    let geometry = kvGeometry(model, kvFormat, tokensPerBlock);
-    while (tokensPerBlock > 1 && tokensPerBlock * kvTokenBytes(geometry) * 8 > slabBytes) {
-      tokensPerBlock /= 2;
-      geometry = kvGeometry(model, kvFormat, tokensPerBlock);
-    }
+    const tokensPerBlock = tokensPerBlockFor(slabBytes, options.tokensPerBlock ?? 16, (t) => blockBytesOf(kvGeometry(model, kvFormat, t)));
+    const geometry = kvGeometry(model, kvFormat, tokensPerBlock);
     const blockBytes = kvTokenBytes(geometry) * tokensPerBlock;
     const reserveBlocks = options.reserve === undefined ? 0 : Math.min(Math.ceil(options.reserve.tokens / tokensPerBlock), Math.floor(options.reserve.maxBytes / blockBytes));
     const kvModel = pool.addModel({ name: options.name, geometry, ...(reserveBlocks > 0 ? { reserveBlocks } : {}) });

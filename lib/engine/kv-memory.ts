@@ -74,6 +74,15 @@ export function sharedPoolFor(id: string, kind: KvPoolKind, slabBytes: number, m
  * budget is still cut finely enough to share: 2 MiB slabs in a 16 MiB pool would be 8 slabs, half
  * of them taken by four models' reserves. Static partitions and the memory behind a gate use the
  * same size, so every pool kind holds blocks of the same tokens per block.
+ *
+ * The size follows the pool, not the models' block sizes (the reference's 2 x LCM of them): the
+ * pool is cut when the device opens, before any model is known (models register one at a time,
+ * and a native pool cannot be re-cut once an executor holds it), and an LCM of co-located block
+ * sizes is unbounded anyway. Each model's block follows the slab instead
+ * (`tokensPerBlockFor` in block-size.ts), the first model or one loaded later alike. On
+ * bench:serve-memory's four models in 5 MiB (their capacities in tokens, summed) that holds 6,560
+ * tokens in 128 KiB slabs; cutting for the first model's 16-token block (135,168 B) would hold
+ * 6,384, and the best slab for all four known at once (174,720 B) 6,720, 2 % more.
  */
 function slabSizeFor(kvBytes: number): number | undefined {
   if (kvBytes >= 512 * MiB) return undefined;
