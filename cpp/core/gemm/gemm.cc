@@ -10,7 +10,8 @@ namespace fineserve::gemm {
 extern const Kernels kAvx2Gemm;  // gemm_avx2.cc
 #endif
 #if defined(FINESERVE_HAVE_AVX512)
-extern const BlockFn kAvx512Float[3];  // gemm_avx512.cc: F32, F16, BF16
+extern const BlockFn kAvx512Float[3];    // gemm_avx512.cc: F32, F16, BF16
+extern const BlockFn kAvx512Decoded[3];  // gemm_avx512.cc: W4A16, W4A8, FP8
 #endif
 
 const Kernels* kernels_for(simd::Level level) {
@@ -19,12 +20,16 @@ const Kernels* kernels_for(simd::Level level) {
 #if defined(FINESERVE_HAVE_AVX2)
   by_level[static_cast<int>(simd::Level::Avx2)] = &kAvx2Gemm;
 #if defined(FINESERVE_HAVE_AVX512)
-  // AVX-512 has float tiles of its own; the quantized and decoded types keep AVX2's.
+  // AVX-512 has float tiles and decoded types of its own; the block types (and the K-quants'
+  // fallback, which their packed GEMM replaces) keep AVX2's.
   static const Kernels avx512 = [] {
     Kernels k = kAvx2Gemm;
     k.f32 = kAvx512Float[0];
     k.f16 = kAvx512Float[1];
     k.bf16 = kAvx512Float[2];
+    k.w4a16 = kAvx512Decoded[0];
+    k.w4a8 = kAvx512Decoded[1];
+    k.fp8 = kAvx512Decoded[2];
     return k;
   }();
   by_level[static_cast<int>(simd::Level::Avx512)] = &avx512;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gemm/e4m3_f16c.h"
 #include "gemm/gemm.h"
 #include "quant/weight_format.h"
 
@@ -112,12 +113,6 @@ void float_tile(const Operands& op, size_t t0, size_t r0) {
       op.y[(t0 + t) * op.y_stride + r0 + r] = finish(hsum(acc[t][r]), op, t0 + t, r0 + r);
     }
   }
-}
-
-inline float f16_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
@@ -301,18 +296,6 @@ void decode_q6_k(const uint8_t* p, size_t cols, uint32_t, float* y) {
 
 // ---- fineserve's int4 and FP8 rows (weight_format.h), decoded the same way --------------------
 
-// E4M3 bytes -> f16 bit patterns worth value * 2^-8 (S.EEEE.MMM -> S.0EEEE.MMM0000000), which
-// F16C widens exactly, subnormals included; see qdot_avx2.cc.
-inline __m256i e4m3_to_f16_bits(__m256i v16) {
-  return _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(v16, _mm256_set1_epi16(0x7F)), 7),
-                         _mm256_slli_epi16(_mm256_and_si256(v16, _mm256_set1_epi16(0x80)), 8));
-}
-
-inline float e4m3_at(uint8_t b) {
-  const uint16_t h = static_cast<uint16_t>(((b & 0x7F) << 7) | ((b & 0x80) << 8));
-  return _cvtsh_ss(h) * 256.0f;
-}
-
 // A row of 32-element nibble sub-blocks -> floats n * scale_g + offset_g (W4A16: the f16 scale and
 // min; W4A8: the E4M3 group scale times the row's power-of-two scale, offset -8 times that: exact).
 template <model::DType T>
@@ -322,17 +305,9 @@ void decode_int4(const uint8_t* row, size_t cols, uint32_t group, float* y) {
   if constexpr (T == model::DType::W4A8) std::memcpy(&rs, row, 4);
   alignas(32) float tail[32];
   for (size_t sb = 0; sb * 32 < cols; ++sb) {
-    const size_t g = sb * 32 / group;
-    float scale, offset;
-    if constexpr (T == model::DType::W4A16) {
-      scale = f16_at(row + 4 * g);
-      offset = f16_at(row + 4 * g + 2);
-    } else {
-      scale = e4m3_at(row[4 + g]) * rs;
-      offset = -8.0f * scale;
-    }
+    const Int4Group q = int4_group<T>(row, sb * 32 / group, rs);
     float* dst = sb * 32 + 32 <= cols ? y + 32 * sb : tail;
-    const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+    const __m256 vs = _mm256_set1_ps(q.scale), vo = _mm256_set1_ps(q.offset);
     const __m256i n = nibbles32(data + 16 * sb);
     const __m128i lo = _mm256_castsi256_si128(n), hi = _mm256_extracti128_si256(n, 1);
     const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};

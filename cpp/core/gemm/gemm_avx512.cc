@@ -9,7 +9,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
+#include "gemm/decode_avx512.h"
 #include "gemm/gemm.h"
 
 namespace fineserve::gemm {
@@ -139,11 +141,13 @@ void rows_switch(size_t nr, const Operands& op, size_t t0, size_t r0) {
 
 // Token tiles outside, row tiles inside: a tile's activations stay in L1 while the block's weight
 // rows (sized by linear() to sit in L2) stream past them.
-template <FloatWeights W>
+// InOrder: a lone token reads whole rows in address order (weights from DRAM); without it, 1 x 8
+// tiles, whose eight FMA chains run side by side (weights already in cache: decoded rows).
+template <FloatWeights W, bool InOrder = true>
 void block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
   for (size_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
     const size_t nt = std::min(kMaxTokens, tokens - t0), rw = rows_for(nt);
-    if (nt == 1) {
+    if (InOrder && nt == 1) {
       rows_in_order<W>(op, t0, r0, r1);
       continue;
     }
@@ -159,7 +163,47 @@ void block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
   }
 }
 
+// W4A16, W4A8, FP8: rows decoded to floats a chunk at a time (decode_avx512.h), then the F32
+// tiles above for every token count, so a token's outputs are the same bits alone and in a
+// batch. A decode chunk stays in L1 for one token and is larger for prefill, so the activations
+// stream past fewer chunks. (AVX2's decoded kernels run 8-lane tiles on 8-lane decodes: one
+// W4A16 token took 2.8x an F16 one on a model with 4x fewer weight bytes.)
+constexpr size_t kDecodeL1Bytes = 32 * 1024;
+constexpr size_t kDecodeChunkBytes = 160 * 1024;
+
+template <void (*Decode)(const uint8_t*, size_t, uint32_t, float*)>
+void decoded_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
+  const size_t kp = (op.k + 31) / 32 * 32;  // a decoded row, whole sub-blocks
+  // Chunks are whole multiples of the tiles' rows: 8 for one token, 24 for the 4 x 6 and 2 x 8.
+  const size_t chunk = tokens == 1 ? std::max<size_t>(8, kDecodeL1Bytes / (4 * kp) / 8 * 8)
+                                   : std::max<size_t>(24, kDecodeChunkBytes / (4 * kp) / 24 * 24);
+  thread_local std::vector<float> rows;
+  rows.resize(chunk * kp);
+  Operands sub = op;
+  sub.w = reinterpret_cast<const uint8_t*>(rows.data());
+  sub.w_stride = 4 * kp;
+  for (size_t c0 = r0; c0 < r1; c0 += chunk) {
+    const size_t n = std::min(chunk, r1 - c0);
+    for (size_t r = 0; r < n; ++r) {
+      const uint8_t* row = op.w + (c0 + r) * op.w_stride;
+      // The file rows stream in order; fetch ahead of the decode as rows_in_order does.
+      for (size_t off = 0; off < op.w_stride; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + off + kInOrderPrefetchBytes), _MM_HINT_T0);
+      }
+      Decode(row, op.k, op.group, rows.data() + r * kp);
+    }
+    sub.y = op.y + c0;
+    sub.bias = op.bias != nullptr ? op.bias + c0 : nullptr;
+    block<FloatWeights::F32, false>(sub, tokens, 0, n);
+  }
+}
+
 }  // namespace
+
+extern const BlockFn kAvx512Decoded[3];
+const BlockFn kAvx512Decoded[3] = {decoded_block<avx512::decode_int4<model::DType::W4A16>>,
+                                   decoded_block<avx512::decode_int4<model::DType::W4A8>>,
+                                   decoded_block<avx512::decode_fp8>};
 
 extern const BlockFn kAvx512Float[3];
 const BlockFn kAvx512Float[3] = {block<FloatWeights::F32>, block<FloatWeights::F16>, block<FloatWeights::BF16>};
