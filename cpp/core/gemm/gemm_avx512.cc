@@ -174,8 +174,9 @@ constexpr size_t kDecodeChunkBytes = 160 * 1024;
 template <void (*Decode)(const uint8_t*, size_t, uint32_t, float*)>
 void decoded_block(const Operands& op, size_t tokens, size_t r0, size_t r1) {
   const size_t kp = (op.k + 31) / 32 * 32;  // a decoded row, whole sub-blocks
-  // Chunks are whole multiples of the tiles' rows: 8 for one token, 24 for the 4 x 6 and 2 x 8.
-  const size_t chunk = tokens == 1 ? std::max<size_t>(8, kDecodeL1Bytes / (4 * kp) / 8 * 8)
+  // One token: 8 rows (a 1 x 8 tile) while they fit in L1, else 4 (1 x 4); prefill: multiples of
+  // 24, whole 4 x 6 and 2 x 8 tiles.
+  const size_t chunk = tokens == 1 ? std::max<size_t>(4, std::min<size_t>(8, kDecodeL1Bytes / (4 * kp)))
                                    : std::max<size_t>(24, kDecodeChunkBytes / (4 * kp) / 24 * 24);
   thread_local std::vector<float> rows;
   rows.resize(chunk * kp);
