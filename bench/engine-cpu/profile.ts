@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 import { loadNative } from '../../lib/native/loader.js';
-import { LLAMA_100M_GGUF, STORIES_GGUF } from './config.js';
+import { llama100mQuantGguf, LLAMA_100M_GGUF, STORIES_GGUF } from './config.js';
 import { FineserveEngine, PeerEngine, type Engine } from './engines.js';
 import { makePrompts, timeGenerate } from './measure.js';
 
@@ -27,7 +27,16 @@ const threads = Number(args.get('threads') ?? availableParallelism());
 const rounds = Number(args.get('rounds') ?? 3);
 const kvFormat = args.get('kv') === 'f32' ? 'f32' : 'f16';
 const engineName = args.get('engine') ?? 'fineserve';
-const path = modelKey === 'stories260K' ? STORIES_GGUF : LLAMA_100M_GGUF;
+// Every model key names its own file: a quantized key used to profile the F16 file silently.
+const PATHS: Record<string, string> = {
+  stories260K: STORIES_GGUF,
+  'llama-100m-f16': LLAMA_100M_GGUF,
+  'llama-100m-q8_0': llama100mQuantGguf('q8_0'),
+  'llama-100m-q4_0': llama100mQuantGguf('q4_0'),
+  'llama-100m-q4_k_m': llama100mQuantGguf('q4_k_m'),
+};
+const path = PATHS[modelKey];
+if (path === undefined) throw new Error(`--model ${modelKey}: unknown (known: ${Object.keys(PATHS).join(', ')})`);
 if (!existsSync(path)) throw new Error(`missing ${path}: run bench/engine-cpu.ts once to generate it`);
 
 // Subclass the addon's Executor so that each native step is timed: wall time splits into the
